@@ -1,0 +1,113 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strictSwift6: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "certgate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "CertificateKit", targets: ["CertificateKit"]),
+        .library(name: "CertificateKitNIO", targets: ["CertificateKitNIO"]),
+        .executable(name: "certgate", targets: ["certgate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .target(
+            name: "CertificateKit",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            resources: [.copy("Resources/letsencrypt")],
+            swiftSettings: strictSwift6
+        ),
+        .target(
+            name: "CertificateKitNIO",
+            dependencies: [
+                "CertificateKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "CertificateKit",
+                "CertificateKitNIO",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "certgate",
+            dependencies: [
+                "Gateway",
+                "CertificateKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "certgate-bench",
+            dependencies: [
+                "CertificateKit",
+                "CertificateKitNIO",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Benchmarks/certgate-bench",
+            swiftSettings: strictSwift6
+        ),
+        .target(
+            name: "CertificateTestSupport",
+            dependencies: [
+                "CertificateKit",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            path: "Tests/CertificateTestSupport",
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "CertificateKitTests",
+            dependencies: [
+                "CertificateKit",
+                "CertificateKitNIO",
+                "CertificateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway",
+                "CertificateKit",
+                "CertificateTestSupport",
+            ],
+            swiftSettings: strictSwift6
+        ),
+    ]
+)

@@ -1,0 +1,85 @@
+/// One `certificates:` entry, with the field names of pingap's `CertificateConf` so
+/// configurations carry over.
+///
+/// `tls_cert` and `tls_key` each take inline PEM, a file path (relative to the config
+/// file's folder, `~` expanded) or base64 of PEM; see ``MaterialSource``.
+public struct CertificateConf: Codable, Hashable, Sendable {
+    /// Names served (or, for an issuer, names it may sign); `nil` → the leaf's SANs.
+    public var domains: DomainList?
+    public var tlsCert: String?
+    public var tlsKey: String?
+    public var isDefault: Bool?
+    public var isCA: Bool?
+    /// The ACME provider the certificate comes from (carried for pingap compatibility).
+    public var acme: String?
+    /// Days before notAfter from which the entry counts as expiring (default 7).
+    public var bufferDays: Int?
+    public var remark: String?
+
+    public static let defaultBufferDays = 7
+
+    public init(
+        domains: DomainList? = nil,
+        tlsCert: String? = nil,
+        tlsKey: String? = nil,
+        isDefault: Bool? = nil,
+        isCA: Bool? = nil,
+        acme: String? = nil,
+        bufferDays: Int? = nil,
+        remark: String? = nil
+    ) {
+        self.domains = domains
+        self.tlsCert = tlsCert
+        self.tlsKey = tlsKey
+        self.isDefault = isDefault
+        self.isCA = isCA
+        self.acme = acme
+        self.bufferDays = bufferDays
+        self.remark = remark
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case domains
+        case tlsCert = "tls_cert"
+        case tlsKey = "tls_key"
+        case isDefault = "is_default"
+        case isCA = "is_ca"
+        case acme
+        case bufferDays = "buffer_days"
+        case remark
+    }
+
+    public var effectiveBufferDays: Int { bufferDays ?? Self.defaultBufferDays }
+}
+
+/// `domains` as pingap writes it (`"a.test,b.test"`) or as a YAML list.
+public struct DomainList: Codable, Hashable, Sendable, ExpressibleByArrayLiteral, ExpressibleByStringLiteral {
+    public var items: [String]
+
+    public init(_ items: [String]) {
+        self.items = items
+    }
+
+    /// Splits a comma-separated string, trimming spaces and dropping empty items.
+    public init(commaSeparated text: String) {
+        self.items = text.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+    }
+
+    public init(arrayLiteral elements: String...) { self.init(elements) }
+    public init(stringLiteral value: String) { self.init(commaSeparated: value) }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let text = try? container.decode(String.self) {
+            self.init(commaSeparated: text)
+        } else {
+            let list = try container.decode([String].self)
+            self.init(list.map { $0.trimmingSpaces() }.filter { !$0.isEmpty })
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(items.joined(separator: ","))
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// Where the PEM text of `tls_cert` / `tls_key` comes from, and how it is read.
+///
+/// - text containing `-----BEGIN` is inline PEM;
+/// - text that decodes as base64 to PEM is base64 of PEM;
+/// - anything else is a file path, relative to `baseDirectory`, with `~` expanded.
+public enum MaterialSource: Hashable, Sendable {
+    case inline(String)
+    case base64(String)
+    case file(path: String)
+
+    public init(_ value: String) {
+        if value.contains("-----BEGIN") {
+            self = .inline(value)
+        } else if Self.decodeBase64PEM(value) != nil {
+            self = .base64(value)
+        } else {
+            self = .file(path: value.trimmingSpaces())
+        }
+    }
+
+    /// Reads the PEM text. `field` and `entry` name the place in errors.
+    public func read(baseDirectory: String?, entry: String, field: String) throws(CertificateEntryError) -> String {
+        switch self {
+        case .inline(let text):
+            return text
+        case .base64(let text):
+            guard let pem = Self.decodeBase64PEM(text) else {
+                throw CertificateEntryError(entry: entry, field: field, reason: "base64 does not decode to PEM")
+            }
+            return pem
+        case .file(let path):
+            let resolved = Self.resolve(path: path, baseDirectory: baseDirectory)
+            guard let data = FileManager.default.contents(atPath: resolved) else {
+                let reason = FileManager.default.fileExists(atPath: resolved)
+                    ? "cannot read file \(resolved)"
+                    : "neither PEM, nor base64 of PEM, nor an existing file (\(resolved))"
+                throw CertificateEntryError(entry: entry, field: field, reason: reason)
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw CertificateEntryError(entry: entry, field: field, reason: "file \(resolved) is not text (DER is not supported; use PEM)")
+            }
+            return text
+        }
+    }
+
+    /// `~` → the home folder; a relative path → under `baseDirectory`.
+    public static func resolve(path: String, baseDirectory: String?) -> String {
+        var path = path
+        if path == "~" || path.hasPrefix("~/") {
+            let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+            path = home + path.dropFirst()
+        }
+        if path.hasPrefix("/") { return path }
+        guard let baseDirectory, !baseDirectory.isEmpty else { return path }
+        return (baseDirectory.hasSuffix("/") ? baseDirectory : baseDirectory + "/") + path
+    }
+
+    private static func decodeBase64PEM(_ value: String) -> String? {
+        let compact = value.filter { !$0.isWhitespace }
+        guard !compact.isEmpty, compact.count % 4 == 0,
+              let data = Data(base64Encoded: compact),
+              let text = String(data: data, encoding: .utf8),
+              text.contains("-----BEGIN") else { return nil }
+        return text
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import X509
+
+/// Turns the ready-made TLS form of an entry out of a validated entry's parts
+/// (CertificateKitNIO builds NIOSSL objects); it runs once per new or changed entry.
+public typealias ServingMaterialFactory = @Sendable (_ chain: [ParsedCertificate], _ key: ParsedPrivateKey) throws -> any Sendable
+
+/// What a build needs from its surroundings: where relative paths start, the clock's
+/// reading, the CA certificates chains are completed from, and the TLS layer's factory.
+public struct CertificateBuildContext: Sendable {
+    public var baseDirectory: String?
+    public var now: Date
+    public var chainCompletion: ChainCompletion
+    public var servingMaterialFactory: ServingMaterialFactory?
+
+    public init(
+        baseDirectory: String? = nil,
+        now: Date = Date(),
+        chainCompletion: ChainCompletion = LetsEncryptBundle.completion,
+        servingMaterialFactory: ServingMaterialFactory? = nil
+    ) {
+        self.baseDirectory = baseDirectory
+        self.now = now
+        self.chainCompletion = chainCompletion
+        self.servingMaterialFactory = servingMaterialFactory
+    }
+}
+
+/// Validates one entry on its own (names claimed by other entries are the set's job).
+enum CertificateEntryValidator {
+    /// Reads the entry's PEM text (files, base64) without parsing it.
+    static func readContent(name: String, conf: CertificateConf, baseDirectory: String?) throws(CertificateEntryError) -> EntryContent {
+        guard let certValue = conf.tlsCert, !certValue.trimmingSpaces().isEmpty else {
+            throw CertificateEntryError(entry: name, field: "tls_cert", reason: "missing")
+        }
+        let certificatePEM = try MaterialSource(certValue).read(baseDirectory: baseDirectory, entry: name, field: "tls_cert")
+        if let keyValue = conf.tlsKey, !keyValue.trimmingSpaces().isEmpty {
+            let keyPEM = try MaterialSource(keyValue).read(baseDirectory: baseDirectory, entry: name, field: "tls_key")
+            return EntryContent(certificatePEM: certificatePEM, keyPEM: keyPEM)
+        }
+        guard PEMMaterialParser.containsPrivateKey(certificatePEM) else {
+            throw CertificateEntryError(entry: name, field: "tls_key", reason: "missing (and tls_cert holds no private key)")
+        }
+        return EntryContent(certificatePEM: certificatePEM, keyPEM: certificatePEM)
+    }
+
+    /// Parses and checks everything about one entry; every problem becomes an error
+    /// naming the entry and field.
+    static func validate(
+        name: String, conf: CertificateConf, content: EntryContent, context: CertificateBuildContext
+    ) -> Result<CertificateEntry, CertificateSetError> {
+        func error(_ field: String, _ reason: String) -> CertificateEntryError {
+            CertificateEntryError(entry: name, field: field, reason: reason)
+        }
+        var errors: [CertificateEntryError] = []
+        var warnings: [String] = []
+
+        let certificates: [ParsedCertificate]
+        do {
+            certificates = try PEMMaterialParser.certificates(fromPEM: content.certificatePEM)
+        } catch {
+            errors.append(CertificateEntryError(entry: name, field: "tls_cert", reason: error.reason))
+            certificates = []
+        }
+        let keyField = conf.tlsKey == nil ? "tls_cert" : "tls_key"
+        var privateKey: ParsedPrivateKey?
+        do {
+            privateKey = try PEMMaterialParser.privateKey(fromPEM: content.keyPEM)
+        } catch {
+            errors.append(CertificateEntryError(entry: name, field: keyField, reason: error.reason))
+        }
+        if let days = conf.bufferDays, days < 0 {
+            errors.append(error("buffer_days", "must be 0 or more, not \(days)"))
+        }
+        guard let leaf = certificates.first, let privateKey else { return .failure(CertificateSetError(errors)) }
+
+        if leaf.certificate.publicKey != privateKey.key.publicKey {
+            errors.append(error(keyField, "the private key does not match the certificate (\(leaf.certificate.subject.commonName.map { "CN=\($0)" } ?? "\(leaf.certificate.subject)"))"))
+        }
+        for index in certificates.indices.dropLast() {
+            let child = certificates[index].certificate
+            let parent = certificates[index + 1].certificate
+            if !parent.publicKey.isValidSignature(child.signature, for: child) {
+                errors.append(error("tls_cert", "certificate \(index + 2) (\(describe(parent))) did not sign certificate \(index + 1) (\(describe(child))); the chain must go leaf first, then each issuer"))
+            }
+        }
+
+        let isCA = conf.isCA ?? false
+        if isCA && !leaf.certificate.isCertificateAuthority {
+            errors.append(error("is_ca", "the certificate (\(describe(leaf.certificate))) is not a CA allowed to sign certificates (needs basicConstraints CA:TRUE and, if key usage is present, keyCertSign)"))
+        }
+
+        var patterns: [NamePattern] = []
+        if let domains = conf.domains {
+            for item in domains.items {
+                switch NamePattern.parse(item) {
+                case .success(let pattern): patterns.append(pattern)
+                case .failure(let failure): errors.append(error("domains", failure.description))
+                }
+            }
+        } else {
+            for dnsName in leaf.certificate.dnsNames {
+                switch NamePattern.parse(dnsName) {
+                case .success(let pattern): patterns.append(pattern)
+                case .failure(let failure): warnings.append("SAN skipped: \(failure)")
+                }
+            }
+            patterns += leaf.certificate.ipAddresses.map(NamePattern.ip)
+        }
+        patterns = Array(Set(patterns)).sorted()
+        if patterns.contains(.any) && !isCA {
+            errors.append(error("domains", "'*' is only for an issuer (is_ca) entry; to serve every other name use is_default: true"))
+        }
+        if patterns.isEmpty && !(conf.isDefault ?? false) {
+            let reason = conf.domains == nil
+                ? "serves no name: no domains given and the certificate has no DNS or IP subjectAlternativeName"
+                : "serves no name: domains is empty"
+            errors.append(error("domains", reason))
+        }
+        if !isCA, conf.domains != nil {
+            let sanPatterns = leaf.certificate.dnsNames.compactMap { try? NamePattern.parse($0).get() }
+            let sanIPs = Set(leaf.certificate.ipAddresses)
+            for pattern in patterns where !isCovered(pattern, byDNS: sanPatterns, ips: sanIPs) {
+                warnings.append("'\(pattern)' is not among the certificate's subjectAlternativeNames; clients will reject it for that name")
+            }
+        }
+        guard errors.isEmpty else { return .failure(CertificateSetError(errors)) }
+
+        var chain = Array(certificates.dropFirst())
+        var chainWasCompleted = false
+        if chain.isEmpty && !leaf.certificate.isSelfSigned {
+            chain = context.chainCompletion.chain(for: leaf.certificate, at: context.now)
+            chainWasCompleted = !chain.isEmpty
+        }
+        let validity = CertificateValidity(
+            notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter,
+            bufferDays: conf.effectiveBufferDays, now: context.now)
+        switch validity.state {
+        case .expired: warnings.append("expired \(-validity.daysLeft) days ago; still served")
+        case .notYetValid: warnings.append("not valid before \(leaf.certificate.notValidBefore); still served")
+        case .expiring, .ok: break
+        }
+
+        var material: (any Sendable)?
+        if let factory = context.servingMaterialFactory {
+            do {
+                material = try factory([leaf] + chain, privateKey)
+            } catch {
+                return .failure(CertificateSetError([self.error(name, "tls_cert", "the TLS library refused the certificate or key: \(error)")]))
+            }
+        }
+        return .success(CertificateEntry(
+            name: name, conf: conf, content: content, leaf: leaf, chain: chain,
+            chainWasCompleted: chainWasCompleted, privateKey: privateKey, patterns: patterns,
+            kind: isCA ? .issuer : .static, isDefault: conf.isDefault ?? false,
+            warnings: warnings, servingMaterial: material))
+    }
+
+    private static func error(_ entry: String, _ field: String, _ reason: String) -> CertificateEntryError {
+        CertificateEntryError(entry: entry, field: field, reason: reason)
+    }
+
+    private static func describe(_ certificate: Certificate) -> String {
+        certificate.subject.commonName.map { "CN=\($0)" } ?? "\(certificate.subject)"
+    }
+
+    private static func isCovered(_ pattern: NamePattern, byDNS sans: [NamePattern], ips: Set<IPAddress>) -> Bool {
+        switch pattern {
+        case .ip(let address): return ips.contains(address)
+        case .any: return true
+        case .wildcard: return sans.contains(pattern)
+        case .exact(let name): return sans.contains { $0.matches(name) }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+/// A DNS host name as certgate compares it: ASCII lower case, no trailing dot,
+/// letters/digits/hyphens only, labels of 1–63 octets, at most 253 octets in all.
+///
+/// `ServerName` is what a client's SNI becomes after ``normalize(_:)``; an SNI that
+/// does not normalise is treated as if the client sent none.
+public struct ServerName: Hashable, Sendable, CustomStringConvertible, Comparable {
+    /// The normalised text, e.g. `api.example.com`.
+    public let text: String
+
+    private init(unchecked text: String) {
+        self.text = text
+    }
+
+    public var description: String { text }
+
+    public static func < (lhs: ServerName, rhs: ServerName) -> Bool { lhs.text < rhs.text }
+
+    /// Normalises a client-supplied (or configured) host name.
+    ///
+    /// Returns `nil` for anything that is not a valid DNS host name: empty, over 253
+    /// octets, an empty label or one over 63 octets, a label that starts or ends with
+    /// a hyphen, or any octet outside letters, digits, `-` and `.` (so `*`, `_`, spaces,
+    /// non-ASCII and control characters never reach a lookup or a certificate).
+    /// One trailing dot is stripped. Upper-case letters are folded to lower case.
+    public static func normalize(_ raw: String) -> ServerName? {
+        var utf8 = raw.utf8
+        // Fast path: a name that is already canonical is returned without copying.
+        switch scan(utf8) {
+        case .invalid:
+            return nil
+        case .canonical:
+            return ServerName(unchecked: raw)
+        case .needsFolding:
+            break
+        }
+        if utf8.last == UInt8(ascii: ".") {
+            utf8 = String(raw.dropLast()).utf8
+        }
+        let folded = String(decoding: utf8.map(asciiLower), as: UTF8.self)
+        return ServerName(unchecked: folded)
+    }
+
+    /// The name with its first label removed (`a.b.example.com` → `b.example.com`),
+    /// the suffix a one-level wildcard `*.b.example.com` is keyed by; `nil` for a
+    /// single-label name.
+    public var parent: Substring? {
+        guard let dot = text.utf8.firstIndex(of: UInt8(ascii: ".")) else { return nil }
+        return text[text.index(after: dot)...]
+    }
+
+    private enum ScanResult { case invalid, canonical, needsFolding }
+
+    private static func scan(_ utf8: String.UTF8View) -> ScanResult {
+        var count = utf8.count
+        if count == 0 { return .invalid }
+        var hasTrailingDot = false
+        if utf8.last == UInt8(ascii: ".") {
+            hasTrailingDot = true
+            count -= 1
+            if count == 0 { return .invalid }
+        }
+        if count > 253 { return .invalid }
+        var needsFolding = hasTrailingDot
+        var labelLength = 0
+        var previous: UInt8 = UInt8(ascii: ".")
+        var index = 0
+        for byte in utf8 {
+            if index == count { break }
+            index += 1
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                labelLength += 1
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"):
+                labelLength += 1
+                needsFolding = true
+            case UInt8(ascii: "-"):
+                if labelLength == 0 { return .invalid }  // label starts with a hyphen
+                labelLength += 1
+            case UInt8(ascii: "."):
+                if labelLength == 0 || previous == UInt8(ascii: "-") { return .invalid }
+                labelLength = 0
+            default:
+                return .invalid
+            }
+            if labelLength > 63 { return .invalid }
+            previous = byte
+        }
+        if labelLength == 0 || previous == UInt8(ascii: "-") { return .invalid }
+        return needsFolding ? .needsFolding : .canonical
+    }
+
+    private static func asciiLower(_ byte: UInt8) -> UInt8 {
+        (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) ? byte | 0x20 : byte
+    }
+}

@@ -1,0 +1,150 @@
+import Crypto
+import SwiftASN1
+import X509
+import _CryptoExtras
+
+/// A certificate as parsed from PEM, with the DER it came from (what the TLS layer sends).
+public struct ParsedCertificate: Hashable, Sendable {
+    public let certificate: Certificate
+    public let der: [UInt8]
+
+    public init(certificate: Certificate, der: [UInt8]) {
+        self.certificate = certificate
+        self.der = der
+    }
+
+    public init(der: [UInt8]) throws {
+        self.certificate = try Certificate(derEncoded: der)
+        self.der = der
+    }
+
+    public init(certificate: Certificate) throws {
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        self.init(certificate: certificate, der: serializer.serializedBytes)
+    }
+}
+
+/// A private key as parsed from PEM, with the PEM block it came from.
+public struct ParsedPrivateKey: Sendable {
+    public let key: Certificate.PrivateKey
+    /// The one PEM block holding the key (an `EC PARAMETERS` block is left out).
+    public let pem: String
+}
+
+/// Turns PEM text into certificates and keys, with errors that say what is wrong.
+/// Throws a bare reason; the caller attaches entry and field.
+public enum PEMMaterialParser {
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public let reason: String
+        public var description: String { reason }
+        init(_ reason: String) { self.reason = reason }
+    }
+
+    static let privateKeyLabels: Set<String> = ["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"]
+
+    /// Every `CERTIFICATE` block in order: the leaf first, then its chain.
+    public static func certificates(fromPEM text: String) throws(Failure) -> [ParsedCertificate] {
+        let documents = try documents(in: text)
+        let blocks = documents.filter { $0.discriminator == "CERTIFICATE" }
+        guard !blocks.isEmpty else {
+            throw Failure("no CERTIFICATE block found\(describeLabels(documents))")
+        }
+        var result: [ParsedCertificate] = []
+        result.reserveCapacity(blocks.count)
+        for (offset, block) in blocks.enumerated() {
+            do {
+                result.append(try ParsedCertificate(der: block.derBytes))
+            } catch {
+                let position = blocks.count == 1 ? "certificate" : "certificate \(offset + 1) of \(blocks.count)"
+                throw Failure("\(position) cannot be parsed: \(explain(error, der: block.derBytes))")
+            }
+        }
+        return result
+    }
+
+    /// The single private key in `text`: PKCS#8, SEC1 (with or without a leading
+    /// `EC PARAMETERS` block) or PKCS#1; P-256, P-384, P-521, RSA ≥ 2048, Ed25519.
+    public static func privateKey(fromPEM text: String) throws(Failure) -> ParsedPrivateKey {
+        if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+            throw Failure("the private key is encrypted, which is not supported; decrypt it first (openssl pkey -in key.pem -out plain.pem)")
+        }
+        let documents = try documents(in: text)
+        let keys = documents.filter { privateKeyLabels.contains($0.discriminator) }
+        guard let block = keys.first else {
+            throw Failure("no private key block (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY) found\(describeLabels(documents))")
+        }
+        guard keys.count == 1 else {
+            throw Failure("holds \(keys.count) private keys; exactly one is expected")
+        }
+        do {
+            return ParsedPrivateKey(key: try Certificate.PrivateKey(pemDocument: block), pem: block.pemString)
+        } catch {
+            throw Failure("private key (\(block.discriminator)) cannot be parsed: \(explainKey(error, block: block))")
+        }
+    }
+
+    /// Whether `text` holds a private key block (a combined cert+key file).
+    public static func containsPrivateKey(_ text: String) -> Bool {
+        text.contains("PRIVATE KEY-----")
+    }
+
+    private static func documents(in text: String) throws(Failure) -> [PEMDocument] {
+        do {
+            return try PEMDocument.parseMultiple(pemString: text)
+        } catch {
+            throw Failure("not valid PEM (\(error))")
+        }
+    }
+
+    private static func describeLabels(_ documents: [PEMDocument]) -> String {
+        let labels = documents.map(\.discriminator)
+        return labels.isEmpty ? "" : " (found: \(labels.joined(separator: ", ")))"
+    }
+
+    /// Says "RSA key of N bits" for the too-small keys swift-crypto refuses.
+    private static func explain(_ error: any Error, der: [UInt8]) -> String {
+        if let bits = rsaKeyBitsOfCertificate(der: der), bits < 2048 {
+            return "RSA key of \(bits) bits; at least 2048 bits are required"
+        }
+        return "\(error)"
+    }
+
+    private static func explainKey(_ error: any Error, block: PEMDocument) -> String {
+        if block.discriminator == "RSA PRIVATE KEY" || block.discriminator == "PRIVATE KEY" {
+            let bits: Int?
+            if block.discriminator == "RSA PRIVATE KEY" {
+                bits = (try? _RSA.Signing.PrivateKey(unsafeDERRepresentation: block.derBytes))?.keySizeInBits
+            } else {
+                bits = (try? _RSA.Signing.PrivateKey(unsafePEMRepresentation: block.pemString))?.keySizeInBits
+            }
+            if let bits, bits < 2048 {
+                return "RSA key of \(bits) bits; at least 2048 bits are required"
+            }
+        }
+        return "\(error)"
+    }
+
+    /// Reads the RSA modulus size from a certificate's SubjectPublicKeyInfo without
+    /// swift-crypto's 2048-bit floor (only to explain a refusal).
+    private static func rsaKeyBitsOfCertificate(der: [UInt8]) -> Int? {
+        guard let root = try? DER.parse(der),
+              case .constructed(let certificateNodes) = root.content,
+              let tbs = certificateNodes.first(where: { _ in true }),
+              case .constructed(let tbsNodes) = tbs.content else { return nil }
+        for node in tbsNodes {
+            guard case .constructed = node.content,
+                  case let spki = subjectPublicKeyInfoBytes(node) else { continue }
+            if let key = try? _RSA.Signing.PublicKey(unsafeDERRepresentation: spki) {
+                return key.keySizeInBits
+            }
+        }
+        return nil
+    }
+
+    private static func subjectPublicKeyInfoBytes(_ node: ASN1Node) -> [UInt8] {
+        var serializer = DER.Serializer()
+        serializer.serialize(node)
+        return serializer.serializedBytes
+    }
+}

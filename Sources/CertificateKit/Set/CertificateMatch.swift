@@ -1,0 +1,20 @@
+/// The answer to "which certificate for this handshake?".
+public struct CertificateMatch: Sendable {
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
+        /// The SNI equals one of the entry's names.
+        case exact
+        /// The SNI minus its first label equals the entry's `*.` name.
+        case wildcard
+        /// An issuer whose domains are `*` (not the default) took a name nobody claims.
+        case catchAll = "catch_all"
+        /// No entry claims the name (or there was no SNI and no IP match).
+        case `default`
+        /// No SNI; the entry's IP SAN is the address the client connected to.
+        case ip
+    }
+
+    public let entry: CertificateEntry
+    public let kind: Kind
+    /// The normalised SNI; `nil` when the client sent none (or an invalid one).
+    public let serverName: ServerName?
+}

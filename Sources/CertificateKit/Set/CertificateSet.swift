@@ -1,0 +1,57 @@
+/// An immutable, validated set of certificate entries and its lookup tables.
+///
+/// A set exists only as the result of validating every entry (``build(from:context:reusing:)``,
+/// ``updating(upserting:deleting:context:)``): a handshake that reads a set sees one
+/// consistent whole.
+public final class CertificateSet: Sendable {
+    /// Entries by name.
+    public let entries: [String: CertificateEntry]
+    let index: NameIndex
+
+    init(entries: [String: CertificateEntry], index: NameIndex) {
+        self.entries = entries
+        self.index = index
+    }
+
+    public static let empty = CertificateSet(entries: [:], index: NameIndex())
+
+    public var count: Int { entries.count }
+    public var defaultEntry: CertificateEntry? { index.defaultEntry }
+    /// Entries sorted by name (for listings).
+    public var sortedEntries: [CertificateEntry] { entries.values.sorted { $0.name < $1.name } }
+
+    /// Chooses the entry for one handshake.
+    ///
+    /// With a valid SNI: the exact name, then the one-level wildcard (`a.b.example.com`
+    /// → `*.b.example.com`), then an issuer that takes every name (`*`), then the default.
+    /// Without an SNI (or with one that is not a valid host name): the entry whose IP
+    /// SAN is `localAddress`, then the default. `nil` when nothing matches.
+    public func lookup(serverName rawServerName: String?, localAddress: IPAddress?) -> CertificateMatch? {
+        if let rawServerName, let name = ServerName.normalize(rawServerName) {
+            if let entry = index.exact[name.text] {
+                return CertificateMatch(entry: entry, kind: .exact, serverName: name)
+            }
+            if let parent = name.parent, let entry = index.wildcard[String(parent)] {
+                return CertificateMatch(entry: entry, kind: .wildcard, serverName: name)
+            }
+            if let entry = index.catchAll {
+                return CertificateMatch(entry: entry, kind: .catchAll, serverName: name)
+            }
+            return index.defaultEntry.map { CertificateMatch(entry: $0, kind: .default, serverName: name) }
+        }
+        if let localAddress, let entry = index.ipAddresses[localAddress] {
+            return CertificateMatch(entry: entry, kind: .ip, serverName: nil)
+        }
+        return index.defaultEntry.map { CertificateMatch(entry: $0, kind: .default, serverName: nil) }
+    }
+
+    /// The entry that claims `pattern` exactly as written (for diagnostics and tests).
+    public func entry(claiming pattern: NamePattern) -> CertificateEntry? {
+        switch pattern {
+        case .exact(let name): return index.exact[name.text]
+        case .wildcard(let parent): return index.wildcard[parent.text]
+        case .ip(let address): return index.ipAddresses[address]
+        case .any: return index.catchAll
+        }
+    }
+}

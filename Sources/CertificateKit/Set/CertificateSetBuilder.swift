@@ -1,0 +1,143 @@
+import Dispatch
+import Foundation
+
+/// What an update did: the new set and the names it added, changed and removed.
+public struct CertificateSetChange: Sendable {
+    public let set: CertificateSet
+    public let added: [String]
+    public let changed: [String]
+    public let removed: [String]
+
+    public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
+}
+
+extension CertificateSet {
+    /// Builds the set that holds exactly `confs`, reusing every entry of `previous`
+    /// whose configuration and PEM content are unchanged (no parsing, no signature
+    /// checks, same TLS objects). All-or-nothing: any invalid entry, or two entries
+    /// claiming one name, throws every error at once.
+    public static func build(
+        from confs: [String: CertificateConf],
+        context: CertificateBuildContext,
+        reusing previous: CertificateSet = .empty
+    ) throws(CertificateSetError) -> CertificateSetChange {
+        let deletions = previous.entries.keys.filter { confs[$0] == nil }
+        return try previous.updating(upserting: confs, deleting: deletions, context: context)
+    }
+
+    /// Applies one batch — upsert `upserts`, delete `deletions` — to this set and
+    /// returns the new set. Costs O(changed): unchanged upserts are recognised by
+    /// content and reused, and the lookup tables are edited, not rebuilt.
+    /// All-or-nothing; deleting a name that is not in the set is not an error.
+    public func updating(
+        upserting upserts: [String: CertificateConf],
+        deleting deletions: some Collection<String>,
+        context: CertificateBuildContext
+    ) throws(CertificateSetError) -> CertificateSetChange {
+        var errors: [CertificateEntryError] = []
+        let deletions = Set(deletions)
+        for name in deletions.sorted() where upserts[name] != nil {
+            errors.append(CertificateEntryError(entry: name, field: "name", reason: "both upserted and deleted in one update"))
+        }
+
+        // 1. Read each upsert's PEM text; keep the unchanged ones as they are.
+        var pending: [(name: String, conf: CertificateConf, content: EntryContent)] = []
+        for (name, conf) in upserts.sorted(by: { $0.key < $1.key }) {
+            if let reason = Self.invalidNameReason(name) {
+                errors.append(CertificateEntryError(entry: name, field: "name", reason: reason))
+                continue
+            }
+            do {
+                let content = try CertificateEntryValidator.readContent(name: name, conf: conf, baseDirectory: context.baseDirectory)
+                if let old = entries[name], old.conf == conf, old.content == content { continue }
+                pending.append((name, conf, content))
+            } catch {
+                errors.append(error)
+            }
+        }
+
+        // 2. Parse and validate the new and changed entries, on every core.
+        let results = Self.validateConcurrently(pending, context: context)
+        var fresh: [CertificateEntry] = []
+        for result in results {
+            switch result {
+            case .success(let entry): fresh.append(entry)
+            case .failure(let failure): errors += failure.errors
+            }
+        }
+
+        // 3. Edit a copy of the lookup tables: out with the old versions, in with the new.
+        var newEntries = entries
+        var newIndex = index
+        var removed: [String] = []
+        for name in deletions.sorted() {
+            if let old = newEntries.removeValue(forKey: name) {
+                newIndex.remove(old)
+                removed.append(name)
+            }
+        }
+        var added: [String] = []
+        var changed: [String] = []
+        for entry in fresh {
+            if let old = newEntries[entry.name] {
+                newIndex.remove(old)
+                changed.append(entry.name)
+            } else {
+                added.append(entry.name)
+            }
+        }
+        for entry in fresh {
+            let conflicts = newIndex.insert(entry)
+            errors += conflicts
+            newEntries[entry.name] = entry
+        }
+        guard errors.isEmpty else { throw CertificateSetError(errors) }
+        return CertificateSetChange(
+            set: CertificateSet(entries: newEntries, index: newIndex),
+            added: added, changed: changed, removed: removed)
+    }
+
+    static func invalidNameReason(_ name: String) -> String? {
+        if name.isEmpty { return "an entry needs a non-empty name" }
+        if name.utf8.count > 253 { return "name longer than 253 bytes" }
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == " " }) {
+            return "name contains spaces or control characters"
+        }
+        return nil
+    }
+
+    /// Validates entries in parallel (parsing and signature checks dominate a build).
+    private static func validateConcurrently(
+        _ pending: [(name: String, conf: CertificateConf, content: EntryContent)],
+        context: CertificateBuildContext
+    ) -> [Result<CertificateEntry, CertificateSetError>] {
+        let slots = ResultSlots(count: pending.count)
+        let chunk = 64
+        let chunks = (pending.count + chunk - 1) / chunk
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunkIndex in
+            let range = (chunkIndex * chunk)..<min(pending.count, (chunkIndex + 1) * chunk)
+            for index in range {
+                let item = pending[index]
+                slots.store(index, CertificateEntryValidator.validate(
+                    name: item.name, conf: item.conf, content: item.content, context: context))
+            }
+        }
+        return slots.results
+    }
+}
+
+/// One slot per entry, each written by exactly one worker before `concurrentPerform`
+/// returns; read only after it has.
+private final class ResultSlots: @unchecked Sendable {
+    private var storage: [Result<CertificateEntry, CertificateSetError>?]
+
+    init(count: Int) {
+        storage = Array(repeating: nil, count: count)
+    }
+
+    func store(_ index: Int, _ result: Result<CertificateEntry, CertificateSetError>) {
+        storage.withUnsafeMutableBufferPointer { $0[index] = result }
+    }
+
+    var results: [Result<CertificateEntry, CertificateSetError>] { storage.map { $0! } }
+}
