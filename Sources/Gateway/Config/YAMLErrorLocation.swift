@@ -1,0 +1,70 @@
+import Yams
+
+/// Turns Yams and decoding errors into ``ConfigurationError``s with key, line and column.
+enum YAMLErrorLocation {
+    static func configurationError(_ error: YamlError, file: String) -> ConfigurationError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return ConfigurationError(file: file, key: "", line: mark.line, column: mark.column, reason: "invalid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigurationError(file: file, key: duplicates.joined(separator: ", "), line: context.mark.line,
+                                      column: context.mark.column, reason: "duplicate key")
+        default:
+            return ConfigurationError(file: file, key: "", reason: "invalid YAML: \(error)")
+        }
+    }
+
+    static func configurationError(_ error: DecodingError, root: Node, file: String) -> ConfigurationError {
+        let path: [any CodingKey]
+        let reason: String
+        switch error {
+        case .typeMismatch(let type, let context):
+            path = context.codingPath
+            reason = "expected \(describe(type))"
+        case .valueNotFound(let type, let context):
+            path = context.codingPath
+            reason = "expected \(describe(type)), found nothing"
+        case .keyNotFound(let key, let context):
+            path = context.codingPath + [key]
+            reason = "missing"
+        case .dataCorrupted(let context):
+            path = context.codingPath
+            reason = context.debugDescription
+        @unknown default:
+            path = []
+            reason = "\(error)"
+        }
+        let key = path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        let mark = locate(path, in: root)?.mark
+        return ConfigurationError(file: file, key: key, line: mark?.line, column: mark?.column, reason: reason)
+    }
+
+    /// The deepest node along `path` that exists.
+    private static func locate(_ path: [any CodingKey], in root: Node) -> Node? {
+        var node = root
+        for key in path {
+            let next: Node?
+            if let index = key.intValue, let sequence = node.sequence, sequence.indices.contains(index) {
+                next = sequence[index]
+            } else {
+                next = node[key.stringValue]
+            }
+            guard let next else { break }
+            node = next
+        }
+        return node
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Bool.Type: return "true or false"
+        case is Int.Type: return "a whole number"
+        case is String.Type: return "a string"
+        default:
+            let name = String(describing: type)
+            if name.hasPrefix("Array") { return "a list" }
+            if name.hasPrefix("Dictionary") { return "a mapping" }
+            return name
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import CertificateKit
+import Foundation
+
+/// One row of `certgate check` (and later `ctl list`): public facts only, never a key.
+public struct CertificateReportRow: Codable, Sendable, Equatable {
+    public var name: String
+    public var domains: [String]
+    public var notBefore: Date
+    public var notAfter: Date
+    public var daysLeft: Int
+    public var state: CertificateValidity.State
+    public var issuer: String
+    public var kind: CertificateEntry.Kind
+    public var isDefault: Bool
+    public var chainCompleted: Bool
+    public var chainLength: Int
+    public var warnings: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case name, domains, issuer, kind, state, warnings
+        case notBefore = "not_before"
+        case notAfter = "not_after"
+        case daysLeft = "days_left"
+        case isDefault = "is_default"
+        case chainCompleted = "chain_completed"
+        case chainLength = "chain_length"
+    }
+
+    public init(entry: CertificateEntry, now: Date) {
+        let validity = entry.validity(at: now)
+        name = entry.name
+        domains = entry.patterns.map(\.description)
+        notBefore = validity.notBefore
+        notAfter = validity.notAfter
+        daysLeft = validity.daysLeft
+        state = validity.state
+        let issuerName = entry.leaf.certificate.issuer
+        issuer = issuerName.commonName ?? issuerName.description
+        kind = entry.kind
+        isDefault = entry.isDefault
+        chainCompleted = entry.chainWasCompleted
+        chainLength = entry.servedChain.count
+        warnings = entry.warnings
+    }
+
+    /// `static`, `default`, `issuer` or `issuer+default`.
+    public var kindLabel: String {
+        switch (kind, isDefault) {
+        case (.static, false): return "static"
+        case (.static, true): return "default"
+        case (.issuer, false): return "issuer"
+        case (.issuer, true): return "issuer+default"
+        }
+    }
+}
+
+/// What `certgate check` reports: the rows of a valid set, or every error.
+public struct CertificateCheckReport: Codable, Sendable {
+    public var valid: Bool
+    public var certificates: [CertificateReportRow]
+    public var errors: [CertificateEntryError]
+
+    public init(valid: Bool, certificates: [CertificateReportRow], errors: [CertificateEntryError]) {
+        self.valid = valid
+        self.certificates = certificates
+        self.errors = errors
+    }
+
+    /// Validates the configuration's certificates as a set, exactly as serving would.
+    public static func check(_ configuration: GatewayConfiguration, now: Date) -> CertificateCheckReport {
+        do {
+            let change = try CertificateSet.build(from: configuration.certificates, context: configuration.buildContext(now: now))
+            let rows = change.set.sortedEntries.map { CertificateReportRow(entry: $0, now: now) }
+            return CertificateCheckReport(valid: true, certificates: rows, errors: [])
+        } catch {
+            return CertificateCheckReport(valid: false, certificates: [], errors: error.errors)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct CertgateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "certgate",
+        abstract: "A TLS-terminating gateway that serves the right certificate for every handshake.",
+        subcommands: [CheckCommand.self, InspectCommand.self]
+    )
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import CertificateKit
+import Foundation
+import Gateway
+
+/// `certgate check`: validate a configuration without serving, like `nginx -t`.
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate the configuration's certificates without serving (exit 0 valid, 1 invalid)."
+    )
+
+    @Option(name: .long, help: "The configuration file.")
+    var config: String = "config/certgate.yaml"
+
+    @Flag(name: .long, help: "Print the report as JSON.")
+    var json = false
+
+    func run() throws {
+        let now = Date()
+        let report: CertificateCheckReport
+        do {
+            let configuration = try GatewayConfiguration.load(path: config)
+            report = CertificateCheckReport.check(configuration, now: now)
+        } catch {
+            if json {
+                let failure = CertificateCheckReport(
+                    valid: false, certificates: [],
+                    errors: [CertificateEntryError(entry: "config", field: error.key.isEmpty ? "file" : error.key, reason: error.description)])
+                print(try OutputFormat.json(failure))
+            } else {
+                print("config: \(error)")
+            }
+            throw ExitCode(1)
+        }
+        if json {
+            print(try OutputFormat.json(report))
+        } else {
+            print(CheckTable.render(report), terminator: "")
+        }
+        if !report.valid { throw ExitCode(1) }
+    }
+}
+
+enum CheckTable {
+    static func render(_ report: CertificateCheckReport) -> String {
+        var out = ""
+        if !report.certificates.isEmpty {
+            let header = ["NAME", "KIND", "DOMAINS", "NOT AFTER", "DAYS LEFT", "STATE", "ISSUER"]
+            let rows = report.certificates.map { row in
+                [row.name, row.kindLabel, row.domains.joined(separator: ","), OutputFormat.timestamp(row.notAfter),
+                 String(row.daysLeft), row.state.rawValue, row.issuer]
+            }
+            out += OutputFormat.table(header: header, rows: rows)
+            for row in report.certificates {
+                for warning in row.warnings { out += "\(row.name): warning: \(warning)\n" }
+            }
+        }
+        for error in report.errors { out += "\(error)\n" }
+        if report.valid {
+            out += "configuration is valid: \(report.certificates.count) certificate\(report.certificates.count == 1 ? "" : "s")\n"
+        } else {
+            out += "configuration is invalid: \(report.errors.count) error\(report.errors.count == 1 ? "" : "s")\n"
+        }
+        return out
+    }
+}
