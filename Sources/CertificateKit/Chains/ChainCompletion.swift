@@ -20,6 +20,7 @@ public struct ChainCompletion: Sendable {
     }
 
     let intermediates: [ParsedCertificate]
+    let roots: [Certificate]
     /// For each intermediate (same index), every complete path starting at it.
     let pathsFrom: [[Path]]
 
@@ -28,6 +29,7 @@ public struct ChainCompletion: Sendable {
         let roots = certificates.filter { $0.certificate.isSelfSigned }.map(\.certificate)
         let intermediates = certificates.filter { !$0.certificate.isSelfSigned }
         self.intermediates = intermediates
+        self.roots = roots
 
         // issuers[i]: indices of intermediates that signed intermediate i.
         let issuers = intermediates.map { child in
@@ -52,6 +54,11 @@ public struct ChainCompletion: Sendable {
     /// array when no known CA issued it or no complete unexpired path exists.
     public func chain(for leaf: Certificate, at now: Date) -> [ParsedCertificate] {
         var best: Path?
+        // A leaf issued by a root directly needs nothing after it.
+        for root in roots where leaf.issuer == root.subject && root.notValidAfter > now && leaf.isIssued(by: root) {
+            let direct = Path(certificates: [], anchor: root)
+            if Self.isPreferred(direct, over: best) { best = direct }
+        }
         for (index, intermediate) in intermediates.enumerated() {
             guard leaf.issuer == intermediate.certificate.subject,
                   leaf.isIssued(by: intermediate.certificate) else { continue }
