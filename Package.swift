@@ -104,6 +104,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "certgate",
                 "CertificateKit",
                 "CertificateTestSupport",
             ],

@@ -1,0 +1,214 @@
+import CertificateTestSupport
+import Foundation
+import Testing
+
+/// Runs the real `certgate` binary built next to the test bundle.
+enum CertgateProcess {
+    struct Output {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static var binary: URL {
+        if let override = ProcessInfo.processInfo.environment["CERTGATE_BINARY"] {
+            return URL(fileURLWithPath: override)
+        }
+        var folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        while folder.path != "/" {
+            let candidate = folder.appendingPathComponent("certgate")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                return candidate
+            }
+            folder.deleteLastPathComponent()
+        }
+        return packageRoot.appendingPathComponent(".build/debug/certgate")
+    }
+
+    static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static func run(_ arguments: [String], in directory: URL? = nil) throws -> Output {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus,
+                      stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+/// A throw-away folder with a config file and certificate files.
+struct FixtureFolder {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url.appendingPathComponent("certs"), withIntermediateDirectories: true)
+    }
+
+    func write(_ text: String, to path: String) throws {
+        try text.write(to: url.appendingPathComponent(path), atomically: true, encoding: .utf8)
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: url) }
+}
+
+@Suite("certgate check and inspect (the real binary)")
+struct CommandLineTests {
+    static let authority = TestCertificate.authority(commonName: "Fixture CA")
+
+    func validFixture() throws -> FixtureFolder {
+        let folder = try FixtureFolder()
+        let site = Self.authority.leaf(dnsNames: ["example.test", "www.example.test"])
+        let wild = Self.authority.leaf(dnsNames: ["*.apps.test"])
+        try folder.write(site.pem, to: "certs/site.pem")
+        try folder.write(site.key.sec1PEM!, to: "certs/site.key")
+        try folder.write("""
+        certificates:
+          site:
+            tls_cert: certs/site.pem
+            tls_key: certs/site.key
+            buffer_days: 14
+          apps:
+            tls_cert: |
+        \(wild.pem.split(separator: "\n").map { "      " + $0 }.joined(separator: "\n"))
+            tls_key: \(Data(wild.key.pkcs8PEM.utf8).base64EncodedString())
+            is_default: true
+        """, to: "certgate.yaml")
+        return folder
+    }
+
+    @Test("check on a valid config prints a row per entry and exits 0")
+    func checkValid() throws {
+        let folder = try validFixture()
+        defer { folder.remove() }
+        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+        let lines = output.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("NAME") == true)
+        let site = try #require(lines.first { $0.hasPrefix("site ") })
+        #expect(site.contains("example.test,www.example.test"))
+        #expect(site.contains("static"))
+        #expect(site.contains("Fixture CA"))
+        #expect(site.contains(" 89 ") || site.contains(" 90 "))
+        let apps = try #require(lines.first { $0.hasPrefix("apps ") })
+        #expect(apps.contains("default"))
+        #expect(apps.contains("*.apps.test"))
+        #expect(output.stdout.contains("configuration is valid: 2 certificates"))
+    }
+
+    @Test("check --json gives the same facts to machines")
+    func checkJSON() throws {
+        let folder = try validFixture()
+        defer { folder.remove() }
+        let output = try CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(output.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
+        #expect(object["valid"] as? Bool == true)
+        let rows = try #require(object["certificates"] as? [[String: Any]])
+        #expect(rows.map { $0["name"] as? String } == ["apps", "site"])
+        #expect(rows[1]["kind"] as? String == "static")
+        #expect(rows[1]["state"] as? String == "ok")
+        #expect(rows[1]["issuer"] as? String == "Fixture CA")
+        #expect((rows[1]["days_left"] as? Int).map { (88...90).contains($0) } == true)
+        #expect(rows[0]["is_default"] as? Bool == true)
+    }
+
+    @Test("check on an invalid config prints every error as entry: field: reason and exits 1")
+    func checkInvalid() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let site = Self.authority.leaf(dnsNames: ["example.test"])
+        try folder.write(site.pem, to: "certs/site.pem")
+        try folder.write(TestKey.make().pkcs8PEM, to: "certs/other.key")
+        try folder.write("""
+        certificates:
+          mismatched:
+            tls_cert: certs/site.pem
+            tls_key: certs/other.key
+          missing:
+            tls_cert: certs/nope.pem
+            tls_key: certs/other.key
+        """, to: "certgate.yaml")
+        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(output.status == 1)
+        #expect(output.stdout.contains("mismatched: tls_key: the private key does not match the certificate"))
+        #expect(output.stdout.contains("missing: tls_cert: "))
+        #expect(output.stdout.contains("configuration is invalid: 2 errors"))
+    }
+
+    @Test("check on a broken YAML file names the line and exits 1")
+    func checkBrokenYAML() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try folder.write("certificates:\n  a:\n    is_default: maybe\n", to: "certgate.yaml")
+        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(output.status == 1)
+        #expect(output.stdout.contains("certgate.yaml:3:"))
+        #expect(output.stdout.contains("certificates.a.is_default"))
+    }
+
+    @Test("check reads config/certgate.yaml from the working folder by default")
+    func checkDefaultPath() throws {
+        let folder = try validFixture()
+        defer { folder.remove() }
+        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config/certs"), withIntermediateDirectories: true)
+        for file in ["certgate.yaml", "certs/site.pem", "certs/site.key"] {
+            try FileManager.default.copyItem(at: folder.url.appendingPathComponent(file), to: folder.url.appendingPathComponent("config/" + file))
+        }
+        let output = try CertgateProcess.run(["check"], in: folder.url)
+        #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+    }
+
+    @Test("inspect prints a certificate's facts and the served chain")
+    func inspectLeaf() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let leaf = Self.authority.leaf(dnsNames: ["inspect.test"], ipAddresses: ["127.0.0.1"])
+        try folder.write(leaf.pem, to: "leaf.pem")
+        let output = try CertgateProcess.run(["inspect", folder.url.appendingPathComponent("leaf.pem").path])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.contains("CN=inspect.test"))
+        #expect(output.stdout.contains("inspect.test"))
+        #expect(output.stdout.contains("127.0.0.1"))
+        #expect(output.stdout.contains("ECDSA P-256"))
+        #expect(output.stdout.contains("served chain:"))
+        #expect(output.stdout.contains("0: CN=inspect.test"))
+    }
+
+    @Test("inspect completes a Let's Encrypt chain from the bundled certificates")
+    func inspectLetsEncrypt() throws {
+        let ye1 = CertgateProcess.packageRoot.appendingPathComponent("Sources/CertificateKit/Resources/letsencrypt/ye1.pem")
+        let output = try CertgateProcess.run(["inspect", "--json", ye1.path])
+        #expect(output.status == 0, "\(output.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
+        #expect(object["chain_completed"] as? Bool == true)
+        let chain = try #require(object["served_chain"] as? [String])
+        #expect(chain.count == 3)
+        #expect(chain[0].contains("CN=YE1"))
+        #expect(chain[1].contains("CN=Root YE"))
+        #expect(chain[2].contains("CN=ISRG Root X2"))
+    }
+
+    @Test("inspect of a file without a certificate fails with a reason")
+    func inspectNotACertificate() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try folder.write(TestKey.make().pkcs8PEM, to: "key.pem")
+        let output = try CertgateProcess.run(["inspect", folder.url.appendingPathComponent("key.pem").path])
+        #expect(output.status == 1)
+        #expect(output.stderr.contains("no CERTIFICATE block found"))
+    }
+}
