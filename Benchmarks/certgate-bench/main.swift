@@ -1,1 +1,214 @@
-print("bench")
+import CertificateKit
+import CertificateKitNIO
+import Crypto
+import Foundation
+import X509
+
+// certgate-bench: lookup latency and set (re)build cost. Run in release:
+//   swift run -c release certgate-bench [--quick]
+// Prints a Markdown table for README.
+
+let quick = CommandLine.arguments.contains("--quick")
+let clock = ContinuousClock()
+
+func nanoseconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) * 1e9 + Double(duration.components.attoseconds) / 1e9
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+/// Keeps results alive so the optimiser cannot drop the work.
+final class Sink: @unchecked Sendable { var value = 0 }
+let sink = Sink()
+
+// One CA and one leaf key/cert reused across entries that differ by `domains`,
+// so a 100,000-entry set is quick to make while every entry is parsed and validated.
+let caKey = P256.Signing.PrivateKey()
+let caName = try DistinguishedName { CommonName("certgate bench CA") }
+let caCert = try Certificate(
+    version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
+    notValidBefore: Date().addingTimeInterval(-3600), notValidAfter: Date().addingTimeInterval(3650 * 86_400),
+    issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
+    extensions: try Certificate.Extensions {
+        Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+        Critical(KeyUsage(keyCertSign: true))
+    }, issuerPrivateKey: .init(caKey))
+
+func makeLeaf(names: [String]) throws -> (cert: String, key: String) {
+    let key = P256.Signing.PrivateKey()
+    let cert = try Certificate(
+        version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
+        notValidBefore: Date().addingTimeInterval(-3600), notValidAfter: Date().addingTimeInterval(90 * 86_400),
+        issuer: caName, subject: try DistinguishedName { CommonName(names[0]) }, signatureAlgorithm: .ecdsaWithSHA256,
+        extensions: try Certificate.Extensions {
+            SubjectAlternativeNames(names.map { .dnsName($0) })
+        }, issuerPrivateKey: .init(caKey))
+    return (try cert.serializeAsPEM().pemString, key.pemRepresentation)
+}
+
+let shared = try makeLeaf(names: ["bench.example.com"])
+
+@MainActor func confs(count: Int) -> [String: CertificateConf] {
+    var result: [String: CertificateConf] = [:]
+    result.reserveCapacity(count + 1)
+    for index in 0..<count {
+        let domain = index % 10 == 0 ? "*.w\(index).example.com" : "site\(index).example.com"
+        result["e\(index)"] = CertificateConf(domains: DomainList([domain]), tlsCert: shared.cert, tlsKey: shared.key)
+    }
+    result["fallback"] = CertificateConf(domains: ["fallback.example.org"], tlsCert: shared.cert, tlsKey: shared.key, isDefault: true)
+    return result
+}
+
+struct LookupFigures {
+    var exact: Double
+    var wildcard: Double
+    var defaultHit: Double
+    var folded: Double
+}
+
+@MainActor func measureLookups(store: CertificateKit.CertificateStore, count: Int) -> LookupFigures {
+    let reader = store.makeReader()
+    let picks = (0..<1024).map { _ in Int.random(in: 0..<count) }
+    func names(_ make: (Int) -> String) -> [String] {
+        var result: [String] = []
+        for index in picks { result.append(make(index)) }
+        return result
+    }
+    let exactNames = names { index in "site\(index % 10 == 0 ? index + 1 : index).example.com" }
+    let wildcardNames = names { index in "www.w\(index - index % 10).example.com" }
+    let defaultNames = names { index in "nobody\(index).example.net" }
+    let foldedNames = exactNames.map { $0.uppercased() + "." }
+
+    func run(_ names: [String]) -> Double {
+        var samples: [Double] = []
+        for _ in 0..<(quick ? 50 : 300) {
+            let start = clock.now
+            var hits = 0
+            for name in names {
+                if let match = reader.lookup(serverName: name, localAddress: nil) {
+                    hits &+= match.entry.name.utf8.count
+                }
+            }
+            samples.append(nanoseconds(clock.now - start) / Double(names.count))
+            sink.value &+= hits
+        }
+        return median(samples)
+    }
+    return LookupFigures(exact: run(exactNames), wildcard: run(wildcardNames), defaultHit: run(defaultNames), folded: run(foldedNames))
+}
+
+var rows: [String] = []
+@MainActor func row(_ cells: String...) { rows.append("| " + cells.joined(separator: " | ") + " |") }
+
+print("building sets…")
+for count in quick ? [10, 10_000] : [10, 10_000, 100_000] {
+    let set = try CertificateSet.build(from: confs(count: count), context: CertificateBuildContext()).set
+    let store = CertificateKit.CertificateStore(initial: set)
+    let figures = measureLookups(store: store, count: count)
+    row("lookup, \(count) entries", String(format: "exact %.0f ns · wildcard %.0f ns · default %.0f ns · upper-case+dot %.0f ns",
+                                          figures.exact, figures.wildcard, figures.defaultHit, figures.folded))
+}
+
+// Building a 10,000-entry set of distinct certificates from PEM (parse, key match, chain,
+// NIOSSL objects), the way a first load or a full apply does.
+do {
+    let count = quick ? 1_000 : 10_000
+    var distinct: [String: CertificateConf] = [:]
+    for index in 0..<count {
+        let leaf = try makeLeaf(names: ["d\(index).example.com"])
+        distinct["d\(index)"] = CertificateConf(tlsCert: leaf.cert, tlsKey: leaf.key)
+    }
+    var samples: [Double] = []
+    for _ in 0..<3 {
+        let start = clock.now
+        let set = try CertificateSet.build(from: distinct, context: CertificateBuildContext(servingMaterialFactory: NIOServingMaterial.factory)).set
+        samples.append(nanoseconds(clock.now - start) / 1e6)
+        sink.value &+= set.count
+    }
+    row("build \(count) distinct entries from PEM (with NIOSSL objects)", String(format: "%.0f ms (%.1f µs per entry)", median(samples), median(samples) * 1000 / Double(count)))
+}
+
+// Changing 1 entry of 100,000.
+do {
+    let count = quick ? 10_000 : 100_000
+    let base = confs(count: count)
+    let context = CertificateBuildContext(servingMaterialFactory: NIOServingMaterial.factory)
+    let set = try CertificateSet.build(from: base, context: context).set
+    var upsertSamples: [Double] = []
+    var rebuildSamples: [Double] = []
+    for round in 0..<(quick ? 5 : 11) {
+        let changed = try makeLeaf(names: ["site7.example.com"])
+        let conf = CertificateConf(domains: ["site7.example.com", "round\(round).example.com"], tlsCert: changed.cert, tlsKey: changed.key)
+
+        var start = clock.now
+        let upserted = try set.updating(upserting: ["e7": conf], deleting: [String](), context: context)
+        upsertSamples.append(nanoseconds(clock.now - start) / 1e6)
+        precondition(upserted.changed == ["e7"])
+
+        var full = base
+        full["e7"] = conf
+        start = clock.now
+        let rebuilt = try CertificateSet.build(from: full, context: context, reusing: set)
+        rebuildSamples.append(nanoseconds(clock.now - start) / 1e6)
+        precondition(rebuilt.changed == ["e7"] && rebuilt.added.isEmpty && rebuilt.removed.isEmpty)
+        sink.value &+= upserted.set.count + rebuilt.set.count
+    }
+    row("upsert 1 entry into \(count)", String(format: "%.2f ms", median(upsertSamples)))
+    row("full rebuild of \(count) with 1 changed (others reused)", String(format: "%.1f ms", median(rebuildSamples)))
+}
+
+print("")
+print("| measurement | median |")
+print("|---|---|")
+rows.forEach { print($0) }
+print("")
+print("(sink \(sink.value % 10))")
+
+// Breakdown of one lookup's parts at 100,000 entries (--breakdown).
+if CommandLine.arguments.contains("--breakdown") {
+    let count = 100_000
+    let set = try CertificateSet.build(from: confs(count: count), context: CertificateBuildContext()).set
+    let store = CertificateKit.CertificateStore(initial: set)
+    let names = (0..<1024).map { _ in "site\(Int.random(in: 0..<count / 10) * 10 + 1).example.com" }
+    func time(_ label: String, _ body: (String) -> Int) {
+        var samples: [Double] = []
+        for _ in 0..<300 {
+            let start = clock.now
+            var total = 0
+            for name in names { total &+= body(name) }
+            samples.append(nanoseconds(clock.now - start) / Double(names.count))
+            sink.value &+= total
+        }
+        print(String(format: "%@: %.1f ns", label, median(samples)))
+    }
+    time("baseline (closure call, utf8.count)") { $0.utf8.count }
+    time("store.current") { _ in Int(store.current.generation) }
+    time("ServerName.normalize") { ServerName.normalize($0)?.text.utf8.count ?? 0 }
+    let plain = Dictionary(uniqueKeysWithValues: set.entries.map { ($0.key, $0.value) })
+    time("Dictionary<String,_> lookup of entry name") { plain[$0] == nil ? 0 : 1 }
+    time("set.lookup") { set.lookup(serverName: $0, localAddress: nil) == nil ? 0 : 1 }
+    time("store.current.set.lookup") { store.current.set.lookup(serverName: $0, localAddress: nil) == nil ? 0 : 1 }
+    let reader = store.makeReader()
+    time("reader.current") { _ in Int(reader.current.generation) }
+    time("reader.lookup") { reader.lookup(serverName: $0, localAddress: nil) == nil ? 0 : 1 }
+}
+
+// A long lookup loop to profile (--profile-lookup), e.g. under `perf record`.
+if CommandLine.arguments.contains("--profile-lookup") {
+    let set = try CertificateSet.build(from: confs(count: 10_000), context: CertificateBuildContext()).set
+    let store = CertificateKit.CertificateStore(initial: set)
+    let names = (0..<1024).map { _ in "site\(Int.random(in: 0..<1_000) * 10 + 1).example.com" }
+    var hits = 0
+    let normalizeOnly = CommandLine.arguments.contains("--normalize-only")
+    for _ in 0..<20_000 {
+        if normalizeOnly {
+            for name in names where ServerName.normalize(name) != nil { hits &+= 1 }
+        } else {
+            for name in names where store.current.set.lookup(serverName: name, localAddress: nil) != nil { hits &+= 1 }
+        }
+    }
+    print("hits \(hits)")
+}

@@ -21,6 +21,9 @@ public struct ChainCompletion: Sendable {
 
     let intermediates: [ParsedCertificate]
     let roots: [Certificate]
+    /// Intermediates and roots by subject, so a leaf from an unknown CA costs one hash lookup.
+    let intermediatesBySubject: [DistinguishedName: [Int]]
+    let rootsBySubject: [DistinguishedName: [Certificate]]
     /// For each intermediate (same index), every complete path starting at it.
     let pathsFrom: [[Path]]
 
@@ -30,6 +33,8 @@ public struct ChainCompletion: Sendable {
         let intermediates = certificates.filter { !$0.certificate.isSelfSigned }
         self.intermediates = intermediates
         self.roots = roots
+        self.intermediatesBySubject = Dictionary(grouping: intermediates.indices, by: { intermediates[$0].certificate.subject })
+        self.rootsBySubject = Dictionary(grouping: roots, by: \.subject)
 
         // issuers[i]: indices of intermediates that signed intermediate i.
         let issuers = intermediates.map { child in
@@ -55,13 +60,12 @@ public struct ChainCompletion: Sendable {
     public func chain(for leaf: Certificate, at now: Date) -> [ParsedCertificate] {
         var best: Path?
         // A leaf issued by a root directly needs nothing after it.
-        for root in roots where leaf.issuer == root.subject && root.notValidAfter > now && leaf.isIssued(by: root) {
+        for root in rootsBySubject[leaf.issuer] ?? [] where root.notValidAfter > now && leaf.isIssued(by: root) {
             let direct = Path(certificates: [], anchor: root)
             if Self.isPreferred(direct, over: best) { best = direct }
         }
-        for (index, intermediate) in intermediates.enumerated() {
-            guard leaf.issuer == intermediate.certificate.subject,
-                  leaf.isIssued(by: intermediate.certificate) else { continue }
+        for index in intermediatesBySubject[leaf.issuer] ?? [] {
+            guard leaf.isIssued(by: intermediates[index].certificate) else { continue }
             for path in pathsFrom[index] where path.notAfter > now && Self.isPreferred(path, over: best) {
                 best = path
             }

@@ -17,6 +17,9 @@ public final class CertificateEntry: Sendable {
     /// The PEM text the entry was built from (after reading files / decoding base64);
     /// with `conf`, the content identity a rebuild compares.
     public let content: EntryContent
+    /// Whether `tls_cert` or `tls_key` is a file path: such an entry is re-read on every
+    /// rebuild, since the file may change while the configuration does not.
+    public let readsFiles: Bool
     public let leaf: ParsedCertificate
     /// What is served after the leaf: the entry's own chain, or the completed one.
     public let chain: [ParsedCertificate]
@@ -42,6 +45,7 @@ public final class CertificateEntry: Sendable {
         self.name = name
         self.conf = conf
         self.content = content
+        self.readsFiles = [conf.tlsCert, conf.tlsKey].contains { value in value.map { MaterialSource($0).isFile } ?? false }
         self.leaf = leaf
         self.chain = chain
         self.chainWasCompleted = chainWasCompleted

@@ -51,31 +51,38 @@ public struct ServerName: Hashable, Sendable, CustomStringConvertible, Comparabl
     private enum ScanResult { case invalid, canonical, needsFolding }
 
     private static func scan(_ utf8: String.UTF8View) -> ScanResult {
-        var count = utf8.count
+        if let result = utf8.withContiguousStorageIfAvailable(scan(bytes:)) { return result }
+        return scan(bytes: UnsafeBufferPointer(start: nil, count: 0), fallback: Array(utf8))
+    }
+
+    private static func scan(bytes: UnsafeBufferPointer<UInt8>, fallback: [UInt8]) -> ScanResult {
+        fallback.withUnsafeBufferPointer(scan(bytes:))
+    }
+
+    /// One pass over the octets: validity, and whether folding (upper case, trailing dot) is needed.
+    private static func scan(bytes: UnsafeBufferPointer<UInt8>) -> ScanResult {
+        var count = bytes.count
         if count == 0 { return .invalid }
-        var hasTrailingDot = false
-        if utf8.last == UInt8(ascii: ".") {
-            hasTrailingDot = true
+        var needsFolding = false
+        if bytes[count - 1] == UInt8(ascii: ".") {
+            needsFolding = true
             count -= 1
             if count == 0 { return .invalid }
         }
         if count > 253 { return .invalid }
-        var needsFolding = hasTrailingDot
         var labelLength = 0
-        var previous: UInt8 = UInt8(ascii: ".")
-        var index = 0
-        for byte in utf8 {
-            if index == count { break }
-            index += 1
+        var previous = UInt8(ascii: ".")
+        for index in 0..<count {
+            let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                labelLength += 1
+                labelLength &+= 1
             case UInt8(ascii: "A")...UInt8(ascii: "Z"):
-                labelLength += 1
+                labelLength &+= 1
                 needsFolding = true
             case UInt8(ascii: "-"):
-                if labelLength == 0 { return .invalid }  // label starts with a hyphen
-                labelLength += 1
+                if labelLength == 0 { return .invalid }  // a label starts with a hyphen
+                labelLength &+= 1
             case UInt8(ascii: "."):
                 if labelLength == 0 || previous == UInt8(ascii: "-") { return .invalid }
                 labelLength = 0

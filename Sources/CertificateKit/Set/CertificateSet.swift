@@ -6,6 +6,7 @@
 public final class CertificateSet: Sendable {
     /// Entries by name.
     public let entries: [String: CertificateEntry]
+    /// The lookup tables; an update edits a copy of them.
     let index: NameIndex
 
     init(entries: [String: CertificateEntry], index: NameIndex) {
@@ -28,10 +29,10 @@ public final class CertificateSet: Sendable {
     /// SAN is `localAddress`, then the default. `nil` when nothing matches.
     public func lookup(serverName rawServerName: String?, localAddress: IPAddress?) -> CertificateMatch? {
         if let rawServerName, let name = ServerName.normalize(rawServerName) {
-            if let entry = index.exact[name.text] {
+            if let entry = index.exact[Substring(name.text)] {
                 return CertificateMatch(entry: entry, kind: .exact, serverName: name)
             }
-            if let parent = name.parent, let entry = index.wildcard[String(parent)] {
+            if let parent = name.parent, let entry = index.wildcard[parent] {
                 return CertificateMatch(entry: entry, kind: .wildcard, serverName: name)
             }
             if let entry = index.catchAll {
@@ -48,8 +49,8 @@ public final class CertificateSet: Sendable {
     /// The entry that claims `pattern` exactly as written (for diagnostics and tests).
     public func entry(claiming pattern: NamePattern) -> CertificateEntry? {
         switch pattern {
-        case .exact(let name): return index.exact[name.text]
-        case .wildcard(let parent): return index.wildcard[parent.text]
+        case .exact(let name): return index.exact[Substring(name.text)]
+        case .wildcard(let parent): return index.wildcard[Substring(parent.text)]
         case .ip(let address): return index.ipAddresses[address]
         case .any: return index.catchAll
         }

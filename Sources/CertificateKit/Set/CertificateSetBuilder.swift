@@ -47,6 +47,8 @@ extension CertificateSet {
                 errors.append(CertificateEntryError(entry: name, field: "name", reason: reason))
                 continue
             }
+            // Inline and base64 values are their own content: an unchanged conf is an unchanged entry.
+            if let old = entries[name], !old.readsFiles, old.conf == conf { continue }
             do {
                 let content = try CertificateEntryValidator.readContent(name: name, conf: conf, baseDirectory: context.baseDirectory)
                 if let old = entries[name], old.conf == conf, old.content == content { continue }

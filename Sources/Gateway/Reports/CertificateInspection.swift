@@ -81,7 +81,7 @@ public struct CertificateInspection: Codable, Sendable {
         }
         return CertificateInspection(
             certificates: parsed.map { Facts($0, now: now) },
-            servedChain: served.map { $0.certificate.subject.description },
+            servedChain: served.map { "\($0.certificate.subject) (issuer: \($0.certificate.issuer.commonName ?? $0.certificate.issuer.description))" },
             chainCompleted: completed)
     }
 }
