@@ -200,7 +200,7 @@ if CommandLine.arguments.contains("--breakdown") {
 if CommandLine.arguments.contains("--profile-lookup") {
     let set = try CertificateSet.build(from: confs(count: 10_000), context: CertificateBuildContext()).set
     let store = CertificateKit.CertificateStore(initial: set)
-    let names = (0..<1024).map { _ in "site\(Int.random(in: 0..<1_000) * 10 + 1).example.com" }
+    let names = (0..<1024).map { _ in CommandLine.arguments.contains("--wildcard") ? "www.w\(Int.random(in: 0..<1_000) * 10).example.com" : "site\(Int.random(in: 0..<1_000) * 10 + 1).example.com" }
     var hits = 0
     let normalizeOnly = CommandLine.arguments.contains("--normalize-only")
     for _ in 0..<20_000 {
@@ -211,4 +211,15 @@ if CommandLine.arguments.contains("--profile-lookup") {
         }
     }
     print("hits \(hits)")
+}
+
+// Repeated full rebuilds of 100,000 entries with one changed, to profile (--profile-rebuild).
+if CommandLine.arguments.contains("--profile-rebuild") {
+    let base = confs(count: 100_000)
+    let set = try CertificateSet.build(from: base, context: CertificateBuildContext()).set
+    var full = base
+    full["e7"] = CertificateConf(domains: ["site7.example.com", "x.example.com"], tlsCert: shared.cert, tlsKey: shared.key)
+    for _ in 0..<30 {
+        sink.value &+= try CertificateSet.build(from: full, context: CertificateBuildContext(), reusing: set).set.count
+    }
 }

@@ -39,15 +39,21 @@ struct CertificateStoreTests {
         let violations = Atomic<Int>(0)
         let reads = Atomic<Int>(0)
 
-        let readers = (0..<3).map { _ in
+        let started = Atomic<Int>(0)
+
+        // Two threads read through `store.current`, two through their own reader.
+        let readers = (0..<4).map { number in
             Thread {
+                let reader = store.makeReader()
                 var lastGeneration: UInt64 = 0
+                started.add(1, ordering: .releasing)
                 while !done.load(ordering: .acquiring) {
-                    let snapshot = store.current
+                    let snapshot = number % 2 == 0 ? store.current : reader.current
+                    let tag = "\(snapshot.generation % 8)"
                     let expected = sets[Int(snapshot.generation % 8)]
                     let remarks = Set(snapshot.set.entries.values.map { $0.conf.remark })
-                    let whole = snapshot.set === expected && remarks == ["\(snapshot.generation % 8)"]
-                        && snapshot.set.lookup(serverName: "n1.test", localAddress: nil)?.entry.conf.remark == "\(snapshot.generation % 8)"
+                    let whole = snapshot.set === expected && remarks == [tag]
+                        && snapshot.set.lookup(serverName: "n1.test", localAddress: nil)?.entry.conf.remark == tag
                     if !whole || snapshot.generation < lastGeneration {
                         violations.add(1, ordering: .relaxed)
                     }
@@ -57,14 +63,17 @@ struct CertificateStoreTests {
             }
         }
         readers.forEach { $0.start() }
+        while started.load(ordering: .acquiring) < readers.count { Thread.sleep(forTimeInterval: 0.001) }
         for generation in 1...swaps {
             store.swap(to: sets[generation % 8])
+            if generation % 1_000 == 0 { Thread.sleep(forTimeInterval: 0.001) }  // let readers run between bursts
         }
+        while reads.load(ordering: .relaxed) < 100 { Thread.sleep(forTimeInterval: 0.001) }
         done.store(true, ordering: .releasing)
         while readers.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.001) }
 
         #expect(store.current.generation == UInt64(swaps))
         #expect(violations.load(ordering: .relaxed) == 0)
-        #expect(reads.load(ordering: .relaxed) > 0)
+        #expect(reads.load(ordering: .relaxed) >= 100)
     }
 }

@@ -41,14 +41,19 @@ extension CertificateSet {
         }
 
         // 1. Read each upsert's PEM text; keep the unchanged ones as they are.
+        // Inline and base64 values are their own content: an unchanged conf is an unchanged
+        // entry, skipped before any sorting or reading so a large unchanged set costs little.
+        var candidates: [(name: String, conf: CertificateConf)] = []
+        for (name, conf) in upserts {
+            if let old = entries[name], !old.readsFiles, old.conf == conf { continue }
+            candidates.append((name, conf))
+        }
         var pending: [(name: String, conf: CertificateConf, content: EntryContent)] = []
-        for (name, conf) in upserts.sorted(by: { $0.key < $1.key }) {
+        for (name, conf) in candidates.sorted(by: { $0.name < $1.name }) {
             if let reason = Self.invalidNameReason(name) {
                 errors.append(CertificateEntryError(entry: name, field: "name", reason: reason))
                 continue
             }
-            // Inline and base64 values are their own content: an unchanged conf is an unchanged entry.
-            if let old = entries[name], !old.readsFiles, old.conf == conf { continue }
             do {
                 let content = try CertificateEntryValidator.readContent(name: name, conf: conf, baseDirectory: context.baseDirectory)
                 if let old = entries[name], old.conf == conf, old.content == content { continue }
