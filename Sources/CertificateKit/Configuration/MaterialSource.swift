@@ -11,7 +11,7 @@ public enum MaterialSource: Hashable, Sendable {
     case file(path: String)
 
     public init(_ value: String) {
-        if Self.containsPEMMarker(value) {
+        if OctetSearch.contains("-----BEGIN", in: value) {
             self = .inline(value)
         } else if Self.decodeBase64PEM(value) != nil {
             self = .base64(value)
@@ -61,28 +61,6 @@ public enum MaterialSource: Hashable, Sendable {
     public var isFile: Bool {
         if case .file = self { return true }
         return false
-    }
-
-    /// A byte search for `-----BEGIN` (Foundation's `contains` is several times slower,
-    /// and a rebuild of a large set classifies every value).
-    static func containsPEMMarker(_ value: String) -> Bool {
-        let marker = Array("-----BEGIN".utf8)
-        func search(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-            guard bytes.count >= marker.count else { return false }
-            var index = 0
-            let last = bytes.count - marker.count
-            while index <= last {
-                if bytes[index] == UInt8(ascii: "-") {
-                    var matched = 1
-                    while matched < marker.count && bytes[index + matched] == marker[matched] { matched += 1 }
-                    if matched == marker.count { return true }
-                }
-                index += 1
-            }
-            return false
-        }
-        if let found = value.utf8.withContiguousStorageIfAvailable(search) { return found }
-        return Array(value.utf8).withUnsafeBufferPointer(search)
     }
 
     private static func decodeBase64PEM(_ value: String) -> String? {

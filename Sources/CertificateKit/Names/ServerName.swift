@@ -23,7 +23,7 @@ public struct ServerName: Hashable, Sendable, CustomStringConvertible, Comparabl
     /// non-ASCII and control characters never reach a lookup or a certificate).
     /// One trailing dot is stripped. Upper-case letters are folded to lower case.
     public static func normalize(_ raw: String) -> ServerName? {
-        var utf8 = raw.utf8
+        let utf8 = raw.utf8
         // Fast path: a name that is already canonical is returned without copying.
         switch scan(utf8) {
         case .invalid:
@@ -33,10 +33,12 @@ public struct ServerName: Hashable, Sendable, CustomStringConvertible, Comparabl
         case .needsFolding:
             break
         }
-        if utf8.last == UInt8(ascii: ".") {
-            utf8 = String(raw.dropLast()).utf8
+        var count = utf8.count
+        if utf8.last == UInt8(ascii: ".") { count -= 1 }
+        let folded = String(unsafeUninitializedCapacity: count) { buffer in
+            for (index, byte) in utf8.prefix(count).enumerated() { buffer[index] = asciiLower(byte) }
+            return count
         }
-        let folded = String(decoding: utf8.map(asciiLower), as: UTF8.self)
         return ServerName(unchecked: folded)
     }
 

@@ -66,7 +66,7 @@ public enum PEMMaterialParser {
     /// The single private key in `text`: PKCS#8, SEC1 (with or without a leading
     /// `EC PARAMETERS` block) or PKCS#1; P-256, P-384, P-521, RSA ≥ 2048, Ed25519.
     public static func privateKey(fromPEM text: String) throws(Failure) -> ParsedPrivateKey {
-        if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        if OctetSearch.contains("ENCRYPTED PRIVATE KEY", in: text) || OctetSearch.contains("Proc-Type: 4,ENCRYPTED", in: text) {
             throw Failure("the private key is encrypted, which is not supported; decrypt it first (openssl pkey -in key.pem -out plain.pem)")
         }
         let documents = try documents(in: text)
@@ -86,7 +86,7 @@ public enum PEMMaterialParser {
 
     /// Whether `text` holds a private key block (a combined cert+key file).
     public static func containsPrivateKey(_ text: String) -> Bool {
-        text.contains("PRIVATE KEY-----")
+        OctetSearch.contains("PRIVATE KEY-----", in: text)
     }
 
     private static func documents(in text: String) throws(Failure) -> [PEMDocument] {

@@ -29,11 +29,8 @@ public final class CertificateSet: Sendable {
     /// SAN is `localAddress`, then the default. `nil` when nothing matches.
     public func lookup(serverName rawServerName: String?, localAddress: IPAddress?) -> CertificateMatch? {
         if let rawServerName, let name = ServerName.normalize(rawServerName) {
-            if let entry = index.exact[Substring(name.text)] {
-                return CertificateMatch(entry: entry, kind: .exact, serverName: name)
-            }
-            if let parent = name.parent, let entry = index.wildcard[parent] {
-                return CertificateMatch(entry: entry, kind: .wildcard, serverName: name)
+            if let (entry, kind) = probeNameTables(name) {
+                return CertificateMatch(entry: entry, kind: kind, serverName: name)
             }
             if let entry = index.catchAll {
                 return CertificateMatch(entry: entry, kind: .catchAll, serverName: name)
@@ -46,11 +43,27 @@ public final class CertificateSet: Sendable {
         return index.defaultEntry.map { CertificateMatch(entry: $0, kind: .default, serverName: nil) }
     }
 
+    /// Exact name, then the one-level wildcard, on the name's octets.
+    private func probeNameTables(_ name: ServerName) -> (CertificateEntry, CertificateMatch.Kind)? {
+        func probe(_ octets: UnsafeBufferPointer<UInt8>) -> (CertificateEntry, CertificateMatch.Kind)? {
+            if let entry = index.exact.find(octets) { return (entry, .exact) }
+            if let dot = octets.firstIndex(of: UInt8(ascii: ".")),
+               let entry = index.wildcard.find(UnsafeBufferPointer(rebasing: octets[(dot + 1)...])) {
+                return (entry, .wildcard)
+            }
+            return nil
+        }
+        // Normalised names are native strings, so the first path is the one taken.
+        if let result = name.text.utf8.withContiguousStorageIfAvailable(probe) { return result }
+        var copy = name.text
+        return copy.withUTF8(probe)
+    }
+
     /// The entry that claims `pattern` exactly as written (for diagnostics and tests).
     public func entry(claiming pattern: NamePattern) -> CertificateEntry? {
         switch pattern {
-        case .exact(let name): return index.exact[Substring(name.text)]
-        case .wildcard(let parent): return index.wildcard[Substring(parent.text)]
+        case .exact(let name): return index.exact[name.text]
+        case .wildcard(let parent): return index.wildcard[parent.text]
         case .ip(let address): return index.ipAddresses[address]
         case .any: return index.catchAll
         }

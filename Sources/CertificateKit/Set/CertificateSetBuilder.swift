@@ -21,7 +21,10 @@ extension CertificateSet {
         context: CertificateBuildContext,
         reusing previous: CertificateSet = .empty
     ) throws(CertificateSetError) -> CertificateSetChange {
-        let deletions = previous.entries.keys.filter { confs[$0] == nil }
+        // Every name of `previous` that `confs` lacks is deleted. When every previous name
+        // is among `confs` (the usual reload) there is nothing to look for.
+        let kept = confs.count >= previous.count ? confs.keys.reduce(0) { $0 + (previous.entries[$1] == nil ? 0 : 1) } : -1
+        let deletions = kept == previous.count ? [] : previous.entries.keys.filter { confs[$0] == nil }
         return try previous.updating(upserting: confs, deleting: deletions, context: context)
     }
 

@@ -2,10 +2,9 @@
 /// Kept apart from the set so an update edits a copy of the previous tables
 /// (O(changed) edits) instead of indexing every entry again.
 struct NameIndex: Sendable {
-    // Keyed by Substring so the wildcard probe (a name minus its first label) needs no copy.
-    var exact: [Substring: CertificateEntry] = [:]
+    var exact = NameTable()
     /// `*.example.com` is stored under `example.com`.
-    var wildcard: [Substring: CertificateEntry] = [:]
+    var wildcard = NameTable()
     var ipAddresses: [IPAddress: CertificateEntry] = [:]
     /// An issuer whose domains say `*` without being the default.
     var catchAll: CertificateEntry?
@@ -23,8 +22,8 @@ struct NameIndex: Sendable {
         }
         for pattern in entry.patterns {
             switch pattern {
-            case .exact(let name): claimed(name.text, by: exact[Substring(name.text)])
-            case .wildcard(let parent): claimed("*.\(parent.text)", by: wildcard[Substring(parent.text)])
+            case .exact(let name): claimed(name.text, by: exact[name.text])
+            case .wildcard(let parent): claimed("*.\(parent.text)", by: wildcard[parent.text])
             case .ip(let address): claimed(address.description, by: ipAddresses[address])
             case .any where !entry.isDefault: claimed("*", by: catchAll)
             case .any: break
@@ -39,8 +38,8 @@ struct NameIndex: Sendable {
 
         for pattern in entry.patterns {
             switch pattern {
-            case .exact(let name): exact[Substring(name.text)] = entry
-            case .wildcard(let parent): wildcard[Substring(parent.text)] = entry
+            case .exact(let name): exact.set(name.text, entry)
+            case .wildcard(let parent): wildcard.set(parent.text, entry)
             case .ip(let address): ipAddresses[address] = entry
             case .any where !entry.isDefault: catchAll = entry
             case .any: break
@@ -55,9 +54,9 @@ struct NameIndex: Sendable {
         for pattern in entry.patterns {
             switch pattern {
             case .exact(let name):
-                if exact[Substring(name.text)] === entry { exact[Substring(name.text)] = nil }
+                if exact[name.text] === entry { exact.remove(name.text) }
             case .wildcard(let parent):
-                if wildcard[Substring(parent.text)] === entry { wildcard[Substring(parent.text)] = nil }
+                if wildcard[parent.text] === entry { wildcard.remove(parent.text) }
             case .ip(let address):
                 if ipAddresses[address] === entry { ipAddresses[address] = nil }
             case .any:
