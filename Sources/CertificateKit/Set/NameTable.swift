@@ -81,7 +81,7 @@ struct NameTable: Sendable {
             deletedSlots += 1
             count -= 1
         }
-        if unusedArenaBytes > 4096 && unusedArenaBytes > arena.count / 2 { rehash(capacity: slots.count / 2) }
+        if unusedArenaBytes > 4096 && unusedArenaBytes > arena.count / 2 { rehash(capacity: Swift.max(16, count * 2)) }
     }
 
     /// The slot holding `key`, or -1.
