@@ -6,7 +6,10 @@ import X509
 
 // certgate-bench: lookup latency and set (re)build cost. Run in release:
 //   swift run -c release certgate-bench [--quick]
-// Prints a Markdown table for README.
+// Prints a Markdown table for README. Extra modes:
+//   --breakdown        the cost of each part of one lookup at 100,000 entries
+//   --profile-lookup   a long lookup loop to run under `perf record` (add --wildcard or --normalize-only)
+//   --profile-rebuild  repeated full rebuilds of 100,000 entries, for `perf record`
 
 let quick = CommandLine.arguments.contains("--quick")
 let clock = ContinuousClock()
