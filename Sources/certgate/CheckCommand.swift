@@ -26,10 +26,11 @@ struct CheckCommand: ParsableCommand {
             if json {
                 let failure = CertificateCheckReport(
                     valid: false, certificates: [],
-                    errors: [CertificateEntryError(entry: "config", field: error.key.isEmpty ? "file" : error.key, reason: error.description)])
+                    errors: error.errors.map { CertificateEntryError(entry: "config", field: $0.key.isEmpty ? "file" : $0.key, reason: $0.description) })
                 print(try OutputFormat.json(failure))
             } else {
-                print("config: \(error)")
+                for problem in error.errors { print("config: \(problem)") }
+                print("configuration is invalid: \(error.errors.count) error\(error.errors.count == 1 ? "" : "s")")
             }
             throw ExitCode(1)
         }

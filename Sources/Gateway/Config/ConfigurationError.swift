@@ -22,3 +22,18 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
         return key.isEmpty ? "\(place): \(reason)" : "\(place): \(key): \(reason)"
     }
 }
+
+/// Every problem found in one configuration file.
+public struct ConfigurationErrors: Error, Sendable, CustomStringConvertible {
+    public let errors: [ConfigurationError]
+
+    public init(_ errors: [ConfigurationError]) {
+        self.errors = errors
+    }
+
+    public init(_ error: ConfigurationError) {
+        self.errors = [error]
+    }
+
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}

@@ -35,19 +35,19 @@ enum YAMLErrorLocation {
             reason = "\(error)"
         }
         let key = path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-        let mark = locate(path, in: root)?.mark
+        let mark = locate(path.map { $0.intValue.map(String.init) ?? $0.stringValue }, in: root)?.mark
         return ConfigurationError(file: file, key: key, line: mark?.line, column: mark?.column, reason: reason)
     }
 
-    /// The deepest node along `path` that exists.
-    private static func locate(_ path: [any CodingKey], in root: Node) -> Node? {
+    /// The deepest node along `path` (mapping keys and sequence indices) that exists.
+    static func locate(_ path: [String], in root: Node) -> Node? {
         var node = root
         for key in path {
             let next: Node?
-            if let index = key.intValue, let sequence = node.sequence, sequence.indices.contains(index) {
+            if let index = Int(key), let sequence = node.sequence, sequence.indices.contains(index) {
                 next = sequence[index]
             } else {
-                next = node[key.stringValue]
+                next = node[key]
             }
             guard let next else { break }
             node = next
