@@ -6,10 +6,16 @@ import NIOSSL
 public final class NIOServingMaterial: Sendable {
     public let certificateChain: [NIOSSLCertificate]
     public let privateKey: NIOSSLPrivateKey
+    /// What the certificate callback hands NIOSSL: built here once, not per handshake.
+    public let contextOverride: NIOSSLContextConfigurationOverride
 
     public init(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
+        var override = NIOSSLContextConfigurationOverride()
+        override.certificateChain = certificateChain.map { .certificate($0) }
+        override.privateKey = .privateKey(privateKey)
+        self.contextOverride = override
     }
 
     /// Converts a validated chain (leaf first) and key.

@@ -15,6 +15,9 @@ public struct CertificateConf: Codable, Hashable, Sendable {
     /// Days before notAfter from which the entry counts as expiring (default 7).
     public var bufferDays: Int?
     public var remark: String?
+    /// certgate's own: when `tls_cert` and `tls_key` are file paths that do not exist yet,
+    /// `certgate run` creates them (a self-signed certificate for `domains`) at start.
+    public var createIfMissing: Bool?
 
     public static let defaultBufferDays = 7
 
@@ -26,7 +29,8 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         isCA: Bool? = nil,
         acme: String? = nil,
         bufferDays: Int? = nil,
-        remark: String? = nil
+        remark: String? = nil,
+        createIfMissing: Bool? = nil
     ) {
         self.domains = domains
         self.tlsCert = tlsCert
@@ -36,6 +40,7 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         self.acme = acme
         self.bufferDays = bufferDays
         self.remark = remark
+        self.createIfMissing = createIfMissing
     }
 
     enum CodingKeys: String, CodingKey {
@@ -47,6 +52,7 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         case acme
         case bufferDays = "buffer_days"
         case remark
+        case createIfMissing = "create_if_missing"
     }
 
     public var effectiveBufferDays: Int { bufferDays ?? Self.defaultBufferDays }

@@ -1,0 +1,59 @@
+import CertificateKit
+import Metrics
+
+/// The gateway's counters, with the names and labels of the interface contract.
+/// Counters are made once (per listener and match kind), never per handshake.
+public final class GatewayMetrics: Sendable {
+    /// `certgate_handshakes_total{listener, match}`: match is exact, wildcard, default,
+    /// ip, issued or none.
+    public final class ListenerCounters: Sendable {
+        let exact: Counter
+        let wildcard: Counter
+        let `default`: Counter
+        let ip: Counter
+        let issued: Counter
+        let none: Counter
+
+        init(listener: String) {
+            func counter(_ match: String) -> Counter {
+                Counter(label: "certgate_handshakes_total", dimensions: [("listener", listener), ("match", match)])
+            }
+            exact = counter("exact")
+            wildcard = counter("wildcard")
+            `default` = counter("default")
+            ip = counter("ip")
+            issued = counter("issued")
+            none = counter("none")
+        }
+
+        func record(_ kind: CertificateMatch.Kind?, issued isIssued: Bool = false) {
+            if isIssued { issued.increment(); return }
+            switch kind {
+            case .exact: exact.increment()
+            case .wildcard: wildcard.increment()
+            case .default, .catchAll: self.default.increment()
+            case .ip: ip.increment()
+            case nil: none.increment()
+            }
+        }
+    }
+
+    public enum UpdateSource: String, Sendable { case config, control, signal }
+
+    public init() {}
+
+    public func handshakes(listener: String) -> ListenerCounters {
+        ListenerCounters(listener: listener)
+    }
+
+    /// `certgate_updates_total{source, result}`.
+    public func recordUpdate(source: UpdateSource, applied: Bool) {
+        Counter(label: "certgate_updates_total", dimensions: [("source", source.rawValue), ("result", applied ? "applied" : "rejected")]).increment()
+    }
+
+    /// `certgate_certificate_set_generation` and `certgate_certificates_loaded`.
+    public func recordSet(generation: UInt64, count: Int) {
+        Gauge(label: "certgate_certificate_set_generation").record(Double(generation))
+        Gauge(label: "certgate_certificates_loaded").record(Double(count))
+    }
+}

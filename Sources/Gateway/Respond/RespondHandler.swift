@@ -1,0 +1,77 @@
+import NIOCore
+import NIOHTTP1
+
+/// The built-in responder: answers every HTTP/1.1 request on the connection with the
+/// route's configured response (`{sni}` replaced), keeping the connection alive when the
+/// client asks for it. While the gateway drains, it answers the request in flight with
+/// `Connection: close` and closes idle connections at once.
+final class RespondHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let head: HTTPResponseHead
+    private let body: ByteBuffer
+    private var keepAlive = true
+    private var requestInFlight = false
+    private var draining = false
+
+    init(response: RouteConfiguration.Response, serverName: String, allocator: ByteBufferAllocator) {
+        let text = response.body.replacingOccurrences(of: "{sni}", with: serverName)
+        body = allocator.buffer(string: text)
+        var headers = HTTPHeaders()
+        for (name, value) in response.headers.sorted(by: { $0.key < $1.key }) {
+            headers.add(name: name, value: value.replacingOccurrences(of: "{sni}", with: serverName))
+        }
+        if !headers.contains(name: "content-type") {
+            headers.add(name: "content-type", value: "text/plain; charset=utf-8")
+        }
+        headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let request):
+            requestInFlight = true
+            keepAlive = request.isKeepAlive
+        case .body:
+            break
+        case .end:
+            requestInFlight = false
+            var head = self.head
+            head.version = .http1_1
+            let close = !keepAlive || draining
+            if close { head.headers.replaceOrAdd(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            let written = context.writeAndFlushPromise(wrapOutboundOut(.end(nil)))
+            if close {
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                written.whenComplete { _ in loopBound.value.close(promise: nil) }
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case GatewayEvent.drain = event {
+            draining = true
+            if !requestInFlight { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+private extension ChannelHandlerContext {
+    func writeAndFlushPromise(_ data: NIOAny) -> EventLoopFuture<Void> {
+        let promise = eventLoop.makePromise(of: Void.self)
+        writeAndFlush(data, promise: promise)
+        return promise.futureResult
+    }
+}
+
+/// Events the gateway sends down its connections' pipelines.
+enum GatewayEvent {
+    /// The gateway is shutting down: finish what is in flight, take nothing new.
+    case drain
+}

@@ -1,0 +1,260 @@
+import CertificateKit
+import CertificateKitNIO
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// The running gateway: TLS listeners choosing certificates from the store, routes,
+/// reload without restart, and a graceful shutdown.
+public final class GatewayServer: Sendable {
+    public enum ReloadOutcome: Sendable {
+        case applied(generation: UInt64, change: CertificateSetChange)
+        case rejected(reasons: [String])
+    }
+
+    public let configurationPath: String
+    public let store: CertificateKit.CertificateStore
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let metrics: GatewayMetrics
+    private let selector: CertificateSelector
+    private let tracker = ConnectionTracker()
+    private let upstreamLog: UpstreamFailureLog
+    private let configuration: Mutex<GatewayConfiguration>
+    private let routes: Mutex<RouteTable>
+    private let listeners: Mutex<[ListenerRuntime]>
+    private let reloading = Mutex(())
+
+    /// Validates `configuration` whole (certificates, listeners' TLS settings) and
+    /// prepares the gateway; ``start()`` binds the listeners.
+    public init(
+        configuration: GatewayConfiguration, configurationPath: String, group: any EventLoopGroup,
+        logger: Logger, metrics: GatewayMetrics = GatewayMetrics()
+    ) throws(GatewayStartupError) {
+        self.configurationPath = configurationPath
+        self.group = group
+        self.logger = logger
+        self.metrics = metrics
+        self.upstreamLog = UpstreamFailureLog(logger: logger)
+        do {
+            try MissingCertificateFiles.create(for: configuration, logger: logger)
+        } catch {
+            throw GatewayStartupError(reasons: [error.description])
+        }
+        let set: CertificateSet
+        do {
+            set = try CertificateSet.build(
+                from: configuration.certificates,
+                context: configuration.buildContext(servingMaterialFactory: NIOServingMaterial.factory)).set
+        } catch {
+            throw GatewayStartupError(reasons: error.errors.map(\.description))
+        }
+        self.store = CertificateKit.CertificateStore(initial: set)
+        self.selector = CertificateSelector(store: store)
+        var runtimes: [ListenerRuntime] = []
+        for listener in configuration.listeners {
+            let counters = metrics.handshakes(listener: listener.name)
+            do {
+                let context = try ListenerTLS.makeContext(for: listener, selector: selector, counters: counters)
+                runtimes.append(ListenerRuntime(configuration: listener, context: context, counters: counters))
+            } catch {
+                throw GatewayStartupError(reasons: ["listener \(listener.name): TLS settings refused: \(error)"])
+            }
+        }
+        self.configuration = Mutex(configuration)
+        self.routes = Mutex(RouteTable(configuration.routes))
+        self.listeners = Mutex(runtimes)
+        metrics.recordSet(generation: 0, count: set.count)
+        metrics.recordUpdate(source: .config, applied: true)
+        for entry in set.sortedEntries where !entry.warnings.isEmpty {
+            for warning in entry.warnings { logger.warning("\(warning)", metadata: ["entry": "\(entry.name)"]) }
+        }
+    }
+
+    /// Binds every listener. Throws if one cannot be bound (those bound are closed).
+    public func start() async throws {
+        for runtime in listeners.withLock({ $0 }) {
+            let address = runtime.configuration.listen
+            do {
+                let channel = try await makeBootstrap(for: runtime).bind(host: address.host, port: address.port).get()
+                runtime.channel = channel
+                logger.notice("listening", metadata: [
+                    "listener": "\(runtime.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? "\(address)")",
+                ])
+            } catch {
+                for bound in listeners.withLock({ $0 }) { try? await bound.channel?.close() }
+                throw GatewayStartupError(reasons: ["listener \(runtime.name): cannot listen on \(address): \(error)"])
+            }
+        }
+        logger.notice("serving", metadata: ["certificates": "\(store.current.set.count)", "generation": "\(store.current.generation)"])
+    }
+
+    /// The addresses the listeners are bound to (by listener name).
+    public var boundAddresses: [String: SocketAddress] {
+        var result: [String: SocketAddress] = [:]
+        for runtime in listeners.withLock({ $0 }) {
+            if let address = runtime.channel?.localAddress { result[runtime.name] = address }
+        }
+        return result
+    }
+
+    /// Re-reads the configuration file and applies it whole — certificates (validated
+    /// whole, unchanged entries reused), routes and listeners' TLS settings — or applies
+    /// nothing and logs every reason. Open connections are not touched.
+    @discardableResult
+    public func reload(source: GatewayMetrics.UpdateSource) -> ReloadOutcome {
+        reloading.withLock { _ in
+            let outcome = prepareAndCommitReload()
+            switch outcome {
+            case .applied(let generation, let change):
+                metrics.recordUpdate(source: source, applied: true)
+                metrics.recordSet(generation: generation, count: change.set.count)
+                logger.notice("configuration reloaded", metadata: [
+                    "generation": "\(generation)", "added": "\(change.added.count)",
+                    "changed": "\(change.changed.count)", "removed": "\(change.removed.count)",
+                ])
+            case .rejected(let reasons):
+                metrics.recordUpdate(source: source, applied: false)
+                logger.error("configuration reload rejected; the previous configuration keeps serving", metadata: ["errors": "\(reasons.count)"])
+                for reason in reasons { logger.error("\(reason)") }
+            }
+            return outcome
+        }
+    }
+
+    private func prepareAndCommitReload() -> ReloadOutcome {
+        let next: GatewayConfiguration
+        do {
+            next = try GatewayConfiguration.load(path: configurationPath)
+        } catch {
+            return .rejected(reasons: error.errors.map(\.description))
+        }
+        do {
+            try MissingCertificateFiles.create(for: next, logger: logger)
+        } catch {
+            return .rejected(reasons: [error.description])
+        }
+        let change: CertificateSetChange
+        do {
+            change = try CertificateSet.build(
+                from: next.certificates,
+                context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory),
+                reusing: store.current.set)
+        } catch {
+            return .rejected(reasons: error.errors.map(\.description))
+        }
+        // New TLS contexts for listeners whose settings changed; a changed address needs a restart.
+        let runtimes = listeners.withLock { $0 }
+        var replacements: [(ListenerRuntime, ListenerConfiguration, NIOSSLContext)] = []
+        var restartNeeded: [String] = []
+        for runtime in runtimes {
+            guard let updated = next.listeners.first(where: { $0.name == runtime.name }) else {
+                restartNeeded.append("listener \(runtime.name) was removed")
+                continue
+            }
+            let current = runtime.configuration
+            if updated.listen != current.listen {
+                restartNeeded.append("listener \(runtime.name) moves from \(current.listen) to \(updated.listen)")
+            }
+            var comparable = updated
+            comparable.listen = current.listen
+            guard comparable != current else { continue }
+            do {
+                let context = try ListenerTLS.makeContext(for: comparable, selector: selector, counters: runtime.counters)
+                replacements.append((runtime, comparable, context))
+            } catch {
+                return .rejected(reasons: ["listener \(runtime.name): TLS settings refused: \(error)"])
+            }
+        }
+        for added in next.listeners where !runtimes.contains(where: { $0.name == added.name }) {
+            restartNeeded.append("listener \(added.name) (\(added.listen)) is new")
+        }
+
+        // Commit: nothing above changed anything.
+        guard let snapshot = store.swap(to: change.set) else {
+            return .rejected(reasons: ["the certificate set changed during the reload; try again"])
+        }
+        routes.withLock { $0 = RouteTable(next.routes) }
+        for (runtime, listener, context) in replacements { runtime.replace(configuration: listener, context: context) }
+        configuration.withLock { $0 = next }
+        for reason in restartNeeded {
+            logger.warning("listener change needs a restart; the running listeners are unchanged", metadata: ["change": "\(reason)"])
+        }
+        for entry in change.added + change.changed {
+            for warning in change.set.entries[entry]?.warnings ?? [] { logger.warning("\(warning)", metadata: ["entry": "\(entry)"]) }
+        }
+        return .applied(generation: snapshot.generation, change: change)
+    }
+
+    /// Stops accepting, lets open connections finish for up to `timeout`, then closes
+    /// what is left.
+    public func shutdown(timeout: Duration) async {
+        for runtime in listeners.withLock({ $0 }) {
+            try? await runtime.channel?.close()
+        }
+        let open = tracker.count
+        logger.notice("stopped accepting; draining open connections", metadata: ["open": "\(open)", "timeout": "\(timeout)"])
+        tracker.drain()
+        let deadline = ContinuousClock.now + timeout
+        while tracker.count > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        let left = tracker.count
+        if left > 0 {
+            logger.warning("drain timeout; closing the remaining connections", metadata: ["open": "\(left)"])
+            tracker.closeAll()
+        }
+    }
+
+    public var shutdownTimeout: Duration { configuration.withLock { $0.shutdownTimeout.duration } }
+
+    private func makeBootstrap(for runtime: ListenerRuntime) -> ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try initializeConnection(channel, runtime: runtime)
+                }
+            }
+    }
+
+    /// The pipeline of a new client connection: facts publisher → TLS → handshake timeout → router.
+    private func initializeConnection(_ channel: any Channel, runtime: ListenerRuntime) throws {
+        tracker.register(channel)
+        let (listener, context) = runtime.current
+        let facts = HandshakeFacts(listener: runtime.name, localAddress: channel.localAddress, remoteAddress: channel.remoteAddress)
+        let publisher = HandshakeFactsPublisher(facts: facts, slot: selector.currentFacts)
+        let operations = channel.pipeline.syncOperations
+        let logger = self.logger
+        try operations.addHandler(publisher)
+        try operations.addHandler(NIOSSLServerHandler(context: context))
+        try operations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(listener.handshakeTimeout.duration)) { _ in
+            logger.info("TLS handshake timed out; closing", metadata: [
+                "listener": "\(facts.listener)", "client": "\(facts.remoteAddress.map { "\($0)" } ?? "-")",
+                "timeout": "\(listener.handshakeTimeout)",
+            ])
+        })
+        try operations.addHandler(ConnectionRouter(
+            facts: facts, publisher: publisher, routes: routes.withLock { $0 },
+            upstreamLog: upstreamLog, logger: logger))
+    }
+}
+
+/// Why the gateway could not start: every reason, each naming its place.
+public struct GatewayStartupError: Error, CustomStringConvertible {
+    public let reasons: [String]
+    public var description: String { reasons.joined(separator: "\n") }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

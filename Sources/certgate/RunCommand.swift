@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// `certgate run`: serve until SIGTERM/SIGINT, reloading on SIGHUP.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Serve TLS with the configuration's listeners, routes and certificates (the default command)."
+    )
+
+    @Option(name: .long, help: "The configuration file.")
+    var config: String = "config/certgate.yaml"
+
+    func run() async throws {
+        let configuration: GatewayConfiguration
+        do {
+            configuration = try GatewayConfiguration.load(path: config)
+        } catch {
+            for problem in error.errors { printError("config: \(problem)") }
+            throw ExitCode(1)
+        }
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "certgate")
+        if configuration.listeners.isEmpty {
+            logger.error("the configuration has no listeners; nothing to serve", metadata: ["config": "\(config)"])
+            throw ExitCode(1)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let server: GatewayServer
+        do {
+            server = try GatewayServer(configuration: configuration, configurationPath: config, group: group, logger: logger)
+        } catch {
+            for reason in error.reasons { logger.error("\(reason)") }
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        let services = ServiceGroup(configuration: .init(
+            services: [.init(service: GatewayService(server: server))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await services.run()
+        } catch {
+            logger.error("stopped: \(error)")
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        try await group.shutdownGracefully()
+        logger.notice("stopped")
+    }
+}
