@@ -2,69 +2,6 @@ import CertificateTestSupport
 import Foundation
 import Testing
 
-/// Runs the real `certgate` binary built next to the test bundle.
-enum CertgateProcess {
-    struct Output {
-        let status: Int32
-        let stdout: String
-        let stderr: String
-    }
-
-    static var binary: URL {
-        if let override = ProcessInfo.processInfo.environment["CERTGATE_BINARY"] {
-            return URL(fileURLWithPath: override)
-        }
-        var folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while folder.path != "/" {
-            let candidate = folder.appendingPathComponent("certgate")
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-                return candidate
-            }
-            folder.deleteLastPathComponent()
-        }
-        return packageRoot.appendingPathComponent(".build/debug/certgate")
-    }
-
-    static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-
-    static func run(_ arguments: [String], in directory: URL? = nil) throws -> Output {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = directory }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Output(status: process.terminationStatus,
-                      stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
-    }
-}
-
-/// A throw-away folder with a config file and certificate files.
-struct FixtureFolder {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url.appendingPathComponent("certs"), withIntermediateDirectories: true)
-    }
-
-    func write(_ text: String, to path: String) throws {
-        try text.write(to: url.appendingPathComponent(path), atomically: true, encoding: .utf8)
-    }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
-}
-
 @Suite("certgate check and inspect (the real binary)")
 struct CommandLineTests {
     static let authority = TestCertificate.authority(commonName: "Fixture CA")

@@ -53,12 +53,15 @@ final class RespondHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case GatewayEvent.drain = event {
+        switch event {
+        case GatewayEvent.drain, ChannelEvent.inputClosed:
+            // Draining, or the client finished sending (TLS close_notify): answer what is
+            // in flight, then close; an idle connection closes now.
             draining = true
             if !requestInFlight { context.close(promise: nil) }
-            return
+        default:
+            context.fireUserInboundEventTriggered(event)
         }
-        context.fireUserInboundEventTriggered(event)
     }
 }
 

@@ -1,0 +1,294 @@
+import CertificateKit
+import CertificateTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `certgate run` driven by real clients: openssl s_client, curl, and NIO clients.
+@Suite("certgate run (the real binary, real clients)", .serialized)
+struct GatewayInteropTests {
+    static let authority = TestCertificate.authority(commonName: "Interop CA")
+    static let group = MultiThreadedEventLoopGroup.singleton
+
+    /// A folder with the CA file and the certificates of the standard config.
+    static func fixture() throws -> FixtureFolder {
+        let folder = try FixtureFolder()
+        try folder.write(authority.pem, to: "ca.pem")
+        let leaves: [(String, TestCertificate)] = [
+            ("exact", authority.leaf(dnsNames: ["exact.test"])),
+            ("wild", authority.leaf(dnsNames: ["*.wild.test"])),
+            ("by-ip", authority.leaf(ipAddresses: ["127.0.0.1"], commonName: "by-ip")),
+            ("fallback", authority.leaf(dnsNames: ["fallback.test"])),
+        ]
+        for (name, leaf) in leaves {
+            try folder.write(leaf.pem, to: "certs/\(name).pem")
+            try folder.write(leaf.key.pkcs8PEM, to: "certs/\(name).key")
+        }
+        return folder
+    }
+
+    static func config(routes: String = respondEverything, extraCertificates: String = "", withDefault: Bool = true, handshakeTimeout: String = "10s") -> String {
+        """
+        log_level: info
+        shutdown_timeout: 5s
+        listeners:
+          - name: https
+            listen: 127.0.0.1:PORT
+            handshake_timeout: \(handshakeTimeout)
+        routes:
+        \(routes)
+        certificates:
+          exact: { tls_cert: certs/exact.pem, tls_key: certs/exact.key }
+          wild: { tls_cert: certs/wild.pem, tls_key: certs/wild.key }
+          by-ip: { tls_cert: certs/by-ip.pem, tls_key: certs/by-ip.key }
+        \(withDefault ? "  fallback: { tls_cert: certs/fallback.pem, tls_key: certs/fallback.key, is_default: true }" : "")
+        \(extraCertificates)
+        """
+    }
+
+    static let respondEverything = """
+          - server_names: ["*"]
+            respond: { body: "served {sni}\\n" }
+        """
+
+    /// `openssl s_client`: the served certificate's CN, or nil when the handshake failed.
+    static func servedCommonName(port: Int, serverName: String?, folder: FixtureFolder) throws -> (cn: String?, output: String) {
+        var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", folder.url.appendingPathComponent("ca.pem").path,
+                         "-verify_return_error"]
+        if let serverName { arguments += ["-servername", serverName] } else { arguments += ["-noservername"] }
+        let (status, output) = try runTool("/usr/bin/openssl", arguments, input: Data("Q\n".utf8))
+        guard status == 0, let line = output.split(separator: "\n").first(where: { $0.hasPrefix("subject=") }) else {
+            return (nil, output)
+        }
+        let cn = line.components(separatedBy: "CN = ").last.map { String($0.prefix { $0 != "," }) }
+        return (cn, output)
+    }
+
+    @Test("openssl s_client gets the certificate the lookup order says", arguments: [
+        ("exact.test", "exact.test"),
+        ("EXACT.Test", "exact.test"),
+        ("exact.test.", "exact.test"),
+        ("a.wild.test", "a.wild.test"),
+        ("b.a.wild.test", "fallback.test"),
+        ("unknown.test", "fallback.test"),
+        (nil, "by-ip"),
+    ] as [(String?, String)])
+    func sniSelection(serverName: String?, expected: String) async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config(), folder: folder)
+        defer { gateway.stop() }
+        let (cn, output) = try Self.servedCommonName(port: gateway.port, serverName: serverName, folder: folder)
+        // A wildcard certificate's CN is its first SAN.
+        let expectedCN = expected == "a.wild.test" ? "*.wild.test" : expected
+        #expect(cn == expectedCN, "\(output)")
+        #expect(output.contains("Verify return code: 0 (ok)"))
+    }
+
+    @Test("an unknown name without a default fails the handshake, and it is logged with the SNI")
+    func unknownNameWithoutDefault() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config(withDefault: false), folder: folder)
+        defer { gateway.stop() }
+        let (cn, output) = try Self.servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder)
+        #expect(cn == nil, "\(output)")
+        #expect(try await gateway.waitForLog("sni=nobody.test"))
+        #expect(gateway.logText.contains("TLS handshake failed"))
+        // Known names still work.
+        #expect(try Self.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+    }
+
+    @Test("curl reaches an upstream through the gateway: a 10 MB body both ways, intact")
+    func curlThroughUpstream() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let upstream = try await HTTPEchoUpstream(group: Self.group)
+        let routes = """
+              - server_names: ["exact.test"]
+                upstream: 127.0.0.1:\(upstream.port)
+              - server_names: ["*"]
+                respond: { body: "served {sni}\\n" }
+            """
+        let gateway = try await GatewayProcess(config: Self.config(routes: routes), folder: folder)
+        defer { gateway.stop() }
+        var payload = [UInt8](repeating: 0, count: 10 * 1024 * 1024)
+        var generator = SystemRandomNumberGenerator()
+        for index in payload.indices { payload[index] = UInt8.random(in: 0...255, using: &generator) }
+        try Data(payload).write(to: folder.url.appendingPathComponent("payload.bin"))
+        let (status, output) = try runTool("/usr/bin/curl", [
+            "-sS", "--fail", "--cacert", folder.url.appendingPathComponent("ca.pem").path,
+            "--resolve", "exact.test:\(gateway.port):127.0.0.1",
+            "--data-binary", "@" + folder.url.appendingPathComponent("payload.bin").path,
+            "-o", folder.url.appendingPathComponent("echoed.bin").path,
+            "https://exact.test:\(gateway.port)/echo",
+        ])
+        #expect(status == 0, "\(output)")
+        let echoed = try Data(contentsOf: folder.url.appendingPathComponent("echoed.bin"))
+        #expect(echoed.count == payload.count)
+        #expect(echoed == Data(payload))
+        // The built-in responder answers the other names.
+        let (_, other) = try runTool("/usr/bin/curl", [
+            "-sS", "--cacert", folder.url.appendingPathComponent("ca.pem").path,
+            "--resolve", "x.wild.test:\(gateway.port):127.0.0.1", "https://x.wild.test:\(gateway.port)/",
+        ])
+        #expect(other == "served x.wild.test\n")
+        await upstream.close()
+    }
+
+    @Test("a client's half-close reaches the upstream, and the upstream's answer still reaches the client")
+    func halfClose() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let upstream = try await EchoUpstream(group: Self.group)
+        let routes = """
+              - server_names: ["*.wild.test"]
+                upstream: 127.0.0.1:\(upstream.port)
+            """
+        let gateway = try await GatewayProcess(config: Self.config(routes: routes), folder: folder)
+        defer { gateway.stop() }
+        let client = TestTLSClient(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
+        let payload = Array((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        // The echo upstream closes its side only after it sees our EOF; everything arrives before that.
+        let (received, _) = try await client.exchange(port: gateway.port, serverName: "h.wild.test", payload: payload)
+        #expect(received == payload)
+        await upstream.close()
+    }
+
+    @Test("a PROXY v2 header tells the upstream the client's address and port, and the served name", arguments: ["v1", "v2"])
+    func proxyProtocol(version: String) async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let upstream = try await EchoUpstream(group: Self.group, expectProxyHeader: version == "v2" ? .v2 : .v1)
+        let routes = """
+              - server_names: ["exact.test"]
+                upstream: 127.0.0.1:\(upstream.port)
+                proxy_protocol: \(version)
+            """
+        let gateway = try await GatewayProcess(config: Self.config(routes: routes), folder: folder)
+        defer { gateway.stop() }
+        let client = TestTLSClient(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
+        let (received, connection) = try await client.exchange(port: gateway.port, serverName: "exact.test", payload: Array("hello".utf8))
+        #expect(received == Array("hello".utf8))
+        let header = try #require(upstream.recorded.all.first)
+        let clientPort = try #require(connection.localAddress?.port)
+        if version == "v2" {
+            #expect(Array(header[0..<12]) == [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A])
+            #expect(header[12] == 0x21)  // version 2, PROXY
+            #expect(header[13] == 0x11)  // TCP over IPv4
+            #expect(Array(header[16..<20]) == [127, 0, 0, 1])
+            #expect(Int(header[24]) << 8 | Int(header[25]) == clientPort)
+            #expect(Int(header[26]) << 8 | Int(header[27]) == gateway.port)
+            // TLVs after the 12 address bytes: the served name as PP2_TYPE_AUTHORITY.
+            let tlvs = Array(header[28...])
+            #expect(String(decoding: tlvs, as: UTF8.self).contains("exact.test"))
+        } else {
+            #expect(String(decoding: header, as: UTF8.self) == "PROXY TCP4 127.0.0.1 127.0.0.1 \(clientPort) \(gateway.port)\r\n")
+        }
+        await upstream.close()
+    }
+
+    @Test("SIGHUP swaps a certificate: new handshakes get the new one, an open connection keeps working; a broken file keeps the old set")
+    func reloadOnHangup() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config(), folder: folder)
+        defer { gateway.stop() }
+        let trust = [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)]
+        let client = TestTLSClient(group: Self.group, trustRoots: trust)
+
+        let open = try await client.connect(port: gateway.port, serverName: "exact.test")
+        let before = try #require(open.servedCertificate).toDERBytes()
+        try await open.channel.executeThenClose { inbound, outbound in
+            var responses = inbound.makeAsyncIterator()
+            func request() async throws -> String {
+                try await outbound.write(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: exact.test\r\n\r\n"))
+                var text = ""
+                while !text.hasSuffix("served exact.test\n") {
+                    guard var buffer = try await responses.next() else { break }
+                    text += buffer.readString(length: buffer.readableBytes) ?? ""
+                }
+                return text
+            }
+            #expect(try await request().hasPrefix("HTTP/1.1 200 OK"))
+
+            // New certificate for exact.test, then SIGHUP.
+            let replacement = Self.authority.leaf(dnsNames: ["exact.test"])
+            try folder.write(replacement.pem, to: "certs/exact.pem")
+            try folder.write(replacement.key.pkcs8PEM, to: "certs/exact.key")
+            gateway.signal(SIGHUP)
+            #expect(try await gateway.waitForLog("configuration reloaded"))
+
+            let fresh = try await client.connect(port: gateway.port, serverName: "exact.test")
+            #expect(try fresh.servedCertificate?.toDERBytes() == replacement.parsed.der)
+            #expect(try fresh.servedCertificate?.toDERBytes() != before)
+            await fresh.close()
+
+            // The connection opened before the reload still answers.
+            #expect(try await request().hasPrefix("HTTP/1.1 200 OK"))
+
+            // A broken file on SIGHUP: rejected, the current set keeps serving.
+            try folder.write("certificates: [unclosed\n", to: "certgate.yaml")
+            gateway.signal(SIGHUP)
+            #expect(try await gateway.waitForLog("reload rejected"))
+            let after = try await client.connect(port: gateway.port, serverName: "exact.test")
+            #expect(try after.servedCertificate?.toDERBytes() == replacement.parsed.der)
+            await after.close()
+        }
+    }
+
+    @Test("the handshake timeout closes a client that sends nothing")
+    func handshakeTimeout() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config(handshakeTimeout: "300ms"), folder: folder)
+        defer { gateway.stop() }
+        let channel = try await ClientBootstrap(group: Self.group).connect(host: "127.0.0.1", port: gateway.port).get()
+        let start = ContinuousClock.now
+        let closed = channel.closeFuture
+        // Closed by the gateway, well before our own 5 s guard.
+        let guardTask = Task { try await Task.sleep(for: .seconds(5)); try await channel.close() }
+        try await closed.get()
+        guardTask.cancel()
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(3), "closed after \(elapsed)")
+        #expect(try await gateway.waitForLog("TLS handshake timed out"))
+    }
+
+    @Test("SIGTERM stops accepting, lets an open proxied connection finish, and exits 0")
+    func gracefulShutdown() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let upstream = try await EchoUpstream(group: Self.group)
+        let routes = """
+              - server_names: ["exact.test"]
+                upstream: 127.0.0.1:\(upstream.port)
+            """
+        let gateway = try await GatewayProcess(config: Self.config(routes: routes), folder: folder)
+        let client = TestTLSClient(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
+        let connection = try await client.connect(port: gateway.port, serverName: "exact.test")
+        try await connection.channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: "one"))
+            var first = try #require(try await iterator.next())
+            #expect(first.readString(length: first.readableBytes) == "one")
+            gateway.signal(SIGTERM)
+            #expect(try await gateway.waitForLog("draining"))
+            // New connections are refused while the open one still carries data.
+            await #expect(throws: (any Error).self) { _ = try await client.connect(port: gateway.port, serverName: "exact.test") }
+            try await outbound.write(ByteBuffer(string: "two"))
+            var second = try #require(try await iterator.next())
+            #expect(second.readString(length: second.readableBytes) == "two")
+            outbound.finish()
+            while try await iterator.next() != nil {}
+        }
+        gateway.process.waitUntilExit()
+        #expect(gateway.process.terminationStatus == 0)
+        await upstream.close()
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A running `certgate run` in a throw-away folder, with its log captured.
+final class GatewayProcess: Sendable {
+    let folder: FixtureFolder
+    let port: Int
+    let process: Process
+    private let log = LogBuffer()
+
+    final class LogBuffer: Sendable {
+        let text = Mutex<String>("")
+    }
+
+    /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
+    /// returns once it logs that it is serving.
+    init(config: String, folder: FixtureFolder) async throws {
+        self.folder = folder
+        port = try freePort()
+        try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: "certgate.yaml")
+        process = Process()
+        process.executableURL = CertgateProcess.binary
+        process.arguments = ["run", "--config", folder.url.appendingPathComponent("certgate.yaml").path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let log = self.log
+        errors.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { log.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+        try process.run()
+        guard try await waitForLog("serving", timeout: .seconds(20)) else {
+            stop()
+            throw GatewayProcessError(message: "certgate did not start:\n\(logText)")
+        }
+    }
+
+    var logText: String { log.text.withLock { $0 } }
+
+    /// Waits until the log holds `text` (counting from the start).
+    func waitForLog(_ text: String, occurrences: Int = 1, timeout: Duration = .seconds(10)) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if logText.components(separatedBy: text).count - 1 >= occurrences { return true }
+            if !process.isRunning { return false }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    func signal(_ number: Int32) {
+        kill(process.processIdentifier, number)
+    }
+
+    /// SIGTERM, then wait for the exit.
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning {
+            signal(SIGTERM)
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+}
+
+struct GatewayProcessError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// A TCP port on 127.0.0.1 nobody listens on right now.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw GatewayProcessError(message: "socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw GatewayProcessError(message: "bind() failed") }
+    let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    guard named == 0 else { throw GatewayProcessError(message: "getsockname() failed") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Runs a command-line client (openssl, curl) and captures its output.
+func runTool(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    let stdin = Pipe()
+    process.standardInput = stdin
+    try process.run()
+    if let input { stdin.fileHandleForWriting.write(input) }
+    try stdin.fileHandleForWriting.close()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
