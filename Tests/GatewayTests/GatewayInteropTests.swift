@@ -291,4 +291,48 @@ struct GatewayInteropTests {
         #expect(gateway.process.terminationStatus == 0)
         await upstream.close()
     }
+
+    @Test("an upstream that refuses closes the client cleanly and is logged once, not per connection")
+    func refusingUpstream() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let deadPort = try freePort()
+        let routes = """
+              - server_names: ["exact.test"]
+                upstream: 127.0.0.1:\(deadPort)
+            """
+        let gateway = try await GatewayProcess(config: Self.config(routes: routes), folder: folder)
+        defer { gateway.stop() }
+        let client = TestTLSClient(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
+        for _ in 0..<3 {
+            let (received, _) = try await client.exchange(port: gateway.port, serverName: "exact.test", payload: Array("hi".utf8))
+            #expect(received.isEmpty)
+        }
+        #expect(try await gateway.waitForLog("upstream unreachable"))
+        #expect(gateway.logText.components(separatedBy: "upstream unreachable").count - 1 == 1)
+    }
+
+    @Test("out of the box: the default config serves https://localhost with the certificate it creates in state/")
+    func defaultConfiguration() async throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
+        let shipped = try String(contentsOf: CertgateProcess.packageRoot.appendingPathComponent("config/certgate.yaml"), encoding: .utf8)
+        #expect(shipped.contains("127.0.0.1:8443"))
+        // The shipped file, moved to a free port and started from its own folder layout.
+        let gateway = try await GatewayProcess(
+            config: shipped.replacingOccurrences(of: "127.0.0.1:8443", with: "127.0.0.1:PORT"), folder: folder,
+            configPath: "config/certgate.yaml")
+        defer { gateway.stop() }
+        let caFile = folder.url.appendingPathComponent("state/localhost.pem").path
+        let (status, output) = try runTool("/usr/bin/curl", [
+            "-sS", "--cacert", caFile, "--resolve", "localhost:\(gateway.port):127.0.0.1", "https://localhost:\(gateway.port)/",
+        ])
+        #expect(status == 0, "\(output)")
+        #expect(output == "certgate is serving localhost\n")
+        let (ipStatus, ipOutput) = try runTool("/usr/bin/curl", ["-sS", "--cacert", caFile, "https://127.0.0.1:\(gateway.port)/"])
+        #expect(ipStatus == 0, "\(ipOutput)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: folder.url.appendingPathComponent("state/localhost.key").path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+    }
 }

@@ -17,13 +17,13 @@ final class GatewayProcess: Sendable {
 
     /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
     /// returns once it logs that it is serving.
-    init(config: String, folder: FixtureFolder) async throws {
+    init(config: String, folder: FixtureFolder, configPath: String = "certgate.yaml") async throws {
         self.folder = folder
         port = try freePort()
-        try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: "certgate.yaml")
+        try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: configPath)
         process = Process()
         process.executableURL = CertgateProcess.binary
-        process.arguments = ["run", "--config", folder.url.appendingPathComponent("certgate.yaml").path]
+        process.arguments = ["run", "--config", folder.url.appendingPathComponent(configPath).path]
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
