@@ -25,48 +25,86 @@ final class ConnectionRouter: ChannelInboundHandler, RemovableChannelHandler {
         self.logger = logger
     }
 
+    /// Set once the handshake is done and the route is a `respond` one: the HTTP handlers
+    /// are added when the first bytes arrive (a client that closes right after its
+    /// handshake costs no HTTP state).
+    private var pendingResponse: RouteConfiguration.Response?
+    private var handshakeDone = false
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard case TLSUserEvent.handshakeCompleted(let negotiatedProtocol) = event else {
+            if case ChannelEvent.inputClosed = event, handshakeDone {
+                context.close(promise: nil)  // the client left before asking anything
+                return
+            }
             context.fireUserInboundEventTriggered(event)
             return
         }
+        handshakeDone = true
         let pipeline = context.pipeline.syncOperations
         pipeline.removeHandler(publisher, promise: nil)
         let route = routes.route(for: facts.serverName)
-        do {
-            switch route?.action {
-            case nil:
-                logger.info("no route for the served name; closing", metadata: metadata(["alpn": "\(negotiatedProtocol ?? "-")"]))
+        switch route?.action {
+        case nil:
+            logger.info("no route for the served name; closing", metadata: metadata(["alpn": "\(negotiatedProtocol ?? "-")"]))
+            context.close(promise: nil)
+        case .respond(let response):
+            if let negotiatedProtocol, negotiatedProtocol != "http/1.1" {
+                logger.info("the built-in responder speaks HTTP/1.1 only; closing", metadata: metadata(["alpn": "\(negotiatedProtocol)"]))
                 context.close(promise: nil)
                 return
-            case .respond(let response):
-                if let negotiatedProtocol, negotiatedProtocol != "http/1.1" {
-                    logger.info("the built-in responder speaks HTTP/1.1 only; closing", metadata: metadata(["alpn": "\(negotiatedProtocol)"]))
-                    context.close(promise: nil)
-                    return
-                }
-                try pipeline.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withErrorHandling: true)
-                try pipeline.addHandler(RespondHandler(
-                    response: response, serverName: facts.serverName?.text ?? "", allocator: context.channel.allocator))
-            case .upstream(let address, let proxyProtocol, let connectTimeout):
+            }
+            pendingResponse = response
+        case .upstream(let address, let proxyProtocol, let connectTimeout):
+            // Connect at once: with server-speaks-first protocols the client may send nothing.
+            let installed = install(context: context) {
                 try pipeline.addHandler(UpstreamConnector(
                     target: .init(
-                        address: address, proxyProtocol: proxyProtocol,
-                        connectTimeout: .nanoseconds(Int64(connectTimeout.duration.components.seconds) * 1_000_000_000
-                            + connectTimeout.duration.components.attoseconds / 1_000_000_000),
+                        address: address, proxyProtocol: proxyProtocol, connectTimeout: TimeAmount(connectTimeout.duration),
                         serverName: facts.serverName?.text, negotiatedProtocol: negotiatedProtocol),
                     upstreamLog: upstreamLog))
             }
-            try pipeline.addHandler(ConnectionErrorHandler(logger: logger))
-        } catch {
-            logger.error("cannot set up the connection", metadata: metadata(["error": "\(error)"]))
-            context.close(promise: nil)
+            if installed { pipeline.removeHandler(context: context, promise: nil) }
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let response = pendingResponse else {
+            context.fireChannelRead(data)
             return
         }
+        pendingResponse = nil
+        let pipeline = context.pipeline.syncOperations
+        let serverName = facts.serverName?.text ?? ""
+        guard install(context: context, {
+            try pipeline.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withErrorHandling: true)
+            try pipeline.addHandler(RespondHandler(response: response, serverName: serverName, allocator: context.channel.allocator))
+        }) else { return }
+        // Hand the bytes on before stepping aside (a removed handler's events go nowhere).
+        context.fireChannelRead(data)
         pipeline.removeHandler(context: context, promise: nil)
     }
 
+    /// Adds a route's handlers and the closing error handler at the end of the pipeline;
+    /// on failure closes the connection and returns false.
+    private func install(context: ChannelHandlerContext, _ addHandlers: () throws -> Void) -> Bool {
+        do {
+            try addHandlers()
+            try context.pipeline.syncOperations.addHandler(ConnectionErrorHandler(logger: logger))
+            return true
+        } catch {
+            logger.error("cannot set up the connection", metadata: metadata(["error": "\(error)"]))
+            context.close(promise: nil)
+            return false
+        }
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !handshakeDone else {
+            logger.debug("connection error; closing", metadata: metadata(["error": "\(error)"]))
+            context.close(promise: nil)
+            return
+        }
         var reason = "\(error)"
         if let refusal = facts.refusal { reason = refusal }
         logger.info("TLS handshake failed", metadata: metadata(["reason": "\(reason)"]))
