@@ -107,6 +107,10 @@ NGINX_PID=$!
 haproxy -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
 HAPROXY_PID=$!
 trap 'kill $CERTGATE_PID $NGINX_PID $HAPROXY_PID 2>/dev/null || true' EXIT
+sleep 3
+for pid in $CERTGATE_PID $NGINX_PID $HAPROXY_PID; do
+  kill -0 "$pid" 2>/dev/null || { echo "a server did not start (is its port taken?); logs in $WORK" >&2; exit 1; }
+done
 for port in $PORT_CERTGATE $PORT_NGINX $PORT_HAPROXY; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.2; done
 done
