@@ -18,6 +18,12 @@ public struct CertificateConf: Codable, Hashable, Sendable {
     /// certgate's own: when `tls_cert` and `tls_key` are file paths that do not exist yet,
     /// `certgate run` creates them (a self-signed certificate for `domains`) at start.
     public var createIfMissing: Bool?
+    /// certgate's own, for issuer (`is_ca`) entries: leaves name the requested host
+    /// (`exact`, the default) or its parent wildcard (`wildcard`).
+    public var leafNames: LocalAuthority.LeafNames?
+    /// certgate's own, for issuer entries: how long a signed leaf is valid (default 30 days;
+    /// never past the CA's own notAfter).
+    public var leafValidityDays: Int?
 
     public static let defaultBufferDays = 7
 
@@ -30,7 +36,9 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         acme: String? = nil,
         bufferDays: Int? = nil,
         remark: String? = nil,
-        createIfMissing: Bool? = nil
+        createIfMissing: Bool? = nil,
+        leafNames: LocalAuthority.LeafNames? = nil,
+        leafValidityDays: Int? = nil
     ) {
         self.domains = domains
         self.tlsCert = tlsCert
@@ -41,6 +49,8 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         self.bufferDays = bufferDays
         self.remark = remark
         self.createIfMissing = createIfMissing
+        self.leafNames = leafNames
+        self.leafValidityDays = leafValidityDays
     }
 
     enum CodingKeys: String, CodingKey {
@@ -53,6 +63,8 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         case bufferDays = "buffer_days"
         case remark
         case createIfMissing = "create_if_missing"
+        case leafNames = "leaf_names"
+        case leafValidityDays = "leaf_validity_days"
     }
 
     public var effectiveBufferDays: Int { bufferDays ?? Self.defaultBufferDays }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import X509
 
@@ -21,6 +22,8 @@ public final class CertificateEntry: Sendable {
     /// rebuild, since the file may change while the configuration does not.
     public let readsFiles: Bool
     public let leaf: ParsedCertificate
+    /// SHA-256 of the leaf's DER (for an issuer: the CA's identity in the leaf cache).
+    public let fingerprint: [UInt8]
     /// What is served after the leaf: the entry's own chain, or the completed one.
     public let chain: [ParsedCertificate]
     /// Whether `chain` came from the bundled Let's Encrypt certificates.
@@ -47,6 +50,7 @@ public final class CertificateEntry: Sendable {
         self.content = content
         self.readsFiles = [conf.tlsCert, conf.tlsKey].contains { value in value.map { MaterialSource($0).isFile } ?? false }
         self.leaf = leaf
+        self.fingerprint = Array(SHA256.hash(data: leaf.der))
         self.chain = chain
         self.chainWasCompleted = chainWasCompleted
         self.privateKey = privateKey

@@ -72,6 +72,12 @@ enum CertificateEntryValidator {
         if let days = conf.bufferDays, days < 0 {
             errors.append(error("buffer_days", "must be 0 or more, not \(days)"))
         }
+        if conf.isCA != true {
+            if conf.leafNames != nil { errors.append(error("leaf_names", "only for an issuer (is_ca) entry")) }
+            if conf.leafValidityDays != nil { errors.append(error("leaf_validity_days", "only for an issuer (is_ca) entry")) }
+        } else if let days = conf.leafValidityDays, days < 1 || days > 825 {
+            errors.append(error("leaf_validity_days", "must be 1 to 825 days, not \(days)"))
+        }
         guard let leaf = certificates.first, let privateKey else { return .failure(CertificateSetError(errors)) }
 
         if leaf.certificate.publicKey != privateKey.key.publicKey {

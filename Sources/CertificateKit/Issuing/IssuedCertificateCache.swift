@@ -1,0 +1,202 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Leaves signed on the fly by issuer entries: cached (bounded, least recently used),
+/// signed at most once at a time per (CA, name), off the caller's thread, under a
+/// concurrency limit and a token-bucket rate limit on new signatures.
+public final class IssuedCertificateCache: Sendable {
+    public struct Policy: Sendable {
+        /// Leaves kept (default 10,000); the least recently used goes first.
+        public var capacity = 10_000
+        /// Signatures running at once (default: the number of cores).
+        public var maxConcurrentSignings = ProcessInfo.processInfo.activeProcessorCount
+        /// Signatures waiting for a free slot; past this, new names are refused (`cache_full`).
+        public var maxQueuedSignings = 1_000
+        /// New signatures per second, sustained, and the burst allowed above it.
+        public var signingsPerSecond: Double = 200
+        public var burst: Double = 400
+        /// A leaf unused this long is dropped by ``sweep(now:)``.
+        public var idleTimeout: TimeInterval = 24 * 3_600
+
+        public init() {}
+    }
+
+    /// Why no leaf was signed.
+    public enum Refusal: String, Error, Sendable, CaseIterable {
+        case notAllowed = "not_allowed"
+        case rateLimited = "rate_limited"
+        case cacheFull = "cache_full"
+    }
+
+    /// A cached leaf with its TLS objects.
+    public final class CachedLeaf: Sendable {
+        public let leaf: IssuedLeaf
+        public let servingMaterial: (any Sendable)?
+
+        init(leaf: IssuedLeaf, servingMaterial: (any Sendable)?) {
+            self.leaf = leaf
+            self.servingMaterial = servingMaterial
+        }
+    }
+
+    public enum Lookup: Sendable {
+        /// Served now from the cache.
+        case hit(CachedLeaf)
+        /// Being signed; the completion runs when it is (on a signing thread).
+        case pending
+        case refused(Refusal)
+    }
+
+    /// What happened, for metrics and logs.
+    public enum Event: Sendable {
+        case issued(name: String, seconds: Double)
+        case refused(Refusal)
+        case failed(name: String, error: String)
+    }
+
+    public typealias Completion = @Sendable (Result<CachedLeaf, any Error>) -> Void
+
+    struct Key: Hashable {
+        let authority: [UInt8]
+        let name: String
+    }
+
+    private struct State {
+        var leaves: LRUList<Key, CachedLeaf>
+        var inFlight: [Key: [Completion]] = [:]
+        var running = 0
+        var queue: [(Key, LocalAuthority, LocalAuthority.Subject, Date)] = []
+        var tokens: Double
+        var lastRefill: Date?
+    }
+
+    public let policy: Policy
+    private let state: Mutex<State>
+    private let servingMaterialFactory: ServingMaterialFactory?
+    private let onEvent: @Sendable (Event) -> Void
+    private let signingQueue = DispatchQueue(label: "certgate.issuing", attributes: .concurrent)
+
+    public init(policy: Policy = Policy(), servingMaterialFactory: ServingMaterialFactory? = nil, onEvent: @escaping @Sendable (Event) -> Void = { _ in }) {
+        self.policy = policy
+        self.servingMaterialFactory = servingMaterialFactory
+        self.onEvent = onEvent
+        self.state = Mutex(State(leaves: LRUList(capacity: max(1, policy.capacity)), tokens: policy.burst))
+    }
+
+    public var count: Int { state.withLock { $0.leaves.count } }
+
+    /// The leaf for `subject` from `authority`: from the cache, or signed now in the
+    /// background (`completion` then runs, on a signing thread). A leaf with less than a
+    /// third of its life left is served while its replacement is signed.
+    public func leaf(from authority: LocalAuthority, for subject: LocalAuthority.Subject, now: Date, completion: @escaping Completion) -> Lookup {
+        guard authority.allows(subject) else {
+            onEvent(.refused(.notAllowed))
+            return .refused(.notAllowed)
+        }
+        let key = Key(authority: authority.fingerprint, name: Self.leafName(authority: authority, subject: subject))
+        let time = now.timeIntervalSinceReferenceDate
+        enum Decision { case hit(CachedLeaf, renew: Bool), joined, start, queued, refused(Refusal) }
+        let decision: Decision = state.withLock { state in
+            if let cached = state.leaves.get(key, time: time), cached.leaf.notAfter > now {
+                let renew = cached.leaf.needsRenewal(at: now) && state.inFlight[key] == nil && Self.takeToken(&state, now: now, policy: policy)
+                if renew { state.inFlight[key] = [] }
+                return .hit(cached, renew: renew)
+            }
+            if state.inFlight[key] != nil {
+                state.inFlight[key]!.append(completion)
+                return .joined
+            }
+            guard state.queue.count < policy.maxQueuedSignings else { return .refused(.cacheFull) }
+            guard Self.takeToken(&state, now: now, policy: policy) else { return .refused(.rateLimited) }
+            state.inFlight[key] = [completion]
+            if state.running < policy.maxConcurrentSignings {
+                state.running += 1
+                return .start
+            }
+            state.queue.append((key, authority, subject, now))
+            return .queued
+        }
+        switch decision {
+        case .hit(let cached, let renew):
+            if renew { startSigning(key: key, authority: authority, subject: subject, now: now, countsAgainstLimit: false) }
+            return .hit(cached)
+        case .joined, .queued:
+            return .pending
+        case .start:
+            startSigning(key: key, authority: authority, subject: subject, now: now, countsAgainstLimit: true)
+            return .pending
+        case .refused(let refusal):
+            onEvent(.refused(refusal))
+            return .refused(refusal)
+        }
+    }
+
+    /// Drops leaves that expired or were not used for `policy.idleTimeout`, and those of
+    /// authorities not in `currentAuthorities` (a rotated or removed CA). Returns how many.
+    @discardableResult
+    public func sweep(now: Date, currentAuthorities: Set<[UInt8]>? = nil) -> Int {
+        let time = now.timeIntervalSinceReferenceDate
+        return state.withLock { state in
+            state.leaves.removeAll { key, cached, lastUsed in
+                cached.leaf.notAfter <= now || time - lastUsed > policy.idleTimeout
+                    || (currentAuthorities.map { !$0.contains(key.authority) } ?? false)
+            }
+        }
+    }
+
+    /// The SAN a leaf for `subject` carries, which is also its cache key.
+    static func leafName(authority: LocalAuthority, subject: LocalAuthority.Subject) -> String {
+        if authority.leafNames == .wildcard, case .name(let name) = subject, let parent = name.parent, parent.contains(".") {
+            return "*." + parent
+        }
+        return subject.description
+    }
+
+    private static func takeToken(_ state: inout State, now: Date, policy: Policy) -> Bool {
+        if let last = state.lastRefill {
+            let elapsed = max(0, now.timeIntervalSince(last))
+            state.tokens = min(policy.burst, state.tokens + elapsed * policy.signingsPerSecond)
+        }
+        state.lastRefill = now
+        guard state.tokens >= 1 else { return false }
+        state.tokens -= 1
+        return true
+    }
+
+    /// Signs on the signing queue; hands the result to every waiter; starts the next queued.
+    /// A renewal (`countsAgainstLimit: false`) does not take a concurrency slot.
+    private func startSigning(key: Key, authority: LocalAuthority, subject: LocalAuthority.Subject, now: Date, countsAgainstLimit: Bool) {
+        signingQueue.async { [self] in
+            let started = Date()
+            let result: Result<CachedLeaf, any Error> = Result {
+                let leaf = try authority.sign(subject, now: now)
+                let material = try servingMaterialFactory?(leaf.chain, leaf.key)
+                return CachedLeaf(leaf: leaf, servingMaterial: material)
+            }
+            var next: (Key, LocalAuthority, LocalAuthority.Subject, Date)?
+            let waiters: [Completion] = state.withLock { state in
+                if case .success(let cached) = result {
+                    state.leaves.set(key, cached, time: now.timeIntervalSinceReferenceDate)
+                }
+                let waiting = state.inFlight.removeValue(forKey: key) ?? []
+                if countsAgainstLimit {
+                    if state.queue.isEmpty {
+                        state.running -= 1
+                    } else {
+                        next = state.queue.removeFirst()
+                    }
+                }
+                return waiting
+            }
+            switch result {
+            case .success: onEvent(.issued(name: key.name, seconds: Date().timeIntervalSince(started)))
+            case .failure(let error): onEvent(.failed(name: key.name, error: "\(error)"))
+            }
+            for waiter in waiters { waiter(result) }
+            if let (nextKey, nextAuthority, nextSubject, nextNow) = next {
+                startSigning(key: nextKey, authority: nextAuthority, subject: nextSubject, now: nextNow, countsAgainstLimit: true)
+            }
+        }
+    }
+}
