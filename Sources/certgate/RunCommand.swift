@@ -38,7 +38,9 @@ struct RunCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server: GatewayServer
         do {
-            server = try GatewayServer(configuration: configuration, configurationPath: config, group: group, logger: logger)
+            server = try GatewayServer(
+                configuration: configuration, configurationPath: config, group: group, logger: logger,
+                issuing: configuration.issuing.policy)
         } catch {
             for reason in error.reasons { logger.error("\(reason)") }
             try? await group.shutdownGracefully()

@@ -14,6 +14,8 @@ public struct GatewayConfiguration: Sendable {
     public var logLevel: Logger.Level
     /// How long a shutdown waits for open connections before closing them.
     public var shutdownTimeout: ConfigDuration
+    /// Limits of on-the-fly signing by issuer entries (`issuing:`).
+    public var issuing: IssuingConfiguration
     /// The config file's folder: where relative paths start.
     public var baseDirectory: String
 
@@ -23,7 +25,7 @@ public struct GatewayConfiguration: Sendable {
         listeners: [ListenerConfiguration] = [], routes: [RouteConfiguration] = [],
         certificates: [String: CertificateConf] = [:], stateDirectory: String = "state",
         logLevel: Logger.Level = .info, shutdownTimeout: ConfigDuration = GatewayConfiguration.defaultShutdownTimeout,
-        baseDirectory: String
+        issuing: IssuingConfiguration = IssuingConfiguration(), baseDirectory: String
     ) {
         self.listeners = listeners
         self.routes = routes
@@ -31,6 +33,7 @@ public struct GatewayConfiguration: Sendable {
         self.stateDirectory = stateDirectory
         self.logLevel = logLevel
         self.shutdownTimeout = shutdownTimeout
+        self.issuing = issuing
         self.baseDirectory = baseDirectory
     }
 
@@ -84,6 +87,7 @@ public struct GatewayConfiguration: Sendable {
             stateDirectory: document.stateDirectory ?? "state",
             logLevel: document.logLevel?.level ?? .info,
             shutdownTimeout: document.shutdownTimeout ?? defaultShutdownTimeout,
+            issuing: document.issuing ?? IssuingConfiguration(),
             baseDirectory: baseDirectory)
         let problems = ConfigurationRules.problems(in: configuration)
         guard problems.isEmpty else {
@@ -109,9 +113,10 @@ public struct GatewayConfiguration: Sendable {
         var stateDirectory: String?
         var logLevel: ConfigLogLevel?
         var shutdownTimeout: ConfigDuration?
+        var issuing: IssuingConfiguration?
 
         enum CodingKeys: String, CodingKey {
-            case listeners, routes, certificates
+            case listeners, routes, certificates, issuing
             case stateDirectory = "state_dir"
             case logLevel = "log_level"
             case shutdownTimeout = "shutdown_timeout"

@@ -51,6 +51,20 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "certgate_updates_total", dimensions: [("source", source.rawValue), ("result", applied ? "applied" : "rejected")]).increment()
     }
 
+    /// `certgate_issued_certificates_total`, `certgate_issue_refused_total{reason}`,
+    /// `certgate_issued_certificates_cached`.
+    public func record(_ event: IssuedCertificateCache.Event, cached: Int) {
+        switch event {
+        case .issued:
+            Counter(label: "certgate_issued_certificates_total").increment()
+        case .refused(let refusal):
+            Counter(label: "certgate_issue_refused_total", dimensions: [("reason", refusal.rawValue)]).increment()
+        case .failed:
+            break
+        }
+        Gauge(label: "certgate_issued_certificates_cached").record(Double(cached))
+    }
+
     /// `certgate_certificate_set_generation` and `certgate_certificates_loaded`.
     public func recordSet(generation: UInt64, count: Int) {
         Gauge(label: "certgate_certificate_set_generation").record(Double(generation))

@@ -30,6 +30,7 @@ final class ConnectionRouter: ChannelInboundHandler, RemovableChannelHandler {
     /// handshake costs no HTTP state).
     private var pendingResponse: RouteConfiguration.Response?
     private var handshakeDone = false
+    private var failureLogged = false
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard case TLSUserEvent.handshakeCompleted(let negotiatedProtocol) = event else {
@@ -105,6 +106,9 @@ final class ConnectionRouter: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
+        // NIOSSL may report one failure more than once (the alert, then the unclean close).
+        guard !failureLogged else { return }
+        failureLogged = true
         var reason = "\(error)"
         if let refusal = facts.refusal { reason = refusal }
         logger.info("TLS handshake failed", metadata: metadata(["reason": "\(reason)"]))

@@ -27,12 +27,16 @@ public final class GatewayServer: Sendable {
     private let routes: Mutex<RouteTable>
     private let listeners: Mutex<[ListenerRuntime]>
     private let reloading = Mutex(())
+    private let issued: IssuedCertificateCache
+    private let sweeper = Mutex<RepeatedTask?>(nil)
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
     /// prepares the gateway; ``start()`` binds the listeners.
     public init(
         configuration: GatewayConfiguration, configurationPath: String, group: any EventLoopGroup,
-        logger: Logger, metrics: GatewayMetrics = GatewayMetrics()
+        logger: Logger, metrics: GatewayMetrics = GatewayMetrics(),
+        issuing: IssuedCertificateCache.Policy = IssuedCertificateCache.Policy(),
+        now: @escaping @Sendable () -> Date = { Date() }
     ) throws(GatewayStartupError) {
         self.configurationPath = configurationPath
         self.group = group
@@ -53,7 +57,16 @@ public final class GatewayServer: Sendable {
             throw GatewayStartupError(reasons: error.errors.map(\.description))
         }
         self.store = CertificateKit.CertificateStore(initial: set)
-        self.selector = CertificateSelector(store: store)
+        let cacheHolder = CacheCountHolder()
+        let issued = IssuedCertificateCache(policy: issuing, servingMaterialFactory: NIOServingMaterial.factory) { event in
+            metrics.record(event, cached: cacheHolder.count)
+            if case .failed(let name, let error) = event {
+                logger.error("signing a leaf failed", metadata: ["name": "\(name)", "error": "\(error)"])
+            }
+        }
+        cacheHolder.cache = issued
+        self.issued = issued
+        self.selector = CertificateSelector(store: store, issued: issued, now: now)
         var runtimes: [ListenerRuntime] = []
         for listener in configuration.listeners {
             let counters = metrics.handshakes(listener: listener.name)
@@ -90,6 +103,14 @@ public final class GatewayServer: Sendable {
             }
         }
         logger.notice("serving", metadata: ["certificates": "\(store.current.set.count)", "generation": "\(store.current.generation)"])
+        // Drop issued leaves that expired, idled out, or belong to a CA no longer configured.
+        let store = self.store
+        let issued = self.issued
+        let task = group.next().scheduleRepeatedTask(initialDelay: .minutes(1), delay: .minutes(1)) { _ in
+            let authorities = Set(store.current.set.entries.values.filter { $0.kind == .issuer }.map(\.fingerprint))
+            issued.sweep(now: Date(), currentAuthorities: authorities)
+        }
+        sweeper.withLock { $0 = task }
     }
 
     /// The addresses the listeners are bound to (by listener name).
@@ -192,6 +213,7 @@ public final class GatewayServer: Sendable {
     /// Stops accepting, lets open connections finish for up to `timeout`, then closes
     /// what is left.
     public func shutdown(timeout: Duration) async {
+        sweeper.withLock { $0?.cancel(); $0 = nil }
         for runtime in listeners.withLock({ $0 }) {
             try? await runtime.channel?.close()
         }
@@ -244,6 +266,13 @@ public final class GatewayServer: Sendable {
             facts: facts, publisher: publisher, routes: routes.withLock { $0 },
             upstreamLog: upstreamLog, logger: logger))
     }
+}
+
+/// Lets the cache's event hook read the cache's size (the hook is made before the cache).
+private final class CacheCountHolder: @unchecked Sendable {
+    // Written once, before the cache can emit an event.
+    var cache: IssuedCertificateCache?
+    var count: Int { cache?.count ?? 0 }
 }
 
 /// Why the gateway could not start: every reason, each naming its place.

@@ -32,17 +32,22 @@ public enum MissingCertificateFiles {
                 break
             }
             let names = conf.domains?.items.filter { $0 != "*" } ?? []
-            if conf.isCA == true {
-                throw Failure(entry: name, reason: "creating a CA is not supported yet; use a static certificate")
-            }
             do {
-                let generated = try SelfSignedCertificate(names: names.isEmpty ? ["localhost"] : names)
-                try writeFile(generated.privateKeyPEM, to: keyFile, mode: 0o600)
-                try writeFile(generated.certificatePEM, to: certFile, mode: 0o644)
+                let certificatePEM: String
+                let keyPEM: String
+                if conf.isCA == true {
+                    let authority = try AuthorityCertificate(commonName: "certgate local CA (\(name))")
+                    (certificatePEM, keyPEM) = (authority.certificatePEM, authority.privateKeyPEM)
+                } else {
+                    let generated = try SelfSignedCertificate(names: names.isEmpty ? ["localhost"] : names)
+                    (certificatePEM, keyPEM) = (generated.certificatePEM, generated.privateKeyPEM)
+                }
+                try writeFile(keyPEM, to: keyFile, mode: 0o600)
+                try writeFile(certificatePEM, to: certFile, mode: 0o644)
             } catch {
                 throw Failure(entry: name, reason: "cannot create \(certFile): \(error)")
             }
-            logger.notice("created a self-signed certificate", metadata: [
+            logger.notice(conf.isCA == true ? "created a local CA" : "created a self-signed certificate", metadata: [
                 "entry": "\(name)", "certificate": "\(certFile)", "names": "\(names.joined(separator: ","))",
             ])
             created.append(name)
@@ -51,7 +56,7 @@ public enum MissingCertificateFiles {
     }
 
     /// Writes `text` with `mode`, creating the folder (0700) if needed; never world-readable in between.
-    static func writeFile(_ text: String, to path: String, mode: Int) throws {
+    public static func writeFile(_ text: String, to path: String, mode: Int) throws {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         if !FileManager.default.fileExists(atPath: folder) {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -1,5 +1,6 @@
 import CertificateKit
 import CertificateKitNIO
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -16,14 +17,18 @@ final class CertificateSelector: Sendable {
     }
 
     private let store: CertificateKit.CertificateStore
+    private let issued: IssuedCertificateCache
+    private let now: @Sendable () -> Date
     /// One store reader per event loop thread; each reader is only touched by its own
     /// thread (that is what the thread-specific variable guarantees).
     nonisolated(unsafe) private let readers = ThreadSpecificVariable<CertificateStoreReader>()
     /// The connection whose ClientHello is being read on this thread.
     let currentFacts = ThreadSpecificVariable<HandshakeFacts>()
 
-    init(store: CertificateKit.CertificateStore) {
+    init(store: CertificateKit.CertificateStore, issued: IssuedCertificateCache, now: @escaping @Sendable () -> Date) {
         self.store = store
+        self.issued = issued
+        self.now = now
     }
 
     /// The callback for `TLSConfiguration.sslContextCallback`.
@@ -47,17 +52,81 @@ final class CertificateSelector: Sendable {
             facts?.serverName = match.serverName
             facts?.matchKind = match.kind
             facts?.entryName = match.entry.name
-            guard match.entry.kind == .static, let material = match.entry.nioServingMaterial else {
+            if match.entry.kind == .issuer {
+                serveIssued(match: match, facts: facts, fallback: reader.current.set.defaultEntry, counters: counters, promise: promise)
+                return
+            }
+            guard let material = match.entry.nioServingMaterial else {
                 counters.record(nil)
-                let reason = match.entry.kind == .issuer
-                    ? "entry '\(match.entry.name)' is an issuer; signing leaves on the fly is not available in this version"
-                    : "entry '\(match.entry.name)' has no TLS objects"
-                facts?.refusal = reason
-                promise.fail(NoCertificate(reason: reason))
+                facts?.refusal = "entry '\(match.entry.name)' has no TLS objects"
+                promise.fail(NoCertificate(reason: "entry '\(match.entry.name)' has no TLS objects"))
                 return
             }
             counters.record(match.kind)
             promise.succeed(material.contextOverride)
         }
+    }
+
+    /// An issuer entry matched: serve its cached leaf for the name (or, without SNI, the
+    /// local address), or sign one off the event loop and complete the promise from there.
+    /// A refused name falls back to a static default, else the handshake fails.
+    private func serveIssued(
+        match: CertificateMatch, facts: HandshakeFacts?, fallback: CertificateEntry?,
+        counters: GatewayMetrics.ListenerCounters, promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
+    ) {
+        let authority = LocalAuthority(entry: match.entry)
+        let subject: LocalAuthority.Subject
+        if let name = match.serverName {
+            subject = .name(name)
+        } else if let address = facts?.localAddress {
+            subject = .address(address)
+        } else {
+            refuse(reason: "no server name and no local address to sign for", fallback: fallback, facts: facts, counters: counters, promise: promise)
+            return
+        }
+        let lookup = issued.leaf(from: authority, for: subject, now: now()) { result in
+            switch result {
+            case .success(let cached):
+                if let material = cached.servingMaterial as? NIOServingMaterial {
+                    counters.record(nil, issued: true)
+                    promise.succeed(material.contextOverride)
+                } else {
+                    counters.record(nil)
+                    promise.fail(NoCertificate(reason: "the signed leaf for \(subject) has no TLS objects"))
+                }
+            case .failure(let error):
+                counters.record(nil)
+                promise.fail(NoCertificate(reason: "signing a leaf for \(subject) failed: \(error)"))
+            }
+        }
+        switch lookup {
+        case .hit(let cached):
+            guard let material = cached.servingMaterial as? NIOServingMaterial else {
+                refuse(reason: "the cached leaf for \(subject) has no TLS objects", fallback: fallback, facts: facts, counters: counters, promise: promise)
+                return
+            }
+            counters.record(nil, issued: true)
+            promise.succeed(material.contextOverride)
+        case .pending:
+            break
+        case .refused(let refusal):
+            refuse(reason: "issuer '\(match.entry.name)' refused \(subject): \(refusal.rawValue)", fallback: fallback, facts: facts, counters: counters, promise: promise)
+        }
+    }
+
+    private func refuse(
+        reason: String, fallback: CertificateEntry?, facts: HandshakeFacts?,
+        counters: GatewayMetrics.ListenerCounters, promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
+    ) {
+        if let fallback, fallback.kind == .static, let material = fallback.nioServingMaterial {
+            facts?.entryName = fallback.name
+            facts?.matchKind = .default
+            counters.record(.default)
+            promise.succeed(material.contextOverride)
+            return
+        }
+        facts?.refusal = reason
+        counters.record(nil)
+        promise.fail(NoCertificate(reason: reason))
     }
 }
