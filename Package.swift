@@ -119,6 +119,7 @@ let package = Package(
                 "certgate",
                 "CertificateKit",
                 "CertificateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Testing
+import X509
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -324,15 +325,68 @@ struct GatewayInteropTests {
             config: shipped.replacingOccurrences(of: "127.0.0.1:8443", with: "127.0.0.1:PORT"), folder: folder,
             configPath: "config/certgate.yaml")
         defer { gateway.stop() }
-        let caFile = folder.url.appendingPathComponent("state/localhost.pem").path
-        let (status, output) = try runTool("/usr/bin/curl", [
-            "-sS", "--cacert", caFile, "--resolve", "localhost:\(gateway.port):127.0.0.1", "https://localhost:\(gateway.port)/",
-        ])
-        #expect(status == 0, "\(output)")
-        #expect(output == "certgate is serving localhost\n")
+        let caFile = folder.url.appendingPathComponent("state/ca.pem").path
+        for name in ["anything.localhost", "localhost"] {
+            let (status, output) = try runTool("/usr/bin/curl", [
+                "-sS", "--cacert", caFile, "--resolve", "\(name):\(gateway.port):127.0.0.1", "https://\(name):\(gateway.port)/",
+            ])
+            #expect(status == 0, "\(output)")
+            #expect(output == "certgate is serving \(name)\n")
+        }
+        // No SNI (an IP in the URL): the leaf carries the local address as an IP SAN.
         let (ipStatus, ipOutput) = try runTool("/usr/bin/curl", ["-sS", "--cacert", caFile, "https://127.0.0.1:\(gateway.port)/"])
         #expect(ipStatus == 0, "\(ipOutput)")
-        let attributes = try FileManager.default.attributesOfItem(atPath: folder.url.appendingPathComponent("state/localhost.key").path)
+        // A name outside the CA's domains gets no leaf.
+        let (refusedStatus, _) = try runTool("/usr/bin/curl", [
+            "-sS", "--cacert", caFile, "--resolve", "evil.test:\(gateway.port):127.0.0.1", "https://evil.test:\(gateway.port)/",
+        ])
+        #expect(refusedStatus != 0)
+        let attributes = try FileManager.default.attributesOfItem(atPath: folder.url.appendingPathComponent("state/ca.key").path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
+    }
+
+    @Test("a burst of 2,000 distinct allowed names: every served leaf verifies against the CA and matches its SNI; outside names get none")
+    func issuingBurst() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let ca = TestCertificate.authority(commonName: "Burst CA")
+        try folder.write(ca.pem, to: "burst-ca.pem")
+        try folder.write(ca.key.pkcs8PEM, to: "burst-ca.key")
+        let config = """
+            log_level: notice
+            listeners:
+              - listen: 127.0.0.1:PORT
+            routes:
+              - server_names: ["*"]
+                respond: { body: "ok" }
+            issuing: { rate_per_second: 100000, burst: 100000 }
+            certificates:
+              burst-ca: { tls_cert: burst-ca.pem, tls_key: burst-ca.key, is_ca: true, is_default: true, domains: "*.burst.test" }
+            """
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        let client = TestTLSClient(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: ca.parsed.der, format: .der)])
+        let port = gateway.port
+        let verified = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<16 {
+                group.addTask {
+                    var count = 0
+                    for index in stride(from: worker, to: 2_000, by: 16) {
+                        // fullVerification: chain to the CA and hostname = the SNI.
+                        let connection = try await client.connect(port: port, serverName: "n\(index).burst.test")
+                        let served = try #require(connection.servedCertificate)
+                        let leaf = try Certificate(derEncoded: try served.toDERBytes())
+                        if leaf.dnsNames == ["n\(index).burst.test"] && leaf.isIssued(by: ca.certificate) { count += 1 }
+                        await connection.close()
+                    }
+                    return count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(verified == 2_000)
+        for name in ["x.other.test", "a.b.burst.test", "burst.test"] {
+            await #expect(throws: (any Error).self) { _ = try await client.connect(port: port, serverName: name) }
+        }
     }
 }
