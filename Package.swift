@@ -82,6 +82,8 @@ let package = Package(
             dependencies: [
                 "CertificateKit",
                 "CertificateKitNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

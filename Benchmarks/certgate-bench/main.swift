@@ -2,6 +2,8 @@ import CertificateKit
 import CertificateKitNIO
 import Crypto
 import Foundation
+import NIOCore
+import NIOPosix
 import X509
 
 // certgate-bench: lookup latency and set (re)build cost. Run in release:
@@ -161,6 +163,87 @@ do {
     }
     row("upsert 1 entry into \(count)", String(format: "%.2f ms", median(upsertSamples)))
     row("full rebuild of \(count) with 1 changed (others reused)", String(format: "%.1f ms", median(rebuildSamples)))
+}
+
+// On-the-fly signing: cost per leaf, event-loop stall during a burst of new names, memory.
+if !CommandLine.arguments.contains("--skip-issuing") {
+    let caEntry = try CertificateSet.build(from: [
+        "ca": CertificateConf(domains: ["*.burst.test"], tlsCert: try caCert.serializeAsPEM().pemString, tlsKey: caKey.pemRepresentation, isCA: true),
+    ], context: CertificateBuildContext()).set.entries["ca"]!
+    let authority = LocalAuthority(entry: caEntry)
+    var samples: [Double] = []
+    for index in 0..<(quick ? 200 : 2_000) {
+        let start = clock.now
+        let leaf = try authority.sign(.name(ServerName.normalize("s\(index).burst.test")!), now: Date())
+        samples.append(nanoseconds(clock.now - start) / 1e3)
+        sink.value &+= leaf.chain.count
+    }
+    var nioSamples: [Double] = []
+    for index in 0..<(quick ? 200 : 2_000) {
+        let leaf = try authority.sign(.name(ServerName.normalize("m\(index).burst.test")!), now: Date())
+        let start = clock.now
+        let material = try NIOServingMaterial(chain: leaf.chain, key: leaf.key)
+        nioSamples.append(nanoseconds(clock.now - start) / 1e3)
+        sink.value &+= material.certificateChain.count
+    }
+    row("sign one P-256 leaf (swift-certificates)", String(format: "%.0f µs; + NIOSSL objects %.0f µs", median(samples), median(nioSamples)))
+
+    // A burst of new names requested from an event loop, as handshakes do; a 1 ms timer on
+    // the same loop measures how late it fires (the loop's stall).
+    let burst = quick ? 2_000 : 10_000
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let loop = group.next()
+    var policy = IssuedCertificateCache.Policy()
+    policy.signingsPerSecond = 1_000_000
+    policy.burst = 1_000_000
+    policy.maxQueuedSignings = burst
+    let cache = IssuedCertificateCache(policy: policy, servingMaterialFactory: NIOServingMaterial.factory)
+    let done = loop.makePromise(of: Void.self)
+    final class Counter: @unchecked Sendable { var value = 0 }
+    let completed = Counter()
+    let lag = Counter()
+    let expected = Counter()
+    expected.value = Int((NIODeadline.now() + .milliseconds(1)).uptimeNanoseconds)
+    let timer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(1)) { _ in
+        let now = Int(NIODeadline.now().uptimeNanoseconds)
+        lag.value = max(lag.value, now - expected.value)
+        expected.value = now + 1_000_000
+    }
+    let started = clock.now
+    // Each request is its own event-loop task, as each ClientHello is.
+    for index in 0..<burst {
+        loop.execute {
+            let lookup = cache.leaf(from: authority, for: .name(ServerName.normalize("b\(index).burst.test")!), now: Date()) { _ in
+                loop.execute {
+                    completed.value += 1
+                    if completed.value == burst { done.succeed() }
+                }
+            }
+            if case .refused = lookup { fatalError("refused during the burst") }
+        }
+    }
+    try done.futureResult.wait()
+    let burstSeconds = nanoseconds(clock.now - started) / 1e9
+    timer.cancel()
+    try group.syncShutdownGracefully()
+    row("burst of \(burst) new names from an event loop", String(format: "%.2f s (%.0f leaves/s); largest loop stall %.1f ms", burstSeconds, Double(burst) / burstSeconds, Double(lag.value) / 1e6))
+
+    // Resident memory of the cached leaves (with their NIOSSL objects).
+    func residentKB() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+    let memoryCache = IssuedCertificateCache(policy: policy, servingMaterialFactory: NIOServingMaterial.factory)
+    let before = residentKB()
+    let fill = DispatchGroup()
+    for index in 0..<burst {
+        fill.enter()
+        _ = memoryCache.leaf(from: authority, for: .name(ServerName.normalize("r\(index).burst.test")!), now: Date()) { _ in fill.leave() }
+    }
+    fill.wait()
+    let after = residentKB()
+    row("memory of \(memoryCache.count) cached leaves (with NIOSSL objects)", String(format: "%.1f MB (%.1f KB per leaf)", Double(after - before) / 1024, Double(after - before) / Double(max(1, memoryCache.count))))
 }
 
 print("")
