@@ -4,6 +4,10 @@
 # The figure that compares servers is each server's own CPU time per handshake
 # (user+system of its processes from /proc over the run / completed handshakes).
 #
+# A fourth server, certgate-issued, serves the same names from an issuer (is_ca) entry whose
+# leaves were signed on the fly and are cached (warmed before measuring): it should cost the
+# same per handshake as static certificates.
+#
 # usage: bench/handshakes.sh [ROUNDS] [SECONDS] [CONCURRENCY]     (not run in CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +15,7 @@ ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-10}
 CONCURRENCY=${3:-8}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/certgate-bench.XXXXXX)}
-PORT_CERTGATE=18443 PORT_NGINX=18444 PORT_HAPROXY=18445
+PORT_CERTGATE=18443 PORT_NGINX=18444 PORT_HAPROXY=18445 PORT_ISSUED=18446
 CERTS=1000
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -40,8 +44,13 @@ ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
 ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
       .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
       .not_valid_after(now + datetime.timedelta(days=30))
-      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+      .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                   data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                   encipher_only=False, decipher_only=False), critical=True)
+      .sign(ca_key, hashes.SHA256()))
 open(f"{work}/ca.pem", "wb").write(ca.public_bytes(serialization.Encoding.PEM))
+open(f"{work}/ca.key", "wb").write(ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 names = open(f"{work}/names.txt", "w")
 for i in range(count):
     name = f"site{i}.bench.test"
@@ -70,6 +79,17 @@ PY
     echo "  $name: { tls_cert: certs/$name.pem, tls_key: certs/$name.key }"
   done < "$WORK/names.txt"
 } > "$WORK/certgate.yaml"
+
+cat > "$WORK/certgate-issued.yaml" <<CFG
+log_level: warning
+listeners:
+  - { name: issued, listen: 127.0.0.1:$PORT_ISSUED, alpn: [http/1.1] }
+routes:
+  - { server_names: ['*'], respond: { body: ok } }
+issuing: { rate_per_second: 100000, burst: 100000 }
+certificates:
+  bench-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: "*.bench.test" }
+CFG
 
 {
   echo "worker_processes 2; pid $WORK/nginx.pid; error_log stderr warn; daemon off;"
@@ -106,12 +126,14 @@ nginx -c "$WORK/nginx.conf" -p "$WORK" 2>"$WORK/nginx.log" &
 NGINX_PID=$!
 haproxy -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
 HAPROXY_PID=$!
-trap 'kill $CERTGATE_PID $NGINX_PID $HAPROXY_PID 2>/dev/null || true' EXIT
+.build/release/certgate run --config "$WORK/certgate-issued.yaml" 2>"$WORK/certgate-issued.log" &
+ISSUED_PID=$!
+trap 'kill $CERTGATE_PID $NGINX_PID $HAPROXY_PID $ISSUED_PID 2>/dev/null || true' EXIT
 sleep 3
-for pid in $CERTGATE_PID $NGINX_PID $HAPROXY_PID; do
+for pid in $CERTGATE_PID $NGINX_PID $HAPROXY_PID $ISSUED_PID; do
   kill -0 "$pid" 2>/dev/null || { echo "a server did not start (is its port taken?); logs in $WORK" >&2; exit 1; }
 done
-for port in $PORT_CERTGATE $PORT_NGINX $PORT_HAPROXY; do
+for port in $PORT_CERTGATE $PORT_NGINX $PORT_HAPROXY $PORT_ISSUED; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.2; done
 done
 
@@ -125,10 +147,14 @@ cpu_ticks() {
   echo $total
 }
 
+# Warm the issuer's cache: every name signed once before anything is measured.
+"$WORK/handshake_load" 127.0.0.1 $PORT_ISSUED "$WORK/names.txt" "$CONCURRENCY" 3 >/dev/null
+
 echo "server round handshakes failures seconds p50_us p99_us cpu_ticks" > "$WORK/results.txt"
 for round in $(seq "$ROUNDS"); do
-  for server in certgate nginx haproxy; do
+  for server in certgate nginx haproxy certgate-issued; do
     case $server in
+      certgate-issued) pid=$ISSUED_PID port=$PORT_ISSUED ;;
       certgate) pid=$CERTGATE_PID port=$PORT_CERTGATE ;;
       nginx) pid=$NGINX_PID port=$PORT_NGINX ;;
       haproxy) pid=$HAPROXY_PID port=$PORT_HAPROXY ;;
@@ -158,7 +184,7 @@ for server, runs in by.items():
 print("| server | handshakes/s | p50 | p99 | failures | server CPU per handshake | vs certgate |")
 print("|---|---|---|---|---|---|---|")
 base = summary.get("certgate", {}).get("cpu") or 1
-for server in ("certgate", "nginx", "haproxy"):
+for server in ("certgate", "nginx", "haproxy", "certgate-issued"):
     s = summary.get(server)
     if s is None or not s["cpu"]:
         print(f"| {server} | no completed handshakes (see its log in the work folder) | | | | | |")

@@ -9,8 +9,9 @@ public final class IssuedCertificateCache: Sendable {
     public struct Policy: Sendable {
         /// Leaves kept (default 10,000); the least recently used goes first.
         public var capacity = 10_000
-        /// Signatures running at once (default: the number of cores).
-        public var maxConcurrentSignings = ProcessInfo.processInfo.activeProcessorCount
+        /// Signatures running at once (default: one less than the cores, at least one, so
+        /// a burst of new names leaves a core to the event loops).
+        public var maxConcurrentSignings = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
         /// Signatures waiting for a free slot; past this, new names are refused (`cache_full`).
         public var maxQueuedSignings = 1_000
         /// New signatures per second, sustained, and the burst allowed above it.
