@@ -389,4 +389,34 @@ struct GatewayInteropTests {
             await #expect(throws: (any Error).self) { _ = try await client.connect(port: port, serverName: name) }
         }
     }
+
+    @Test("a name the issuer refuses (rate limited) gets the static default; the refusal is logged with the SNI")
+    func refusedNameFallsBackToDefault() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let ca = TestCertificate.authority(commonName: "Limited CA")
+        try folder.write(ca.pem, to: "limited-ca.pem")
+        try folder.write(ca.key.pkcs8PEM, to: "limited-ca.key")
+        let extra = "  limited-ca: { tls_cert: limited-ca.pem, tls_key: limited-ca.key, is_ca: true, domains: \"*.dev.test\" }"
+        let config = Self.config(extraCertificates: extra) + "\nissuing: { rate_per_second: 0, burst: 1 }\n"
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        let client = TestTLSClient(group: Self.group, trustRoots: [
+            try NIOSSLCertificate(bytes: ca.parsed.der, format: .der),
+            try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der),
+        ])
+        // The first new name is signed by the issuer.
+        let first = try await client.connect(port: gateway.port, serverName: "one.dev.test")
+        let firstLeaf = try Certificate(derEncoded: try #require(first.servedCertificate).toDERBytes())
+        #expect(firstLeaf.dnsNames == ["one.dev.test"])
+        await first.close()
+        // The bucket is empty: the next new name gets the static default (fallback.test).
+        let (cn, output) = try Self.servedCommonName(port: gateway.port, serverName: "two.dev.test", folder: folder)
+        #expect(cn == nil || cn == "fallback.test", "\(output)")
+        #expect(output.contains("CN = fallback.test"), "\(output)")
+        // The signed name is still served from the cache.
+        let again = try await client.connect(port: gateway.port, serverName: "one.dev.test")
+        #expect(try again.servedCertificate?.toDERBytes() == first.servedCertificate?.toDERBytes())
+        await again.close()
+    }
 }
