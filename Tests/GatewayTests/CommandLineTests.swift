@@ -148,4 +148,29 @@ struct CommandLineTests {
         #expect(output.status == 1)
         #expect(output.stderr.contains("no CERTIFICATE block found"))
     }
+
+    @Test("ca init makes a P-256 CA (CA:TRUE, pathlen 0, keyCertSign; key 0600) and refuses to overwrite it")
+    func caInit() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let out = folder.url.appendingPathComponent("ca").path
+        let first = try CertgateProcess.run(["ca", "init", "--out", out, "--name", "Test Local CA", "--days", "30"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let keyAttributes = try FileManager.default.attributesOfItem(atPath: out + "/ca.key")
+        #expect((keyAttributes[.posixPermissions] as? Int) == 0o600)
+        let (status, text) = try runTool("/usr/bin/openssl", ["x509", "-in", out + "/ca.pem", "-noout", "-text"])
+        #expect(status == 0)
+        #expect(text.contains("CA:TRUE, pathlen:0"))
+        #expect(text.contains("Certificate Sign"))
+        #expect(text.contains("CN = Test Local CA"))
+        #expect(text.contains("prime256v1") || text.contains("P-256"))
+        // It loads as an issuer entry.
+        try folder.write("certificates:\n  ca: { tls_cert: ca/ca.pem, tls_key: ca/ca.key, is_ca: true, domains: '*.dev.test' }\n", to: "certgate.yaml")
+        let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(check.status == 0, "\(check.stdout)")
+        #expect(check.stdout.contains("issuer"))
+        let second = try CertgateProcess.run(["ca", "init", "--out", out])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("refusing to overwrite"))
+    }
 }
