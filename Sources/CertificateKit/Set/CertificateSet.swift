@@ -58,14 +58,4 @@ public final class CertificateSet: Sendable {
         var copy = name.text
         return copy.withUTF8(probe)
     }
-
-    /// The entry that claims `pattern` exactly as written (for diagnostics and tests).
-    public func entry(claiming pattern: NamePattern) -> CertificateEntry? {
-        switch pattern {
-        case .exact(let name): return index.exact[name.text]
-        case .wildcard(let parent): return index.wildcard[parent.text]
-        case .ip(let address): return index.ipAddresses[address]
-        case .any: return index.catchAll
-        }
-    }
 }

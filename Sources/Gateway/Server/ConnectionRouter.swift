@@ -121,6 +121,8 @@ final class ConnectionRouter: ChannelInboundHandler, RemovableChannelHandler {
             "client": "\(facts.remoteAddress.map { "\($0)" } ?? "-")",
             "sni": "\(facts.requestedName ?? "-")",
         ]
+        if let entry = facts.entryName { metadata["entry"] = "\(entry)" }
+        if let match = facts.matchKind { metadata["match"] = "\(match.rawValue)" }
         metadata.merge(extra) { $1 }
         return metadata
     }

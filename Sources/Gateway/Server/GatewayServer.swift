@@ -113,15 +113,6 @@ public final class GatewayServer: Sendable {
         sweeper.withLock { $0 = task }
     }
 
-    /// The addresses the listeners are bound to (by listener name).
-    public var boundAddresses: [String: SocketAddress] {
-        var result: [String: SocketAddress] = [:]
-        for runtime in listeners.withLock({ $0 }) {
-            if let address = runtime.channel?.localAddress { result[runtime.name] = address }
-        }
-        return result
-    }
-
     /// Re-reads the configuration file and applies it whole — certificates (validated
     /// whole, unchanged entries reused), routes and listeners' TLS settings — or applies
     /// nothing and logs every reason. Open connections are not touched.
