@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Gateway
 import Logging
+import Metrics
+import Prometheus
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -31,6 +33,9 @@ struct RunCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "certgate")
+        // One registry behind swift-metrics (counters of the gateway) and the per-entry gauges.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         if configuration.listeners.isEmpty {
             logger.error("the configuration has no listeners; nothing to serve", metadata: ["config": "\(config)"])
             throw ExitCode(1)
@@ -40,7 +45,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             server = try GatewayServer(
                 configuration: configuration, configurationPath: config, group: group, logger: logger,
-                issuing: configuration.issuing.policy)
+                issuing: configuration.issuing.policy, registry: registry)
         } catch {
             for reason in error.reasons { logger.error("\(reason)") }
             try? await group.shutdownGracefully()

@@ -68,6 +68,9 @@ enum ConfigurationRules {
         if issuing.maxConcurrent < 1 { problems.append(Problem(path: ["issuing", "max_concurrent"], reason: "must be at least 1")) }
         if issuing.ratePerSecond < 0 { problems.append(Problem(path: ["issuing", "rate_per_second"], reason: "must not be negative")) }
         if issuing.burst < 1 { problems.append(Problem(path: ["issuing", "burst"], reason: "must be at least 1")) }
+        if configuration.validity.interval.duration < .seconds(1) {
+            problems.append(Problem(path: ["validity", "interval"], reason: "must be at least 1s"))
+        }
         if configuration.shutdownTimeout.duration < .zero {
             problems.append(Problem(path: ["shutdown_timeout"], reason: "must not be negative"))
         }

@@ -16,6 +16,10 @@ public struct GatewayConfiguration: Sendable {
     public var shutdownTimeout: ConfigDuration
     /// Limits of on-the-fly signing by issuer entries (`issuing:`).
     public var issuing: IssuingConfiguration
+    /// The Prometheus endpoint (`metrics:`), if any.
+    public var metrics: MetricsConfiguration?
+    /// The validity monitor (`validity:`).
+    public var validity: ValidityConfiguration
     /// The config file's folder: where relative paths start.
     public var baseDirectory: String
 
@@ -25,7 +29,8 @@ public struct GatewayConfiguration: Sendable {
         listeners: [ListenerConfiguration] = [], routes: [RouteConfiguration] = [],
         certificates: [String: CertificateConf] = [:], stateDirectory: String = "state",
         logLevel: Logger.Level = .info, shutdownTimeout: ConfigDuration = GatewayConfiguration.defaultShutdownTimeout,
-        issuing: IssuingConfiguration = IssuingConfiguration(), baseDirectory: String
+        issuing: IssuingConfiguration = IssuingConfiguration(), metrics: MetricsConfiguration? = nil,
+        validity: ValidityConfiguration = ValidityConfiguration(), baseDirectory: String
     ) {
         self.listeners = listeners
         self.routes = routes
@@ -34,6 +39,8 @@ public struct GatewayConfiguration: Sendable {
         self.logLevel = logLevel
         self.shutdownTimeout = shutdownTimeout
         self.issuing = issuing
+        self.metrics = metrics
+        self.validity = validity
         self.baseDirectory = baseDirectory
     }
 
@@ -88,6 +95,8 @@ public struct GatewayConfiguration: Sendable {
             logLevel: document.logLevel?.level ?? .info,
             shutdownTimeout: document.shutdownTimeout ?? defaultShutdownTimeout,
             issuing: document.issuing ?? IssuingConfiguration(),
+            metrics: document.metrics,
+            validity: document.validity ?? ValidityConfiguration(),
             baseDirectory: baseDirectory)
         let problems = ConfigurationRules.problems(in: configuration)
         guard problems.isEmpty else {
@@ -114,9 +123,11 @@ public struct GatewayConfiguration: Sendable {
         var logLevel: ConfigLogLevel?
         var shutdownTimeout: ConfigDuration?
         var issuing: IssuingConfiguration?
+        var metrics: MetricsConfiguration?
+        var validity: ValidityConfiguration?
 
         enum CodingKeys: String, CodingKey {
-            case listeners, routes, certificates, issuing
+            case listeners, routes, certificates, issuing, metrics, validity
             case stateDirectory = "state_dir"
             case logLevel = "log_level"
             case shutdownTimeout = "shutdown_timeout"

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Prometheus
 import Synchronization
 
 /// The running gateway: TLS listeners choosing certificates from the store, routes,
@@ -29,6 +30,10 @@ public final class GatewayServer: Sendable {
     private let reloading = Mutex(())
     private let issued: IssuedCertificateCache
     private let sweeper = Mutex<RepeatedTask?>(nil)
+    private let registry: PrometheusCollectorRegistry
+    private let validityGauges: ValidityGauges
+    private let validityTimer = Mutex<RepeatedTask?>(nil)
+    private let metricsChannel = Mutex<(any Channel)?>(nil)
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
     /// prepares the gateway; ``start()`` binds the listeners.
@@ -36,6 +41,7 @@ public final class GatewayServer: Sendable {
         configuration: GatewayConfiguration, configurationPath: String, group: any EventLoopGroup,
         logger: Logger, metrics: GatewayMetrics = GatewayMetrics(),
         issuing: IssuedCertificateCache.Policy = IssuedCertificateCache.Policy(),
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws(GatewayStartupError) {
         self.configurationPath = configurationPath
@@ -43,6 +49,8 @@ public final class GatewayServer: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.upstreamLog = UpstreamFailureLog(logger: logger)
+        self.registry = registry
+        self.validityGauges = ValidityGauges(registry: registry, logger: logger)
         do {
             try MissingCertificateFiles.create(for: configuration, logger: logger)
         } catch {
@@ -82,6 +90,7 @@ public final class GatewayServer: Sendable {
         self.listeners = Mutex(runtimes)
         metrics.recordSet(generation: 0, count: set.count)
         metrics.recordUpdate(source: .config, applied: true)
+        validityGauges.update(set: set, now: now())
         for entry in set.sortedEntries where !entry.warnings.isEmpty {
             for warning in entry.warnings { logger.warning("\(warning)", metadata: ["entry": "\(entry.name)"]) }
         }
@@ -111,6 +120,23 @@ public final class GatewayServer: Sendable {
             issued.sweep(now: Date(), currentAuthorities: authorities)
         }
         sweeper.withLock { $0 = task }
+
+        // The validity monitor: at start (above) and every `validity.interval`.
+        let (interval, metricsAddress) = configuration.withLock { ($0.validity.interval.duration, $0.metrics?.listen) }
+        let gauges = validityGauges
+        let validity = group.next().scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { _ in
+            gauges.update(set: store.current.set, now: Date())
+        }
+        validityTimer.withLock { $0 = validity }
+        if let metricsAddress {
+            do {
+                let channel = try await MetricsEndpoint.bind(address: metricsAddress, registry: registry, group: group)
+                metricsChannel.withLock { $0 = channel }
+                logger.notice("metrics endpoint listening", metadata: ["address": "\(metricsAddress)", "path": "/metrics"])
+            } catch {
+                throw GatewayStartupError(reasons: ["metrics: cannot listen on \(metricsAddress): \(error)"])
+            }
+        }
     }
 
     /// Re-reads the configuration file and applies it whole — certificates (validated
@@ -123,6 +149,7 @@ public final class GatewayServer: Sendable {
             switch outcome {
             case .applied(let generation, let change):
                 metrics.recordUpdate(source: source, applied: true)
+                validityGauges.update(set: change.set, now: Date())
                 metrics.recordSet(generation: generation, count: change.set.count)
                 logger.notice("configuration reloaded", metadata: [
                     "generation": "\(generation)", "added": "\(change.added.count)",
@@ -205,6 +232,8 @@ public final class GatewayServer: Sendable {
     /// what is left.
     public func shutdown(timeout: Duration) async {
         sweeper.withLock { $0?.cancel(); $0 = nil }
+        validityTimer.withLock { $0?.cancel(); $0 = nil }
+        if let channel = metricsChannel.withLock({ $0 }) { try? await channel.close() }
         for runtime in listeners.withLock({ $0 }) {
             try? await runtime.channel?.close()
         }
