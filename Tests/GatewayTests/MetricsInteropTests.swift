@@ -1,0 +1,128 @@
+import CertificateTestSupport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Prometheus scrape parsed by the text-format rules: `name{label="value",...} value`.
+struct PrometheusScrape {
+    struct Sample: Hashable {
+        let name: String
+        let labels: [String: String]
+    }
+
+    let samples: [Sample: Double]
+
+    init(_ text: String) throws {
+        var samples: [Sample: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.isEmpty {
+            let (series, valueText) = (line[..<line.lastIndex(of: " ")!], line[line.index(after: line.lastIndex(of: " ")!)...])
+            guard let value = Double(valueText) else { throw GatewayProcessError(message: "bad value in: \(line)") }
+            var name = String(series)
+            var labels: [String: String] = [:]
+            if let brace = series.firstIndex(of: "{") {
+                name = String(series[..<brace])
+                let body = series[series.index(after: brace)..<series.index(before: series.endIndex)]
+                var rest = Substring(body)
+                while !rest.isEmpty {
+                    guard let equals = rest.firstIndex(of: "=") else { break }
+                    let key = String(rest[..<equals])
+                    rest = rest[rest.index(equals, offsetBy: 2)...]  // skip ="
+                    guard let quote = rest.firstIndex(of: "\"") else { throw GatewayProcessError(message: "bad labels in: \(line)") }
+                    labels[key] = String(rest[..<quote])
+                    rest = rest[rest.index(after: quote)...]
+                    if rest.first == "," { rest = rest.dropFirst() }
+                }
+            }
+            samples[Sample(name: name, labels: labels)] = value
+        }
+        self.samples = samples
+    }
+
+    func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+        samples[Sample(name: name, labels: labels)]
+    }
+}
+
+@Suite("Prometheus metrics (the real binary)", .serialized)
+struct MetricsInteropTests {
+    func scrape(_ port: Int) throws -> PrometheusScrape {
+        let (status, text) = try runTool("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(port)/metrics"])
+        guard status == 0 else { throw GatewayProcessError(message: text) }
+        return try PrometheusScrape(text)
+    }
+
+    @Test("handshake counters by match kind, per-entry validity gauges, update counters; a removed entry's series are gone")
+    func scrapeAfterHandshakesAndUpdates() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let metricsPort = try freePort()
+        let withMetrics = { (config: String) in config + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\n" }
+        let gateway = try await GatewayProcess(config: withMetrics(GatewayInteropTests.config()), folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+
+        for name in ["exact.test", "a.wild.test", "unknown.test", nil] as [String?] {
+            _ = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: name, folder: folder)
+        }
+        var metrics = try scrape(metricsPort)
+        let handshakes = { (match: String) in metrics.value("certgate_handshakes_total", ["listener": "https", "match": match]) }
+        #expect(handshakes("exact") == 1)
+        #expect(handshakes("wildcard") == 1)
+        #expect(handshakes("default") == 1)
+        #expect(handshakes("ip") == 1)
+        #expect(handshakes("none") == 0)
+        let notAfter = try #require(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "exact"]))
+        let expected = GatewayInteropTests.authority.leaf(dnsNames: ["x"]).certificate.notValidAfter.timeIntervalSince1970
+        #expect(abs(notAfter - expected) < 600)  // the fixture's leaves are valid 90 days from now
+        #expect(metrics.value("certgate_certificate_not_before_timestamp_seconds", ["name": "fallback"]) != nil)
+        #expect(metrics.value("certgate_certificate_expiring", ["name": "exact"]) == 0)
+        #expect(metrics.value("certgate_certificates_loaded") == 4)
+        #expect(metrics.value("certgate_updates_total", ["source": "config", "result": "applied"]) == 1)
+
+        // Reload without the default entry: its series go, unknown names now get none.
+        try folder.write(withMetrics(GatewayInteropTests.config(withDefault: false))
+            .replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
+        gateway.signal(SIGHUP)
+        #expect(try await gateway.waitForLog("configuration reloaded"))
+        _ = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "unknown.test", folder: folder)
+        try await Task.sleep(for: .milliseconds(100))
+        metrics = try scrape(metricsPort)
+        #expect(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "fallback"]) == nil)
+        #expect(metrics.value("certgate_certificate_expiring", ["name": "fallback"]) == nil)
+        #expect(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "exact"]) != nil)
+        #expect(handshakes("none") == 1)
+        #expect(metrics.value("certgate_updates_total", ["source": "signal", "result": "applied"]) == 1)
+        #expect(metrics.value("certgate_certificate_set_generation") == 1)
+        #expect(metrics.value("certgate_certificates_loaded") == 3)
+
+        // A rejected reload counts as rejected.
+        try folder.write("certificates: [broken\n", to: "certgate.yaml")
+        gateway.signal(SIGHUP)
+        #expect(try await gateway.waitForLog("reload rejected"))
+        metrics = try scrape(metricsPort)
+        #expect(metrics.value("certgate_updates_total", ["source": "signal", "result": "rejected"]) == 1)
+    }
+
+    @Test("an expiring entry reads 1 on certgate_certificate_expiring and its state change is logged once")
+    func expiringGauge() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let soon = GatewayInteropTests.authority.leaf(dnsNames: ["soon.test"], notAfter: Date().addingTimeInterval(3 * 86_400))
+        try folder.write(soon.pem, to: "certs/soon.pem")
+        try folder.write(soon.key.pkcs8PEM, to: "certs/soon.key")
+        let metricsPort = try freePort()
+        let config = GatewayInteropTests.config(extraCertificates: "  soon: { tls_cert: certs/soon.pem, tls_key: certs/soon.key }")
+            + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\n"
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        let metrics = try scrape(metricsPort)
+        #expect(metrics.value("certgate_certificate_expiring", ["name": "soon"]) == 1)
+        #expect(metrics.value("certgate_certificate_expiring", ["name": "exact"]) == 0)
+        #expect(gateway.logText.contains("certificate validity changed"))
+        #expect(gateway.logText.contains("entry=soon"))
+        #expect(gateway.logText.components(separatedBy: "entry=soon").count - 1 == 1)
+    }
+}
