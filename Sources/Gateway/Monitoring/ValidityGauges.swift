@@ -58,14 +58,15 @@ final class ValidityGauges: Sendable {
                 item.notBefore.set(validity.notBefore.timeIntervalSince1970)
                 item.expiring.set(validity.state == .expiring || validity.state == .expired ? 1.0 : 0.0)
                 let previous = current[entry.name]?.state
-                if previous != validity.state || (previous == nil && validity.state != .ok) {
+                // A change worth telling: a new state, except a new entry that is simply ok.
+                if previous != validity.state && !(previous == nil && validity.state == .ok) {
                     changes.append((entry.name, previous, validity.state))
                 }
                 item.state = validity.state
                 current[entry.name] = item
             }
         }
-        for (entry, from, to) in changes where !(from == nil && to == .ok) {
+        for (entry, from, to) in changes {
             let level: Logger.Level = to == .ok ? .notice : .warning
             logger.log(level: level, "certificate validity changed", metadata: [
                 "entry": "\(entry)", "from": "\(from?.rawValue ?? "-")", "state": "\(to.rawValue)",

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CertificateKit
 import CertificateKitNIO
 import Foundation
@@ -34,6 +35,8 @@ public final class GatewayServer: Sendable {
     private let validityGauges: ValidityGauges
     private let validityTimer = Mutex<RepeatedTask?>(nil)
     private let metricsChannel = Mutex<(any Channel)?>(nil)
+    private let httpClient: HTTPClient
+    private let notifier: Mutex<ValidityNotifier>
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
     /// prepares the gateway; ``start()`` binds the listeners.
@@ -51,6 +54,9 @@ public final class GatewayServer: Sendable {
         self.upstreamLog = UpstreamFailureLog(logger: logger)
         self.registry = registry
         self.validityGauges = ValidityGauges(registry: registry, logger: logger)
+        let httpClient = HTTPClient(eventLoopGroup: group)
+        self.httpClient = httpClient
+        self.notifier = Mutex(ValidityNotifier(notifiers: configuration.validity.notify, client: httpClient, logger: logger))
         do {
             try MissingCertificateFiles.create(for: configuration, logger: logger)
         } catch {
@@ -90,7 +96,7 @@ public final class GatewayServer: Sendable {
         self.listeners = Mutex(runtimes)
         metrics.recordSet(generation: 0, count: set.count)
         metrics.recordUpdate(source: .config, applied: true)
-        validityGauges.update(set: set, now: now())
+        checkValidity(set: set, now: now())
         for entry in set.sortedEntries where !entry.warnings.isEmpty {
             for warning in entry.warnings { logger.warning("\(warning)", metadata: ["entry": "\(entry.name)"]) }
         }
@@ -123,9 +129,8 @@ public final class GatewayServer: Sendable {
 
         // The validity monitor: at start (above) and every `validity.interval`.
         let (interval, metricsAddress) = configuration.withLock { ($0.validity.interval.duration, $0.metrics?.listen) }
-        let gauges = validityGauges
-        let validity = group.next().scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { _ in
-            gauges.update(set: store.current.set, now: Date())
+        let validity = group.next().scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { [self] _ in
+            checkValidity(set: store.current.set, now: Date())
         }
         validityTimer.withLock { $0 = validity }
         if let metricsAddress {
@@ -149,7 +154,7 @@ public final class GatewayServer: Sendable {
             switch outcome {
             case .applied(let generation, let change):
                 metrics.recordUpdate(source: source, applied: true)
-                validityGauges.update(set: change.set, now: Date())
+                checkValidity(set: change.set, now: Date())
                 metrics.recordSet(generation: generation, count: change.set.count)
                 logger.notice("configuration reloaded", metadata: [
                     "generation": "\(generation)", "added": "\(change.added.count)",
@@ -219,6 +224,7 @@ public final class GatewayServer: Sendable {
         routes.withLock { $0 = RouteTable(next.routes) }
         for (runtime, listener, context) in replacements { runtime.replace(configuration: listener, context: context) }
         configuration.withLock { $0 = next }
+        notifier.withLock { $0 = ValidityNotifier(notifiers: next.validity.notify, client: httpClient, logger: logger) }
         for reason in restartNeeded {
             logger.warning("listener change needs a restart; the running listeners are unchanged", metadata: ["change": "\(reason)"])
         }
@@ -234,6 +240,7 @@ public final class GatewayServer: Sendable {
         sweeper.withLock { $0?.cancel(); $0 = nil }
         validityTimer.withLock { $0?.cancel(); $0 = nil }
         if let channel = metricsChannel.withLock({ $0 }) { try? await channel.close() }
+        defer { Task { [httpClient] in try? await httpClient.shutdown() } }
         for runtime in listeners.withLock({ $0 }) {
             try? await runtime.channel?.close()
         }
@@ -249,6 +256,21 @@ public final class GatewayServer: Sendable {
             logger.warning("drain timeout; closing the remaining connections", metadata: ["open": "\(left)"])
             tracker.closeAll()
         }
+    }
+
+    /// The validity monitor's one step: gauges, a log line and a notification for each
+    /// entry whose state changed.
+    private func checkValidity(set: CertificateSet, now: Date) {
+        let changes = validityGauges.update(set: set, now: now)
+        let host = ProcessInfo.processInfo.hostName
+        let notifications = changes.compactMap { change -> ValidityNotification? in
+            guard let entry = set.entries[change.entry] else { return nil }
+            let validity = entry.validity(at: now)
+            return ValidityNotification(
+                entry: entry.name, names: entry.patterns.map(\.description), notAfter: validity.notAfter,
+                daysLeft: validity.daysLeft, state: change.to, previousState: change.from, host: host)
+        }
+        notifier.withLock { $0 }.notify(notifications)
     }
 
     public var shutdownTimeout: Duration { configuration.withLock { $0.shutdownTimeout.duration } }

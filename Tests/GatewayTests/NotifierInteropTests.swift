@@ -1,0 +1,161 @@
+import CertificateTestSupport
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An HTTP receiver for webhook notifications: records each POST body.
+final class WebhookReceiver: Sendable {
+    let channel: any Channel
+    let port: Int
+    let bodies: Bodies
+
+    final class Bodies: Sendable {
+        let received = Mutex<[Data]>([])
+        var all: [[String: Any]] {
+            received.withLock { $0 }.compactMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        }
+    }
+
+    init(group: any EventLoopGroup) async throws {
+        let bodies = Bodies()
+        self.bodies = bodies
+        channel = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(bodies: bodies))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress!.port!
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let bodies: Bodies
+        var buffer = ByteBuffer()
+
+        init(bodies: Bodies) { self.bodies = bodies }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head: buffer.clear()
+            case .body(var part): buffer.writeBuffer(&part)
+            case .end:
+                let body = Data(buffer.readableBytesView)
+                bodies.received.withLock { $0.append(body) }
+                var headers = HTTPHeaders()
+                headers.add(name: "content-length", value: "0")
+                context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .noContent, headers: headers))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
+
+@Suite("Validity notifications (the real binary)", .serialized)
+struct NotifierInteropTests {
+    /// Entries expiring in 3 days, expired, not yet valid, and fine.
+    static func fixture() throws -> FixtureFolder {
+        let folder = try GatewayInteropTests.fixture()
+        let authority = GatewayInteropTests.authority
+        let now = Date()
+        let leaves: [(String, TestCertificate)] = [
+            ("soon", authority.leaf(dnsNames: ["soon.test"], notAfter: now.addingTimeInterval(3 * 86_400 + 3_600))),
+            ("gone", authority.leaf(dnsNames: ["gone.test"], notBefore: now.addingTimeInterval(-30 * 86_400), notAfter: now.addingTimeInterval(-86_400))),
+            ("later", authority.leaf(dnsNames: ["later.test"], notBefore: now.addingTimeInterval(5 * 86_400), notAfter: now.addingTimeInterval(60 * 86_400))),
+        ]
+        for (name, leaf) in leaves {
+            try folder.write(leaf.pem, to: "certs/\(name).pem")
+            try folder.write(leaf.key.pkcs8PEM, to: "certs/\(name).key")
+        }
+        return folder
+    }
+
+    static let extraCertificates = """
+          soon: { tls_cert: certs/soon.pem, tls_key: certs/soon.key }
+          gone: { tls_cert: certs/gone.pem, tls_key: certs/gone.key }
+          later: { tls_cert: certs/later.pem, tls_key: certs/later.key }
+        """
+
+    @Test("one webhook POST and one command run per entry per state change, with the JSON body")
+    func webhookAndCommand() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let receiver = try await WebhookReceiver(group: MultiThreadedEventLoopGroup.singleton)
+        // Each run writes its own file (runs may overlap).
+        let output = folder.url.appendingPathComponent("notified").path
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        let notify = """
+
+            validity:
+              interval: 1h
+              notify:
+                - webhook: http://127.0.0.1:\(receiver.port)/hook
+                - command: ["/bin/sh", "-c", 'cat > "$0/$$.json"', "\(output)"]
+            """
+        let config = GatewayInteropTests.config(extraCertificates: Self.extraCertificates) + notify
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+
+        let deadline = ContinuousClock.now + .seconds(10)
+        while receiver.bodies.all.count < 3 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let bodies = receiver.bodies.all
+        #expect(bodies.count == 3)
+        let byEntry = Dictionary(uniqueKeysWithValues: bodies.map { ($0["entry"] as? String ?? "?", $0) })
+        #expect(byEntry["soon"]?["state"] as? String == "expiring")
+        #expect(byEntry["soon"]?["days_left"] as? Int == 3)
+        #expect(byEntry["soon"]?["names"] as? [String] == ["soon.test"])
+        #expect(byEntry["gone"]?["state"] as? String == "expired")
+        #expect(byEntry["later"]?["state"] as? String == "not_yet_valid")
+        #expect(byEntry["soon"]?["host"] as? String == ProcessInfo.processInfo.hostName)
+        #expect((byEntry["soon"]?["not_after"] as? String)?.hasSuffix("Z") == true)
+
+        // The command got the same JSON.
+        var files: [String] = []
+        while files.count < 3 && ContinuousClock.now < deadline + .seconds(5) {
+            files = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let commandEntries = files.compactMap { FileManager.default.contents(atPath: output + "/" + $0) }
+            .compactMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }.compactMap { $0["entry"] as? String }
+        #expect(Set(commandEntries) == ["soon", "gone", "later"])
+
+        // A reload that changes nothing tells nothing again.
+        gateway.signal(SIGHUP)
+        #expect(try await gateway.waitForLog("configuration reloaded"))
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(receiver.bodies.all.count == 3)
+        try? await receiver.channel.close()
+    }
+
+    @Test("a webhook that is down is retried and logged; handshakes and reloads are unaffected")
+    func webhookDown() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let deadPort = try freePort()
+        let notify = """
+
+            validity:
+              notify:
+                - { webhook: "http://127.0.0.1:\(deadPort)/hook", retries: 1, timeout: 1s }
+            """
+        let config = GatewayInteropTests.config(extraCertificates: Self.extraCertificates) + notify
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try await gateway.waitForLog("will retry"))
+        #expect(try await gateway.waitForLog("giving up", timeout: .seconds(15)))
+        gateway.signal(SIGHUP)
+        #expect(try await gateway.waitForLog("configuration reloaded"))
+        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+    }
+}
