@@ -59,11 +59,13 @@ struct MetricsInteropTests {
         defer { folder.remove() }
         let metricsPort = try freePort()
         let withMetrics = { (config: String) in config + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\n" }
-        let gateway = try await GatewayProcess(config: withMetrics(GatewayInteropTests.config()), folder: folder)
+        try folder.write(GatewayInteropTests.authority.key.pkcs8PEM, to: "ca.key")
+        let issuer = "  dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: \"*.dev.test\" }"
+        let gateway = try await GatewayProcess(config: withMetrics(GatewayInteropTests.config(extraCertificates: issuer)), folder: folder)
         defer { gateway.stop() }
         #expect(try await gateway.waitForLog("metrics endpoint listening"))
 
-        for name in ["exact.test", "a.wild.test", "unknown.test", nil] as [String?] {
+        for name in ["exact.test", "a.wild.test", "unknown.test", nil, "x.dev.test"] as [String?] {
             _ = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: name, folder: folder)
         }
         var metrics = try scrape(metricsPort)
@@ -72,17 +74,20 @@ struct MetricsInteropTests {
         #expect(handshakes("wildcard") == 1)
         #expect(handshakes("default") == 1)
         #expect(handshakes("ip") == 1)
+        #expect(handshakes("issued") == 1)
         #expect(handshakes("none") == 0)
+        #expect(metrics.value("certgate_issued_certificates_total") == 1)
+        #expect(metrics.value("certgate_issued_certificates_cached") == 1)
         let notAfter = try #require(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "exact"]))
         let expected = GatewayInteropTests.authority.leaf(dnsNames: ["x"]).certificate.notValidAfter.timeIntervalSince1970
         #expect(abs(notAfter - expected) < 600)  // the fixture's leaves are valid 90 days from now
         #expect(metrics.value("certgate_certificate_not_before_timestamp_seconds", ["name": "fallback"]) != nil)
         #expect(metrics.value("certgate_certificate_expiring", ["name": "exact"]) == 0)
-        #expect(metrics.value("certgate_certificates_loaded") == 4)
+        #expect(metrics.value("certgate_certificates_loaded") == 5)
         #expect(metrics.value("certgate_updates_total", ["source": "config", "result": "applied"]) == 1)
 
         // Reload without the default entry: its series go, unknown names now get none.
-        try folder.write(withMetrics(GatewayInteropTests.config(withDefault: false))
+        try folder.write(withMetrics(GatewayInteropTests.config(extraCertificates: issuer, withDefault: false))
             .replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reloaded"))
@@ -95,7 +100,7 @@ struct MetricsInteropTests {
         #expect(handshakes("none") == 1)
         #expect(metrics.value("certgate_updates_total", ["source": "signal", "result": "applied"]) == 1)
         #expect(metrics.value("certgate_certificate_set_generation") == 1)
-        #expect(metrics.value("certgate_certificates_loaded") == 3)
+        #expect(metrics.value("certgate_certificates_loaded") == 4)
 
         // A rejected reload counts as rejected.
         try folder.write("certificates: [broken\n", to: "certgate.yaml")
