@@ -1,0 +1,150 @@
+import CertificateKit
+import CertificateKitNIO
+import Foundation
+import Synchronization
+
+/// One change to the certificate set, from any source.
+public struct CertificateUpdateRequest: Sendable {
+    public enum Change: Sendable {
+        /// The set becomes exactly these entries.
+        case replace([String: CertificateConf])
+        /// These entries are upserted and these names deleted, as one batch.
+        case batch(upserts: [String: CertificateConf], deletions: [String])
+    }
+
+    public enum Policy: Sendable {
+        /// Any invalid entry rejects the whole update.
+        case reject
+        /// Valid entries apply; an invalid entry keeps its previous version (or stays out).
+        case keepLastGood
+    }
+
+    public var change: Change
+    /// Applies only if the current generation is this one (compare-and-swap).
+    public var expectedGeneration: UInt64?
+    /// Validates and reports, changes nothing.
+    public var dryRun: Bool
+    public var policy: Policy
+    public var source: GatewayMetrics.UpdateSource
+
+    public init(change: Change, expectedGeneration: UInt64? = nil, dryRun: Bool = false, policy: Policy = .reject, source: GatewayMetrics.UpdateSource) {
+        self.change = change
+        self.expectedGeneration = expectedGeneration
+        self.dryRun = dryRun
+        self.policy = policy
+        self.source = source
+    }
+}
+
+/// What an update did (or, for a dry run, would do).
+public struct CertificateUpdateOutcome: Sendable {
+    public var generation: UInt64
+    public var added: [String]
+    public var changed: [String]
+    public var removed: [String]
+    /// Under `keepLastGood`: the entries that kept their previous version, with why.
+    public var errors: [CertificateEntryError]
+    public var dryRun: Bool
+}
+
+/// Why an update changed nothing.
+public enum CertificateUpdateFailure: Error, Sendable, CustomStringConvertible {
+    case invalid([CertificateEntryError])
+    case generationMismatch(expected: UInt64, current: UInt64)
+    case persistence(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let errors): return errors.map(\.description).joined(separator: "\n")
+        case .generationMismatch(let expected, let current): return "expected generation \(expected), the current one is \(current)"
+        case .persistence(let reason): return "could not persist the update; nothing changed: \(reason)"
+        }
+    }
+}
+
+/// The update transaction: validate every entry → persist → swap → report. One update at
+/// a time; a failure at any step changes nothing.
+public final class CertificateUpdater: Sendable {
+    /// Makes the update durable before it is swapped in; throwing aborts it.
+    public typealias Persist = @Sendable (_ change: CertificateSetChange, _ generation: UInt64) throws -> Void
+
+    private let store: CertificateKit.CertificateStore
+    private let context: @Sendable () -> CertificateBuildContext
+    private let persist: Persist
+    private let onCommit: @Sendable (CertificateSnapshot, CertificateSetChange, GatewayMetrics.UpdateSource) -> Void
+    private let serial = Mutex(())
+
+    public init(
+        store: CertificateKit.CertificateStore,
+        context: @escaping @Sendable () -> CertificateBuildContext,
+        persist: @escaping Persist = { _, _ in },
+        onCommit: @escaping @Sendable (CertificateSnapshot, CertificateSetChange, GatewayMetrics.UpdateSource) -> Void = { _, _, _ in }
+    ) {
+        self.store = store
+        self.context = context
+        self.persist = persist
+        self.onCommit = onCommit
+    }
+
+    public func apply(_ request: CertificateUpdateRequest) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+        let result = serial.withLock { _ in
+            Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in try applyAlone(request) }
+        }
+        return try result.get()
+    }
+
+    /// The transaction itself; runs under `serial`.
+    private func applyAlone(_ request: CertificateUpdateRequest) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+        let current = store.current
+        if let expected = request.expectedGeneration, expected != current.generation {
+            throw .generationMismatch(expected: expected, current: current.generation)
+        }
+        var (upserts, deletions) = Self.batch(for: request.change, current: current.set)
+        let context = self.context()
+        var kept: [CertificateEntryError] = []
+        var change: CertificateSetChange
+        do {
+            change = try current.set.updating(upserting: upserts, deleting: deletions, context: context)
+        } catch {
+            guard request.policy == .keepLastGood else { throw .invalid(error.errors) }
+            // Leave every entry that failed as it was, and try the rest once more.
+            let failed = Set(error.errors.map(\.entry))
+            kept = error.errors
+            upserts = upserts.filter { !failed.contains($0.key) }
+            deletions = deletions.filter { !failed.contains($0) }
+            do {
+                change = try current.set.updating(upserting: upserts, deleting: deletions, context: context)
+            } catch {
+                throw .invalid(kept + error.errors)
+            }
+        }
+        let generation = current.generation + 1
+        if request.dryRun {
+            return CertificateUpdateOutcome(
+                generation: current.generation, added: change.added, changed: change.changed,
+                removed: change.removed, errors: kept, dryRun: true)
+        }
+        do {
+            try persist(change, generation)
+        } catch {
+            throw .persistence("\(error)")
+        }
+        guard let snapshot = store.swap(to: change.set, expectedGeneration: current.generation) else {
+            throw .generationMismatch(expected: current.generation, current: store.current.generation)
+        }
+        onCommit(snapshot, change, request.source)
+        return CertificateUpdateOutcome(
+            generation: snapshot.generation, added: change.added, changed: change.changed,
+            removed: change.removed, errors: kept, dryRun: false)
+    }
+
+    /// A replacement as a batch against the current set: upsert everything given, delete the rest.
+    private static func batch(for change: CertificateUpdateRequest.Change, current: CertificateSet) -> ([String: CertificateConf], [String]) {
+        switch change {
+        case .replace(let confs):
+            return (confs, current.entries.keys.filter { confs[$0] == nil })
+        case .batch(let upserts, let deletions):
+            return (upserts, deletions)
+        }
+    }
+}
