@@ -21,8 +21,12 @@ public enum LetsEncryptBundle {
 
     /// Chain completion over the bundled certificates, built once per process.
     public static let completion: ChainCompletion = {
-        // The bundle is part of the package; failing to read it is a packaging defect.
-        guard let certificates = try? certificates() else { return ChainCompletion(certificates: []) }
-        return ChainCompletion(certificates: certificates)
+        // The bundle is part of the package: failing to read it is a packaging defect, and
+        // serving leaves without their chains would fail clients silently. Stop loudly.
+        do {
+            return ChainCompletion(certificates: try certificates())
+        } catch {
+            fatalError("certgate: the bundled Let's Encrypt certificates cannot be read (a broken install): \(error)")
+        }
     }()
 }
