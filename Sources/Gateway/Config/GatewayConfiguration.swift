@@ -20,6 +20,8 @@ public struct GatewayConfiguration: Sendable {
     public var metrics: MetricsConfiguration?
     /// The validity monitor (`validity:`).
     public var validity: ValidityConfiguration
+    /// The gRPC control socket (`control:`), if any.
+    public var control: ControlConfiguration?
     /// The config file's folder: where relative paths start.
     public var baseDirectory: String
 
@@ -30,7 +32,8 @@ public struct GatewayConfiguration: Sendable {
         certificates: [String: CertificateConf] = [:], stateDirectory: String = "state",
         logLevel: Logger.Level = .info, shutdownTimeout: ConfigDuration = GatewayConfiguration.defaultShutdownTimeout,
         issuing: IssuingConfiguration = IssuingConfiguration(), metrics: MetricsConfiguration? = nil,
-        validity: ValidityConfiguration = ValidityConfiguration(), baseDirectory: String
+        validity: ValidityConfiguration = ValidityConfiguration(), control: ControlConfiguration? = nil,
+        baseDirectory: String
     ) {
         self.listeners = listeners
         self.routes = routes
@@ -41,6 +44,7 @@ public struct GatewayConfiguration: Sendable {
         self.issuing = issuing
         self.metrics = metrics
         self.validity = validity
+        self.control = control
         self.baseDirectory = baseDirectory
     }
 
@@ -97,6 +101,7 @@ public struct GatewayConfiguration: Sendable {
             issuing: document.issuing ?? IssuingConfiguration(),
             metrics: document.metrics,
             validity: document.validity ?? ValidityConfiguration(),
+            control: document.control,
             baseDirectory: baseDirectory)
         let problems = ConfigurationRules.problems(in: configuration)
         guard problems.isEmpty else {
@@ -125,9 +130,10 @@ public struct GatewayConfiguration: Sendable {
         var issuing: IssuingConfiguration?
         var metrics: MetricsConfiguration?
         var validity: ValidityConfiguration?
+        var control: ControlConfiguration?
 
         enum CodingKeys: String, CodingKey {
-            case listeners, routes, certificates, issuing, metrics, validity
+            case listeners, routes, certificates, issuing, metrics, validity, control
             case stateDirectory = "state_dir"
             case logLevel = "log_level"
             case shutdownTimeout = "shutdown_timeout"

@@ -1,6 +1,10 @@
 import AsyncHTTPClient
 import CertificateKit
 import CertificateKitNIO
+import ControlProtocol
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import SwiftProtobuf
 import Foundation
 import Logging
 import NIOCore
@@ -36,6 +40,9 @@ public final class GatewayServer: Sendable {
     private let validityTimer = Mutex<RepeatedTask?>(nil)
     private let metricsChannel = Mutex<(any Channel)?>(nil)
     private let httpClient: HTTPClient
+    /// Control-plane events (set changes, validity changes) for `WatchEvents`.
+    let events = EventHub()
+    private let lastUpdate = Mutex<(time: Date, source: GatewayMetrics.UpdateSource)>((Date(), .config))
     private let notifier: Mutex<ValidityNotifier>
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
@@ -153,6 +160,7 @@ public final class GatewayServer: Sendable {
             let outcome = prepareAndCommitReload()
             switch outcome {
             case .applied(let generation, let change):
+                recordCommit(generation: generation, change: change, source: source)
                 metrics.recordUpdate(source: source, applied: true)
                 checkValidity(set: change.set, now: Date())
                 metrics.recordSet(generation: generation, count: change.set.count)
@@ -182,11 +190,12 @@ public final class GatewayServer: Sendable {
             return .rejected(reasons: [error.description])
         }
         let change: CertificateSetChange
+        let base = store.current
         do {
             change = try CertificateSet.build(
                 from: next.certificates,
                 context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory),
-                reusing: store.current.set)
+                reusing: base.set)
         } catch {
             return .rejected(reasons: error.errors.map(\.description))
         }
@@ -218,7 +227,8 @@ public final class GatewayServer: Sendable {
         }
 
         // Commit: nothing above changed anything.
-        guard let snapshot = store.swap(to: change.set) else {
+        // Compare-and-swap: a control-plane update that landed meanwhile is not overwritten.
+        guard let snapshot = store.swap(to: change.set, expectedGeneration: base.generation) else {
             return .rejected(reasons: ["the certificate set changed during the reload; try again"])
         }
         routes.withLock { $0 = RouteTable(next.routes) }
@@ -271,6 +281,98 @@ public final class GatewayServer: Sendable {
                 daysLeft: validity.daysLeft, state: change.to, previousState: change.from, host: host)
         }
         notifier.withLock { $0 }.notify(notifications)
+        for notification in notifications {
+            events.publish(.with { event in
+                event.time = Google_Protobuf_Timestamp(date: now)
+                event.validityChanged = .with {
+                    $0.entry = notification.entry
+                    $0.previousState = notification.previousState?.rawValue ?? ""
+                    $0.state = notification.state.rawValue
+                    $0.daysLeft = Int32(clamping: notification.daysLeft)
+                    $0.notAfter = Google_Protobuf_Timestamp(date: notification.notAfter)
+                }
+            })
+        }
+    }
+
+    /// After any committed change: the last-update facts and a `WatchEvents` event.
+    private func recordCommit(generation: UInt64, change: CertificateSetChange, source: GatewayMetrics.UpdateSource) {
+        let now = Date()
+        lastUpdate.withLock { $0 = (now, source) }
+        events.publish(.with { event in
+            event.time = Google_Protobuf_Timestamp(date: now)
+            event.setChanged = .with {
+                $0.generation = generation
+                $0.source = source.rawValue
+                $0.added = change.added
+                $0.changed = change.changed
+                $0.removed = change.removed
+            }
+        })
+    }
+
+    /// The control service over the update transaction (for the gRPC server).
+    func makeControlService() -> ControlService {
+        let store = self.store
+        let configuration = self.configurationSnapshot
+        let updater = CertificateUpdater(
+            store: store,
+            context: { configuration().buildContext(servingMaterialFactory: NIOServingMaterial.factory) },
+            onCommit: { [self] snapshot, change, source in
+                recordCommit(generation: snapshot.generation, change: change, source: source)
+                metrics.recordUpdate(source: source, applied: true)
+                metrics.recordSet(generation: snapshot.generation, count: change.set.count)
+                checkValidity(set: change.set, now: Date())
+                logger.notice("certificate set updated", metadata: [
+                    "source": "\(source.rawValue)", "generation": "\(snapshot.generation)", "added": "\(change.added.count)",
+                    "changed": "\(change.changed.count)", "removed": "\(change.removed.count)",
+                ])
+            })
+        return ControlService(
+            updater: updater, store: store, events: events,
+            status: { [self] in statusMessage() },
+            reload: { [self] in reload(source: .control) },
+            now: { Date() })
+    }
+
+    private var configurationSnapshot: @Sendable () -> GatewayConfiguration {
+        { [self] in configuration.withLock { $0 } }
+    }
+
+    private func statusMessage() -> Certgate_Control_V1_Status {
+        let snapshot = store.current
+        let (time, source) = lastUpdate.withLock { $0 }
+        let runtimes = listeners.withLock { $0 }
+        return .with { status in
+            status.generation = snapshot.generation
+            status.certificates = UInt32(clamping: snapshot.set.count)
+            status.issuedCached = UInt32(clamping: issued.count)
+            status.listeners = runtimes.map { runtime in
+                .with {
+                    $0.name = runtime.name
+                    $0.address = runtime.channel?.localAddress.map { "\($0)" } ?? "\(runtime.configuration.listen)"
+                }
+            }
+            status.lastUpdate = Google_Protobuf_Timestamp(date: time)
+            status.lastUpdateSource = source.rawValue
+        }
+    }
+
+    /// The control socket's settings, resolved against the config folder.
+    var controlSocket: (path: String, mode: Int, maxMessageBytes: Int)? {
+        configuration.withLock { configuration in
+            configuration.control.map {
+                (MaterialSource.resolve(path: $0.socket, baseDirectory: configuration.baseDirectory), $0.mode, $0.maxMessageBytes)
+            }
+        }
+    }
+
+    func logControlListening(path: String) {
+        logger.notice("control socket listening", metadata: ["socket": "\(path)"])
+    }
+
+    func logControlFailure(_ error: any Error) {
+        logger.error("control socket failed", metadata: ["error": "\(error)"])
     }
 
     public var shutdownTimeout: Duration { configuration.withLock { $0.shutdownTimeout.duration } }

@@ -1,0 +1,135 @@
+import CertificateKit
+import ControlProtocol
+import Foundation
+import GRPCCore
+import SwiftProtobuf
+
+/// `certgate.control.v1.CertificateControl`: every update goes through the one update
+/// transaction (``CertificateUpdater``); reads are of the current set; never a private key.
+struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProtocol {
+    let updater: CertificateUpdater
+    let store: CertificateKit.CertificateStore
+    let events: EventHub
+    let status: @Sendable () -> Certgate_Control_V1_Status
+    let reload: @Sendable () -> GatewayServer.ReloadOutcome
+    let now: @Sendable () -> Date
+
+    func applyCertificateSet(request: Certgate_Control_V1_ApplyCertificateSetRequest, context: ServerContext) async throws -> Certgate_Control_V1_UpdateResult {
+        var confs: [String: CertificateConf] = [:]
+        for entry in request.entries {
+            guard confs[entry.name] == nil else {
+                throw RPCError(code: .invalidArgument, message: "\(entry.name): name: given twice")
+            }
+            confs[entry.name] = Self.conf(entry)
+        }
+        return try run(.init(
+            change: .replace(confs), expectedGeneration: request.hasExpectedGeneration ? request.expectedGeneration : nil,
+            dryRun: request.dryRun, policy: request.policy == .keepLastGood ? .keepLastGood : .reject, source: .control))
+    }
+
+    func updateCertificates(request: Certgate_Control_V1_UpdateCertificatesRequest, context: ServerContext) async throws -> Certgate_Control_V1_UpdateResult {
+        var upserts: [String: CertificateConf] = [:]
+        for entry in request.upsert {
+            guard upserts[entry.name] == nil else {
+                throw RPCError(code: .invalidArgument, message: "\(entry.name): name: given twice")
+            }
+            upserts[entry.name] = Self.conf(entry)
+        }
+        return try run(.init(
+            change: .batch(upserts: upserts, deletions: request.delete),
+            expectedGeneration: request.hasExpectedGeneration ? request.expectedGeneration : nil,
+            dryRun: request.dryRun, policy: request.policy == .keepLastGood ? .keepLastGood : .reject, source: .control))
+    }
+
+    func listCertificates(request: Certgate_Control_V1_ListCertificatesRequest, context: ServerContext) async throws -> Certgate_Control_V1_ListCertificatesResponse {
+        let snapshot = store.current
+        let now = self.now()
+        return .with { response in
+            response.generation = snapshot.generation
+            response.certificates = snapshot.set.sortedEntries.map { entry in
+                let row = CertificateReportRow(entry: entry, now: now)
+                return .with {
+                    $0.name = row.name
+                    $0.domains = row.domains
+                    $0.notBefore = Google_Protobuf_Timestamp(date: row.notBefore)
+                    $0.notAfter = Google_Protobuf_Timestamp(date: row.notAfter)
+                    $0.daysLeft = Int32(clamping: row.daysLeft)
+                    $0.state = row.state.rawValue
+                    $0.issuer = row.issuer
+                    $0.kind = row.kind.rawValue
+                    $0.isDefault = row.isDefault
+                    $0.chainSubjects = entry.servedChain.map { $0.certificate.subject.description }
+                    $0.sha256Fingerprint = entry.leaf.sha256Fingerprint
+                    $0.warnings = row.warnings
+                }
+            }
+        }
+    }
+
+    func getStatus(request: Certgate_Control_V1_GetStatusRequest, context: ServerContext) async throws -> Certgate_Control_V1_Status {
+        status()
+    }
+
+    func reloadConfig(request: Certgate_Control_V1_ReloadConfigRequest, context: ServerContext) async throws -> Certgate_Control_V1_UpdateResult {
+        switch reload() {
+        case .applied(let generation, let change):
+            return .with {
+                $0.generation = generation
+                $0.added = change.added
+                $0.changed = change.changed
+                $0.removed = change.removed
+            }
+        case .rejected(let reasons):
+            throw RPCError(code: .invalidArgument, message: reasons.joined(separator: "\n"))
+        }
+    }
+
+    func watchEvents(request: Certgate_Control_V1_WatchEventsRequest, response: RPCWriter<Certgate_Control_V1_Event>, context: ServerContext) async throws {
+        for await event in events.subscribe() {
+            try await response.write(event)
+        }
+    }
+
+    private func run(_ request: CertificateUpdateRequest) throws -> Certgate_Control_V1_UpdateResult {
+        do {
+            let outcome = try updater.apply(request)
+            return .with {
+                $0.generation = outcome.generation
+                $0.added = outcome.added
+                $0.changed = outcome.changed
+                $0.removed = outcome.removed
+                $0.dryRun = outcome.dryRun
+                $0.errors = outcome.errors.map(Self.entryError)
+            }
+        } catch {
+            switch error {
+            case .invalid(let errors):
+                throw RPCError(code: .invalidArgument, message: errors.map(\.description).joined(separator: "\n"))
+            case .generationMismatch:
+                throw RPCError(code: .failedPrecondition, message: error.description)
+            case .persistence:
+                throw RPCError(code: .unavailable, message: error.description)
+            }
+        }
+    }
+
+    static func conf(_ entry: Certgate_Control_V1_CertificateEntry) -> CertificateConf {
+        CertificateConf(
+            domains: entry.domains.isEmpty ? nil : DomainList(entry.domains),
+            tlsCert: entry.tlsCert.isEmpty ? nil : entry.tlsCert,
+            tlsKey: entry.tlsKey.isEmpty ? nil : entry.tlsKey,
+            isDefault: entry.isDefault ? true : nil,
+            isCA: entry.isCa ? true : nil,
+            acme: entry.acme.isEmpty ? nil : entry.acme,
+            bufferDays: entry.bufferDays == 0 ? nil : Int(entry.bufferDays),
+            remark: entry.remark.isEmpty ? nil : entry.remark)
+    }
+
+    static func entryError(_ error: CertificateEntryError) -> Certgate_Control_V1_EntryError {
+        .with {
+            $0.entry = error.entry
+            $0.field = error.field
+            $0.reason = error.reason
+        }
+    }
+}

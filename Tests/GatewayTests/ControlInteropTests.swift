@@ -1,0 +1,158 @@
+import CertificateKit
+import CertificateTestSupport
+import ControlProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control plane of the real binary, driven over its Unix socket by a gRPC client.
+@Suite("Control plane over the Unix socket (the real binary)", .serialized)
+struct ControlInteropTests {
+    typealias Control = Certgate_Control_V1_CertificateControl.Client<HTTP2ClientTransport.Posix>
+
+    static func withControl<T: Sendable>(socket: String, _ body: (Control) async throws -> T) async throws -> T {
+        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
+        return try await withGRPCClient(transport: transport) { client in
+            try await body(Control(wrapping: client))
+        }
+    }
+
+    static func entry(_ name: String, _ leaf: TestCertificate) -> Certgate_Control_V1_CertificateEntry {
+        .with {
+            $0.name = name
+            $0.tlsCert = leaf.pem
+            $0.tlsKey = leaf.key.pkcs8PEM
+        }
+    }
+
+    static func code(of body: () async throws -> Void) async -> RPCError.Code? {
+        do {
+            try await body()
+            return nil
+        } catch let error as RPCError {
+            return error.code
+        } catch {
+            return nil
+        }
+    }
+
+    @Test("upsert, list, status, CAS mismatch, invalid batch; new handshakes see the update; the socket is 0600; a second instance refuses it")
+    func controlPlane() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let socket = folder.url.appendingPathComponent("run/control.sock").path
+        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: run/control.sock\n"
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("control socket listening"))
+        let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+
+        let fresh = GatewayInteropTests.authority.leaf(dnsNames: ["pushed.test"])
+        let bad = Certgate_Control_V1_CertificateEntry.with {
+            $0.name = "bad"
+            $0.tlsCert = GatewayInteropTests.authority.leaf(dnsNames: ["bad.test"]).pem
+            $0.tlsKey = TestKey.make().pkcs8PEM
+        }
+        try await Self.withControl(socket: socket) { control in
+            let before = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
+            #expect(before.generation == 0)
+            #expect(before.certificates == 4)
+            #expect(before.listeners.map(\.name) == ["https"])
+
+            // REJECT: one bad entry, nothing changes, INVALID_ARGUMENT.
+            let rejected = await Self.code {
+                _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh), bad] })
+            }
+            #expect(rejected == .invalidArgument)
+
+            // CAS mismatch: FAILED_PRECONDITION.
+            let mismatch = await Self.code {
+                _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh)]; $0.expectedGeneration = 9 })
+            }
+            #expect(mismatch == .failedPrecondition)
+
+            // A dry run changes nothing.
+            let dry = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh)]; $0.dryRun = true })
+            #expect(dry.dryRun && dry.added == ["pushed"])
+            #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 0)
+
+            // KEEP_LAST_GOOD applies the valid entry and reports the bad one.
+            let applied = try await control.updateCertificates(.with {
+                $0.upsert = [Self.entry("pushed", fresh), bad]
+                $0.expectedGeneration = 0
+                $0.policy = .keepLastGood
+            })
+            #expect(applied.generation == 1)
+            #expect(applied.added == ["pushed"])
+            #expect(applied.errors.map(\.entry) == ["bad"])
+
+            let list = try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
+            #expect(list.generation == 1)
+            #expect(list.certificates.map(\.name).contains("pushed"))
+            let pushed = try #require(list.certificates.first { $0.name == "pushed" })
+            #expect(pushed.domains == ["pushed.test"])
+            #expect(pushed.state == "ok")
+            #expect(!pushed.sha256Fingerprint.isEmpty)
+            let status = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
+            #expect(status.lastUpdateSource == "control")
+        }
+        // New handshakes get the pushed certificate.
+        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
+
+        // A second instance with the same socket refuses to start.
+        let second = Process()
+        second.executableURL = CertgateProcess.binary
+        let otherPort = try freePort()
+        try folder.write(config.replacingOccurrences(of: "PORT", with: String(otherPort)), to: "second.yaml")
+        second.arguments = ["run", "--config", folder.url.appendingPathComponent("second.yaml").path]
+        let errors = Pipe()
+        second.standardError = errors
+        try second.run()
+        second.waitUntilExit()
+        #expect(second.terminationStatus != 0)
+        #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("another certgate holds the control socket"))
+        // The first instance still answers.
+        let stillThere = try await Self.withControl(socket: socket) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()).generation }
+        #expect(stillThere == 1)
+    }
+
+    @Test("a watcher sees every generation in order, from control updates and SIGHUP reloads alike")
+    func watchEvents() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let socket = folder.url.appendingPathComponent("control.sock").path
+        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n"
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("control socket listening"))
+        let generations = try await Self.withControl(socket: socket) { control in
+            try await withThrowingTaskGroup(of: [UInt64].self) { group in
+                group.addTask {
+                    try await control.watchEvents(Certgate_Control_V1_WatchEventsRequest()) { response in
+                        var seen: [UInt64] = []
+                        for try await event in response.messages {
+                            if case .setChanged(let change) = event.kind { seen.append(change.generation) }
+                            if seen.count == 4 { break }
+                        }
+                        return seen
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))  // the watcher is subscribed
+                for index in 0..<3 {
+                    let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["w\(index).test"])
+                    _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("w\(index)", leaf)] })
+                }
+                gateway.signal(SIGHUP)
+                let seen = try await group.next() ?? []
+                group.cancelAll()
+                return seen
+            }
+        }
+        #expect(generations == [1, 2, 3, 4])
+    }
+}
