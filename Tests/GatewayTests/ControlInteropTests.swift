@@ -155,4 +155,25 @@ struct ControlInteropTests {
         }
         #expect(generations == [1, 2, 3, 4])
     }
+
+    @Test("a message over the configured limit gets RESOURCE_EXHAUSTED and changes nothing")
+    func sizeLimit() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let socket = folder.url.appendingPathComponent("control.sock").path
+        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n  max_message_bytes: 65536\n"
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("control socket listening"))
+        let generation = try await Self.withControl(socket: socket) { control -> UInt64 in
+            let huge = Certgate_Control_V1_CertificateEntry.with {
+                $0.name = "huge"
+                $0.tlsCert = String(repeating: "A", count: 100_000)  // over 64 KiB, under the transport's 128 KiB
+            }
+            let code = await Self.code { _ = try await control.updateCertificates(.with { $0.upsert = [huge] }) }
+            #expect(code == .resourceExhausted)
+            return try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation
+        }
+        #expect(generation == 0)
+    }
 }

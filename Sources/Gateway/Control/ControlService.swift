@@ -13,8 +13,18 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
     let status: @Sendable () -> Certgate_Control_V1_Status
     let reload: @Sendable () -> GatewayServer.ReloadOutcome
     let now: @Sendable () -> Date
+    /// Requests larger than this get RESOURCE_EXHAUSTED.
+    let maxMessageBytes: Int
+
+    private func checkSize(_ message: some SwiftProtobuf.Message) throws {
+        let size = (try? message.serializedBytes() as [UInt8])?.count ?? 0
+        if size > maxMessageBytes {
+            throw RPCError(code: .resourceExhausted, message: "request of \(size) bytes is over the limit of \(maxMessageBytes) (control.max_message_bytes)")
+        }
+    }
 
     func applyCertificateSet(request: Certgate_Control_V1_ApplyCertificateSetRequest, context: ServerContext) async throws -> Certgate_Control_V1_UpdateResult {
+        try checkSize(request)
         var confs: [String: CertificateConf] = [:]
         for entry in request.entries {
             guard confs[entry.name] == nil else {
@@ -28,6 +38,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
     }
 
     func updateCertificates(request: Certgate_Control_V1_UpdateCertificatesRequest, context: ServerContext) async throws -> Certgate_Control_V1_UpdateResult {
+        try checkSize(request)
         var upserts: [String: CertificateConf] = [:]
         for entry in request.upsert {
             guard upserts[entry.name] == nil else {

@@ -312,7 +312,7 @@ public final class GatewayServer: Sendable {
     }
 
     /// The control service over the update transaction (for the gRPC server).
-    func makeControlService() -> ControlService {
+    func makeControlService(maxMessageBytes: Int) -> ControlService {
         let store = self.store
         let configuration = self.configurationSnapshot
         let updater = CertificateUpdater(
@@ -332,7 +332,8 @@ public final class GatewayServer: Sendable {
             updater: updater, store: store, events: events,
             status: { [self] in statusMessage() },
             reload: { [self] in reload(source: .control) },
-            now: { Date() })
+            now: { Date() },
+            maxMessageBytes: maxMessageBytes)
     }
 
     private var configurationSnapshot: @Sendable () -> GatewayConfiguration {

@@ -27,10 +27,13 @@ public struct GatewayService: Service {
                 throw GatewayStartupError(reasons: ["control: \(error)"])
             }
             var config = HTTP2ServerTransport.Posix.Config.defaults
-            config.rpc.maxRequestPayloadSize = settings.maxMessageBytes
+            // The service answers RESOURCE_EXHAUSTED above the limit; the transport only stops
+            // what is far beyond it (twice the limit), where it can only reset the stream.
+            config.rpc.maxRequestPayloadSize = settings.maxMessageBytes.multipliedReportingOverflow(by: 2).overflow
+                ? Int.max : settings.maxMessageBytes * 2
             let transport = HTTP2ServerTransport.Posix(
                 address: .unixDomainSocket(path: settings.path), transportSecurity: .plaintext, config: config)
-            control = (socket, GRPCServer(transport: transport, services: [server.makeControlService()]))
+            control = (socket, GRPCServer(transport: transport, services: [server.makeControlService(maxMessageBytes: settings.maxMessageBytes)]))
         }
         // Each child says whether its end should end the service (only the shutdown does).
         await withTaskGroup(of: Bool.self) { group in
