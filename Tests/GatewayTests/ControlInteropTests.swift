@@ -176,4 +176,44 @@ struct ControlInteropTests {
         }
         #expect(generation == 0)
     }
+
+    @Test("certgate ctl: upsert a YAML file, list it (table and --json), delete it; a failure exits 1 with the server's reason")
+    func commandLine() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n"
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("control socket listening"))
+        let configPath = folder.url.appendingPathComponent("certgate.yaml").path
+        let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["ctl.test"])
+        try folder.write(leaf.pem, to: "certs/ctl.pem")
+        try folder.write(leaf.key.pkcs8PEM, to: "certs/ctl.key")
+        try folder.write("certificates:\n  ctl: { tls_cert: certs/ctl.pem, tls_key: certs/ctl.key }\n", to: "push.yaml")
+
+        let upsert = try CertgateProcess.run(["ctl", "--config", configPath, "upsert", folder.url.appendingPathComponent("push.yaml").path])
+        #expect(upsert.status == 0, "\(upsert.stdout)\(upsert.stderr)")
+        #expect(upsert.stdout.contains("applied generation 1: 1 added"))
+
+        let table = try CertgateProcess.run(["ctl", "--config", configPath, "list"])
+        #expect(table.stdout.split(separator: "\n").contains { $0.hasPrefix("ctl ") && $0.contains("ctl.test") })
+        let json = try CertgateProcess.run(["ctl", "--config", configPath, "list", "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let names = (object["certificates"] as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
+        #expect(names.contains("ctl"))
+        #expect(!json.stdout.contains("PRIVATE KEY"))
+        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "ctl.test", folder: folder).cn == "ctl.test")
+
+        let stale = try CertgateProcess.run(["ctl", "--config", configPath, "delete", "ctl", "--expect-generation", "0"])
+        #expect(stale.status == 1)
+        #expect(stale.stderr.contains("failedPrecondition"))
+        let delete = try CertgateProcess.run(["ctl", "--config", configPath, "delete", "ctl", "--expect-generation", "1"])
+        #expect(delete.status == 0, "\(delete.stderr)")
+        #expect(delete.stdout.contains("removed: ctl"))
+
+        try folder.write("certificates:\n  broken: { tls_cert: certs/ctl.pem, tls_key: certs/exact.key }\n", to: "bad.yaml")
+        let bad = try CertgateProcess.run(["ctl", "--config", configPath, "upsert", folder.url.appendingPathComponent("bad.yaml").path])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("broken: tls_key: the private key does not match"))
+    }
 }

@@ -1,0 +1,273 @@
+import ArgumentParser
+import CertificateKit
+import ControlProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Gateway
+import SwiftProtobuf
+
+/// `certgate ctl …`: the control plane from the command line, over the Unix socket.
+struct ControlCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Drive a running certgate over its control socket.",
+        subcommands: [List.self, Show.self, Status.self, Apply.self, Upsert.self, Delete.self, Reload.self, Watch.self]
+    )
+
+    /// `--socket`, `--config` and `--json` may come before the subcommand (`ctl --socket S list`)
+    /// or after it; ArgumentParser hands them to the subcommand's own group.
+    @OptionGroup var connection: Connection
+
+    struct Connection: ParsableArguments {
+        @Option(name: .long, help: "The control socket (default: control.socket of --config).")
+        var socket: String?
+
+        @Option(name: .long, help: "The configuration file naming the socket.")
+        var config: String = "config/certgate.yaml"
+
+        @Flag(name: .long, help: "Print JSON.")
+        var json = false
+
+        func socketPath() throws -> String {
+            if let socket { return socket }
+            do {
+                let configuration = try GatewayConfiguration.load(path: config)
+                guard let control = configuration.control else {
+                    throw ValidationError("\(config) has no control.socket; pass --socket")
+                }
+                return MaterialSource.resolve(path: control.socket, baseDirectory: configuration.baseDirectory)
+            } catch let error as ValidationError {
+                throw error
+            } catch {
+                throw ValidationError("cannot read \(config): \(error)")
+            }
+        }
+
+        typealias Client = Certgate_Control_V1_CertificateControl.Client<HTTP2ClientTransport.Posix>
+
+        /// Runs `body` with a client; a failed RPC prints the server's reasons and exits 1.
+        func run<T: Sendable>(_ body: (Client) async throws -> T) async throws -> T {
+            let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: try socketPath()), transportSecurity: .plaintext)
+            do {
+                return try await withGRPCClient(transport: transport) { client in try await body(Client(wrapping: client)) }
+            } catch let error as RPCError {
+                printError("\(error.code): \(error.message)")
+                throw ExitCode(1)
+            }
+        }
+
+        func print(_ message: some SwiftProtobuf.Message) throws {
+            var options = JSONEncodingOptions()
+            options.preserveProtoFieldNames = true
+            Swift.print(try message.jsonString(options: options))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The live set (never keys).")
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            let response = try await connection.run { try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()) }
+            if connection.json { return try connection.print(response) }
+            let rows = response.certificates.map { certificate in
+                [certificate.name, certificate.kind + (certificate.isDefault ? "+default" : ""), certificate.domains.joined(separator: ","),
+                 OutputFormat.timestamp(certificate.notAfter.date), String(certificate.daysLeft), certificate.state, certificate.issuer]
+            }
+            Swift.print(OutputFormat.table(header: ["NAME", "KIND", "DOMAINS", "NOT AFTER", "DAYS LEFT", "STATE", "ISSUER"], rows: rows), terminator: "")
+            Swift.print("generation \(response.generation), \(response.certificates.count) certificates")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One entry in full (chain, names, fingerprint), never the key.")
+        @OptionGroup var connection: Connection
+        @Argument var name: String
+
+        func run() async throws {
+            let response = try await connection.run { try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()) }
+            guard let certificate = response.certificates.first(where: { $0.name == name }) else {
+                printError("no entry named \(name)")
+                throw ExitCode(1)
+            }
+            if connection.json { return try connection.print(certificate) }
+            Swift.print("""
+                name         \(certificate.name)
+                kind         \(certificate.kind)\(certificate.isDefault ? " (default)" : "")
+                domains      \(certificate.domains.joined(separator: ", "))
+                not before   \(OutputFormat.timestamp(certificate.notBefore.date))
+                not after    \(OutputFormat.timestamp(certificate.notAfter.date)) (\(certificate.daysLeft) days, \(certificate.state))
+                issuer       \(certificate.issuer)
+                sha256       \(certificate.sha256Fingerprint)
+                chain        \(certificate.chainSubjects.joined(separator: "\n             "))
+                """)
+            for warning in certificate.warnings { Swift.print("warning      \(warning)") }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Generation, counts, listeners, the last update.")
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            let status = try await connection.run { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()) }
+            if connection.json { return try connection.print(status) }
+            Swift.print("generation   \(status.generation)")
+            Swift.print("certificates \(status.certificates) (\(status.issuedCached) issued leaves cached)")
+            Swift.print("last update  \(OutputFormat.timestamp(status.lastUpdate.date)) (\(status.lastUpdateSource))")
+            for listener in status.listeners { Swift.print("listener     \(listener.name) \(listener.address)") }
+        }
+    }
+
+    /// Options shared by apply and upsert.
+    struct UpdateOptions: ParsableArguments {
+        @Flag(name: .long, help: "Validate and report; change nothing.")
+        var dryRun = false
+        @Option(name: .long, help: "Apply only if the current generation is this one.")
+        var expectGeneration: UInt64?
+        @Flag(name: .long, help: "Apply the valid entries; invalid ones keep their previous version.")
+        var keepLastGood = false
+    }
+
+    static func entries(fromYAML path: String) throws -> [Certgate_Control_V1_CertificateEntry] {
+        let configuration: GatewayConfiguration
+        do {
+            configuration = try GatewayConfiguration.load(path: path)
+        } catch {
+            throw ValidationError(error.errors.map(\.description).joined(separator: "\n"))
+        }
+        return try configuration.certificates.sorted(by: { $0.key < $1.key }).map { name, conf in
+            // Files are read here: the gateway may not see this machine's paths.
+            let content = try { () throws -> (String, String?) in
+                let cert = try conf.tlsCert.map { try MaterialSource($0).read(baseDirectory: configuration.baseDirectory, entry: name, field: "tls_cert") }
+                let key = try conf.tlsKey.map { try MaterialSource($0).read(baseDirectory: configuration.baseDirectory, entry: name, field: "tls_key") }
+                return (cert ?? "", key)
+            }()
+            return .with {
+                $0.name = name
+                $0.tlsCert = content.0
+                $0.tlsKey = content.1 ?? ""
+                $0.domains = conf.domains?.items ?? []
+                $0.isDefault = conf.isDefault ?? false
+                $0.isCa = conf.isCA ?? false
+                $0.acme = conf.acme ?? ""
+                $0.bufferDays = UInt32(clamping: conf.bufferDays ?? 0)
+                $0.remark = conf.remark ?? ""
+            }
+        }
+    }
+
+    static func report(_ result: Certgate_Control_V1_UpdateResult, connection: Connection) throws {
+        if connection.json { return try connection.print(result) }
+        Swift.print("\(result.dryRun ? "dry run: would apply" : "applied") generation \(result.generation): "
+            + "\(result.added.count) added, \(result.changed.count) changed, \(result.removed.count) removed")
+        for (label, names) in [("added", result.added), ("changed", result.changed), ("removed", result.removed)] where !names.isEmpty {
+            Swift.print("  \(label): \(names.joined(separator: ", "))")
+        }
+        for error in result.errors { Swift.print("kept previous version: \(error.entry): \(error.field): \(error.reason)") }
+    }
+
+    struct Apply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Replace the whole set with the certificates: of a YAML file.")
+        @OptionGroup var connection: Connection
+        @OptionGroup var options: UpdateOptions
+        @Argument var file: String
+
+        func run() async throws {
+            let entries = try ControlCommand.entries(fromYAML: file)
+            let result = try await connection.run { client in
+                try await client.applyCertificateSet(.with {
+                    $0.entries = entries
+                    $0.dryRun = options.dryRun
+                    if let expected = options.expectGeneration { $0.expectedGeneration = expected }
+                    $0.policy = options.keepLastGood ? .keepLastGood : .reject
+                })
+            }
+            try ControlCommand.report(result, connection: connection)
+        }
+    }
+
+    struct Upsert: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add or replace the certificates: of YAML files, as one batch.")
+        @OptionGroup var connection: Connection
+        @OptionGroup var options: UpdateOptions
+        @Argument var files: [String]
+
+        func run() async throws {
+            let entries = try files.flatMap { try ControlCommand.entries(fromYAML: $0) }
+            let result = try await connection.run { client in
+                try await client.updateCertificates(.with {
+                    $0.upsert = entries
+                    $0.dryRun = options.dryRun
+                    if let expected = options.expectGeneration { $0.expectedGeneration = expected }
+                    $0.policy = options.keepLastGood ? .keepLastGood : .reject
+                })
+            }
+            try ControlCommand.report(result, connection: connection)
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove entries by name, as one batch.")
+        @OptionGroup var connection: Connection
+        @OptionGroup var options: UpdateOptions
+        @Argument var names: [String]
+
+        func run() async throws {
+            let result = try await connection.run { client in
+                try await client.updateCertificates(.with {
+                    $0.delete = names
+                    $0.dryRun = options.dryRun
+                    if let expected = options.expectGeneration { $0.expectedGeneration = expected }
+                })
+            }
+            try ControlCommand.report(result, connection: connection)
+        }
+    }
+
+    struct Reload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Re-apply the gateway's YAML configuration.")
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            let result = try await connection.run { try await $0.reloadConfig(Certgate_Control_V1_ReloadConfigRequest()) }
+            try ControlCommand.report(result, connection: connection)
+        }
+    }
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print set changes and validity changes as they happen.")
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            let json = connection.json
+            try await connection.run { client in
+                try await client.watchEvents(Certgate_Control_V1_WatchEventsRequest()) { response in
+                    for try await event in response.messages {
+                        if json {
+                            var options = JSONEncodingOptions()
+                            options.preserveProtoFieldNames = true
+                            emitLine(try event.jsonString(options: options))
+                        } else {
+                            switch event.kind {
+                            case .setChanged(let change):
+                                emitLine("\(OutputFormat.timestamp(event.time.date)) generation \(change.generation) (\(change.source)): "
+                                    + "+\(change.added.count) ~\(change.changed.count) -\(change.removed.count)")
+                            case .validityChanged(let change):
+                                emitLine("\(OutputFormat.timestamp(event.time.date)) \(change.entry): \(change.previousState.isEmpty ? "-" : change.previousState) → \(change.state) (\(change.daysLeft) days)")
+                            case nil:
+                                break
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes one line straight to standard output (unbuffered, for streams read by pipes).
+func emitLine(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
