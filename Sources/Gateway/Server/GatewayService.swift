@@ -41,8 +41,10 @@ public struct GatewayService: Service {
                 group.addTask {
                     do {
                         try await control.grpc.serve()
-                    } catch {
+                    } catch where !Task.isCancelled {
                         server.logControlFailure(error)
+                    } catch {
+                        // Cancelled by the shutdown: nothing to report.
                     }
                     return false
                 }
