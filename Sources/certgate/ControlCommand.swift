@@ -128,6 +128,20 @@ struct ControlCommand: AsyncParsableCommand {
         var expectGeneration: UInt64?
         @Flag(name: .long, help: "Apply the valid entries; invalid ones keep their previous version.")
         var keepLastGood = false
+
+        var policy: Certgate_Control_V1_UpdatePolicy { keepLastGood ? .keepLastGood : .reject }
+
+        func fill(_ request: inout Certgate_Control_V1_ApplyCertificateSetRequest) {
+            request.dryRun = dryRun
+            request.policy = policy
+            if let expectGeneration { request.expectedGeneration = expectGeneration }
+        }
+
+        func fill(_ request: inout Certgate_Control_V1_UpdateCertificatesRequest) {
+            request.dryRun = dryRun
+            request.policy = policy
+            if let expectGeneration { request.expectedGeneration = expectGeneration }
+        }
     }
 
     static func entries(fromYAML path: String) throws -> [Certgate_Control_V1_CertificateEntry] {
@@ -179,9 +193,7 @@ struct ControlCommand: AsyncParsableCommand {
             let result = try await connection.run { client in
                 try await client.applyCertificateSet(.with {
                     $0.entries = entries
-                    $0.dryRun = options.dryRun
-                    if let expected = options.expectGeneration { $0.expectedGeneration = expected }
-                    $0.policy = options.keepLastGood ? .keepLastGood : .reject
+                    options.fill(&$0)
                 })
             }
             try ControlCommand.report(result, connection: connection)
@@ -199,9 +211,7 @@ struct ControlCommand: AsyncParsableCommand {
             let result = try await connection.run { client in
                 try await client.updateCertificates(.with {
                     $0.upsert = entries
-                    $0.dryRun = options.dryRun
-                    if let expected = options.expectGeneration { $0.expectedGeneration = expected }
-                    $0.policy = options.keepLastGood ? .keepLastGood : .reject
+                    options.fill(&$0)
                 })
             }
             try ControlCommand.report(result, connection: connection)
@@ -218,8 +228,7 @@ struct ControlCommand: AsyncParsableCommand {
             let result = try await connection.run { client in
                 try await client.updateCertificates(.with {
                     $0.delete = names
-                    $0.dryRun = options.dryRun
-                    if let expected = options.expectGeneration { $0.expectedGeneration = expected }
+                    options.fill(&$0)
                 })
             }
             try ControlCommand.report(result, connection: connection)

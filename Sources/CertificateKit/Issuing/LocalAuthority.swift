@@ -35,7 +35,7 @@ public struct LocalAuthority: Sendable {
 
     public init(entry: CertificateEntry) {
         self.entry = entry
-        self.leafValidity = TimeInterval(entry.conf.leafValidityDays ?? 30) * 86_400
+        self.leafValidity = entry.conf.leafValidityDays.map { TimeInterval($0) * 86_400 } ?? Self.defaultLeafValidity
         self.leafNames = entry.conf.leafNames ?? .exact
     }
 
@@ -69,13 +69,11 @@ public struct LocalAuthority: Sendable {
         }
         let san: GeneralName
         let commonName: String
-        var wildcard = false
         switch subject {
         case .name(let name):
             if leafNames == .wildcard, let parent = name.parent, parent.contains(".") {
                 san = .dnsName("*." + parent)
                 commonName = "*." + parent
-                wildcard = true
             } else {
                 san = .dnsName(name.text)
                 commonName = name.text
@@ -107,7 +105,7 @@ public struct LocalAuthority: Sendable {
             issuerPrivateKey: caKey)
         let leaf = try ParsedCertificate(certificate: certificate)
         let key = ParsedPrivateKey(key: Certificate.PrivateKey(leafKey), pem: leafKey.pemRepresentation)
-        return IssuedLeaf(chain: [leaf] + entry.servedChain, key: key, notBefore: notBefore, notAfter: notAfter, isWildcard: wildcard)
+        return IssuedLeaf(chain: [leaf] + entry.servedChain, key: key, notBefore: notBefore, notAfter: notAfter)
     }
 
     static func signatureAlgorithm(for key: Certificate.PrivateKey) -> Certificate.SignatureAlgorithm {
@@ -126,7 +124,6 @@ public struct IssuedLeaf: Sendable {
     public let key: ParsedPrivateKey
     public let notBefore: Date
     public let notAfter: Date
-    public let isWildcard: Bool
 
     /// Whether less than a third of the leaf's life remains at `now` (time to re-sign).
     public func needsRenewal(at now: Date) -> Bool {

@@ -43,7 +43,12 @@ public enum MissingCertificateFiles {
                     (certificatePEM, keyPEM) = (generated.certificatePEM, generated.privateKeyPEM)
                 }
                 try writeFile(keyPEM, to: keyFile, mode: 0o600)
-                try writeFile(certificatePEM, to: certFile, mode: 0o644)
+                do {
+                    try writeFile(certificatePEM, to: certFile, mode: 0o644)
+                } catch {
+                    try? FileManager.default.removeItem(atPath: keyFile)  // leave no half pair behind
+                    throw error
+                }
             } catch {
                 throw Failure(entry: name, reason: "cannot create \(certFile): \(error)")
             }
