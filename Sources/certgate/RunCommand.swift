@@ -18,6 +18,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The configuration file.")
     var config: String = "config/certgate.yaml"
 
+    @Flag(name: .long, help: "Discard the stored certificate set and issued leaves (state_dir) and serve the configuration's certificates:.")
+    var resetState = false
+
     func run() async throws {
         let configuration: GatewayConfiguration
         do {
@@ -40,12 +43,26 @@ struct RunCommand: AsyncParsableCommand {
             logger.error("the configuration has no listeners; nothing to serve", metadata: ["config": "\(config)"])
             throw ExitCode(1)
         }
+        let state: StateStore
+        do {
+            state = try StateStore(directory: configuration.resolvedStateDirectory)
+            if resetState {
+                let discarded = try state.reset()
+                logger.warning("state reset: the stored set and issued leaves are discarded", metadata: [
+                    "state": "\(state.path)", "generation": "\(discarded.generation.map { "\($0)" } ?? "none")",
+                    "certificates": "\(discarded.entries)", "issued_leaves": "\(discarded.issuedLeaves)",
+                ])
+            }
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(1)
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server: GatewayServer
         do {
             server = try GatewayServer(
                 configuration: configuration, configurationPath: config, group: group, logger: logger,
-                issuing: configuration.issuing.policy, registry: registry)
+                issuing: configuration.issuing.policy, registry: registry, state: state)
         } catch {
             for reason in error.reasons { logger.error("\(reason)") }
             try? await group.shutdownGracefully()

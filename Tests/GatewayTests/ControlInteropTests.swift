@@ -108,7 +108,8 @@ struct ControlInteropTests {
         let second = Process()
         second.executableURL = CertgateProcess.binary
         let otherPort = try freePort()
-        try folder.write(config.replacingOccurrences(of: "PORT", with: String(otherPort)), to: "second.yaml")
+        // Its own state folder: the shared socket alone must stop it (a shared state folder would too).
+        try folder.write(config.replacingOccurrences(of: "PORT", with: String(otherPort)) + "state_dir: state2\n", to: "second.yaml")
         second.arguments = ["run", "--config", folder.url.appendingPathComponent("second.yaml").path]
         let errors = Pipe()
         second.standardError = errors

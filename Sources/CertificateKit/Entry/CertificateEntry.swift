@@ -79,4 +79,9 @@ public final class CertificateEntry: Sendable {
 public struct EntryContent: Hashable, Sendable {
     public let certificatePEM: String
     public let keyPEM: String
+
+    public init(certificatePEM: String, keyPEM: String) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+    }
 }

@@ -58,10 +58,7 @@ public final class IssuedCertificateCache: Sendable {
 
     public typealias Completion = @Sendable (Result<CachedLeaf, any Error>) -> Void
 
-    struct Key: Hashable {
-        let authority: [UInt8]
-        let name: String
-    }
+    typealias Key = IssuedLeafKey
 
     private struct State {
         var leaves: LRUList<Key, CachedLeaf>
@@ -76,11 +73,17 @@ public final class IssuedCertificateCache: Sendable {
     private let state: Mutex<State>
     private let servingMaterialFactory: ServingMaterialFactory?
     private let onEvent: @Sendable (Event) -> Void
+    private let persistence: (any IssuedLeafPersistence)?
     private let signingQueue = DispatchQueue(label: "certgate.issuing", attributes: .concurrent)
 
-    public init(policy: Policy = Policy(), servingMaterialFactory: ServingMaterialFactory? = nil, onEvent: @escaping @Sendable (Event) -> Void = { _ in }) {
+    public init(
+        policy: Policy = Policy(), servingMaterialFactory: ServingMaterialFactory? = nil,
+        persistence: (any IssuedLeafPersistence)? = nil,
+        onEvent: @escaping @Sendable (Event) -> Void = { _ in }
+    ) {
         self.policy = policy
         self.servingMaterialFactory = servingMaterialFactory
+        self.persistence = persistence
         self.onEvent = onEvent
         self.state = Mutex(State(leaves: LRUList(capacity: max(1, policy.capacity)), tokens: policy.burst))
     }
@@ -138,12 +141,47 @@ public final class IssuedCertificateCache: Sendable {
     @discardableResult
     public func sweep(now: Date, currentAuthorities: Set<[UInt8]>? = nil) -> Int {
         let time = now.timeIntervalSinceReferenceDate
-        return state.withLock { state in
+        let removed = state.withLock { state in
             state.leaves.removeAll { key, cached, lastUsed in
                 cached.leaf.notAfter <= now || time - lastUsed > policy.idleTimeout
                     || (currentAuthorities.map { !$0.contains(key.authority) } ?? false)
             }
         }
+        if !removed.isEmpty { persistence?.dropped(removed) }
+        return removed.count
+    }
+
+    /// Puts stored leaves back (at start), for the CAs in `authorities` only. A leaf that
+    /// expired, whose CA is gone, or that no longer parses is not restored; the keys of
+    /// those are returned so the store can forget them. Restoring does not call
+    /// `persistence`.
+    public func restore(_ records: [IssuedLeafRecord], authorities: [LocalAuthority], now: Date) -> (restored: Int, discarded: [IssuedLeafKey]) {
+        let byFingerprint = Dictionary(authorities.map { ($0.fingerprint, $0) }, uniquingKeysWith: { first, _ in first })
+        var discarded: [IssuedLeafKey] = []
+        var restored: [(Key, CachedLeaf)] = []
+        for record in records {
+            guard record.notAfter > now, let authority = byFingerprint[record.key.authority],
+                  let cached = try? restoredLeaf(record, authority: authority) else {
+                discarded.append(record.key)
+                continue
+            }
+            restored.append((record.key, cached))
+        }
+        let time = now.timeIntervalSinceReferenceDate
+        let evicted: [Key] = state.withLock { state in
+            restored.compactMap { key, cached in state.leaves.set(key, cached, time: time)?.key }
+        }
+        return (restored.count - evicted.count, discarded + evicted)
+    }
+
+    private func restoredLeaf(_ record: IssuedLeafRecord, authority: LocalAuthority) throws -> CachedLeaf {
+        guard let leaf = try PEMMaterialParser.certificates(fromPEM: record.certificatePEM).first else {
+            throw PEMMaterialParser.Failure("no certificate")
+        }
+        let chain = [leaf] + authority.entry.servedChain
+        let key = try PEMMaterialParser.privateKey(fromPEM: record.keyPEM)
+        let issued = IssuedLeaf(chain: chain, key: key, notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter)
+        return CachedLeaf(leaf: issued, servingMaterial: try servingMaterialFactory?(chain, key))
     }
 
     /// The SAN a leaf for `subject` carries, which is also its cache key.
@@ -176,9 +214,10 @@ public final class IssuedCertificateCache: Sendable {
                 return CachedLeaf(leaf: leaf, servingMaterial: material)
             }
             var next: (Key, LocalAuthority, LocalAuthority.Subject, Date)?
+            var evicted: Key?
             let waiters: [Completion] = state.withLock { state in
                 if case .success(let cached) = result {
-                    state.leaves.set(key, cached, time: now.timeIntervalSinceReferenceDate)
+                    evicted = state.leaves.set(key, cached, time: now.timeIntervalSinceReferenceDate)?.key
                 }
                 let waiting = state.inFlight.removeValue(forKey: key) ?? []
                 if countsAgainstLimit {
@@ -189,6 +228,12 @@ public final class IssuedCertificateCache: Sendable {
                     }
                 }
                 return waiting
+            }
+            if case .success(let cached) = result, let persistence {
+                if let evicted { persistence.dropped([evicted]) }
+                let leaf = cached.leaf
+                persistence.saved(IssuedLeafRecord(
+                    key: key, certificatePEM: leaf.chain[0].pem, keyPEM: leaf.key.pem, notAfter: leaf.notAfter))
             }
             switch result {
             case .success: onEvent(.issued(name: key.name, seconds: Date().timeIntervalSince(started)))

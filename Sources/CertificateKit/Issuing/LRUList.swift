@@ -68,12 +68,12 @@ struct LRUList<Key: Hashable, Value> {
         free.append(slot)
     }
 
-    /// Removes every entry for which `shouldRemove(key, value, lastUsed)` holds; returns how many.
+    /// Removes every entry for which `shouldRemove(key, value, lastUsed)` holds; returns their keys.
     @discardableResult
-    mutating func removeAll(where shouldRemove: (Key, Value, Double) -> Bool) -> Int {
+    mutating func removeAll(where shouldRemove: (Key, Value, Double) -> Bool) -> [Key] {
         let doomed = index.compactMap { key, slot in nodes[slot].flatMap { shouldRemove(key, $0.value, $0.lastUsed) ? key : nil } }
         for key in doomed { remove(key) }
-        return doomed.count
+        return doomed
     }
 
     private mutating func unlink(_ slot: Int) {

@@ -23,6 +23,9 @@ public struct ParsedCertificate: Hashable, Sendable {
         try serializer.serialize(certificate)
         self.init(certificate: certificate, der: serializer.serializedBytes)
     }
+
+    /// The certificate as one PEM block.
+    public var pem: String { PEMDocument(type: "CERTIFICATE", derBytes: der).pemString }
 }
 
 /// A private key as parsed from PEM, with the PEM block it came from.

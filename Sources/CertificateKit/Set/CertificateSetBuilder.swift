@@ -37,6 +37,17 @@ extension CertificateSet {
         deleting deletions: some Collection<String>,
         context: CertificateBuildContext
     ) throws(CertificateSetError) -> CertificateSetChange {
+        try updating(upserting: upserts, deleting: deletions, knownContent: [:], context: context)
+    }
+
+    /// As above; an entry named in `knownContent` is built from that PEM text instead of
+    /// reading its `tls_cert`/`tls_key` (how a stored set is restored exactly as it was).
+    func updating(
+        upserting upserts: [String: CertificateConf],
+        deleting deletions: some Collection<String>,
+        knownContent: [String: EntryContent],
+        context: CertificateBuildContext
+    ) throws(CertificateSetError) -> CertificateSetChange {
         var errors: [CertificateEntryError] = []
         let deletions = Set(deletions)
         for name in deletions.sorted() where upserts[name] != nil {
@@ -58,7 +69,12 @@ extension CertificateSet {
                 continue
             }
             do {
-                let content = try CertificateEntryValidator.readContent(name: name, conf: conf, baseDirectory: context.baseDirectory)
+                let content: EntryContent
+                if let known = knownContent[name] {
+                    content = known
+                } else {
+                    content = try CertificateEntryValidator.readContent(name: name, conf: conf, baseDirectory: context.baseDirectory)
+                }
                 if let old = entries[name], old.conf == conf, old.content == content { continue }
                 pending.append((name, conf, content))
             } catch {

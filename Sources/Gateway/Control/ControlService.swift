@@ -32,7 +32,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
             }
             confs[entry.name] = Self.conf(entry)
         }
-        return try run(.init(
+        return try await run(.init(
             change: .replace(confs), expectedGeneration: request.hasExpectedGeneration ? request.expectedGeneration : nil,
             dryRun: request.dryRun, policy: request.policy == .keepLastGood ? .keepLastGood : .reject, source: .control))
     }
@@ -46,7 +46,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
             }
             upserts[entry.name] = Self.conf(entry)
         }
-        return try run(.init(
+        return try await run(.init(
             change: .batch(upserts: upserts, deletions: request.delete),
             expectedGeneration: request.hasExpectedGeneration ? request.expectedGeneration : nil,
             dryRun: request.dryRun, policy: request.policy == .keepLastGood ? .keepLastGood : .reject, source: .control))
@@ -82,16 +82,18 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
     }
 
     func reloadConfig(request: Certgate_Control_V1_ReloadConfigRequest, context: ServerContext) async throws -> Certgate_Control_V1_UpdateResult {
-        switch reload() {
-        case .applied(let generation, let change):
+        switch await runBlocking(reload) {
+        case .applied(let outcome):
             return .with {
-                $0.generation = generation
-                $0.added = change.added
-                $0.changed = change.changed
-                $0.removed = change.removed
+                $0.generation = outcome.generation
+                $0.added = outcome.added
+                $0.changed = outcome.changed
+                $0.removed = outcome.removed
             }
         case .rejected(let reasons):
             throw RPCError(code: .invalidArgument, message: reasons.joined(separator: "\n"))
+        case .notPersisted(let reason):
+            throw RPCError(code: .unavailable, message: reason)
         }
     }
 
@@ -101,9 +103,13 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
         }
     }
 
-    private func run(_ request: CertificateUpdateRequest) throws -> Certgate_Control_V1_UpdateResult {
+    private func run(_ request: CertificateUpdateRequest) async throws -> Certgate_Control_V1_UpdateResult {
+        let updater = self.updater
+        let result = await runBlocking {
+            Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in try updater.apply(request) }
+        }
         do {
-            let outcome = try updater.apply(request)
+            let outcome = try result.get()
             return .with {
                 $0.generation = outcome.generation
                 $0.added = outcome.added

@@ -14,7 +14,7 @@ final class ControlSocket: Sendable {
     }
 
     let path: String
-    private let lockDescriptor: Int32
+    private let lock: ExclusiveFileLock
 
     /// Prepares `path` for binding; throws if another instance holds it.
     init(path: String) throws {
@@ -24,13 +24,13 @@ final class ControlSocket: Sendable {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
         let lockPath = path + ".lock"
-        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw Failure(reason: "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            close(descriptor)
+        do {
+            lock = try ExclusiveFileLock(path: lockPath)
+        } catch .held {
             throw Failure(reason: "another certgate holds the control socket \(path) (lock \(lockPath)); refusing to start")
+        } catch {
+            throw Failure(reason: "\(error)")
         }
-        lockDescriptor = descriptor
         // We hold the lock: a socket file still there was left by a process that is gone.
         if FileManager.default.fileExists(atPath: path) { unlink(path) }
     }
@@ -43,8 +43,7 @@ final class ControlSocket: Sendable {
     }
 
     deinit {
+        // Before the lock goes with this object: the socket is ours to remove.
         unlink(path)
-        flock(lockDescriptor, LOCK_UN)
-        close(lockDescriptor)
     }
 }

@@ -17,8 +17,11 @@ import Synchronization
 /// reload without restart, and a graceful shutdown.
 public final class GatewayServer: Sendable {
     public enum ReloadOutcome: Sendable {
-        case applied(generation: UInt64, change: CertificateSetChange)
+        case applied(CertificateUpdateOutcome)
+        /// The configuration is invalid (or does not fit the running gateway).
         case rejected(reasons: [String])
+        /// Valid, but the state store could not commit it; nothing changed.
+        case notPersisted(reason: String)
     }
 
     public let configurationPath: String
@@ -36,22 +39,25 @@ public final class GatewayServer: Sendable {
     private let issued: IssuedCertificateCache
     private let sweeper = Mutex<RepeatedTask?>(nil)
     private let registry: PrometheusCollectorRegistry
-    private let validityGauges: ValidityGauges
     private let validityTimer = Mutex<RepeatedTask?>(nil)
     private let metricsChannel = Mutex<(any Channel)?>(nil)
     private let httpClient: HTTPClient
-    /// Control-plane events (set changes, validity changes) for `WatchEvents`.
-    let events = EventHub()
-    private let lastUpdate = Mutex<(time: Date, source: GatewayMetrics.UpdateSource)>((Date(), .config))
-    private let notifier: Mutex<ValidityNotifier>
+    private let reporter: CommitReporter
+    /// The one update transaction: control plane, SIGHUP and `ctl reload` all go through it.
+    let updater: CertificateUpdater
+    private let leafWriter: IssuedLeafWriter?
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
-    /// prepares the gateway; ``start()`` binds the listeners.
+    /// prepares the gateway; ``start()`` binds the listeners. With a `state`, the stored
+    /// set is served when there is one (the configuration's `certificates:` wait for the
+    /// next reload), otherwise the configuration's set is stored as generation 0; every
+    /// update is committed to it before it is served.
     public init(
         configuration: GatewayConfiguration, configurationPath: String, group: any EventLoopGroup,
         logger: Logger, metrics: GatewayMetrics = GatewayMetrics(),
         issuing: IssuedCertificateCache.Policy = IssuedCertificateCache.Policy(),
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        state: StateStore? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws(GatewayStartupError) {
         self.configurationPath = configurationPath
@@ -60,26 +66,25 @@ public final class GatewayServer: Sendable {
         self.metrics = metrics
         self.upstreamLog = UpstreamFailureLog(logger: logger)
         self.registry = registry
-        self.validityGauges = ValidityGauges(registry: registry, logger: logger)
         let httpClient = HTTPClient(eventLoopGroup: group)
         self.httpClient = httpClient
-        self.notifier = Mutex(ValidityNotifier(notifiers: configuration.validity.notify, client: httpClient, logger: logger))
+        let reporter = CommitReporter(
+            metrics: metrics, registry: registry, notifiers: configuration.validity.notify, httpClient: httpClient, logger: logger)
+        self.reporter = reporter
         do {
             try MissingCertificateFiles.create(for: configuration, logger: logger)
         } catch {
             throw GatewayStartupError(reasons: [error.description])
         }
-        let set: CertificateSet
-        do {
-            set = try CertificateSet.build(
-                from: configuration.certificates,
-                context: configuration.buildContext(servingMaterialFactory: NIOServingMaterial.factory)).set
-        } catch {
-            throw GatewayStartupError(reasons: error.errors.map(\.description))
-        }
-        self.store = CertificateKit.CertificateStore(initial: set)
+        let (set, generation) = try Self.initialSet(configuration: configuration, state: state, logger: logger)
+        let store = CertificateKit.CertificateStore(initial: set, generation: generation)
+        self.store = store
+        let leafWriter = state.map { IssuedLeafWriter(state: $0, logger: logger) }
+        self.leafWriter = leafWriter
         let cacheHolder = CacheCountHolder()
-        let issued = IssuedCertificateCache(policy: issuing, servingMaterialFactory: NIOServingMaterial.factory) { event in
+        let issued = IssuedCertificateCache(
+            policy: issuing, servingMaterialFactory: NIOServingMaterial.factory, persistence: leafWriter
+        ) { event in
             metrics.record(event, cached: cacheHolder.count)
             if case .failed(let name, let error) = event {
                 logger.error("signing a leaf failed", metadata: ["name": "\(name)", "error": "\(error)"])
@@ -87,6 +92,19 @@ public final class GatewayServer: Sendable {
         }
         cacheHolder.cache = issued
         self.issued = issued
+        if let state, let leafWriter {
+            try Self.restoreIssuedLeaves(from: state, into: issued, writer: leafWriter, set: set, now: now(), logger: logger)
+        }
+        // Paths in control-plane entries are relative to the configuration's folder.
+        let baseDirectory = configuration.baseDirectory
+        self.updater = CertificateUpdater(
+            store: store,
+            context: { CertificateBuildContext(baseDirectory: baseDirectory, servingMaterialFactory: NIOServingMaterial.factory) },
+            persist: { change, generation, source in
+                try state?.commit(change, generation: generation, source: source.rawValue)
+            },
+            onCommit: { snapshot, change, source in reporter.committed(snapshot, change: change, source: source) },
+            onReject: { failure, source in reporter.rejected(failure, source: source) })
         self.selector = CertificateSelector(store: store, issued: issued, now: now)
         var runtimes: [ListenerRuntime] = []
         for listener in configuration.listeners {
@@ -101,9 +119,9 @@ public final class GatewayServer: Sendable {
         self.configuration = Mutex(configuration)
         self.routes = Mutex(RouteTable(configuration.routes))
         self.listeners = Mutex(runtimes)
-        metrics.recordSet(generation: 0, count: set.count)
+        metrics.recordSet(generation: generation, count: set.count)
         metrics.recordUpdate(source: .config, applied: true)
-        checkValidity(set: set, now: now())
+        reporter.checkValidity(set: set, now: now())
         for entry in set.sortedEntries where !entry.warnings.isEmpty {
             for warning in entry.warnings { logger.warning("\(warning)", metadata: ["entry": "\(entry.name)"]) }
         }
@@ -137,7 +155,7 @@ public final class GatewayServer: Sendable {
         // The validity monitor: at start (above) and every `validity.interval`.
         let (interval, metricsAddress) = configuration.withLock { ($0.validity.interval.duration, $0.metrics?.listen) }
         let validity = group.next().scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { [self] _ in
-            checkValidity(set: store.current.set, now: Date())
+            reporter.checkValidity(set: store.current.set, now: Date())
         }
         validityTimer.withLock { $0 = validity }
         if let metricsAddress {
@@ -157,47 +175,39 @@ public final class GatewayServer: Sendable {
     @discardableResult
     public func reload(source: GatewayMetrics.UpdateSource) -> ReloadOutcome {
         reloading.withLock { _ in
-            let outcome = prepareAndCommitReload()
+            let outcome = prepareAndCommitReload(source: source)
             switch outcome {
-            case .applied(let generation, let change):
-                recordCommit(generation: generation, change: change, source: source)
-                metrics.recordUpdate(source: source, applied: true)
-                checkValidity(set: change.set, now: Date())
-                metrics.recordSet(generation: generation, count: change.set.count)
+            case .applied(let outcome):
                 logger.notice("configuration reloaded", metadata: [
-                    "generation": "\(generation)", "added": "\(change.added.count)",
-                    "changed": "\(change.changed.count)", "removed": "\(change.removed.count)",
+                    "generation": "\(outcome.generation)", "added": "\(outcome.added.count)",
+                    "changed": "\(outcome.changed.count)", "removed": "\(outcome.removed.count)",
                 ])
             case .rejected(let reasons):
-                metrics.recordUpdate(source: source, applied: false)
                 logger.error("configuration reload rejected; the previous configuration keeps serving", metadata: ["errors": "\(reasons.count)"])
                 for reason in reasons { logger.error("\(reason)") }
+            case .notPersisted(let reason):
+                logger.error("configuration reload not applied; the previous configuration keeps serving", metadata: ["reason": "\(reason)"])
             }
             return outcome
         }
     }
 
-    private func prepareAndCommitReload() -> ReloadOutcome {
+    /// Validates the file's routes and listeners, then applies its `certificates:` through
+    /// the update transaction (a new generation, committed to the state) and, only once
+    /// that has committed, the rest.
+    private func prepareAndCommitReload(source: GatewayMetrics.UpdateSource) -> ReloadOutcome {
         let next: GatewayConfiguration
         do {
             next = try GatewayConfiguration.load(path: configurationPath)
         } catch {
+            metrics.recordUpdate(source: source, applied: false)
             return .rejected(reasons: error.errors.map(\.description))
         }
         do {
             try MissingCertificateFiles.create(for: next, logger: logger)
         } catch {
+            metrics.recordUpdate(source: source, applied: false)
             return .rejected(reasons: [error.description])
-        }
-        let change: CertificateSetChange
-        let base = store.current
-        do {
-            change = try CertificateSet.build(
-                from: next.certificates,
-                context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory),
-                reusing: base.set)
-        } catch {
-            return .rejected(reasons: error.errors.map(\.description))
         }
         // New TLS contexts for listeners whose settings changed; a changed address needs a restart.
         let runtimes = listeners.withLock { $0 }
@@ -219,6 +229,7 @@ public final class GatewayServer: Sendable {
                 let context = try ListenerTLS.makeContext(for: comparable, selector: selector, counters: runtime.counters)
                 replacements.append((runtime, comparable, context))
             } catch {
+                metrics.recordUpdate(source: source, applied: false)
                 return .rejected(reasons: ["listener \(runtime.name): TLS settings refused: \(error)"])
             }
         }
@@ -226,22 +237,32 @@ public final class GatewayServer: Sendable {
             restartNeeded.append("listener \(added.name) (\(added.listen)) is new")
         }
 
-        // Commit: nothing above changed anything.
-        // Compare-and-swap: a control-plane update that landed meanwhile is not overwritten.
-        guard let snapshot = store.swap(to: change.set, expectedGeneration: base.generation) else {
-            return .rejected(reasons: ["the certificate set changed during the reload; try again"])
+        // Nothing above changed anything. The set commits (durably) first; the rest follows it.
+        let outcome: CertificateUpdateOutcome
+        do {
+            outcome = try updater.apply(
+                CertificateUpdateRequest(change: .replace(next.certificates), source: source),
+                context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
+            ) { _, _ in
+                routes.withLock { $0 = RouteTable(next.routes) }
+                for (runtime, listener, context) in replacements { runtime.replace(configuration: listener, context: context) }
+                configuration.withLock { $0 = next }
+                reporter.replaceNotifiers(next.validity.notify)
+            }
+        } catch {
+            switch error {
+            case .invalid(let errors): return .rejected(reasons: errors.map(\.description))
+            case .generationMismatch: return .rejected(reasons: [error.description])
+            case .persistence: return .notPersisted(reason: error.description)
+            }
         }
-        routes.withLock { $0 = RouteTable(next.routes) }
-        for (runtime, listener, context) in replacements { runtime.replace(configuration: listener, context: context) }
-        configuration.withLock { $0 = next }
-        notifier.withLock { $0 = ValidityNotifier(notifiers: next.validity.notify, client: httpClient, logger: logger) }
         for reason in restartNeeded {
             logger.warning("listener change needs a restart; the running listeners are unchanged", metadata: ["change": "\(reason)"])
         }
-        for entry in change.added + change.changed {
-            for warning in change.set.entries[entry]?.warnings ?? [] { logger.warning("\(warning)", metadata: ["entry": "\(entry)"]) }
+        for entry in outcome.added + outcome.changed {
+            for warning in store.current.set.entries[entry]?.warnings ?? [] { logger.warning("\(warning)", metadata: ["entry": "\(entry)"]) }
         }
-        return .applied(generation: snapshot.generation, change: change)
+        return .applied(outcome)
     }
 
     /// Stops accepting, lets open connections finish for up to `timeout`, then closes
@@ -266,83 +287,84 @@ public final class GatewayServer: Sendable {
             logger.warning("drain timeout; closing the remaining connections", metadata: ["open": "\(left)"])
             tracker.closeAll()
         }
+        leafWriter?.flush()
     }
 
-    /// The validity monitor's one step: gauges, a log line and a notification for each
-    /// entry whose state changed.
-    private func checkValidity(set: CertificateSet, now: Date) {
-        let changes = validityGauges.update(set: set, now: now)
-        let host = ProcessInfo.processInfo.hostName
-        let notifications = changes.compactMap { change -> ValidityNotification? in
-            guard let entry = set.entries[change.entry] else { return nil }
-            let validity = entry.validity(at: now)
-            return ValidityNotification(
-                entry: entry.name, names: entry.patterns.map(\.description), notAfter: validity.notAfter,
-                daysLeft: validity.daysLeft, state: change.to, previousState: change.from, host: host)
+    /// The set served at start and its generation: the stored one when the state holds a
+    /// set, else the configuration's (then stored as generation 0).
+    private static func initialSet(
+        configuration: GatewayConfiguration, state: StateStore?, logger: Logger
+    ) throws(GatewayStartupError) -> (CertificateSet, UInt64) {
+        let context = configuration.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
+        let stored: StateStore.StoredSet?
+        do {
+            stored = try state?.load()
+        } catch {
+            throw GatewayStartupError(reasons: [error.description, "start with --reset-state to discard the stored state"])
         }
-        notifier.withLock { $0 }.notify(notifications)
-        for notification in notifications {
-            events.publish(.with { event in
-                event.time = Google_Protobuf_Timestamp(date: now)
-                event.validityChanged = .with {
-                    $0.entry = notification.entry
-                    $0.previousState = notification.previousState?.rawValue ?? ""
-                    $0.state = notification.state.rawValue
-                    $0.daysLeft = Int32(clamping: notification.daysLeft)
-                    $0.notAfter = Google_Protobuf_Timestamp(date: notification.notAfter)
-                }
-            })
-        }
-    }
-
-    /// After any committed change: the last-update facts and a `WatchEvents` event.
-    private func recordCommit(generation: UInt64, change: CertificateSetChange, source: GatewayMetrics.UpdateSource) {
-        let now = Date()
-        lastUpdate.withLock { $0 = (now, source) }
-        events.publish(.with { event in
-            event.time = Google_Protobuf_Timestamp(date: now)
-            event.setChanged = .with {
-                $0.generation = generation
-                $0.source = source.rawValue
-                $0.added = change.added
-                $0.changed = change.changed
-                $0.removed = change.removed
+        if let state, let stored {
+            do {
+                let set = try CertificateSet.restore(from: stored.entries, context: context)
+                logger.notice("serving the stored certificate set; the configuration's certificates: apply on the next reload (SIGHUP or certgate ctl reload)", metadata: [
+                    "state": "\(state.path)", "generation": "\(stored.generation)", "certificates": "\(set.count)",
+                    "committed_at": "\(stored.committedAt)", "source": "\(stored.source)",
+                ])
+                return (set, stored.generation)
+            } catch {
+                throw GatewayStartupError(reasons: error.errors.map { "stored set (\(state.path)): \($0)" }
+                    + ["start with --reset-state to discard the stored state and serve the configuration's certificates:"])
             }
-        })
+        }
+        let change: CertificateSetChange
+        do {
+            change = try CertificateSet.build(from: configuration.certificates, context: context)
+        } catch {
+            throw GatewayStartupError(reasons: error.errors.map(\.description))
+        }
+        if let state {
+            do {
+                try state.commit(change, generation: 0, source: GatewayMetrics.UpdateSource.config.rawValue)
+            } catch {
+                throw GatewayStartupError(reasons: [error.description])
+            }
+        }
+        logger.notice("serving the configuration's certificates", metadata: [
+            "certificates": "\(change.set.count)", "state": "\(state.map { "stored as generation 0 in \($0.path)" } ?? "none (not durable)")",
+        ])
+        return (change.set, 0)
+    }
+
+    /// Puts the stored issued leaves of the set's CAs back into the cache; forgets the rest.
+    private static func restoreIssuedLeaves(
+        from state: StateStore, into cache: IssuedCertificateCache, writer: IssuedLeafWriter,
+        set: CertificateSet, now: Date, logger: Logger
+    ) throws(GatewayStartupError) {
+        let records: [IssuedLeafRecord]
+        do {
+            records = try state.loadIssuedLeaves()
+        } catch {
+            throw GatewayStartupError(reasons: [error.description, "start with --reset-state to discard the stored state"])
+        }
+        guard !records.isEmpty else { return }
+        let authorities = set.entries.values.filter { $0.kind == .issuer }.map(LocalAuthority.init(entry:))
+        let (restored, discarded) = cache.restore(records, authorities: authorities, now: now)
+        if !discarded.isEmpty { writer.dropped(discarded) }
+        logger.info("issued leaves restored from the state", metadata: ["restored": "\(restored)", "discarded": "\(discarded.count)"])
     }
 
     /// The control service over the update transaction (for the gRPC server).
     func makeControlService(maxMessageBytes: Int) -> ControlService {
-        let store = self.store
-        let configuration = self.configurationSnapshot
-        let updater = CertificateUpdater(
-            store: store,
-            context: { configuration().buildContext(servingMaterialFactory: NIOServingMaterial.factory) },
-            onCommit: { [self] snapshot, change, source in
-                recordCommit(generation: snapshot.generation, change: change, source: source)
-                metrics.recordUpdate(source: source, applied: true)
-                metrics.recordSet(generation: snapshot.generation, count: change.set.count)
-                checkValidity(set: change.set, now: Date())
-                logger.notice("certificate set updated", metadata: [
-                    "source": "\(source.rawValue)", "generation": "\(snapshot.generation)", "added": "\(change.added.count)",
-                    "changed": "\(change.changed.count)", "removed": "\(change.removed.count)",
-                ])
-            })
-        return ControlService(
-            updater: updater, store: store, events: events,
+        ControlService(
+            updater: updater, store: store, events: reporter.events,
             status: { [self] in statusMessage() },
             reload: { [self] in reload(source: .control) },
             now: { Date() },
             maxMessageBytes: maxMessageBytes)
     }
 
-    private var configurationSnapshot: @Sendable () -> GatewayConfiguration {
-        { [self] in configuration.withLock { $0 } }
-    }
-
     private func statusMessage() -> Certgate_Control_V1_Status {
         let snapshot = store.current
-        let (time, source) = lastUpdate.withLock { $0 }
+        let (time, source) = reporter.lastCommit
         let runtimes = listeners.withLock { $0 }
         return .with { status in
             status.generation = snapshot.generation

@@ -63,44 +63,60 @@ public enum CertificateUpdateFailure: Error, Sendable, CustomStringConvertible {
 }
 
 /// The update transaction: validate every entry → persist → swap → report. One update at
-/// a time; a failure at any step changes nothing.
+/// a time, whatever its source (control plane, SIGHUP, `ctl reload`); a failure at any
+/// step changes nothing.
 public final class CertificateUpdater: Sendable {
     /// Makes the update durable before it is swapped in; throwing aborts it.
-    public typealias Persist = @Sendable (_ change: CertificateSetChange, _ generation: UInt64) throws -> Void
+    public typealias Persist = @Sendable (_ change: CertificateSetChange, _ generation: UInt64, _ source: GatewayMetrics.UpdateSource) throws -> Void
 
     private let store: CertificateKit.CertificateStore
     private let context: @Sendable () -> CertificateBuildContext
     private let persist: Persist
     private let onCommit: @Sendable (CertificateSnapshot, CertificateSetChange, GatewayMetrics.UpdateSource) -> Void
+    private let onReject: @Sendable (CertificateUpdateFailure, GatewayMetrics.UpdateSource) -> Void
     private let serial = Mutex(())
 
     public init(
         store: CertificateKit.CertificateStore,
         context: @escaping @Sendable () -> CertificateBuildContext,
-        persist: @escaping Persist = { _, _ in },
-        onCommit: @escaping @Sendable (CertificateSnapshot, CertificateSetChange, GatewayMetrics.UpdateSource) -> Void = { _, _, _ in }
+        persist: @escaping Persist = { _, _, _ in },
+        onCommit: @escaping @Sendable (CertificateSnapshot, CertificateSetChange, GatewayMetrics.UpdateSource) -> Void = { _, _, _ in },
+        onReject: @escaping @Sendable (CertificateUpdateFailure, GatewayMetrics.UpdateSource) -> Void = { _, _ in }
     ) {
         self.store = store
         self.context = context
         self.persist = persist
         self.onCommit = onCommit
+        self.onReject = onReject
     }
 
-    public func apply(_ request: CertificateUpdateRequest) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+    /// Runs one update. `context` replaces the usual build context (a reload builds with
+    /// the configuration it is applying); `whenCommitted` runs right after the swap, still
+    /// inside the transaction, before `onCommit` (a reload installs its routes there).
+    public func apply(
+        _ request: CertificateUpdateRequest,
+        context: CertificateBuildContext? = nil,
+        whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void = { _, _ in }
+    ) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
         let result = serial.withLock { _ in
-            Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in try applyAlone(request) }
+            Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in
+                try applyAlone(request, context: context ?? self.context(), whenCommitted: whenCommitted)
+            }
         }
+        if case .failure(let failure) = result, !request.dryRun { onReject(failure, request.source) }
         return try result.get()
     }
 
     /// The transaction itself; runs under `serial`.
-    private func applyAlone(_ request: CertificateUpdateRequest) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+    private func applyAlone(
+        _ request: CertificateUpdateRequest, context: CertificateBuildContext,
+        whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void
+    ) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
         let current = store.current
         if let expected = request.expectedGeneration, expected != current.generation {
             throw .generationMismatch(expected: expected, current: current.generation)
         }
         var (upserts, deletions) = Self.batch(for: request.change, current: current.set)
-        let context = self.context()
         var kept: [CertificateEntryError] = []
         var change: CertificateSetChange
         do {
@@ -125,13 +141,14 @@ public final class CertificateUpdater: Sendable {
                 removed: change.removed, errors: kept, dryRun: true)
         }
         do {
-            try persist(change, generation)
+            try persist(change, generation, request.source)
         } catch {
             throw .persistence("\(error)")
         }
         guard let snapshot = store.swap(to: change.set, expectedGeneration: current.generation) else {
             throw .generationMismatch(expected: current.generation, current: store.current.generation)
         }
+        whenCommitted(snapshot, change)
         onCommit(snapshot, change, request.source)
         return CertificateUpdateOutcome(
             generation: snapshot.generation, added: change.added, changed: change.changed,

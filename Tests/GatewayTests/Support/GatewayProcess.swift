@@ -17,13 +17,13 @@ final class GatewayProcess: Sendable {
 
     /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
     /// returns once it logs that it is serving.
-    init(config: String, folder: FixtureFolder, configPath: String = "certgate.yaml") async throws {
+    init(config: String, folder: FixtureFolder, configPath: String = "certgate.yaml", arguments: [String] = []) async throws {
         self.folder = folder
         port = try freePort()
         try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: configPath)
         process = Process()
         process.executableURL = CertgateProcess.binary
-        process.arguments = ["run", "--config", folder.url.appendingPathComponent(configPath).path]
+        process.arguments = ["run", "--config", folder.url.appendingPathComponent(configPath).path] + arguments
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
@@ -54,6 +54,14 @@ final class GatewayProcess: Sendable {
 
     func signal(_ number: Int32) {
         kill(process.processIdentifier, number)
+    }
+
+    /// SIGKILL — no drain, no cleanup — then wait for the exit.
+    func kill9() {
+        if process.isRunning {
+            signal(SIGKILL)
+            process.waitUntilExit()
+        }
     }
 
     /// SIGTERM, then wait for the exit.

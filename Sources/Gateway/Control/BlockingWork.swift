@@ -1,0 +1,9 @@
+import Dispatch
+
+/// Runs blocking work — validating a batch, committing it to SQLite — on a dispatch
+/// thread instead of one of the few threads of Swift's cooperative pool.
+func runBlocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: work()) }
+    }
+}

@@ -1,0 +1,315 @@
+import CertificateKit
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The durable certificate set: one SQLite database in `state_dir` (`certgate.db`,
+/// write-ahead log, `synchronous = FULL`, files 0600) holding the last committed set —
+/// each entry's configuration and the PEM text it was built from — its generation, and
+/// the local CA's issued leaves.
+///
+/// Every update is one SQLite transaction that writes only what changed (an upsert of
+/// one entry is one row), committed before the update is swapped in and answered. A lock
+/// file keeps a second certgate off the same state.
+public final class StateStore: Sendable {
+    /// The stored set and when and by what it was committed.
+    public struct StoredSet: Sendable {
+        public let generation: UInt64
+        public let committedAt: Date
+        public let source: String
+        public let entries: [String: StoredCertificateEntry]
+    }
+
+    /// What `--reset-state` discarded.
+    public struct ResetSummary: Sendable {
+        public let generation: UInt64?
+        public let entries: Int
+        public let issuedLeaves: Int
+    }
+
+    public static let fileName = "certgate.db"
+
+    /// The database file.
+    public let path: String
+    private let database: DatabaseQueue
+    private let lock: ExclusiveFileLock
+
+    /// Opens (creating when needed) the state in `directory`: the folder 0700 when it is
+    /// created, the database and its journal files 0600.
+    public init(directory: String) throws(StateStoreError) {
+        let directory = (directory as NSString).standardizingPath
+        let path = (directory as NSString).appendingPathComponent(Self.fileName)
+        self.path = path
+        let fileManager = FileManager.default
+        do {
+            if !fileManager.fileExists(atPath: directory) {
+                try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+        } catch {
+            throw StateStoreError(path: directory, operation: "create the state folder", reason: "\(error)")
+        }
+        do {
+            lock = try ExclusiveFileLock(path: path + ".lock")
+        } catch .held(let lockPath) {
+            throw StateStoreError(path: path, operation: "open the state", reason: "another certgate uses this state (lock \(lockPath) is held)")
+        } catch {
+            throw StateStoreError(path: path, operation: "open the state", reason: "\(error)")
+        }
+        // SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
+        try Self.restrictMode(path)
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.label = "certgate.state"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            database = try DatabaseQueue(path: path, configuration: configuration)
+            try Self.migrator.migrate(database)
+        } catch {
+            throw StateStoreError(path: path, operation: "open the state", reason: "\(error)")
+        }
+        for suffix in ["-wal", "-shm"] where fileManager.fileExists(atPath: path + suffix) {
+            try Self.restrictMode(path + suffix)
+        }
+    }
+
+    /// The stored set, or `nil` when nothing was ever committed (or after a reset).
+    public func load() throws(StateStoreError) -> StoredSet? {
+        do {
+            return try database.read { db -> StoredSet? in
+                guard let state = try Row.fetchOne(db, sql: "SELECT generation, committed_at, source FROM set_state WHERE id = 1") else {
+                    return nil
+                }
+                var entries: [String: StoredCertificateEntry] = [:]
+                let rows = try Row.fetchCursor(db, sql: "SELECT name, conf, certificate_pem, key_pem, cert_inline, key_inline FROM certificates")
+                while let row = try rows.next() {
+                    let name: String = row["name"]
+                    entries[name] = try Self.entry(from: row, name: name)
+                }
+                return StoredSet(
+                    generation: UInt64(state["generation"] as Int64),
+                    committedAt: Date(timeIntervalSince1970: state["committed_at"]),
+                    source: state["source"], entries: entries)
+            }
+        } catch let error as StateStoreError {
+            throw error
+        } catch {
+            throw StateStoreError(path: path, operation: "read the stored set", reason: "\(error)")
+        }
+    }
+
+    /// Makes one update durable: the rows of the added and changed entries, the removal of
+    /// the removed ones and the new generation, in one transaction. When it throws,
+    /// nothing was written.
+    public func commit(_ change: CertificateSetChange, generation: UInt64, source: String, at time: Date = Date()) throws(StateStoreError) {
+        try write(operation: "commit generation \(generation)") { db in
+            let previous = try Int64.fetchOne(db, sql: "SELECT generation FROM set_state WHERE id = 1")
+            if let previous, previous != Int64(generation) - 1 {
+                throw StateStoreError(
+                    path: path, operation: "commit generation \(generation)",
+                    reason: "the stored generation is \(previous), expected \(generation - 1): another writer changed the state")
+            }
+            let names = previous == nil ? Array(change.set.entries.keys) : change.added + change.changed
+            try Self.upsert(names.compactMap { change.set.entries[$0] }, generation: generation, db: db)
+            if previous == nil {
+                // The first commit holds the whole set; leftovers of an older state go.
+                try db.execute(sql: "DELETE FROM certificates WHERE generation <> ?", arguments: [Int64(generation)])
+            } else {
+                let delete = try db.cachedStatement(sql: "DELETE FROM certificates WHERE name = ?")
+                for name in change.removed { try delete.execute(arguments: [name]) }
+            }
+            try db.execute(
+                sql: """
+                INSERT INTO set_state (id, generation, committed_at, source) VALUES (1, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET generation = excluded.generation,
+                    committed_at = excluded.committed_at, source = excluded.source
+                """,
+                arguments: [Int64(generation), time.timeIntervalSince1970, source])
+        }
+    }
+
+    /// Discards the stored set and issued leaves (`certgate run --reset-state`).
+    @discardableResult
+    public func reset() throws(StateStoreError) -> ResetSummary {
+        var summary = ResetSummary(generation: nil, entries: 0, issuedLeaves: 0)
+        try write(operation: "reset the state") { db in
+            let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM set_state WHERE id = 1")
+            let entries = try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates") ?? 0
+            let leaves = try Int.fetchOne(db, sql: "SELECT count(*) FROM issued_leaves") ?? 0
+            try db.execute(sql: "DELETE FROM set_state; DELETE FROM certificates; DELETE FROM issued_leaves")
+            summary = ResetSummary(generation: generation.map { UInt64($0) }, entries: entries, issuedLeaves: leaves)
+        }
+        return summary
+    }
+
+    /// Every stored issued leaf.
+    public func loadIssuedLeaves() throws(StateStoreError) -> [IssuedLeafRecord] {
+        do {
+            return try database.read { db in
+                try Row.fetchAll(db, sql: "SELECT authority, name, certificate_pem, key_pem, not_after FROM issued_leaves").map { row in
+                    IssuedLeafRecord(
+                        key: IssuedLeafKey(authority: Array(row["authority"] as Data), name: row["name"]),
+                        certificatePEM: row["certificate_pem"], keyPEM: row["key_pem"],
+                        notAfter: Date(timeIntervalSince1970: row["not_after"]))
+                }
+            }
+        } catch {
+            throw StateStoreError(path: path, operation: "read the issued leaves", reason: "\(error)")
+        }
+    }
+
+    /// Stores and forgets issued leaves, in one transaction.
+    public func writeIssuedLeaves(saving saved: [IssuedLeafRecord], dropping dropped: [IssuedLeafKey]) throws(StateStoreError) {
+        guard !saved.isEmpty || !dropped.isEmpty else { return }
+        try write(operation: "store issued leaves") { db in
+            let delete = try db.cachedStatement(sql: "DELETE FROM issued_leaves WHERE authority = ? AND name = ?")
+            for key in dropped { try delete.execute(arguments: [Data(key.authority), key.name]) }
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO issued_leaves (authority, name, certificate_pem, key_pem, not_after)
+                VALUES (?, ?, ?, ?, ?)
+                """)
+            for record in saved {
+                try insert.execute(arguments: [
+                    Data(record.key.authority), record.key.name, record.certificatePEM, record.keyPEM,
+                    record.notAfter.timeIntervalSince1970,
+                ])
+            }
+        }
+    }
+
+    /// The bytes the state takes on disk (database, write-ahead log and shared memory).
+    public var sizeOnDisk: Int {
+        ["", "-wal", "-shm"].reduce(0) { total, suffix in
+            let size = (try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? nil
+            return total + (size ?? 0)
+        }
+    }
+
+    /// Folds the write-ahead log into the database file (for measuring its size).
+    public func checkpoint() throws(StateStoreError) {
+        do {
+            try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        } catch {
+            throw StateStoreError(path: path, operation: "checkpoint", reason: "\(error)")
+        }
+    }
+
+    // MARK: - Rows
+
+    private func write(operation: String, _ body: (Database) throws -> Void) throws(StateStoreError) {
+        do {
+            try database.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    try body(db)
+                    return .commit
+                }
+            }
+        } catch let error as StateStoreError {
+            throw error
+        } catch {
+            throw StateStoreError(path: path, operation: operation, reason: "\(error)")
+        }
+    }
+
+    /// One row per entry. Inline material is kept once (in the PEM columns, flagged), not
+    /// twice; a key that lives in the certificate's PEM is not repeated.
+    private static func upsert(_ entries: [CertificateEntry], generation: UInt64, db: Database) throws {
+        guard !entries.isEmpty else { return }
+        let statement = try db.cachedStatement(sql: """
+            INSERT OR REPLACE INTO certificates (name, conf, certificate_pem, key_pem, cert_inline, key_inline, generation)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        for entry in entries {
+            var conf = entry.conf
+            let content = entry.content
+            let certInline = conf.tlsCert == content.certificatePEM
+            let keyInline = conf.tlsKey != nil && conf.tlsKey == content.keyPEM
+            if certInline { conf.tlsCert = nil }
+            if keyInline { conf.tlsKey = nil }
+            let json = String(decoding: try encoder.encode(conf), as: UTF8.self)
+            let keyPEM: String? = content.keyPEM == content.certificatePEM ? nil : content.keyPEM
+            try statement.execute(arguments: [
+                entry.name, json, content.certificatePEM, keyPEM, certInline, keyInline, Int64(generation),
+            ])
+        }
+    }
+
+    private static func entry(from row: Row, name: String) throws -> StoredCertificateEntry {
+        let json: String = row["conf"]
+        var conf: CertificateConf
+        do {
+            conf = try JSONDecoder().decode(CertificateConf.self, from: Data(json.utf8))
+        } catch {
+            throw StoredEntryUnreadable(entry: name, reason: "its configuration does not decode: \(error)")
+        }
+        let certificatePEM: String = row["certificate_pem"]
+        let keyPEM: String = row["key_pem"] ?? certificatePEM
+        if row["cert_inline"] as Bool { conf.tlsCert = certificatePEM }
+        if row["key_inline"] as Bool { conf.tlsKey = keyPEM }
+        return StoredCertificateEntry(conf: conf, content: EntryContent(certificatePEM: certificatePEM, keyPEM: keyPEM))
+    }
+
+    private static func restrictMode(_ path: String) throws(StateStoreError) {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw StateStoreError(path: path, operation: "create the state file", reason: String(cString: strerror(errno)))
+        }
+        defer { close(descriptor) }
+        guard fchmod(descriptor, 0o600) == 0 else {
+            throw StateStoreError(path: path, operation: "set mode 0600", reason: String(cString: strerror(errno)))
+        }
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE set_state (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    generation INTEGER NOT NULL,
+                    committed_at REAL NOT NULL,
+                    source TEXT NOT NULL
+                );
+                CREATE TABLE certificates (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    conf TEXT NOT NULL,
+                    certificate_pem TEXT NOT NULL,
+                    key_pem TEXT,
+                    cert_inline INTEGER NOT NULL,
+                    key_inline INTEGER NOT NULL,
+                    generation INTEGER NOT NULL
+                );
+                CREATE TABLE issued_leaves (
+                    authority BLOB NOT NULL,
+                    name TEXT NOT NULL,
+                    certificate_pem TEXT NOT NULL,
+                    key_pem TEXT NOT NULL,
+                    not_after REAL NOT NULL,
+                    PRIMARY KEY (authority, name)
+                );
+                """)
+        }
+        return migrator
+    }
+}
+
+/// The state could not be read or written: where, doing what, and why.
+public struct StateStoreError: Error, Sendable, CustomStringConvertible {
+    public let path: String
+    public let operation: String
+    public let reason: String
+
+    public var description: String { "state \(path): cannot \(operation): \(reason)" }
+}
+
+/// A stored row that no longer reads back (reported through ``StateStoreError``).
+private struct StoredEntryUnreadable: Error, CustomStringConvertible {
+    let entry: String
+    let reason: String
+    var description: String { "entry '\(entry)': \(reason)" }
+}
