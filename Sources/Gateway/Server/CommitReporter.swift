@@ -18,9 +18,10 @@ final class CommitReporter: Sendable {
     private let validityGauges: ValidityGauges
     private let httpClient: HTTPClient
     private let notifier: Mutex<ValidityNotifier>
-    private let lastUpdate = Mutex<(time: Date, source: GatewayMetrics.UpdateSource)>((Date(), .config))
+    private let lastUpdate: Mutex<(time: Date, source: GatewayMetrics.UpdateSource)>
 
     init(metrics: GatewayMetrics, registry: PrometheusCollectorRegistry, notifiers: [NotifierConfiguration], httpClient: HTTPClient, logger: Logger) {
+        self.lastUpdate = Mutex((Date(), .config))
         self.metrics = metrics
         self.logger = logger
         self.validityGauges = ValidityGauges(registry: registry, logger: logger)
@@ -30,6 +31,11 @@ final class CommitReporter: Sendable {
 
     /// When and by what the set last changed.
     var lastCommit: (time: Date, source: GatewayMetrics.UpdateSource) { lastUpdate.withLock { $0 } }
+
+    /// The set served at start was committed earlier (a stored set): its time and source.
+    func startedFrom(committedAt time: Date, source: GatewayMetrics.UpdateSource) {
+        lastUpdate.withLock { $0 = (time, source) }
+    }
 
     /// A reload's notifier list takes effect for the set it commits.
     func replaceNotifiers(_ notifiers: [NotifierConfiguration]) {

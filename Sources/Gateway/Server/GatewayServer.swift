@@ -76,8 +76,9 @@ public final class GatewayServer: Sendable {
         } catch {
             throw GatewayStartupError(reasons: [error.description])
         }
-        let (set, generation) = try Self.initialSet(configuration: configuration, state: state, logger: logger)
-        let store = CertificateKit.CertificateStore(initial: set, generation: generation)
+        let (set, generation, committed) = try Self.initialSet(configuration: configuration, state: state, logger: logger)
+        if let committed { reporter.startedFrom(committedAt: committed.time, source: committed.source) }
+        let store = CertificateKit.CertificateStore(initial: set, generation: generation, now: committed?.time ?? Date())
         self.store = store
         let leafWriter = state.map { IssuedLeafWriter(state: $0, logger: logger) }
         self.leafWriter = leafWriter
@@ -294,7 +295,7 @@ public final class GatewayServer: Sendable {
     /// set, else the configuration's (then stored as generation 0).
     private static func initialSet(
         configuration: GatewayConfiguration, state: StateStore?, logger: Logger
-    ) throws(GatewayStartupError) -> (CertificateSet, UInt64) {
+    ) throws(GatewayStartupError) -> (CertificateSet, UInt64, (time: Date, source: GatewayMetrics.UpdateSource)?) {
         let context = configuration.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
         let stored: StateStore.StoredSet?
         do {
@@ -309,7 +310,7 @@ public final class GatewayServer: Sendable {
                     "state": "\(state.path)", "generation": "\(stored.generation)", "certificates": "\(set.count)",
                     "committed_at": "\(stored.committedAt)", "source": "\(stored.source)",
                 ])
-                return (set, stored.generation)
+                return (set, stored.generation, (stored.committedAt, GatewayMetrics.UpdateSource(rawValue: stored.source) ?? .config))
             } catch {
                 throw GatewayStartupError(reasons: error.errors.map { "stored set (\(state.path)): \($0)" }
                     + ["start with --reset-state to discard the stored state and serve the configuration's certificates:"])
@@ -331,7 +332,7 @@ public final class GatewayServer: Sendable {
         logger.notice("serving the configuration's certificates", metadata: [
             "certificates": "\(change.set.count)", "state": "\(state.map { "stored as generation 0 in \($0.path)" } ?? "none (not durable)")",
         ])
-        return (change.set, 0)
+        return (change.set, 0, nil)
     }
 
     /// Puts the stored issued leaves of the set's CAs back into the cache; forgets the rest.
