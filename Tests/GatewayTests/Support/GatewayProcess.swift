@@ -16,7 +16,8 @@ final class GatewayProcess: Sendable {
     }
 
     /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
-    /// returns once it logs that it is serving.
+    /// returns once it logs that it is serving (and, when configured, that its control
+    /// socket listens).
     init(config: String, folder: FixtureFolder, configPath: String = "certgate.yaml", arguments: [String] = []) async throws {
         self.folder = folder
         port = try freePort()
@@ -33,9 +34,15 @@ final class GatewayProcess: Sendable {
             if !data.isEmpty { log.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
         }
         try process.run()
-        guard try await waitForLog("serving", timeout: .seconds(20)) else {
+        // The line that follows the binding of every listener (its message ends the line).
+        guard try await waitForLog("] serving\n", timeout: .seconds(20)) else {
             stop()
             throw GatewayProcessError(message: "certgate did not start:\n\(logText)")
+        }
+        // The control socket is bound right after.
+        if config.contains("\ncontrol:"), !(try await waitForLog("control socket listening")) {
+            stop()
+            throw GatewayProcessError(message: "certgate did not open its control socket:\n\(logText)")
         }
     }
 
