@@ -103,9 +103,30 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Benchmarks/BenchmarkSupport",
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "certgate-control-bench",
+            dependencies: [
+                "BenchmarkSupport",
+                "ControlProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ],
+            path: "Benchmarks/certgate-control-bench",
+            swiftSettings: strictSwift6
+        ),
         .executableTarget(
             name: "certgate-bench",
             dependencies: [
+                "BenchmarkSupport",
                 "CertificateKit",
                 "CertificateKitNIO",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import CertificateKit
 import CertificateKitNIO
 import Crypto
@@ -17,42 +18,18 @@ import X509
 let quick = CommandLine.arguments.contains("--quick")
 let clock = ContinuousClock()
 
-func nanoseconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) * 1e9 + Double(duration.components.attoseconds) / 1e9
-}
-
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    return sorted[sorted.count / 2]
-}
-
 /// Keeps results alive so the optimiser cannot drop the work.
 final class Sink: @unchecked Sendable { var value = 0 }
 let sink = Sink()
 
 // One CA and one leaf key/cert reused across entries that differ by `domains`,
 // so a 100,000-entry set is quick to make while every entry is parsed and validated.
-let caKey = P256.Signing.PrivateKey()
-let caName = try DistinguishedName { CommonName("certgate bench CA") }
-let caCert = try Certificate(
-    version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
-    notValidBefore: Date().addingTimeInterval(-3600), notValidAfter: Date().addingTimeInterval(3650 * 86_400),
-    issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
-    extensions: try Certificate.Extensions {
-        Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
-        Critical(KeyUsage(keyCertSign: true))
-    }, issuerPrivateKey: .init(caKey))
+let certificates = try BenchCertificates()
+let caKey = certificates.caKey
+let caCert = certificates.caCert
 
 func makeLeaf(names: [String]) throws -> (cert: String, key: String) {
-    let key = P256.Signing.PrivateKey()
-    let cert = try Certificate(
-        version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
-        notValidBefore: Date().addingTimeInterval(-3600), notValidAfter: Date().addingTimeInterval(90 * 86_400),
-        issuer: caName, subject: try DistinguishedName { CommonName(names[0]) }, signatureAlgorithm: .ecdsaWithSHA256,
-        extensions: try Certificate.Extensions {
-            SubjectAlternativeNames(names.map { .dnsName($0) })
-        }, issuerPrivateKey: .init(caKey))
-    return (try cert.serializeAsPEM().pemString, key.pemRepresentation)
+    try certificates.leaf(names: names)
 }
 
 let shared = try makeLeaf(names: ["bench.example.com"])

@@ -36,36 +36,65 @@ final class ValidityGauges: Sendable {
         self.logger = logger
     }
 
-    /// Brings the series in line with `set` at `now`; returns the entries whose state changed.
+    typealias StateChange = (entry: String, from: CertificateValidity.State?, to: CertificateValidity.State)
+
+    /// Brings the series in line with `set` at `now` (the periodic check: every entry);
+    /// returns the entries whose state changed.
     @discardableResult
-    func update(set: CertificateSet, now: Date) -> [(entry: String, from: CertificateValidity.State?, to: CertificateValidity.State)] {
-        var changes: [(String, CertificateValidity.State?, CertificateValidity.State)] = []
-        series.withLock { current in
-            for (name, old) in current where set.entries[name] == nil {
-                registry.unregisterGauge(old.notAfter)
-                registry.unregisterGauge(old.notBefore)
-                registry.unregisterGauge(old.expiring)
-                current[name] = nil
-            }
-            for entry in set.sortedEntries {
-                let validity = entry.validity(at: now)
-                var item = current[entry.name] ?? Series(
-                    notAfter: registry.makeGauge(descriptor: Self.notAfter, labels: [("name", entry.name)]),
-                    notBefore: registry.makeGauge(descriptor: Self.notBefore, labels: [("name", entry.name)]),
-                    expiring: registry.makeGauge(descriptor: Self.expiring, labels: [("name", entry.name)]),
-                    state: validity.state)
-                item.notAfter.set(validity.notAfter.timeIntervalSince1970)
-                item.notBefore.set(validity.notBefore.timeIntervalSince1970)
-                item.expiring.set(validity.state == .expiring || validity.state == .expired ? 1.0 : 0.0)
-                let previous = current[entry.name]?.state
-                // A change worth telling: a new state, except a new entry that is simply ok.
-                if previous != validity.state && !(previous == nil && validity.state == .ok) {
-                    changes.append((entry.name, previous, validity.state))
-                }
-                item.state = validity.state
-                current[entry.name] = item
-            }
+    func update(set: CertificateSet, now: Date) -> [StateChange] {
+        let changes = series.withLock { current in
+            remove(current.keys.filter { set.entries[$0] == nil }, from: &current)
+            return refresh(set.sortedEntries, in: &current, now: now)
         }
+        log(changes, set: set, now: now)
+        return changes
+    }
+
+    /// After an update: only the entries it added, changed (`entries`) and removed are
+    /// looked at, so an update of one entry costs O(1) here whatever the set's size.
+    @discardableResult
+    func update(entries: [CertificateEntry], removed: [String], set: CertificateSet, now: Date) -> [StateChange] {
+        let changes = series.withLock { current in
+            remove(removed, from: &current)
+            return refresh(entries.sorted { $0.name < $1.name }, in: &current, now: now)
+        }
+        log(changes, set: set, now: now)
+        return changes
+    }
+
+    private func remove(_ names: [String], from current: inout [String: Series]) {
+        for name in names {
+            guard let old = current.removeValue(forKey: name) else { continue }
+            registry.unregisterGauge(old.notAfter)
+            registry.unregisterGauge(old.notBefore)
+            registry.unregisterGauge(old.expiring)
+        }
+    }
+
+    private func refresh(_ entries: [CertificateEntry], in current: inout [String: Series], now: Date) -> [StateChange] {
+        var changes: [StateChange] = []
+        for entry in entries {
+            let validity = entry.validity(at: now)
+            var item = current[entry.name] ?? Series(
+                notAfter: registry.makeGauge(descriptor: Self.notAfter, labels: [("name", entry.name)]),
+                notBefore: registry.makeGauge(descriptor: Self.notBefore, labels: [("name", entry.name)]),
+                expiring: registry.makeGauge(descriptor: Self.expiring, labels: [("name", entry.name)]),
+                state: validity.state)
+            item.notAfter.set(validity.notAfter.timeIntervalSince1970)
+            item.notBefore.set(validity.notBefore.timeIntervalSince1970)
+            item.expiring.set(validity.state == .expiring || validity.state == .expired ? 1.0 : 0.0)
+            let previous = current[entry.name]?.state
+            // A change worth telling: a new state, except a new entry that is simply ok.
+            if previous != validity.state && !(previous == nil && validity.state == .ok) {
+                changes.append((entry.name, previous, validity.state))
+            }
+            item.state = validity.state
+            current[entry.name] = item
+        }
+        return changes
+    }
+
+    private func log(_ changes: [StateChange], set: CertificateSet, now: Date) {
         for (entry, from, to) in changes {
             let level: Logger.Level = to == .ok ? .notice : .warning
             logger.log(level: level, "certificate validity changed", metadata: [
@@ -73,6 +102,5 @@ final class ValidityGauges: Sendable {
                 "days_left": "\(set.entries[entry]?.validity(at: now).daysLeft ?? 0)",
             ])
         }
-        return changes
     }
 }

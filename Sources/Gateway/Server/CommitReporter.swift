@@ -58,7 +58,8 @@ final class CommitReporter: Sendable {
         })
         metrics.recordUpdate(source: source, applied: true)
         metrics.recordSet(generation: snapshot.generation, count: change.set.count)
-        checkValidity(set: change.set, now: now)
+        let touched = (change.added + change.changed).compactMap { change.set.entries[$0] }
+        report(validityGauges.update(entries: touched, removed: change.removed, set: change.set, now: now), set: change.set, now: now)
         logger.notice("certificate set committed", metadata: [
             "source": "\(source.rawValue)", "generation": "\(snapshot.generation)", "added": "\(change.added.count)",
             "changed": "\(change.changed.count)", "removed": "\(change.removed.count)",
@@ -76,7 +77,11 @@ final class CommitReporter: Sendable {
     /// The validity monitor's one step: gauges, a log line and a notification for each
     /// entry whose state changed.
     func checkValidity(set: CertificateSet, now: Date) {
-        let changes = validityGauges.update(set: set, now: now)
+        report(validityGauges.update(set: set, now: now), set: set, now: now)
+    }
+
+    /// A notification and a `WatchEvents` event per validity change.
+    private func report(_ changes: [ValidityGauges.StateChange], set: CertificateSet, now: Date) {
         let host = ProcessInfo.processInfo.hostName
         let notifications = changes.compactMap { change -> ValidityNotification? in
             guard let entry = set.entries[change.entry] else { return nil }

@@ -46,6 +46,7 @@ public final class GatewayServer: Sendable {
     /// The one update transaction: control plane, SIGHUP and `ctl reload` all go through it.
     let updater: CertificateUpdater
     private let leafWriter: IssuedLeafWriter?
+    private let state: StateStore?
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
     /// prepares the gateway; ``start()`` binds the listeners. With a `state`, the stored
@@ -82,6 +83,7 @@ public final class GatewayServer: Sendable {
         self.store = store
         let leafWriter = state.map { IssuedLeafWriter(state: $0, logger: logger) }
         self.leafWriter = leafWriter
+        self.state = state
         let cacheHolder = CacheCountHolder()
         let issued = IssuedCertificateCache(
             policy: issuing, servingMaterialFactory: NIOServingMaterial.factory, persistence: leafWriter
@@ -288,7 +290,13 @@ public final class GatewayServer: Sendable {
             logger.warning("drain timeout; closing the remaining connections", metadata: ["open": "\(left)"])
             tracker.closeAll()
         }
+        // Pending issued leaves, then the write-ahead log folded into the database file.
         leafWriter?.flush()
+        do {
+            try state?.checkpoint()
+        } catch {
+            logger.warning("the state's write-ahead log was not folded in; it is replayed at the next start", metadata: ["error": "\(error)"])
+        }
     }
 
     /// The set served at start and its generation: the stored one when the state holds a
