@@ -3,28 +3,27 @@ import CertificateKit
 import ControlProtocol
 import Foundation
 import Logging
-import Prometheus
 import SwiftProtobuf
 import Synchronization
 
 /// What follows a committed certificate set, whatever its source, and each run of the
-/// validity monitor: the last-update facts, `WatchEvents` events, the set metrics, the
-/// per-entry validity gauges, and a log line and notification per validity change.
+/// validity monitor: the last-update facts, `WatchEvents` events, the set metrics, and a
+/// log line, a notification and an event per validity change.
 final class CommitReporter: Sendable {
     /// Control-plane events (set changes, validity changes) for `WatchEvents`.
     let events = EventHub()
     private let metrics: GatewayMetrics
     private let logger: Logger
-    private let validityGauges: ValidityGauges
+    private let validityStates: ValidityStates
     private let httpClient: HTTPClient
     private let notifier: Mutex<ValidityNotifier>
     private let lastUpdate: Mutex<(time: Date, source: GatewayMetrics.UpdateSource)>
 
-    init(metrics: GatewayMetrics, registry: PrometheusCollectorRegistry, notifiers: [NotifierConfiguration], httpClient: HTTPClient, logger: Logger) {
+    init(metrics: GatewayMetrics, notifiers: [NotifierConfiguration], httpClient: HTTPClient, logger: Logger) {
         self.lastUpdate = Mutex((Date(), .config))
         self.metrics = metrics
         self.logger = logger
-        self.validityGauges = ValidityGauges(registry: registry, logger: logger)
+        self.validityStates = ValidityStates(logger: logger)
         self.httpClient = httpClient
         self.notifier = Mutex(ValidityNotifier(notifiers: notifiers, client: httpClient, logger: logger))
     }
@@ -59,7 +58,7 @@ final class CommitReporter: Sendable {
         metrics.recordUpdate(source: source, applied: true)
         metrics.recordSet(generation: snapshot.generation, count: change.set.count)
         let touched = (change.added + change.changed).compactMap { change.set.entries[$0] }
-        report(validityGauges.update(entries: touched, removed: change.removed, set: change.set, now: now), set: change.set, now: now)
+        report(validityStates.update(entries: touched, removed: change.removed, set: change.set, now: now), set: change.set, now: now)
         logger.notice("certificate set committed", metadata: [
             "source": "\(source.rawValue)", "generation": "\(snapshot.generation)", "added": "\(change.added.count)",
             "changed": "\(change.changed.count)", "removed": "\(change.removed.count)",
@@ -77,11 +76,11 @@ final class CommitReporter: Sendable {
     /// The validity monitor's one step: gauges, a log line and a notification for each
     /// entry whose state changed.
     func checkValidity(set: CertificateSet, now: Date) {
-        report(validityGauges.update(set: set, now: now), set: set, now: now)
+        report(validityStates.update(set: set, now: now), set: set, now: now)
     }
 
     /// A notification and a `WatchEvents` event per validity change.
-    private func report(_ changes: [ValidityGauges.StateChange], set: CertificateSet, now: Date) {
+    private func report(_ changes: [ValidityStates.StateChange], set: CertificateSet, now: Date) {
         let host = ProcessInfo.processInfo.hostName
         let notifications = changes.compactMap { change -> ValidityNotification? in
             guard let entry = set.entries[change.entry] else { return nil }

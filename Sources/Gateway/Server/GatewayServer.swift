@@ -70,7 +70,7 @@ public final class GatewayServer: Sendable {
         let httpClient = HTTPClient(eventLoopGroup: group)
         self.httpClient = httpClient
         let reporter = CommitReporter(
-            metrics: metrics, registry: registry, notifiers: configuration.validity.notify, httpClient: httpClient, logger: logger)
+            metrics: metrics, notifiers: configuration.validity.notify, httpClient: httpClient, logger: logger)
         self.reporter = reporter
         do {
             try MissingCertificateFiles.create(for: configuration, logger: logger)
@@ -163,7 +163,9 @@ public final class GatewayServer: Sendable {
         validityTimer.withLock { $0 = validity }
         if let metricsAddress {
             do {
-                let channel = try await MetricsEndpoint.bind(address: metricsAddress, registry: registry, group: group)
+                let channel = try await MetricsEndpoint.bind(address: metricsAddress, registry: registry, group: group) { output in
+                    ValiditySeries.render(store.current.set, now: Date(), into: &output)
+                }
                 metricsChannel.withLock { $0 = channel }
                 logger.notice("metrics endpoint listening", metadata: ["address": "\(metricsAddress)", "path": "/metrics"])
             } catch {
