@@ -241,6 +241,13 @@ public final class GatewayServer: Sendable {
         for added in next.listeners where !runtimes.contains(where: { $0.name == added.name }) {
             restartNeeded.append("listener \(added.name) (\(added.listen)) is new")
         }
+        let running = configuration.withLock { $0 }
+        if next.resolvedStateDirectory != running.resolvedStateDirectory {
+            restartNeeded.append("state_dir moves from \(running.resolvedStateDirectory) to \(next.resolvedStateDirectory)")
+        }
+        if next.control != running.control {
+            restartNeeded.append("the control socket settings changed")
+        }
 
         // Nothing above changed anything. The set commits (durably) first; the rest follows it.
         let outcome: CertificateUpdateOutcome
@@ -262,7 +269,7 @@ public final class GatewayServer: Sendable {
             }
         }
         for reason in restartNeeded {
-            logger.warning("listener change needs a restart; the running listeners are unchanged", metadata: ["change": "\(reason)"])
+            logger.warning("change needs a restart; the running listeners, state and control socket are unchanged", metadata: ["change": "\(reason)"])
         }
         for entry in outcome.added + outcome.changed {
             for warning in store.current.set.entries[entry]?.warnings ?? [] { logger.warning("\(warning)", metadata: ["entry": "\(entry)"]) }
