@@ -157,6 +157,50 @@ struct ControlInteropTests {
         #expect(generations == [1, 2, 3, 4])
     }
 
+    @Test("ApplyCertificateSet replaces the whole set (added, changed, removed; dry run; CAS; a name given twice); ReloadConfig applies the YAML, or answers INVALID_ARGUMENT for a broken one")
+    func applyAndReload() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let socket = folder.url.appendingPathComponent("control.sock").path
+        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n"
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        let exact = GatewayInteropTests.authority.leaf(dnsNames: ["exact.test"])
+        let only = GatewayInteropTests.authority.leaf(dnsNames: ["only.test"])
+        let whole = [Self.entry("exact", exact), Self.entry("only", only)]
+        try await Self.withControl(socket: socket) { control in
+            let dry = try await control.applyCertificateSet(.with { $0.entries = whole; $0.dryRun = true })
+            #expect(dry.dryRun && dry.generation == 0)
+            #expect(dry.added == ["only"] && dry.changed == ["exact"] && Set(dry.removed) == ["wild", "by-ip", "fallback"])
+            #expect(try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest()).certificates.count == 4)
+
+            let twice = await Self.code {
+                _ = try await control.applyCertificateSet(.with { $0.entries = whole + [Self.entry("only", only)] })
+            }
+            #expect(twice == .invalidArgument)
+            let stale = await Self.code {
+                _ = try await control.applyCertificateSet(.with { $0.entries = whole; $0.expectedGeneration = 3 })
+            }
+            #expect(stale == .failedPrecondition)
+
+            let applied = try await control.applyCertificateSet(.with { $0.entries = whole; $0.expectedGeneration = 0 })
+            #expect(applied.generation == 1 && applied.added == ["only"] && applied.changed == ["exact"])
+            #expect(Set(applied.removed) == ["wild", "by-ip", "fallback"])
+            let names = try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest()).certificates.map(\.name)
+            #expect(names == ["exact", "only"])
+
+            // ReloadConfig: the YAML again, as generation 2.
+            let reloaded = try await control.reloadConfig(Certgate_Control_V1_ReloadConfigRequest())
+            #expect(reloaded.generation == 2 && reloaded.removed == ["only"] && Set(reloaded.added) == ["wild", "by-ip", "fallback"])
+            // A broken file: INVALID_ARGUMENT naming the problem; nothing changes.
+            try folder.write("listeners: [oops\n", to: "certgate.yaml")
+            let broken = await Self.code { _ = try await control.reloadConfig(Certgate_Control_V1_ReloadConfigRequest()) }
+            #expect(broken == .invalidArgument)
+            #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 2)
+        }
+        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+    }
+
     @Test("a message over the configured limit gets RESOURCE_EXHAUSTED and changes nothing")
     func sizeLimit() async throws {
         let folder = try GatewayInteropTests.fixture()

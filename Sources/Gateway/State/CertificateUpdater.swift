@@ -64,7 +64,7 @@ public enum CertificateUpdateFailure: Error, Sendable, CustomStringConvertible {
 
 /// The update transaction: validate every entry → persist → swap → report. One update at
 /// a time, whatever its source (control plane, SIGHUP, `ctl reload`); a failure at any
-/// step changes nothing.
+/// step changes nothing. The store it is given must be swapped through it alone.
 public final class CertificateUpdater: Sendable {
     /// Makes the update durable before it is swapped in; throwing aborts it.
     public typealias Persist = @Sendable (_ change: CertificateSetChange, _ generation: UInt64, _ source: GatewayMetrics.UpdateSource) throws -> Void
@@ -145,8 +145,11 @@ public final class CertificateUpdater: Sendable {
         } catch {
             throw .persistence("\(error)")
         }
+        // Every swap of this store goes through here, one at a time: the compare cannot fail
+        // unless something swaps the store behind the updater's back, which would leave the
+        // state one generation ahead of what is served — a defect, not an input error.
         guard let snapshot = store.swap(to: change.set, expectedGeneration: current.generation) else {
-            throw .generationMismatch(expected: current.generation, current: store.current.generation)
+            preconditionFailure("the certificate store was swapped outside CertificateUpdater (expected generation \(current.generation), found \(store.current.generation))")
         }
         whenCommitted(snapshot, change)
         onCommit(snapshot, change, request.source)
