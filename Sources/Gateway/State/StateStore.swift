@@ -112,12 +112,12 @@ public final class StateStore: Sendable {
                     path: path, operation: "commit generation \(generation)",
                     reason: "the stored generation is \(previous), expected \(generation - 1): another writer changed the state")
             }
-            let names = previous == nil ? Array(change.set.entries.keys) : change.added + change.changed
-            try Self.upsert(names.compactMap { change.set.entries[$0] }, generation: generation, db: db)
             if previous == nil {
-                // The first commit holds the whole set; leftovers of an older state go.
-                try db.execute(sql: "DELETE FROM certificates WHERE generation <> ?", arguments: [Int64(generation)])
+                // The first commit holds the whole set.
+                try db.execute(sql: "DELETE FROM certificates")
+                try Self.upsert(Array(change.set.entries.values), generation: generation, db: db)
             } else {
+                try Self.upsert((change.added + change.changed).compactMap { change.set.entries[$0] }, generation: generation, db: db)
                 let delete = try db.cachedStatement(sql: "DELETE FROM certificates WHERE name = ?")
                 for name in change.removed { try delete.execute(arguments: [name]) }
             }
