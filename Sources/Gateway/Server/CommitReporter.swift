@@ -58,6 +58,9 @@ final class CommitReporter: Sendable {
         metrics.recordUpdate(source: source, applied: true)
         metrics.recordSet(generation: snapshot.generation, count: change.set.count)
         let touched = (change.added + change.changed).compactMap { change.set.entries[$0] }
+        for entry in touched {
+            for warning in entry.warnings { logger.warning("\(warning)", metadata: ["entry": "\(entry.name)"]) }
+        }
         report(validityStates.update(entries: touched, removed: change.removed, set: change.set, now: now), set: change.set, now: now)
         logger.notice("certificate set committed", metadata: [
             "source": "\(source.rawValue)", "generation": "\(snapshot.generation)", "added": "\(change.added.count)",
@@ -65,12 +68,17 @@ final class CommitReporter: Sendable {
         ])
     }
 
-    /// An update that changed nothing: counted, and logged with every reason.
+    /// An update that changed nothing: counted; a state that cannot commit is logged as the
+    /// server's own failure, a refused control update with its reasons (a reload logs its own).
     func rejected(_ failure: CertificateUpdateFailure, source: GatewayMetrics.UpdateSource) {
         metrics.recordUpdate(source: source, applied: false)
-        logger.warning("certificate update rejected; nothing changed", metadata: [
-            "source": "\(source.rawValue)", "reason": "\(failure)",
-        ])
+        if case .persistence = failure {
+            logger.error("certificate update not committed; nothing changed", metadata: [
+                "source": "\(source.rawValue)", "reason": "\(failure)",
+            ])
+        } else if source == .control {
+            logger.notice("certificate update refused; nothing changed", metadata: ["reason": "\(failure)"])
+        }
     }
 
     /// The validity monitor's one step: gauges, a log line and a notification for each

@@ -271,9 +271,6 @@ public final class GatewayServer: Sendable {
         for reason in restartNeeded {
             logger.warning("change needs a restart; the running listeners, state and control socket are unchanged", metadata: ["change": "\(reason)"])
         }
-        for entry in outcome.added + outcome.changed {
-            for warning in store.current.set.entries[entry]?.warnings ?? [] { logger.warning("\(warning)", metadata: ["entry": "\(entry)"]) }
-        }
         return .applied(outcome)
     }
 

@@ -63,7 +63,7 @@ public struct GatewayService: Service {
             group.addTask {
                 let hangups = await UnixSignalsSequence(trapping: .sighup)
                 for await _ in hangups.cancelOnGracefulShutdown() {
-                    server.reload(source: .signal)
+                    _ = await runBlocking { server.reload(source: .signal) }
                 }
                 return false
             }
