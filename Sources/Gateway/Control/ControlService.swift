@@ -1,5 +1,6 @@
 import CertificateKit
 import ControlProtocol
+import Dispatch
 import Foundation
 import GRPCCore
 import SwiftProtobuf
@@ -15,6 +16,8 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
     let now: @Sendable () -> Date
     /// Requests larger than this get RESOURCE_EXHAUSTED.
     let maxMessageBytes: Int
+    /// Where updates and reloads run (serial, off the cooperative pool).
+    let updates: DispatchQueue
 
     private func checkSize(_ message: some SwiftProtobuf.Message) throws {
         let size = (try? message.serializedBytes() as [UInt8])?.count ?? 0
@@ -82,7 +85,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
     }
 
     func reloadConfig(request: Certgate_Control_V1_ReloadConfigRequest, context: ServerContext) async throws -> Certgate_Control_V1_UpdateResult {
-        switch await runBlocking(reload) {
+        switch await runBlocking(on: updates, reload) {
         case .applied(let outcome):
             return .with {
                 $0.generation = outcome.generation
@@ -105,7 +108,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
 
     private func run(_ request: CertificateUpdateRequest) async throws -> Certgate_Control_V1_UpdateResult {
         let updater = self.updater
-        let result = await runBlocking {
+        let result = await runBlocking(on: updates) {
             Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in try updater.apply(request) }
         }
         do {

@@ -45,6 +45,8 @@ public final class GatewayServer: Sendable {
     private let reporter: CommitReporter
     /// The one update transaction: control plane, SIGHUP and `ctl reload` all go through it.
     let updater: CertificateUpdater
+    /// The serial queue updates and reloads run on.
+    let updates = DispatchQueue(label: "certgate.updates")
     private let leafWriter: IssuedLeafWriter?
     private let state: StateStore?
 
@@ -374,7 +376,8 @@ public final class GatewayServer: Sendable {
             status: { [self] in statusMessage() },
             reload: { [self] in reload(source: .control) },
             now: { Date() },
-            maxMessageBytes: maxMessageBytes)
+            maxMessageBytes: maxMessageBytes,
+            updates: updates)
     }
 
     private func statusMessage() -> Certgate_Control_V1_Status {

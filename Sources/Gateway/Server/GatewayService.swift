@@ -63,7 +63,7 @@ public struct GatewayService: Service {
             group.addTask {
                 let hangups = await UnixSignalsSequence(trapping: .sighup)
                 for await _ in hangups.cancelOnGracefulShutdown() {
-                    _ = await runBlocking { server.reload(source: .signal) }
+                    _ = await runBlocking(on: server.updates) { server.reload(source: .signal) }
                 }
                 return false
             }
