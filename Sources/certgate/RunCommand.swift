@@ -29,11 +29,12 @@ struct RunCommand: AsyncParsableCommand {
             for problem in error.errors { printError("config: \(problem)") }
             throw ExitCode(1)
         }
-        let level = configuration.logLevel
+        // One level for the process, which a reload may change.
+        let levels = LogLevelSwitch(configuration.logLevel)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            var output = StreamLogHandler.standardError(label: label)
+            output.logLevel = .trace  // the switch decides
+            return SwitchableLogHandler(output: output, levels: levels)
         }
         let logger = Logger(label: "certgate")
         // One registry behind swift-metrics (counters of the gateway) and the per-entry gauges.
@@ -62,7 +63,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             server = try GatewayServer(
                 configuration: configuration, configurationPath: config, group: group, logger: logger,
-                issuing: configuration.issuing.policy, registry: registry, state: state)
+                issuing: configuration.issuing.policy, registry: registry, state: state, logLevel: levels)
         } catch {
             for reason in error.reasons { logger.error("\(reason)") }
             try? await group.shutdownGracefully()

@@ -194,6 +194,24 @@ struct GatewayInteropTests {
         await upstream.close()
     }
 
+    @Test("SIGHUP applies a new log_level: a failed handshake (logged at info) is silent at notice, logged after the reload to info")
+    func reloadChangesLogLevel() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let quiet = Self.config(withDefault: false).replacingOccurrences(of: "log_level: info", with: "log_level: notice")
+        let gateway = try await GatewayProcess(config: quiet, folder: folder)
+        defer { gateway.stop() }
+        #expect(try Self.servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!gateway.logText.contains("TLS handshake failed"))
+
+        try folder.write(Self.config(withDefault: false).replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
+        gateway.signal(SIGHUP)
+        #expect(try await gateway.waitForLog("log level changed"))
+        #expect(try Self.servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
+        #expect(try await gateway.waitForLog("TLS handshake failed"))
+    }
+
     @Test("SIGHUP swaps a certificate: new handshakes get the new one, an open connection keeps working; a broken file keeps the old set")
     func reloadOnHangup() async throws {
         let folder = try Self.fixture()

@@ -49,6 +49,7 @@ public final class GatewayServer: Sendable {
     let updates = DispatchQueue(label: "certgate.updates")
     private let leafWriter: IssuedLeafWriter?
     private let state: StateStore?
+    private let logLevel: LogLevelSwitch?
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
     /// prepares the gateway; ``start()`` binds the listeners. With a `state`, the stored
@@ -61,6 +62,7 @@ public final class GatewayServer: Sendable {
         issuing: IssuedCertificateCache.Policy = IssuedCertificateCache.Policy(),
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         state: StateStore? = nil,
+        logLevel: LogLevelSwitch? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws(GatewayStartupError) {
         self.configurationPath = configurationPath
@@ -86,6 +88,7 @@ public final class GatewayServer: Sendable {
         let leafWriter = state.map { IssuedLeafWriter(state: $0, logger: logger) }
         self.leafWriter = leafWriter
         self.state = state
+        self.logLevel = logLevel
         let cacheHolder = CacheCountHolder()
         let issued = IssuedCertificateCache(
             policy: issuing, servingMaterialFactory: NIOServingMaterial.factory, persistence: leafWriter
@@ -250,6 +253,9 @@ public final class GatewayServer: Sendable {
         if next.control != running.control {
             restartNeeded.append("the control socket settings changed")
         }
+        if next.metrics?.listen != running.metrics?.listen {
+            restartNeeded.append("metrics.listen changed")
+        }
 
         // Nothing above changed anything. The set commits (durably) first; the rest follows it.
         let outcome: CertificateUpdateOutcome
@@ -262,6 +268,13 @@ public final class GatewayServer: Sendable {
                 for (runtime, listener, context) in replacements { runtime.replace(configuration: listener, context: context) }
                 configuration.withLock { $0 = next }
                 reporter.replaceNotifiers(next.validity.notify)
+                if let logLevel, logLevel.level != next.logLevel {
+                    // Told at whichever of the two levels is the more verbose.
+                    let previous = logLevel.level
+                    if next.logLevel < previous { logLevel.level = next.logLevel }
+                    logger.notice("log level changed", metadata: ["from": "\(previous)", "to": "\(next.logLevel)"])
+                    logLevel.level = next.logLevel
+                }
             }
         } catch {
             switch error {
