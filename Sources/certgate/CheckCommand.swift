@@ -18,10 +18,15 @@ struct CheckCommand: ParsableCommand {
 
     func run() throws {
         let now = Date()
-        let report: CertificateCheckReport
+        var report: CertificateCheckReport
         do {
             let configuration = try GatewayConfiguration.load(path: config)
             report = CertificateCheckReport.check(configuration, now: now)
+            do {
+                report.storedSet = try StateStore.storedSetSummary(inDirectory: configuration.resolvedStateDirectory)
+            } catch {
+                printError("warning: \(error)")
+            }
         } catch {
             if json {
                 let failure = CertificateCheckReport(
@@ -62,6 +67,11 @@ enum CheckTable {
             out += "configuration is valid: \(report.certificates.count) certificate\(report.certificates.count == 1 ? "" : "s")\n"
         } else {
             out += "configuration is invalid: \(report.errors.count) error\(report.errors.count == 1 ? "" : "s")\n"
+        }
+        if let stored = report.storedSet {
+            out += "note: \(stored.path) holds a stored set (generation \(stored.generation), \(stored.certificates) certificate\(stored.certificates == 1 ? "" : "s"), "
+                + "committed \(OutputFormat.timestamp(stored.committedAt)) by \(stored.source)); certgate run serves it instead of the certificates above "
+                + "until a reload (SIGHUP, certgate ctl reload) or --reset-state\n"
         }
         return out
     }

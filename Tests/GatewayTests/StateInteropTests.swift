@@ -75,6 +75,13 @@ struct StateInteropTests {
             #expect(mode == 0o600, "\(file)")
         }
 
+        // `certgate check` says that a stored set will be served instead of the file's.
+        let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(check.status == 0)
+        #expect(check.stdout.contains("holds a stored set (generation 2, 4 certificates"), "\(check.stdout)")
+        let checkJSON = try CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(checkJSON.stdout.contains("\"stored_set\""))
+
         // Restart: the stored generation 2 is served, not the YAML.
         gateway = try await GatewayProcess(config: Self.config(), folder: folder)
         #expect(gateway.logText.contains("serving the stored certificate set"))

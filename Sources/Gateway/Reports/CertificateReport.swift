@@ -59,6 +59,14 @@ public struct CertificateCheckReport: Codable, Sendable {
     public var valid: Bool
     public var certificates: [CertificateReportRow]
     public var errors: [CertificateEntryError]
+    /// The set `state_dir` holds, which `certgate run` serves instead of these certificates
+    /// until a reload applies them.
+    public var storedSet: StoredSetSummary?
+
+    enum CodingKeys: String, CodingKey {
+        case valid, certificates, errors
+        case storedSet = "stored_set"
+    }
 
     public init(valid: Bool, certificates: [CertificateReportRow], errors: [CertificateEntryError]) {
         self.valid = valid

@@ -76,6 +76,32 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// What a stored set is, read without opening the state for writing or taking its lock
+    /// (for `certgate check` while a gateway may be running): `nil` when there is no state
+    /// or it holds no set.
+    public static func storedSetSummary(inDirectory directory: String) throws(StateStoreError) -> StoredSetSummary? {
+        let path = ((directory as NSString).standardizingPath as NSString).appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var configuration = Configuration()
+        configuration.readonly = true
+        do {
+            let database = try DatabaseQueue(path: path, configuration: configuration)
+            defer { try? database.close() }
+            return try database.read { db -> StoredSetSummary? in
+                guard try db.tableExists("set_state"),
+                      let state = try Row.fetchOne(db, sql: "SELECT generation, committed_at, source FROM set_state WHERE id = 1") else {
+                    return nil
+                }
+                return StoredSetSummary(
+                    path: path, generation: UInt64(state["generation"] as Int64),
+                    certificates: try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates") ?? 0,
+                    committedAt: Date(timeIntervalSince1970: state["committed_at"]), source: state["source"])
+            }
+        } catch {
+            throw StateStoreError(path: path, operation: "read the stored set", reason: "\(error)")
+        }
+    }
+
     /// The stored set, or `nil` when nothing was ever committed (or after a reset).
     public func load() throws(StateStoreError) -> StoredSet? {
         do {
@@ -295,6 +321,20 @@ public final class StateStore: Sendable {
                 """)
         }
         return migrator
+    }
+}
+
+/// A stored set in brief: where, which generation, how many entries, when and by what.
+public struct StoredSetSummary: Codable, Sendable, Equatable {
+    public let path: String
+    public let generation: UInt64
+    public let certificates: Int
+    public let committedAt: Date
+    public let source: String
+
+    enum CodingKeys: String, CodingKey {
+        case path, generation, certificates, source
+        case committedAt = "committed_at"
     }
 }
 
