@@ -1,4 +1,5 @@
 import CertificateTestSupport
+import ControlProtocol
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -58,7 +59,7 @@ struct MetricsInteropTests {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
         let metricsPort = try freePort()
-        let withMetrics = { (config: String) in config + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\n" }
+        let withMetrics = { (config: String) in config + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\ncontrol:\n  socket: control.sock\n" }
         try folder.write(GatewayInteropTests.authority.key.pkcs8PEM, to: "ca.key")
         let issuer = "  dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: \"*.dev.test\" }"
         let gateway = try await GatewayProcess(config: withMetrics(GatewayInteropTests.config(extraCertificates: issuer)), folder: folder)
@@ -108,6 +109,25 @@ struct MetricsInteropTests {
         #expect(try await gateway.waitForLog("reload rejected"))
         metrics = try scrape(metricsPort)
         #expect(metrics.value("certgate_updates_total", ["source": "signal", "result": "rejected"]) == 1)
+
+        // Control-plane updates count under source="control"; a pushed entry's series appear.
+        let pushed = GatewayInteropTests.authority.leaf(dnsNames: ["pushed.test"])
+        let bad = Certgate_Control_V1_CertificateEntry.with {
+            $0.name = "bad"
+            $0.tlsCert = pushed.pem
+            $0.tlsKey = TestKey.make().pkcs8PEM
+        }
+        try await ControlInteropTests.withControl(socket: folder.url.appendingPathComponent("control.sock").path) { control in
+            _ = try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("pushed", pushed)] })
+            let refused = await ControlInteropTests.code { _ = try await control.updateCertificates(.with { $0.upsert = [bad] }) }
+            #expect(refused == .invalidArgument)
+        }
+        metrics = try scrape(metricsPort)
+        #expect(metrics.value("certgate_updates_total", ["source": "control", "result": "applied"]) == 1)
+        #expect(metrics.value("certgate_updates_total", ["source": "control", "result": "rejected"]) == 1)
+        #expect(metrics.value("certgate_certificate_set_generation") == 2)
+        #expect(metrics.value("certgate_certificates_loaded") == 5)
+        #expect(metrics.value("certgate_certificate_expiring", ["name": "pushed"]) == 0)
     }
 
     @Test("an expiring entry reads 1 on certgate_certificate_expiring and its state change is logged once")
