@@ -70,6 +70,7 @@ PY
 # --- configurations -------------------------------------------------------------
 {
   echo "log_level: warning"
+  echo "state_dir: state-static"
   echo "listeners:"
   echo "  - { name: bench, listen: 127.0.0.1:$PORT_CERTGATE, alpn: [http/1.1] }"
   echo "routes:"
@@ -82,6 +83,7 @@ PY
 
 cat > "$WORK/certgate-issued.yaml" <<CFG
 log_level: warning
+state_dir: state-issued
 listeners:
   - { name: issued, listen: 127.0.0.1:$PORT_ISSUED, alpn: [http/1.1] }
 routes:
@@ -120,13 +122,14 @@ frontend bench
 CFG
 
 # --- servers ----------------------------------------------------------------------
-.build/release/certgate run --config "$WORK/certgate.yaml" 2>"$WORK/certgate.log" &
+# Each certgate has its own state folder; --reset-state: the certificates were just made anew.
+.build/release/certgate run --config "$WORK/certgate.yaml" --reset-state 2>"$WORK/certgate.log" &
 CERTGATE_PID=$!
 nginx -c "$WORK/nginx.conf" -p "$WORK" 2>"$WORK/nginx.log" &
 NGINX_PID=$!
 haproxy -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
 HAPROXY_PID=$!
-.build/release/certgate run --config "$WORK/certgate-issued.yaml" 2>"$WORK/certgate-issued.log" &
+.build/release/certgate run --config "$WORK/certgate-issued.yaml" --reset-state 2>"$WORK/certgate-issued.log" &
 ISSUED_PID=$!
 trap 'kill $CERTGATE_PID $NGINX_PID $HAPROXY_PID $ISSUED_PID 2>/dev/null || true' EXIT
 sleep 3
