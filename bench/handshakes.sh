@@ -8,6 +8,10 @@
 # leaves were signed on the fly and are cached (warmed before measuring): it should cost the
 # same per handshake as static certificates.
 #
+# TLS13_CIPHERSUITES (environment) sets the TLS 1.3 suites the load client offers, in order
+# (OpenSSL's default puts TLS_AES_256_GCM_SHA384 first; browsers put TLS_AES_128_GCM_SHA256
+# first, e.g. TLS13_CIPHERSUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256).
+#
 # usage: bench/handshakes.sh [ROUNDS] [SECONDS] [CONCURRENCY]     (not run in CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
