@@ -31,6 +31,8 @@ public final class GatewayServer: Sendable {
     private let metrics: GatewayMetrics
     private let selector: CertificateSelector
     private let tracker = ConnectionTracker()
+    /// Per event loop of `group`: the deadlines of the handshakes in progress.
+    private let handshakeDeadlines: [ObjectIdentifier: HandshakeDeadlines]
     private let upstreamLog: UpstreamFailureLog
     private let configuration: Mutex<GatewayConfiguration>
     private let routes: Mutex<RouteTable>
@@ -67,6 +69,7 @@ public final class GatewayServer: Sendable {
     ) throws(GatewayStartupError) {
         self.configurationPath = configurationPath
         self.group = group
+        self.handshakeDeadlines = HandshakeDeadlines.perLoop(of: group)
         self.logger = logger
         self.metrics = metrics
         self.upstreamLog = UpstreamFailureLog(logger: logger)
@@ -454,7 +457,10 @@ public final class GatewayServer: Sendable {
         let logger = self.logger
         try operations.addHandler(publisher)
         try operations.addHandler(NIOSSLServerHandler(context: context))
-        try operations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(listener.handshakeTimeout.duration)) { _ in
+        guard let deadlines = handshakeDeadlines[ObjectIdentifier(channel.eventLoop)] else {
+            preconditionFailure("a connection on an event loop outside the gateway's group")
+        }
+        try operations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(listener.handshakeTimeout.duration), deadlines: deadlines) { _ in
             logger.info("TLS handshake timed out; closing", metadata: [
                 "listener": "\(facts.listener)", "client": "\(facts.remoteAddress.map { "\($0)" } ?? "-")",
                 "timeout": "\(listener.handshakeTimeout)",
