@@ -168,6 +168,8 @@ struct ControlCommand: AsyncParsableCommand {
                 $0.acme = conf.acme ?? ""
                 $0.bufferDays = UInt32(clamping: conf.bufferDays ?? 0)
                 $0.remark = conf.remark ?? ""
+                $0.leafNames = conf.leafNames?.rawValue ?? ""
+                $0.leafValidityDays = UInt32(clamping: conf.leafValidityDays ?? 0)
             }
         }
     }

@@ -5,6 +5,9 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Testing
+import X509
+import NIOSSL
+import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -199,6 +202,38 @@ struct ControlInteropTests {
             #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 2)
         }
         #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+    }
+
+    @Test("an issuer pushed with leaf_names wildcard and leaf_validity_days signs such leaves; an unknown leaf_names is INVALID_ARGUMENT")
+    func issuerLeafOptions() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: StateInteropTests.config(), folder: folder)
+        defer { gateway.stop() }
+        let authority = TestCertificate.authority(commonName: "Pushed CA")
+        func issuer(leafNames: String) -> Certgate_Control_V1_CertificateEntry {
+            .with {
+                $0.name = "pushed-ca"
+                $0.tlsCert = authority.pem
+                $0.tlsKey = authority.key.pkcs8PEM
+                $0.isCa = true
+                $0.domains = ["*.dev.test"]
+                $0.leafNames = leafNames
+                $0.leafValidityDays = 3
+            }
+        }
+        try await Self.withControl(socket: StateInteropTests.socket(folder)) { control in
+            let refused = await Self.code { _ = try await control.updateCertificates(.with { $0.upsert = [issuer(leafNames: "sideways")] }) }
+            #expect(refused == .invalidArgument)
+            _ = try await control.updateCertificates(.with { $0.upsert = [issuer(leafNames: "wildcard")] })
+        }
+        let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [try NIOSSLCertificate(bytes: Array(authority.pem.utf8), format: .pem)])
+        let connection = try await client.connect(port: gateway.port, serverName: "app.dev.test")
+        let served = try Certificate(derEncoded: try #require(connection.servedCertificate).toDERBytes())
+        await connection.close()
+        #expect(try served.extensions.subjectAlternativeNames?.contains(.dnsName("*.dev.test")) == true)
+        let days = served.notValidAfter.timeIntervalSince(served.notValidBefore) / 86_400
+        #expect(days > 2.9 && days < 3.1, "\(days) days")
     }
 
     @Test("a message over the configured limit gets RESOURCE_EXHAUSTED and changes nothing")

@@ -33,7 +33,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
             guard confs[entry.name] == nil else {
                 throw RPCError(code: .invalidArgument, message: "\(entry.name): name: given twice")
             }
-            confs[entry.name] = Self.conf(entry)
+            confs[entry.name] = try Self.conf(entry)
         }
         return try await run(.init(
             change: .replace(confs), expectedGeneration: request.hasExpectedGeneration ? request.expectedGeneration : nil,
@@ -47,7 +47,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
             guard upserts[entry.name] == nil else {
                 throw RPCError(code: .invalidArgument, message: "\(entry.name): name: given twice")
             }
-            upserts[entry.name] = Self.conf(entry)
+            upserts[entry.name] = try Self.conf(entry)
         }
         return try await run(.init(
             change: .batch(upserts: upserts, deletions: request.delete),
@@ -133,8 +133,17 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
         }
     }
 
-    static func conf(_ entry: Certgate_Control_V1_CertificateEntry) -> CertificateConf {
-        CertificateConf(
+    /// The entry as configuration; a `leaf_names` that is neither `exact` nor `wildcard` is
+    /// INVALID_ARGUMENT naming the entry.
+    static func conf(_ entry: Certgate_Control_V1_CertificateEntry) throws(RPCError) -> CertificateConf {
+        var leafNames: LocalAuthority.LeafNames?
+        if !entry.leafNames.isEmpty {
+            guard let parsed = LocalAuthority.LeafNames(rawValue: entry.leafNames) else {
+                throw RPCError(code: .invalidArgument, message: "\(entry.name): leaf_names: must be exact or wildcard, not '\(entry.leafNames)'")
+            }
+            leafNames = parsed
+        }
+        return CertificateConf(
             domains: entry.domains.isEmpty ? nil : DomainList(entry.domains),
             tlsCert: entry.tlsCert.isEmpty ? nil : entry.tlsCert,
             tlsKey: entry.tlsKey.isEmpty ? nil : entry.tlsKey,
@@ -142,7 +151,9 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
             isCA: entry.isCa ? true : nil,
             acme: entry.acme.isEmpty ? nil : entry.acme,
             bufferDays: entry.bufferDays == 0 ? nil : Int(entry.bufferDays),
-            remark: entry.remark.isEmpty ? nil : entry.remark)
+            remark: entry.remark.isEmpty ? nil : entry.remark,
+            leafNames: leafNames,
+            leafValidityDays: entry.leafValidityDays == 0 ? nil : Int(entry.leafValidityDays))
     }
 
     static func entryError(_ error: CertificateEntryError) -> Certgate_Control_V1_EntryError {

@@ -89,6 +89,13 @@ public nonisolated struct Certgate_Control_V1_CertificateEntry: Sendable {
 
   public var remark: String = String()
 
+  /// certgate's own, for issuer (is_ca) entries: "exact" (the default when empty) signs a
+  /// leaf for the requested name, "wildcard" for its parent wildcard.
+  public var leafNames: String = String()
+
+  /// certgate's own, for issuer entries: days a signed leaf is valid; 0 → the default (30).
+  public var leafValidityDays: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -448,7 +455,7 @@ nonisolated extension Certgate_Control_V1_UpdatePolicy: SwiftProtobuf._ProtoName
 
 nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CertificateEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}tls_cert\0\u{3}tls_key\0\u{1}domains\0\u{3}is_default\0\u{3}is_ca\0\u{1}acme\0\u{3}buffer_days\0\u{1}remark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}tls_cert\0\u{3}tls_key\0\u{1}domains\0\u{3}is_default\0\u{3}is_ca\0\u{1}acme\0\u{3}buffer_days\0\u{1}remark\0\u{3}leaf_names\0\u{3}leaf_validity_days\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -465,6 +472,8 @@ nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Messag
       case 7: try { try decoder.decodeSingularStringField(value: &self.acme) }()
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.bufferDays) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.remark) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.leafNames) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.leafValidityDays) }()
       default: break
       }
     }
@@ -498,6 +507,12 @@ nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Messag
     if !self.remark.isEmpty {
       try visitor.visitSingularStringField(value: self.remark, fieldNumber: 9)
     }
+    if !self.leafNames.isEmpty {
+      try visitor.visitSingularStringField(value: self.leafNames, fieldNumber: 10)
+    }
+    if self.leafValidityDays != 0 {
+      try visitor.visitSingularUInt32Field(value: self.leafValidityDays, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -511,6 +526,8 @@ nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Messag
     if lhs.acme != rhs.acme {return false}
     if lhs.bufferDays != rhs.bufferDays {return false}
     if lhs.remark != rhs.remark {return false}
+    if lhs.leafNames != rhs.leafNames {return false}
+    if lhs.leafValidityDays != rhs.leafValidityDays {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
