@@ -18,8 +18,8 @@ struct AdminScriptInteropTests {
         try #require(probe.status == 0, "python3 with grpcio and grpcio-tools is needed (pip install grpcio grpcio-tools): \(probe.output)")
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let socket = folder.url.appendingPathComponent("run/control.sock").path
-        let gateway = try await GatewayProcess(config: StateInteropTests.config(), folder: folder)
+        let socket = ControlInteropTests.socket(folder)
+        let gateway = try await GatewayProcess(config: ControlInteropTests.config(), folder: folder)
         defer { gateway.stop() }
         #expect(try await gateway.waitForLog("control socket listening"))
 

@@ -24,6 +24,16 @@ struct ControlInteropTests {
         }
     }
 
+    /// The standard interop configuration with a control socket at `run/control.sock`
+    /// (then `control:` settings in `extra`).
+    static func config(_ base: String = GatewayInteropTests.config(), extra: String = "") -> String {
+        base + "\ncontrol:\n  socket: run/control.sock\n" + extra
+    }
+
+    static func socket(_ folder: FixtureFolder) -> String {
+        folder.url.appendingPathComponent("run/control.sock").path
+    }
+
     static func entry(_ name: String, _ leaf: TestCertificate) -> Certgate_Control_V1_CertificateEntry {
         .with {
             $0.name = name
@@ -47,8 +57,8 @@ struct ControlInteropTests {
     func controlPlane() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let socket = folder.url.appendingPathComponent("run/control.sock").path
-        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: run/control.sock\n"
+        let socket = Self.socket(folder)
+        let config = Self.config()
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         #expect(try await gateway.waitForLog("control socket listening"))
@@ -129,8 +139,8 @@ struct ControlInteropTests {
     func watchEvents() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let socket = folder.url.appendingPathComponent("control.sock").path
-        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n"
+        let socket = Self.socket(folder)
+        let config = Self.config()
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         #expect(try await gateway.waitForLog("control socket listening"))
@@ -164,8 +174,8 @@ struct ControlInteropTests {
     func applyAndReload() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let socket = folder.url.appendingPathComponent("control.sock").path
-        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n"
+        let socket = Self.socket(folder)
+        let config = Self.config()
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         let exact = GatewayInteropTests.authority.leaf(dnsNames: ["exact.test"])
@@ -208,7 +218,7 @@ struct ControlInteropTests {
     func issuerLeafOptions() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let gateway = try await GatewayProcess(config: StateInteropTests.config(), folder: folder)
+        let gateway = try await GatewayProcess(config: Self.config(), folder: folder)
         defer { gateway.stop() }
         let authority = TestCertificate.authority(commonName: "Pushed CA")
         func issuer(leafNames: String) -> Certgate_Control_V1_CertificateEntry {
@@ -222,7 +232,7 @@ struct ControlInteropTests {
                 $0.leafValidityDays = 3
             }
         }
-        try await Self.withControl(socket: StateInteropTests.socket(folder)) { control in
+        try await Self.withControl(socket: Self.socket(folder)) { control in
             let refused = await Self.code { _ = try await control.updateCertificates(.with { $0.upsert = [issuer(leafNames: "sideways")] }) }
             #expect(refused == .invalidArgument)
             _ = try await control.updateCertificates(.with { $0.upsert = [issuer(leafNames: "wildcard")] })
@@ -240,8 +250,8 @@ struct ControlInteropTests {
     func sizeLimit() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let socket = folder.url.appendingPathComponent("control.sock").path
-        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n  max_message_bytes: 65536\n"
+        let socket = Self.socket(folder)
+        let config = Self.config(extra: "  max_message_bytes: 65536\n")
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         #expect(try await gateway.waitForLog("control socket listening"))
@@ -261,7 +271,7 @@ struct ControlInteropTests {
     func commandLine() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let config = GatewayInteropTests.config() + "\ncontrol:\n  socket: control.sock\n"
+        let config = Self.config()
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         #expect(try await gateway.waitForLog("control socket listening"))

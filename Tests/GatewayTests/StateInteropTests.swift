@@ -21,13 +21,9 @@ struct StateInteropTests {
     typealias Entry = Certgate_Control_V1_CertificateEntry
     static let authority = GatewayInteropTests.authority
 
-    static func config() -> String {
-        GatewayInteropTests.config() + "\ncontrol:\n  socket: run/control.sock\n"
-    }
+    static func config() -> String { ControlInteropTests.config() }
 
-    static func socket(_ folder: FixtureFolder) -> String {
-        folder.url.appendingPathComponent("run/control.sock").path
-    }
+    static func socket(_ folder: FixtureFolder) -> String { ControlInteropTests.socket(folder) }
 
     static func control<T: Sendable>(_ folder: FixtureFolder, _ body: (ControlInteropTests.Control) async throws -> T) async throws -> T {
         try await ControlInteropTests.withControl(socket: socket(folder), body)
@@ -277,9 +273,9 @@ struct StateInteropTests {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
         try folder.write(Self.authority.key.pkcs8PEM, to: "ca.key")
-        let config = GatewayInteropTests.config(extraCertificates: """
+        let config = ControlInteropTests.config(GatewayInteropTests.config(extraCertificates: """
               dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: "*.dev.test" }
-            """) + "\ncontrol:\n  socket: run/control.sock\n"
+            """))
         let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [try NIOSSLCertificate(bytes: Array(Self.authority.pem.utf8), format: .pem)])
         func servedLeaf(port: Int) async throws -> [UInt8] {
             let connection = try await client.connect(port: port, serverName: "app.dev.test")
