@@ -161,6 +161,27 @@ struct StateStoreTests {
         #expect(try reopened.loadIssuedLeaves().isEmpty)
     }
 
+    @Test("a state written by a newer certgate (an unknown schema migration) is refused, not read")
+    func newerSchemaRefused() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let directory = folder.url.appendingPathComponent("state").path
+        let path: String
+        do {
+            let store = try StateStore(directory: directory)
+            try store.commit(try set(["a": Self.authority.leaf(dnsNames: ["a.test"]).conf()]), generation: 0, source: "config")
+            path = store.path
+        }
+        let database = try DatabaseQueue(path: path)
+        try database.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99')") }
+        try database.close()
+        #expect {
+            _ = try StateStore(directory: directory)
+        } throws: { error in
+            "\(error)".contains("written by a newer certgate (schema v99)")
+        }
+    }
+
     @Test("issued leaves: saved ones read back, dropped ones are gone, a re-save replaces")
     func issuedLeaves() throws {
         try withStore { store, _ in

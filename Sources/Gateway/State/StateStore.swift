@@ -65,12 +65,24 @@ public final class StateStore: Sendable {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
+        let database: DatabaseQueue
+        let newer: [String]
         do {
             database = try DatabaseQueue(path: path, configuration: configuration)
-            try Self.migrator.migrate(database)
+            newer = try database.read { db in
+                try Self.migrator.appliedIdentifiers(db).subtracting(Self.migrator.migrations).sorted()
+            }
+            if newer.isEmpty { try Self.migrator.migrate(database) }
         } catch {
             throw StateStoreError(path: path, operation: "open the state", reason: "\(error)")
         }
+        // A state written by a newer certgate is never read (or changed) by an older one.
+        guard newer.isEmpty else {
+            throw StateStoreError(
+                path: path, operation: "open the state",
+                reason: "it was written by a newer certgate (schema \(newer.joined(separator: ", "))); run that version, or move the state folder away")
+        }
+        self.database = database
         for suffix in ["-wal", "-shm"] where fileManager.fileExists(atPath: path + suffix) {
             try Self.restrictMode(path + suffix)
         }
