@@ -218,15 +218,7 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// The bytes the state takes on disk (database, write-ahead log and shared memory).
-    public var sizeOnDisk: Int {
-        ["", "-wal", "-shm"].reduce(0) { total, suffix in
-            let size = (try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? nil
-            return total + (size ?? 0)
-        }
-    }
-
-    /// Folds the write-ahead log into the database file (for measuring its size).
+    /// Folds the write-ahead log into the database file (at a graceful shutdown).
     public func checkpoint() throws(StateStoreError) {
         do {
             try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }

@@ -19,12 +19,10 @@ final class ExclusiveFileLock: Sendable {
         }
     }
 
-    let path: String
     private let descriptor: Int32
 
     /// Takes the lock without waiting; throws ``Failure/held(path:)`` if another process has it.
     init(path: String) throws(Failure) {
-        self.path = path
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
