@@ -19,8 +19,10 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         let now = Date()
         var report: CertificateCheckReport
-        do {
+        do throws(ConfigurationErrors) {
             let configuration = try GatewayConfiguration.load(path: config)
+            let servingProblems = configuration.problemsForServing(file: config)
+            guard servingProblems.isEmpty else { throw ConfigurationErrors(servingProblems) }
             report = CertificateCheckReport.check(configuration, now: now)
             do {
                 report.storedSet = try StateStore.storedSetSummary(inDirectory: configuration.resolvedStateDirectory)

@@ -40,8 +40,9 @@ struct RunCommand: AsyncParsableCommand {
         // One registry behind swift-metrics (counters of the gateway) and the per-entry gauges.
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        if configuration.listeners.isEmpty {
-            logger.error("the configuration has no listeners; nothing to serve", metadata: ["config": "\(config)"])
+        let servingProblems = configuration.problemsForServing(file: config)
+        guard servingProblems.isEmpty else {
+            for problem in servingProblems { logger.error("\(problem)") }
             throw ExitCode(1)
         }
         let state: StateStore

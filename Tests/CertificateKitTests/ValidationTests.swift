@@ -176,11 +176,11 @@ struct ValidationTests {
                        entry: "web", field: "domains", reasonContains: "bad_name.test")
     }
 
-    @Test("a negative buffer_days is named")
-    func negativeBufferDays() {
+    @Test("buffer_days outside 0 to 3650 is named with its range", arguments: [-1, 3_651, Int.max])
+    func bufferDaysOutOfRange(days: Int) {
         var conf = Self.authority.leaf(dnsNames: ["a.test"]).conf()
-        conf.bufferDays = -1
-        expectOneError(["web": conf], entry: "web", field: "buffer_days", reasonContains: "0 or more")
+        conf.bufferDays = days
+        expectOneError(["web": conf], entry: "web", field: "buffer_days", reasonContains: "must be 0 to 3650 days, not \(days)")
     }
 
     @Test("an expired certificate still loads, flagged expired")

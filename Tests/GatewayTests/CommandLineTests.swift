@@ -13,6 +13,8 @@ struct CommandLineTests {
         try folder.write(site.pem, to: "certs/site.pem")
         try folder.write(site.key.sec1PEM!, to: "certs/site.key")
         try folder.write("""
+        listeners:
+          - listen: 127.0.0.1:8443
         certificates:
           site:
             tls_cert: certs/site.pem
@@ -71,6 +73,8 @@ struct CommandLineTests {
         try folder.write(site.pem, to: "certs/site.pem")
         try folder.write(TestKey.make().pkcs8PEM, to: "certs/other.key")
         try folder.write("""
+        listeners:
+          - listen: 127.0.0.1:8443
         certificates:
           mismatched:
             tls_cert: certs/site.pem
@@ -165,7 +169,7 @@ struct CommandLineTests {
         #expect(text.contains("CN = Test Local CA"))
         #expect(text.contains("prime256v1") || text.contains("P-256"))
         // It loads as an issuer entry.
-        try folder.write("certificates:\n  ca: { tls_cert: ca/ca.pem, tls_key: ca/ca.key, is_ca: true, domains: '*.dev.test' }\n", to: "certgate.yaml")
+        try folder.write("listeners:\n  - listen: 127.0.0.1:8443\ncertificates:\n  ca: { tls_cert: ca/ca.pem, tls_key: ca/ca.key, is_ca: true, domains: '*.dev.test' }\n", to: "certgate.yaml")
         let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(check.status == 0, "\(check.stdout)")
         #expect(check.stdout.contains("issuer"))

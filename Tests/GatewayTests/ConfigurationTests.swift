@@ -4,13 +4,12 @@ import Testing
 
 @Suite("Configuration file")
 struct ConfigurationTests {
-    @Test("certificates read with pingap's field names; domains as a string or a list; unknown keys ignored")
+    @Test("certificates read with pingap's field names; domains as a string or a list")
     func pingapFields() throws {
         let yaml = """
         listeners:
           - name: https
             listen: 127.0.0.1:8443
-        future_key: whatever
         state_dir: var/state
         certificates:
           example:

@@ -53,7 +53,7 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         self.leafValidityDays = leafValidityDays
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case domains
         case tlsCert = "tls_cert"
         case tlsKey = "tls_key"
@@ -68,6 +68,16 @@ public struct CertificateConf: Codable, Hashable, Sendable {
     }
 
     public var effectiveBufferDays: Int { bufferDays ?? Self.defaultBufferDays }
+
+    /// The keys an entry may hold in YAML (`tls_cert`, `is_default`, …).
+    public static let fieldNames: [String] = CodingKeys.allCases.map(\.rawValue)
+
+    /// `buffer_days` may be 0 to 3650 (ten years).
+    public static let bufferDaysRange = 0...3_650
+    /// `leaf_validity_days` may be 1 to 397: browsers refuse TLS leaves valid for more
+    /// than 398 days (Apple since 2020-09, Chrome and Mozilla after), and a day is kept
+    /// for clock skew.
+    public static let leafValidityDaysRange = 1...397
 }
 
 /// `domains` as pingap writes it (`"a.test,b.test"`) or as a YAML list.

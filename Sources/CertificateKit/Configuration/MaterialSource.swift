@@ -33,9 +33,16 @@ public enum MaterialSource: Hashable, Sendable {
         case .file(let path):
             let resolved = Self.resolve(path: path, baseDirectory: baseDirectory)
             guard let data = FileManager.default.contents(atPath: resolved) else {
-                let reason = FileManager.default.fileExists(atPath: resolved)
-                    ? "cannot read file \(resolved)"
-                    : "neither PEM, nor base64 of PEM, nor an existing file (\(resolved))"
+                let reason: String
+                if FileManager.default.fileExists(atPath: resolved) {
+                    reason = "cannot read file \(resolved)"
+                } else if Self.mayBeKeyMaterial(path) {
+                    // Never quoted: this is most likely damaged base64 of a key or of its DER.
+                    reason = "neither PEM, nor base64 of PEM, nor an existing file: it reads as base64 that does not decode to PEM "
+                        + "(base64 of DER is not accepted; give the PEM text, base64 of the whole PEM file, or a path)"
+                } else {
+                    reason = "neither PEM, nor base64 of PEM, nor an existing file (\(resolved))"
+                }
                 throw CertificateEntryError(entry: entry, field: field, reason: reason)
             }
             guard let text = String(data: data, encoding: .utf8) else {
@@ -61,6 +68,18 @@ public enum MaterialSource: Hashable, Sendable {
     public var isFile: Bool {
         if case .file = self { return true }
         return false
+    }
+
+    /// Whether a value that names no file could be key material, and so must not be
+    /// quoted in an error: base64 that starts like PEM (`LS0t`) or DER (`M`, a SEQUENCE),
+    /// anything long, or anything spanning lines.
+    public static func mayBeKeyMaterial(_ value: String) -> Bool {
+        if value.count > 255 || value.contains(where: \.isNewline) { return true }
+        let base64Alphabet = value.unicodeScalars.allSatisfy {
+            ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0)
+                || $0 == "+" || $0 == "/" || $0 == "=" || $0 == " "
+        }
+        return base64Alphabet && value.count >= 16 && (value.hasPrefix("M") || value.hasPrefix("LS0t"))
     }
 
     private static func decodeBase64PEM(_ value: String) -> String? {

@@ -69,14 +69,14 @@ enum CertificateEntryValidator {
         } catch {
             errors.append(CertificateEntryError(entry: name, field: keyField, reason: error.reason))
         }
-        if let days = conf.bufferDays, days < 0 {
-            errors.append(error("buffer_days", "must be 0 or more, not \(days)"))
+        if let days = conf.bufferDays, !CertificateConf.bufferDaysRange.contains(days) {
+            errors.append(error("buffer_days", "must be 0 to 3650 days, not \(days)"))
         }
         if conf.isCA != true {
             if conf.leafNames != nil { errors.append(error("leaf_names", "only for an issuer (is_ca) entry")) }
             if conf.leafValidityDays != nil { errors.append(error("leaf_validity_days", "only for an issuer (is_ca) entry")) }
-        } else if let days = conf.leafValidityDays, days < 1 || days > 825 {
-            errors.append(error("leaf_validity_days", "must be 1 to 825 days, not \(days)"))
+        } else if let days = conf.leafValidityDays, !CertificateConf.leafValidityDaysRange.contains(days) {
+            errors.append(error("leaf_validity_days", "must be 1 to 397 days, not \(days) (browsers refuse TLS leaves valid for more than 398 days)"))
         }
         guard let leaf = certificates.first, let privateKey else { return .failure(CertificateSetError(errors)) }
 
@@ -152,7 +152,7 @@ enum CertificateEntryValidator {
             do {
                 material = try factory([leaf] + chain, privateKey)
             } catch {
-                return .failure(CertificateSetError([self.error(name, "tls_cert", "the TLS library refused the certificate or key: \(error)")]))
+                return .failure(CertificateSetError([self.error(name, "tls_cert", "the TLS library (BoringSSL) refused the certificate chain or the private key")]))
             }
         }
         return .success(CertificateEntry(

@@ -57,9 +57,9 @@ public enum NamePatternError: Error, Hashable, Sendable, CustomStringConvertible
         case .empty:
             return "empty name"
         case .invalidName(let text):
-            return "'\(text)' is not a valid DNS name (letters, digits and hyphens; labels of 1-63 octets; 253 in all)"
+            return "\(QuotedValue.quote(text, limit: 253)) is not a valid DNS name (letters, digits and hyphens; labels of 1-63 octets; 253 in all)"
         case .unsupportedWildcard(let text):
-            return "'\(text)': a wildcard must be the whole first label ('*.example.com') or '*' alone"
+            return "\(QuotedValue.quote(text, limit: 253)): a wildcard must be the whole first label ('*.example.com') or '*' alone"
         }
     }
 }

@@ -96,7 +96,8 @@ public enum PEMMaterialParser {
         do {
             return try PEMDocument.parseMultiple(pemString: text)
         } catch {
-            throw Failure("not valid PEM (\(error))")
+            // swift-asn1's error quotes the text, which may be a private key.
+            throw Failure(PEMDamage.describe(text))
         }
     }
 
@@ -110,7 +111,7 @@ public enum PEMMaterialParser {
         if let bits = rsaKeyBitsOfCertificate(der: der), bits < 2048 {
             return "RSA key of \(bits) bits; at least 2048 bits are required"
         }
-        return "\(error)"
+        return LibraryErrorReason.describe(error)
     }
 
     private static func explainKey(_ error: any Error, block: PEMDocument) -> String {
@@ -125,7 +126,7 @@ public enum PEMMaterialParser {
                 return "RSA key of \(bits) bits; at least 2048 bits are required"
             }
         }
-        return "\(error)"
+        return LibraryErrorReason.describe(error)
     }
 
     /// Reads the RSA modulus size from a certificate's SubjectPublicKeyInfo without

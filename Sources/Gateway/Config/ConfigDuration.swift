@@ -1,3 +1,4 @@
+import CertificateKit
 import Foundation
 
 /// A duration as written in the configuration: `500ms`, `30s`, `5m`, `1h`, `7d`.
@@ -10,31 +11,57 @@ public struct ConfigDuration: Hashable, Sendable, Decodable, CustomStringConvert
         self.text = text
     }
 
-    /// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+    /// The longest duration any key takes (10 years); every key also has its own range,
+    /// checked by ``ConfigurationRules``. Longer ones are refused here so that no
+    /// conversion downstream (NIO `TimeAmount` in nanoseconds, `Task.sleep`) can overflow.
+    public static let longest = Duration.seconds(3_650 * 86_400)
+
+    /// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`, up to ``longest``.
     public init?(parsing raw: String) {
+        guard case .success(let parsed) = Self.parse(raw) else { return nil }
+        self = parsed
+    }
+
+    /// Parses `<number><unit>`; the failure is the reason, quoting the text only when it
+    /// is short (see ``ConfigQuote``).
+    public static func parse(_ raw: String) -> Result<ConfigDuration, ConfigValueError> {
         let text = raw.trimmingCharacters(in: .whitespaces)
-        let digits = text.prefix { $0.isNumber }
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
         let unit = text.dropFirst(digits.count)
-        guard let value = Int64(digits), value >= 0 else { return nil }
+        let secondsPerUnit: Int64
         switch unit {
-        case "ms": duration = .milliseconds(value)
-        case "s": duration = .seconds(value)
-        case "m": duration = .seconds(value * 60)
-        case "h": duration = .seconds(value * 3_600)
-        case "d": duration = .seconds(value * 86_400)
-        default: return nil
+        case "ms": secondsPerUnit = 0
+        case "s": secondsPerUnit = 1
+        case "m": secondsPerUnit = 60
+        case "h": secondsPerUnit = 3_600
+        case "d": secondsPerUnit = 86_400
+        default:
+            return .failure(ConfigValueError("\(QuotedValue.quote(raw)) is not a duration (write 500ms, 30s, 5m, 1h or 7d)"))
         }
-        self.text = text
+        let tooLong = ConfigValueError("\(QuotedValue.quote(raw)) is longer than any setting allows (at most 3650d)")
+        guard !digits.isEmpty else {
+            return .failure(ConfigValueError("\(QuotedValue.quote(raw)) is not a duration (write 500ms, 30s, 5m, 1h or 7d)"))
+        }
+        guard let value = Int64(digits) else { return .failure(tooLong) }
+        let duration: Duration
+        if secondsPerUnit == 0 {
+            duration = .milliseconds(value)
+        } else {
+            let (seconds, overflow) = value.multipliedReportingOverflow(by: secondsPerUnit)
+            guard !overflow else { return .failure(tooLong) }
+            duration = .seconds(seconds)
+        }
+        guard duration <= longest else { return .failure(tooLong) }
+        return .success(ConfigDuration(duration, text: text))
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let raw = try container.decode(String.self)
-        guard let parsed = ConfigDuration(parsing: raw) else {
-            throw DecodingError.dataCorruptedError(
-                in: container, debugDescription: "'\(raw)' is not a duration (write 500ms, 30s, 5m, 1h or 7d)")
+        switch Self.parse(raw) {
+        case .success(let parsed): self = parsed
+        case .failure(let failure): throw DecodingError.dataCorruptedError(in: container, debugDescription: failure.reason)
         }
-        self = parsed
     }
 
     public var description: String { text }
@@ -70,10 +97,17 @@ public struct HostAndPort: Hashable, Sendable, Decodable, CustomStringConvertibl
         let raw = try container.decode(String.self)
         guard let parsed = HostAndPort(parsing: raw) else {
             throw DecodingError.dataCorruptedError(
-                in: container, debugDescription: "'\(raw)' is not host:port (IPv6 as [::1]:8443)")
+                in: container, debugDescription: "\(QuotedValue.quote(raw)) is not host:port with a port of 0 to 65535 (IPv6 as [::1]:8443)")
         }
         self = parsed
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Why one configuration value cannot be used.
+public struct ConfigValueError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
 }

@@ -1,6 +1,6 @@
 /// A configuration file that cannot be used, with the key and (where known) the line
 /// and column at fault.
-public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
     public let file: String
     /// Dotted path of the key, e.g. `certificates.example.is_default`; empty for the whole file.
     public let key: String

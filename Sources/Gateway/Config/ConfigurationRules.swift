@@ -28,9 +28,7 @@ enum ConfigurationRules {
             for (offset, protocolName) in listener.alpn.enumerated() where protocolName.isEmpty || protocolName.utf8.count > 255 {
                 problems.append(Problem(path: path + ["alpn", "\(offset)"], reason: "an ALPN protocol name is 1 to 255 bytes"))
             }
-            if listener.handshakeTimeout.duration <= .zero {
-                problems.append(Problem(path: path + ["handshake_timeout"], reason: "must be more than zero"))
-            }
+            check(listener.handshakeTimeout, in: Ranges.handshakeTimeout, path + ["handshake_timeout"], &problems)
         }
 
         var claimedBy: [String: Int] = [:]
@@ -57,23 +55,73 @@ enum ConfigurationRules {
             switch route.action {
             case .respond(let response) where !(100...599).contains(response.status):
                 problems.append(Problem(path: path + ["respond", "status"], reason: "\(response.status) is not an HTTP status (100-599)"))
-            case .upstream(_, _, let timeout) where timeout.duration <= .zero:
-                problems.append(Problem(path: path + ["connect_timeout"], reason: "must be more than zero"))
-            default:
+            case .upstream(let address, _, let timeout):
+                if address.port == 0 {
+                    problems.append(Problem(path: path + ["upstream"], reason: "the port must be 1 to 65535, not 0"))
+                }
+                check(timeout, in: Ranges.connectTimeout, path + ["connect_timeout"], &problems)
+            case .respond:
                 break
             }
         }
         let issuing = configuration.issuing
-        if issuing.cacheSize < 1 { problems.append(Problem(path: ["issuing", "cache_size"], reason: "must be at least 1")) }
-        if issuing.maxConcurrent < 1 { problems.append(Problem(path: ["issuing", "max_concurrent"], reason: "must be at least 1")) }
-        if issuing.ratePerSecond < 0 { problems.append(Problem(path: ["issuing", "rate_per_second"], reason: "must not be negative")) }
-        if issuing.burst < 1 { problems.append(Problem(path: ["issuing", "burst"], reason: "must be at least 1")) }
-        if configuration.validity.interval.duration < .seconds(1) {
-            problems.append(Problem(path: ["validity", "interval"], reason: "must be at least 1s"))
+        check(issuing.cacheSize, in: Ranges.cacheSize, ["issuing", "cache_size"], &problems)
+        check(issuing.maxConcurrent, in: Ranges.maxConcurrent, ["issuing", "max_concurrent"], &problems)
+        if !(issuing.ratePerSecond.isFinite && Ranges.ratePerSecond.contains(issuing.ratePerSecond)) {
+            problems.append(Problem(path: ["issuing", "rate_per_second"], reason: "must be 0 to 1000000, not \(issuing.ratePerSecond)"))
         }
-        if configuration.shutdownTimeout.duration < .zero {
-            problems.append(Problem(path: ["shutdown_timeout"], reason: "must not be negative"))
+        check(issuing.burst, in: Ranges.burst, ["issuing", "burst"], &problems)
+        check(issuing.idleTimeout, in: Ranges.idleTimeout, ["issuing", "idle_timeout"], &problems)
+        check(configuration.validity.interval, in: Ranges.validityInterval, ["validity", "interval"], &problems)
+        for (index, notifier) in configuration.validity.notify.enumerated() {
+            let timeout: ConfigDuration
+            switch notifier {
+            case .webhook(_, let value, _), .command(_, let value): timeout = value
+            }
+            check(timeout, in: Ranges.notifyTimeout, ["validity", "notify", "\(index)", "timeout"], &problems)
+        }
+        check(configuration.shutdownTimeout, in: Ranges.shutdownTimeout, ["shutdown_timeout"], &problems)
+        if let control = configuration.control {
+            check(control.maxMessageBytes, in: Ranges.maxMessageBytes, ["control", "max_message_bytes"], &problems)
         }
         return problems
+    }
+
+    /// The range of every number in the file (README's configuration reference states them).
+    /// Each is well inside what its consumer can hold: durations are at most 365 days
+    /// before NIO turns them into nanoseconds (`Int64`), counts fit the cache's `Int`s.
+    enum Ranges {
+        static let handshakeTimeout = Duration.milliseconds(10)...Duration.seconds(600)
+        static let connectTimeout = Duration.milliseconds(10)...Duration.seconds(600)
+        static let notifyTimeout = Duration.milliseconds(10)...Duration.seconds(600)
+        static let shutdownTimeout = Duration.zero...Duration.seconds(3_600)
+        static let validityInterval = Duration.seconds(1)...Duration.seconds(30 * 86_400)
+        static let idleTimeout = Duration.seconds(1)...Duration.seconds(365 * 86_400)
+        static let cacheSize = 1...10_000_000
+        static let maxConcurrent = 1...1_024
+        static let ratePerSecond = 0.0...1_000_000.0
+        static let burst = 1...1_000_000
+        static let maxMessageBytes = 1_024...(1 << 30)
+    }
+
+    private static func check(_ value: ConfigDuration, in range: ClosedRange<Duration>, _ path: [String], _ problems: inout [Problem]) {
+        guard !range.contains(value.duration) else { return }
+        problems.append(Problem(path: path, reason: "must be \(text(range.lowerBound)) to \(text(range.upperBound)), not \(value)"))
+    }
+
+    private static func check(_ value: Int, in range: ClosedRange<Int>, _ path: [String], _ problems: inout [Problem]) {
+        guard !range.contains(value) else { return }
+        problems.append(Problem(path: path, reason: "must be \(range.lowerBound) to \(range.upperBound), not \(value)"))
+    }
+
+    /// A bound as the file would write it: `10ms`, `1s`, `10m`, `1h`, `30d`.
+    static func text(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        if seconds == 0 && attoseconds > 0 { return "\(attoseconds / 1_000_000_000_000_000)ms" }
+        if seconds == 0 { return "0s" }
+        if seconds % 86_400 == 0 { return "\(seconds / 86_400)d" }
+        if seconds % 3_600 == 0 { return "\(seconds / 3_600)h" }
+        if seconds % 60 == 0 { return "\(seconds / 60)m" }
+        return "\(seconds)s"
     }
 }

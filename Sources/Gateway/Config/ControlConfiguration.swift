@@ -1,3 +1,5 @@
+import CertificateKit
+
 /// `control:` — the gRPC control socket.
 public struct ControlConfiguration: Sendable, Decodable, Equatable {
     /// The Unix socket path, relative to the config file's folder.
@@ -7,7 +9,7 @@ public struct ControlConfiguration: Sendable, Decodable, Equatable {
     /// Largest request accepted; larger gets RESOURCE_EXHAUSTED (default 64 MiB).
     public var maxMessageBytes: Int
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case socket, mode
         case maxMessageBytes = "max_message_bytes"
     }
@@ -23,7 +25,7 @@ public struct ControlConfiguration: Sendable, Decodable, Equatable {
         socket = try container.decode(String.self, forKey: .socket)
         let modeText = try container.decodeIfPresent(String.self, forKey: .mode) ?? "0600"
         guard let mode = Int(modeText, radix: 8), (0...0o777).contains(mode) else {
-            throw DecodingError.dataCorruptedError(forKey: .mode, in: container, debugDescription: "'\(modeText)' is not an octal file mode like \"0600\"")
+            throw DecodingError.dataCorruptedError(forKey: .mode, in: container, debugDescription: "\(QuotedValue.quote(modeText)) is not an octal file mode like \"0600\"")
         }
         self.mode = mode
         maxMessageBytes = try container.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? 64 << 20

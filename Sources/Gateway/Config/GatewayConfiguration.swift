@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import Yams
 
-/// The parsed `config/certgate.yaml`. Keys this version does not know are ignored.
+/// The parsed `config/certgate.yaml`. A key this version does not know is an error.
 public struct GatewayConfiguration: Sendable {
     public var listeners: [ListenerConfiguration]
     public var routes: [RouteConfiguration]
@@ -66,6 +66,10 @@ public struct GatewayConfiguration: Sendable {
     }
 
     /// Decodes and checks configuration text; `file` names it in errors.
+    ///
+    /// Time is linear in the text's size: the `certificates:` mapping is walked once, pair
+    /// by pair (Yams' keyed lookup is a linear search per key, which made 10,000 entries
+    /// take seconds). Unknown keys anywhere are errors with the closest known key.
     public static func parse(yaml: String, file: String, baseDirectory: String) throws(ConfigurationErrors) -> GatewayConfiguration {
         let root: Node
         do {
@@ -76,25 +80,30 @@ public struct GatewayConfiguration: Sendable {
         } catch let error as YamlError {
             throw ConfigurationErrors(YAMLErrorLocation.configurationError(error, file: file))
         } catch {
-            throw ConfigurationErrors(ConfigurationError(file: file, key: "", reason: "\(error)"))
+            throw ConfigurationErrors(ConfigurationError(file: file, key: "", reason: "invalid YAML"))
         }
         guard root.mapping != nil else {
             throw ConfigurationErrors(ConfigurationError(
                 file: file, key: "", line: root.mark?.line, column: root.mark?.column,
                 reason: "the top level must be a mapping of keys (listeners, routes, certificates, ...)"))
         }
+        let unknown = schema.unknownKeys(in: root, file: file)
         let document: Document
+        let certificates: [String: CertificateConf]
         do {
             document = try YAMLDecoder().decode(Document.self, from: root)
+            certificates = try decodeCertificates(root["certificates"], root: root, file: file)
         } catch let error as DecodingError {
-            throw ConfigurationErrors(YAMLErrorLocation.configurationError(error, root: root, file: file))
+            throw ConfigurationErrors(unknown + [YAMLErrorLocation.configurationError(error, root: root, file: file)])
+        } catch let error as ConfigurationError {
+            throw ConfigurationErrors(unknown + [error])
         } catch {
-            throw ConfigurationErrors(ConfigurationError(file: file, key: "", reason: "\(error)"))
+            throw ConfigurationErrors(unknown + [ConfigurationError(file: file, key: "", reason: "the configuration cannot be decoded")])
         }
         let configuration = GatewayConfiguration(
             listeners: document.listeners ?? [],
             routes: document.routes ?? [],
-            certificates: document.certificates ?? [:],
+            certificates: certificates,
             stateDirectory: document.stateDirectory ?? "state",
             logLevel: document.logLevel?.level ?? .info,
             shutdownTimeout: document.shutdownTimeout ?? defaultShutdownTimeout,
@@ -103,16 +112,80 @@ public struct GatewayConfiguration: Sendable {
             validity: document.validity ?? ValidityConfiguration(),
             control: document.control,
             baseDirectory: baseDirectory)
-        let problems = ConfigurationRules.problems(in: configuration)
-        guard problems.isEmpty else {
-            throw ConfigurationErrors(problems.map { problem in
-                let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
-                return ConfigurationError(
-                    file: file, key: problem.path.joined(separator: "."), line: mark?.line, column: mark?.column,
-                    reason: problem.reason)
-            })
+        let problems = unknown + ConfigurationRules.problems(in: configuration).map { problem in
+            let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
+            return ConfigurationError(
+                file: file, key: problem.path.joined(separator: "."), line: mark?.line, column: mark?.column,
+                reason: problem.reason)
         }
+        guard problems.isEmpty else { throw ConfigurationErrors(problems) }
         return configuration
+    }
+
+    /// What `certgate run` needs beyond a file that decodes — at least one listener, a
+    /// control socket path a Unix socket can bind — so that `certgate check` refuses
+    /// exactly what `run` refuses. (A file read only for its `certificates:`, as by
+    /// `ctl apply`, needs none of this.)
+    public func problemsForServing(file: String) -> [ConfigurationError] {
+        var problems: [ConfigurationError] = []
+        if listeners.isEmpty {
+            problems.append(ConfigurationError(
+                file: file, key: "listeners",
+                reason: "no listeners: certgate run has nothing to serve (add one, e.g. '- listen: 127.0.0.1:8443')"))
+        }
+        if let control {
+            let path = MaterialSource.resolve(path: control.socket, baseDirectory: baseDirectory)
+            if path.utf8.count > Self.longestSocketPath {
+                problems.append(ConfigurationError(
+                    file: file, key: "control.socket",
+                    reason: "the socket path is \(path.utf8.count) bytes once resolved; a Unix socket path is at most \(Self.longestSocketPath)"))
+            }
+        }
+        return problems
+    }
+
+    /// `sun_path` holds 108 bytes on Linux, the terminating NUL included.
+    static let longestSocketPath = 107
+
+    /// The keys the file may hold, from each section's coding keys.
+    static let schema: ConfigurationSchema = .section(Document.CodingKeys.self, nested: [
+        "listeners": .list(.section(ListenerConfiguration.CodingKeys.self)),
+        "routes": .list(.section(RouteConfiguration.CodingKeys.self, nested: [
+            "respond": .section(RouteConfiguration.Response.CodingKeys.self, nested: ["headers": .named(.value)]),
+        ])),
+        "certificates": .named(.section(names: CertificateConf.fieldNames)),
+        "issuing": .section(IssuingConfiguration.CodingKeys.self),
+        "metrics": .section(MetricsConfiguration.CodingKeys.self),
+        "validity": .section(ValidityConfiguration.CodingKeys.self, nested: [
+            "notify": .list(.section(NotifierConfiguration.CodingKeys.self)),
+        ]),
+        "control": .section(ControlConfiguration.CodingKeys.self),
+    ])
+
+    /// `certificates:` decoded entry by entry in one pass over its pairs.
+    private static func decodeCertificates(_ node: Node?, root: Node, file: String) throws -> [String: CertificateConf] {
+        guard let node, node.null == nil else { return [:] }
+        guard let mapping = node.mapping else {
+            throw ConfigurationError(
+                file: file, key: "certificates", line: node.mark?.line, column: node.mark?.column,
+                reason: "expected a mapping of entry names to entries")
+        }
+        var certificates: [String: CertificateConf] = [:]
+        certificates.reserveCapacity(mapping.count)
+        let decoder = YAMLDecoder()
+        for (key, value) in mapping {
+            guard let name = key.string, !name.isEmpty else {
+                throw ConfigurationError(
+                    file: file, key: "certificates", line: key.mark?.line, column: key.mark?.column,
+                    reason: "an entry name must be a non-empty string")
+            }
+            do {
+                certificates[name] = try decoder.decode(CertificateConf.self, from: value)
+            } catch let error as DecodingError {
+                throw YAMLErrorLocation.configurationError(error, root: root, file: file, under: ["certificates", name])
+            }
+        }
+        return certificates
     }
 
     /// The build context for this file's certificates.
@@ -123,7 +196,6 @@ public struct GatewayConfiguration: Sendable {
     private struct Document: Decodable {
         var listeners: [ListenerConfiguration]?
         var routes: [RouteConfiguration]?
-        var certificates: [String: CertificateConf]?
         var stateDirectory: String?
         var logLevel: ConfigLogLevel?
         var shutdownTimeout: ConfigDuration?
@@ -132,11 +204,25 @@ public struct GatewayConfiguration: Sendable {
         var validity: ValidityConfiguration?
         var control: ControlConfiguration?
 
-        enum CodingKeys: String, CodingKey {
+        /// Every top-level key; `certificates` is decoded apart (see `decodeCertificates`).
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case listeners, routes, certificates, issuing, metrics, validity, control
             case stateDirectory = "state_dir"
             case logLevel = "log_level"
             case shutdownTimeout = "shutdown_timeout"
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            listeners = try container.decodeIfPresent([ListenerConfiguration].self, forKey: .listeners)
+            routes = try container.decodeIfPresent([RouteConfiguration].self, forKey: .routes)
+            stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
+            logLevel = try container.decodeIfPresent(ConfigLogLevel.self, forKey: .logLevel)
+            shutdownTimeout = try container.decodeIfPresent(ConfigDuration.self, forKey: .shutdownTimeout)
+            issuing = try container.decodeIfPresent(IssuingConfiguration.self, forKey: .issuing)
+            metrics = try container.decodeIfPresent(MetricsConfiguration.self, forKey: .metrics)
+            validity = try container.decodeIfPresent(ValidityConfiguration.self, forKey: .validity)
+            control = try container.decodeIfPresent(ControlConfiguration.self, forKey: .control)
         }
     }
 }
@@ -150,7 +236,7 @@ struct ConfigLogLevel: Decodable {
         let raw = try container.decode(String.self)
         guard let level = Logger.Level(rawValue: raw.lowercased()) else {
             throw DecodingError.dataCorruptedError(
-                in: container, debugDescription: "'\(raw)' is not a log level (trace, debug, info, notice, warning, error, critical)")
+                in: container, debugDescription: "\(QuotedValue.quote(raw)) is not a log level (trace, debug, info, notice, warning, error, critical)")
         }
         self.level = level
     }

@@ -22,7 +22,7 @@ public struct IssuingConfiguration: Sendable, Decodable, Equatable {
         idleTimeout = ConfigDuration(.seconds(Int64(defaults.idleTimeout)), text: "24h")
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case cacheSize = "cache_size"
         case maxConcurrent = "max_concurrent"
         case ratePerSecond = "rate_per_second"

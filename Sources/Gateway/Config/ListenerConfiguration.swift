@@ -41,7 +41,7 @@ public struct ListenerConfiguration: Hashable, Sendable, Decodable {
         self.handshakeTimeout = handshakeTimeout
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name, listen, alpn
         case minTLSVersion = "min_tls_version"
         case maxTLSVersion = "max_tls_version"

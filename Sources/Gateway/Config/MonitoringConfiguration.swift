@@ -1,6 +1,8 @@
 /// `metrics:` — where the Prometheus endpoint listens (path `/metrics`); absent → none.
 public struct MetricsConfiguration: Sendable, Decodable, Equatable {
     public var listen: HostAndPort
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case listen }
 }
 
 /// `validity:` — how often the validity monitor looks at every entry.
@@ -16,7 +18,7 @@ public struct ValidityConfiguration: Sendable, Decodable, Equatable {
         self.notify = notify
     }
 
-    enum CodingKeys: String, CodingKey { case interval, notify }
+    enum CodingKeys: String, CodingKey, CaseIterable { case interval, notify }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

@@ -18,7 +18,7 @@ public struct RouteConfiguration: Hashable, Sendable, Decodable {
             self.body = body
         }
 
-        enum CodingKeys: String, CodingKey { case status, headers, body }
+        enum CodingKeys: String, CodingKey, CaseIterable { case status, headers, body }
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -44,7 +44,7 @@ public struct RouteConfiguration: Hashable, Sendable, Decodable {
         self.action = action
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case serverNames = "server_names"
         case upstream, respond
         case proxyProtocol = "proxy_protocol"

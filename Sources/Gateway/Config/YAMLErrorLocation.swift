@@ -9,12 +9,20 @@ enum YAMLErrorLocation {
         case .duplicatedKeysInMapping(let duplicates, let context):
             return ConfigurationError(file: file, key: duplicates.joined(separator: ", "), line: context.mark.line,
                                       column: context.mark.column, reason: "duplicate key")
+        case .reader(let problem, let offset, _, _):
+            // The reader's problem is libyaml's own words (no input quoted); the rest of
+            // Yams' description quotes the text, which may hold a key.
+            return ConfigurationError(file: file, key: "", reason: "invalid YAML: \(problem)" + (offset.map { " (at byte \($0))" } ?? ""))
+        case .dataCouldNotBeDecoded:
+            return ConfigurationError(file: file, key: "", reason: "not UTF-8 text")
         default:
-            return ConfigurationError(file: file, key: "", reason: "invalid YAML: \(error)")
+            return ConfigurationError(file: file, key: "", reason: "invalid YAML")
         }
     }
 
-    static func configurationError(_ error: DecodingError, root: Node, file: String) -> ConfigurationError {
+    /// `under` is the path of the node the failed decode started at (an entry decoded on
+    /// its own), prefixed to the error's own coding path.
+    static func configurationError(_ error: DecodingError, root: Node, file: String, under: [String] = []) -> ConfigurationError {
         let path: [any CodingKey]
         let reason: String
         switch error {
@@ -32,10 +40,11 @@ enum YAMLErrorLocation {
             reason = context.debugDescription
         @unknown default:
             path = []
-            reason = "\(error)"
+            reason = "cannot be decoded"
         }
-        let key = path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-        let mark = locate(path.map { $0.intValue.map(String.init) ?? $0.stringValue }, in: root)?.mark
+        let components = under + path.map { $0.intValue.map(String.init) ?? $0.stringValue }
+        let key = components.joined(separator: ".")
+        let mark = locate(components, in: root)?.mark
         return ConfigurationError(file: file, key: key, line: mark?.line, column: mark?.column, reason: reason)
     }
 
