@@ -27,7 +27,10 @@ struct AuthorityCommand: ParsableCommand {
         var days: Int = 3_650
 
         func run() throws {
-            guard days > 0 else { throw ValidationError("--days must be more than 0") }
+            guard (1...9_125).contains(days) else { throw ValidationError("--days must be 1 to 9125 (25 years), not \(days)") }
+            guard CommonNameLimit.fits(name) else {
+                throw ValidationError("--name must be 1 to \(CommonNameLimit.maximumLength) characters (RFC 5280's bound on a commonName), not \(name.count)")
+            }
             let certificateFile = (out as NSString).appendingPathComponent("ca.pem")
             let keyFile = (out as NSString).appendingPathComponent("ca.key")
             for file in [certificateFile, keyFile] where FileManager.default.fileExists(atPath: file) {

@@ -182,6 +182,10 @@ struct ControlCommand: AsyncParsableCommand {
             Swift.print("  \(label): \(names.joined(separator: ", "))")
         }
         for error in result.errors { Swift.print("kept previous version: \(error.entry): \(error.field): \(error.reason)") }
+        for warning in result.warnings {
+            let place = [warning.entry, warning.field].filter { !$0.isEmpty }.joined(separator: ": ")
+            Swift.print("warning: \(place.isEmpty ? "" : place + ": ")\(warning.reason)")
+        }
     }
 
     struct Apply: AsyncParsableCommand {

@@ -37,9 +37,9 @@ public enum MaterialSource: Hashable, Sendable {
                 if FileManager.default.fileExists(atPath: resolved) {
                     reason = "cannot read file \(resolved)"
                 } else if Self.mayBeKeyMaterial(path) {
-                    // Never quoted: this is most likely damaged base64 of a key or of its DER.
-                    reason = "neither PEM, nor base64 of PEM, nor an existing file: it reads as base64 that does not decode to PEM "
-                        + "(base64 of DER is not accepted; give the PEM text, base64 of the whole PEM file, or a path)"
+                    // Never quoted: it may well be damaged base64 of a key, or of its DER.
+                    reason = "neither PEM, nor base64 of PEM, nor an existing file (the value, \(path.count) characters, is not shown: "
+                        + "it may be key material; base64 of DER is not accepted — give the PEM text, base64 of the whole PEM file, or a path)"
                 } else {
                     reason = "neither PEM, nor base64 of PEM, nor an existing file (\(resolved))"
                 }
@@ -71,15 +71,18 @@ public enum MaterialSource: Hashable, Sendable {
     }
 
     /// Whether a value that names no file could be key material, and so must not be
-    /// quoted in an error: base64 that starts like PEM (`LS0t`) or DER (`M`, a SEQUENCE),
-    /// anything long, or anything spanning lines.
+    /// quoted in an error: anything spanning lines or longer than a file name, and any
+    /// run of 16 or more base64 (or hex) characters — a torn base64 key, base64 of DER,
+    /// hex — unless it starts like an absolute or home path. A path with a `.`, `-` or `_`
+    /// in it is not base64 and is quoted.
     public static func mayBeKeyMaterial(_ value: String) -> Bool {
         if value.count > 255 || value.contains(where: \.isNewline) { return true }
+        if value.hasPrefix("/") || value.hasPrefix("~/") { return false }
         let base64Alphabet = value.unicodeScalars.allSatisfy {
             ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0)
                 || $0 == "+" || $0 == "/" || $0 == "=" || $0 == " "
         }
-        return base64Alphabet && value.count >= 16 && (value.hasPrefix("M") || value.hasPrefix("LS0t"))
+        return base64Alphabet && value.count >= 16
     }
 
     private static func decodeBase64PEM(_ value: String) -> String? {

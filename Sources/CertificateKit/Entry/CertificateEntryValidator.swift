@@ -80,20 +80,16 @@ enum CertificateEntryValidator {
         }
         guard let leaf = certificates.first, let privateKey else { return .failure(CertificateSetError(errors)) }
 
-        if leaf.certificate.publicKey != privateKey.key.publicKey {
-            errors.append(error(keyField, "the private key does not match the certificate (\(leaf.certificate.subject.commonName.map { "CN=\($0)" } ?? "\(leaf.certificate.subject)"))"))
+        let hygiene = ChainHygiene(certificates, key: privateKey.key.publicKey)
+        if hygiene.keyMismatch {
+            errors.append(error(keyField, "the private key does not match the certificate (\(ChainHygiene.describe(leaf.certificate)))"))
         }
-        for index in certificates.indices.dropLast() {
-            let child = certificates[index].certificate
-            let parent = certificates[index + 1].certificate
-            if !parent.publicKey.isValidSignature(child.signature, for: child) {
-                errors.append(error("tls_cert", "certificate \(index + 2) (\(describe(parent))) did not sign certificate \(index + 1) (\(describe(child))); the chain must go leaf first, then each issuer"))
-            }
-        }
+        errors += hygiene.errors.map { error("tls_cert", $0) }
+        warnings += hygiene.warnings
 
         let isCA = conf.isCA ?? false
         if isCA && !leaf.certificate.isCertificateAuthority {
-            errors.append(error("is_ca", "the certificate (\(describe(leaf.certificate))) is not a CA allowed to sign certificates (needs basicConstraints CA:TRUE and, if key usage is present, keyCertSign)"))
+            errors.append(error("is_ca", "the certificate (\(ChainHygiene.describe(leaf.certificate))) is not a CA allowed to sign certificates (needs basicConstraints CA:TRUE and, if key usage is present, keyCertSign)"))
         }
 
         var patterns: [NamePattern] = []
@@ -132,7 +128,7 @@ enum CertificateEntryValidator {
         }
         guard errors.isEmpty else { return .failure(CertificateSetError(errors)) }
 
-        var chain = Array(certificates.dropFirst())
+        var chain = Array(hygiene.served.dropFirst())
         var chainWasCompleted = false
         if chain.isEmpty && !leaf.certificate.isSelfSigned {
             chain = context.chainCompletion.chain(for: leaf.certificate, at: context.now)
@@ -164,10 +160,6 @@ enum CertificateEntryValidator {
 
     private static func error(_ entry: String, _ field: String, _ reason: String) -> CertificateEntryError {
         CertificateEntryError(entry: entry, field: field, reason: reason)
-    }
-
-    private static func describe(_ certificate: Certificate) -> String {
-        certificate.subject.commonName.map { "CN=\($0)" } ?? "\(certificate.subject)"
     }
 
     private static func isCovered(_ pattern: NamePattern, byDNS sans: [NamePattern], ips: Set<IPAddress>) -> Bool {

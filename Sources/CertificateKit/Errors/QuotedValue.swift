@@ -6,9 +6,17 @@ public enum QuotedValue {
     /// `'value'`, or `a value of N characters (not shown)` when it is longer than `limit`
     /// characters, spans lines, or looks like base64 of PEM or DER.
     public static func quote(_ raw: String, limit: Int = 64) -> String {
-        if raw.count > limit || MaterialSource.mayBeKeyMaterial(raw) || raw.contains(where: { $0.isNewline }) {
+        if raw.count > limit || (MaterialSource.mayBeKeyMaterial(raw) && !isNumberWithUnit(raw)) {
             return "a value of \(raw.count) characters (not shown)"
         }
         return "'\(raw)'"
+    }
+
+    /// `106751991167301d`, `30s`: digits and a unit of at most two letters — a number as
+    /// the file writes one, not a piece of a key.
+    private static func isNumberWithUnit(_ raw: String) -> Bool {
+        let digits = raw.prefix { $0.isASCII && $0.isNumber }
+        let unit = raw.dropFirst(digits.count)
+        return !digits.isEmpty && unit.count <= 2 && unit.allSatisfy { $0.isASCII && $0.isLetter }
     }
 }

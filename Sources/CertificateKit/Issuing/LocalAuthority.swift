@@ -55,7 +55,8 @@ public struct LocalAuthority: Sendable {
     }
 
     /// Signs an ECDSA P-256 leaf for `subject`: SAN = the name (or its parent wildcard),
-    /// serverAuth, digitalSignature, SKI/AKI, a random serial, notBefore five minutes back,
+    /// CN = the same when it fits RFC 5280's 64 characters (else an empty subject and a
+    /// critical SAN, see ``CommonNameLimit``), serverAuth, digitalSignature, SKI/AKI, a random serial, notBefore five minutes back,
     /// notAfter capped by the CA's own.
     public func sign(_ subject: Subject, now: Date) throws -> IssuedLeaf {
         let authority = entry.leaf.certificate
@@ -90,8 +91,13 @@ public struct LocalAuthority: Sendable {
             try ExtendedKeyUsage([.serverAuth])
             SubjectKeyIdentifier(hash: publicKey)
             AuthorityKeyIdentifier(keyIdentifier: authorityKeyIdentifier)
-            SubjectAlternativeNames([san])
+            if CommonNameLimit.fits(commonName) {
+                SubjectAlternativeNames([san])
+            } else {
+                Critical(SubjectAlternativeNames([san]))
+            }
         }
+        let subjectName = CommonNameLimit.fits(commonName) ? try DistinguishedName { CommonName(commonName) } : DistinguishedName()
         let certificate = try Certificate(
             version: .v3,
             serialNumber: Certificate.SerialNumber(),
@@ -99,7 +105,7 @@ public struct LocalAuthority: Sendable {
             notValidBefore: notBefore,
             notValidAfter: notAfter,
             issuer: authority.subject,
-            subject: try DistinguishedName { CommonName(commonName) },
+            subject: subjectName,
             signatureAlgorithm: Self.signatureAlgorithm(for: caKey),
             extensions: extensions,
             issuerPrivateKey: caKey)

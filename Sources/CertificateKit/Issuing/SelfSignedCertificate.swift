@@ -10,7 +10,8 @@ public struct SelfSignedCertificate: Sendable {
     public let privateKeyPEM: String
 
     /// - Parameters:
-    ///   - names: DNS names and IP addresses (the first is also the common name).
+    ///   - names: DNS names and IP addresses (the first is also the common name when it
+    ///     fits RFC 5280's 64 characters; else the common name is `certgate`).
     ///   - validity: how long from `now` (minus five minutes for clock skew).
     public init(names: [String], validity: TimeInterval = 365 * 86_400, now: Date = Date()) throws {
         let key = P256.Signing.PrivateKey()
@@ -23,7 +24,7 @@ public struct SelfSignedCertificate: Sendable {
                 sans.append(.dnsName(name))
             }
         }
-        let commonName = names.first ?? "certgate"
+        let commonName = names.first.flatMap { CommonNameLimit.fits($0) ? $0 : nil } ?? "certgate"
         let subject = try DistinguishedName {
             CommonName(commonName)
             OrganizationName("certgate self-signed")

@@ -92,6 +92,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                 $0.added = outcome.added
                 $0.changed = outcome.changed
                 $0.removed = outcome.removed
+                $0.warnings = outcome.warnings.map(Self.entryError)
             }
         case .rejected(let reasons):
             throw RPCError(code: .invalidArgument, message: reasons.joined(separator: "\n"))
@@ -120,6 +121,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                 $0.removed = outcome.removed
                 $0.dryRun = outcome.dryRun
                 $0.errors = outcome.errors.map(Self.entryError)
+                $0.warnings = outcome.warnings.map(Self.entryError)
             }
         } catch {
             switch error {

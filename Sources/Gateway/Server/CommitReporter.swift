@@ -41,8 +41,9 @@ final class CommitReporter: Sendable {
         notifier.withLock { $0 = ValidityNotifier(notifiers: notifiers, client: httpClient, logger: logger) }
     }
 
-    /// After a commit: facts, event, metrics, validity.
-    func committed(_ snapshot: CertificateSnapshot, change: CertificateSetChange, source: GatewayMetrics.UpdateSource) {
+    /// After a commit: facts, event, metrics, validity, and the update's warnings logged
+    /// (see ``UpdateWarnings``).
+    func committed(_ snapshot: CertificateSnapshot, change: CertificateSetChange, warnings: [CertificateEntryError], source: GatewayMetrics.UpdateSource) {
         let now = Date()
         lastUpdate.withLock { $0 = (now, source) }
         events.publish(.with { event in
@@ -58,8 +59,10 @@ final class CommitReporter: Sendable {
         metrics.recordUpdate(source: source, applied: true)
         metrics.recordSet(generation: snapshot.generation, count: change.set.count)
         let touched = (change.added + change.changed).compactMap { change.set.entries[$0] }
-        for entry in touched {
-            for warning in entry.warnings { logger.warning("\(warning)", metadata: ["entry": "\(entry.name)"]) }
+        for warning in warnings {
+            var metadata: Logger.Metadata = ["entry": "\(warning.entry)", "source": "\(source.rawValue)"]
+            if !warning.field.isEmpty { metadata["field"] = "\(warning.field)" }
+            logger.warning("\(warning.reason)", metadata: metadata)
         }
         report(validityStates.update(entries: touched, removed: change.removed, set: change.set, now: now), set: change.set, now: now)
         logger.notice("certificate set committed", metadata: [

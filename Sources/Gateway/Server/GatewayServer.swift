@@ -114,7 +114,7 @@ public final class GatewayServer: Sendable {
             persist: { change, generation, source in
                 try state?.commit(change, generation: generation, source: source.rawValue)
             },
-            onCommit: { snapshot, change, source in reporter.committed(snapshot, change: change, source: source) },
+            onCommit: { snapshot, change, warnings, source in reporter.committed(snapshot, change: change, warnings: warnings, source: source) },
             onReject: { failure, source in reporter.rejected(failure, source: source) })
         self.selector = CertificateSelector(store: store, issued: issued, now: now)
         var runtimes: [ListenerRuntime] = []

@@ -44,6 +44,8 @@ public struct CertificateUpdateOutcome: Sendable {
     public var removed: [String]
     /// Under `keepLastGood`: the entries that kept their previous version, with why.
     public var errors: [CertificateEntryError]
+    /// What the update leaves that clients will feel (see ``UpdateWarnings``).
+    public var warnings: [CertificateEntryError]
     public var dryRun: Bool
 }
 
@@ -72,7 +74,7 @@ public final class CertificateUpdater: Sendable {
     private let store: CertificateKit.CertificateStore
     private let context: @Sendable () -> CertificateBuildContext
     private let persist: Persist
-    private let onCommit: @Sendable (CertificateSnapshot, CertificateSetChange, GatewayMetrics.UpdateSource) -> Void
+    private let onCommit: @Sendable (CertificateSnapshot, CertificateSetChange, [CertificateEntryError], GatewayMetrics.UpdateSource) -> Void
     private let onReject: @Sendable (CertificateUpdateFailure, GatewayMetrics.UpdateSource) -> Void
     private let serial = Mutex(())
 
@@ -80,7 +82,7 @@ public final class CertificateUpdater: Sendable {
         store: CertificateKit.CertificateStore,
         context: @escaping @Sendable () -> CertificateBuildContext,
         persist: @escaping Persist = { _, _, _ in },
-        onCommit: @escaping @Sendable (CertificateSnapshot, CertificateSetChange, GatewayMetrics.UpdateSource) -> Void = { _, _, _ in },
+        onCommit: @escaping @Sendable (CertificateSnapshot, CertificateSetChange, _ warnings: [CertificateEntryError], GatewayMetrics.UpdateSource) -> Void = { _, _, _, _ in },
         onReject: @escaping @Sendable (CertificateUpdateFailure, GatewayMetrics.UpdateSource) -> Void = { _, _ in }
     ) {
         self.store = store
@@ -135,10 +137,11 @@ public final class CertificateUpdater: Sendable {
             }
         }
         let generation = current.generation + 1
+        let warnings = UpdateWarnings.of(change, previous: current.set)
         if request.dryRun {
             return CertificateUpdateOutcome(
                 generation: current.generation, added: change.added, changed: change.changed,
-                removed: change.removed, errors: kept, dryRun: true)
+                removed: change.removed, errors: kept, warnings: warnings, dryRun: true)
         }
         do {
             try persist(change, generation, request.source)
@@ -152,10 +155,10 @@ public final class CertificateUpdater: Sendable {
             preconditionFailure("the certificate store was swapped outside CertificateUpdater (expected generation \(current.generation), found \(store.current.generation))")
         }
         whenCommitted(snapshot, change)
-        onCommit(snapshot, change, request.source)
+        onCommit(snapshot, change, warnings, request.source)
         return CertificateUpdateOutcome(
             generation: snapshot.generation, added: change.added, changed: change.changed,
-            removed: change.removed, errors: kept, dryRun: false)
+            removed: change.removed, errors: kept, warnings: warnings, dryRun: false)
     }
 
     /// A replacement as a batch against the current set: upsert everything given, delete the rest.

@@ -36,7 +36,8 @@ public enum MissingCertificateFiles {
                 let certificatePEM: String
                 let keyPEM: String
                 if conf.isCA == true {
-                    let authority = try AuthorityCertificate(commonName: "certgate local CA (\(name))")
+                    let named = "certgate local CA (\(name))"
+                    let authority = try AuthorityCertificate(commonName: CommonNameLimit.fits(named) ? named : "certgate local CA")
                     (certificatePEM, keyPEM) = (authority.certificatePEM, authority.privateKeyPEM)
                 } else {
                     let generated = try SelfSignedCertificate(names: names.isEmpty ? ["localhost"] : names)

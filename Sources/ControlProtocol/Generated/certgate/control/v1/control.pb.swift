@@ -192,6 +192,12 @@ public nonisolated struct Certgate_Control_V1_UpdateResult: Sendable {
 
   public var dryRun: Bool = false
 
+  /// What the update leaves that clients may feel, though it was applied (or, for a dry
+  /// run, would be): the default entry removed, the set left empty (entry "", field
+  /// "certificates"), and the warnings of each added or changed entry (field "" for the
+  /// entry as a whole: expired, a self-signed root not sent, a duplicate certificate, ...).
+  public var warnings: [Certgate_Control_V1_EntryError] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -678,7 +684,7 @@ nonisolated extension Certgate_Control_V1_EntryError: SwiftProtobuf.Message, Swi
 
 nonisolated extension Certgate_Control_V1_UpdateResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}added\0\u{1}changed\0\u{1}removed\0\u{1}errors\0\u{3}dry_run\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}added\0\u{1}changed\0\u{1}removed\0\u{1}errors\0\u{3}dry_run\0\u{1}warnings\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -692,6 +698,7 @@ nonisolated extension Certgate_Control_V1_UpdateResult: SwiftProtobuf.Message, S
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.removed) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.errors) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.warnings) }()
       default: break
       }
     }
@@ -716,6 +723,9 @@ nonisolated extension Certgate_Control_V1_UpdateResult: SwiftProtobuf.Message, S
     if self.dryRun != false {
       try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 6)
     }
+    if !self.warnings.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.warnings, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -726,6 +736,7 @@ nonisolated extension Certgate_Control_V1_UpdateResult: SwiftProtobuf.Message, S
     if lhs.removed != rhs.removed {return false}
     if lhs.errors != rhs.errors {return false}
     if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.warnings != rhs.warnings {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
