@@ -18,7 +18,11 @@ struct GatewayInteropTests {
 
     /// A folder with the CA file and the certificates of the standard config.
     static func fixture() throws -> FixtureFolder {
-        let folder = try FixtureFolder()
+        try fixture(into: FixtureFolder())
+    }
+
+    /// Writes the CA and the four leaves into `folder` (which may hold other files).
+    static func fixture(into folder: FixtureFolder) throws -> FixtureFolder {
         try folder.write(authority.pem, to: "ca.pem")
         let leaves: [(String, TestCertificate)] = [
             ("exact", authority.leaf(dnsNames: ["exact.test"])),

@@ -93,12 +93,22 @@ public enum PEMMaterialParser {
     }
 
     private static func documents(in text: String) throws(Failure) -> [PEMDocument] {
+        let documents: [PEMDocument]
         do {
-            return try PEMDocument.parseMultiple(pemString: text)
+            documents = try PEMDocument.parseMultiple(pemString: text)
         } catch {
             // swift-asn1's error quotes the text, which may be a private key.
             throw Failure(PEMDamage.describe(text))
         }
+        // A block swift-asn1 skipped (a BEGIN line cut short, a block with no END line
+        // after a whole one, a lone END) is damage too: say so rather than "no key found".
+        // Looked for only when the markers and the blocks read do not add up.
+        let begins = OctetSearch.count("-----BEGIN", in: text)
+        if begins != documents.count || OctetSearch.count("-----END", in: text) != begins,
+           let problem = PEMDamage.firstProblem(in: text) {
+            throw Failure("not valid PEM: " + problem)
+        }
+        return documents
     }
 
     private static func describeLabels(_ documents: [PEMDocument]) -> String {
