@@ -1,0 +1,133 @@
+import CertificateTestSupport
+import Foundation
+import SwiftASN1
+import Testing
+import X509
+
+/// Bad input through the real binary: `check` refuses what `run` refuses, with the same
+/// reasons; numbers out of range never trap; chains and issued leaves are ones every client
+/// accepts; updates that leave clients without a certificate are applied with a warning.
+@Suite("Bad input (the real binary)", .timeLimit(.minutes(2)))
+struct BadInputInteropTests {
+    static let root = TestCertificate.authority(commonName: "Bad Input Root")
+    static let intermediate = root.intermediate(commonName: "Bad Input Intermediate")
+
+    func checkAndRun(_ yaml: String) throws -> (check: CertgateProcess.Output, run: CertgateProcess.Output) {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try folder.write(yaml, to: "certgate.yaml")
+        let path = folder.url.appendingPathComponent("certgate.yaml").path
+        return (try CertgateProcess.run(["check", "--config", path]), try CertgateProcess.run(["run", "--config", path]))
+    }
+
+    @Test("an empty file: check and run both exit 1 saying there is no listener")
+    func emptyFile() throws {
+        let (check, run) = try checkAndRun("")
+        let reason = "listeners: no listeners: certgate run has nothing to serve (add one, e.g. '- listen: 127.0.0.1:8443')"
+        #expect(check.status == 1)
+        #expect(check.stdout.contains(reason), "\(check.stdout)")
+        #expect(run.status == 1)
+        #expect(run.stderr.contains(reason), "\(run.stderr)")
+    }
+
+    @Test("a mistyped key: check and run both refuse it with its line and the key meant")
+    func unknownKey() throws {
+        let (check, run) = try checkAndRun("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timout: 5s\n")
+        let reason = "certgate.yaml:3:1: shutdown_timout: unknown key; did you mean 'shutdown_timeout'?"
+        #expect(check.status == 1)
+        #expect(check.stdout.contains(reason), "\(check.stdout)")
+        #expect(run.status == 1)
+        #expect(run.stderr.contains(reason), "\(run.stderr)")
+    }
+
+    @Test("a duration past 64 bits: both exit 1 with the limit, no arithmetic trap")
+    func overflowingDuration() throws {
+        let (check, run) = try checkAndRun("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timeout: 106751991167301d\n")
+        let reason = "certgate.yaml:3:19: shutdown_timeout: '106751991167301d' is longer than any setting allows (at most 3650d)"
+        #expect(check.status == 1)
+        #expect(check.stdout.contains(reason), "\(check.stdout)")
+        #expect(run.status == 1)
+        #expect(run.stderr.contains(reason), "\(run.stderr)")
+    }
+
+    /// The certificates a TLS server sends, read with `openssl s_client -showcerts`.
+    static func servedChain(port: Int, serverName: String, caFile: String) throws -> (chain: [Certificate], output: String) {
+        let (_, output) = try runTool("/usr/bin/openssl", [
+            "s_client", "-connect", "127.0.0.1:\(port)", "-servername", serverName, "-showcerts",
+            "-CAfile", caFile, "-verify_hostname", serverName, "-verify_return_error",
+        ], input: Data("Q\n".utf8))
+        let documents = (try? PEMDocument.parseMultiple(pemString: output)) ?? []
+        return (try documents.map { try Certificate(pemDocument: $0) }, output)
+    }
+
+    @Test("leaf + intermediate + root + root: check warns twice, the handshake sends leaf and intermediate")
+    func chainHygiene() async throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let leaf = Self.intermediate.leaf(dnsNames: ["chain.test"])
+        try folder.write([leaf, Self.intermediate, Self.root, Self.root].map { $0.pem + "\n" }.joined(), to: "chain.pem")
+        try folder.write(leaf.key.pkcs8PEM, to: "chain.key")
+        try folder.write(Self.root.pem, to: "root.pem")
+        let config = """
+        listeners:
+          - listen: 127.0.0.1:PORT
+        routes:
+          - server_names: ["*"]
+            respond: { status: 200 }
+        certificates:
+          chain: { tls_cert: chain.pem, tls_key: chain.key }
+        """
+        try folder.write(config.replacingOccurrences(of: "PORT", with: "0"), to: "check.yaml")
+        let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("check.yaml").path])
+        #expect(check.status == 0, "\(check.stdout)")
+        #expect(check.stdout.contains("chain: warning: certificate 4 is the same as certificate 3 (CN=Bad Input Root); it is sent once"))
+        #expect(check.stdout.contains("chain: warning: certificate 3 (CN=Bad Input Root) is a self-signed root; it is not sent (clients use their own trust store)"))
+
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        let (chain, output) = try Self.servedChain(port: gateway.port, serverName: "chain.test", caFile: folder.url.appendingPathComponent("root.pem").path)
+        #expect(output.contains("Verify return code: 0 (ok)"), "\(output)")
+        #expect(chain == [leaf.certificate, Self.intermediate.certificate])
+    }
+
+    @Test("an issued leaf for a 69-character name: the name in a critical SAN, no CN; openssl verifies it")
+    func longIssuedName() async throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let ca = TestCertificate.authority(commonName: "Long Name CA")
+        try folder.write(ca.pem, to: "ca.pem")
+        try folder.write(ca.key.pkcs8PEM, to: "ca.key")
+        let config = """
+        listeners:
+          - listen: 127.0.0.1:PORT
+        routes:
+          - server_names: ["*"]
+            respond: { status: 200 }
+        certificates:
+          dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, is_default: true, domains: "*" }
+        """
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        let name = String(repeating: "a", count: 60) + ".dyn.test"
+        #expect(name.count == 69)
+        let (chain, output) = try Self.servedChain(port: gateway.port, serverName: name, caFile: folder.url.appendingPathComponent("ca.pem").path)
+        #expect(output.contains("Verify return code: 0 (ok)"), "\(output)")
+        let leaf = try #require(chain.first)
+        #expect(Array(leaf.subject).isEmpty)
+        #expect(leaf.extensions[oid: .X509ExtensionID.subjectAlternativeName]?.critical == true)
+        #expect(try leaf.extensions.subjectAlternativeNames == SubjectAlternativeNames([.dnsName(name)]))
+    }
+
+    @Test("ctl delete of the default entry is applied, and ctl and the log say what clients lose")
+    func deleteDefaultWarns() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: ControlInteropTests.config(), folder: folder)
+        defer { gateway.stop() }
+        let output = try CertgateProcess.run(["ctl", "--socket", ControlInteropTests.socket(folder), "delete", "fallback"])
+        #expect(output.status == 0, "\(output.stderr)")
+        let warning = "the default entry is removed and no other is the default: clients without SNI, or asking for a name no entry serves, now fail the handshake"
+        #expect(output.stdout.contains("warning: fallback: is_default: \(warning)"), "\(output.stdout)")
+        #expect(try await gateway.waitForLog(warning))
+    }
+}
