@@ -118,6 +118,59 @@ struct BadInputInteropTests {
         #expect(try leaf.extensions.subjectAlternativeNames == SubjectAlternativeNames([.dnsName(name)]))
     }
 
+    @Test("a key with explicit curve parameters equal to a named curve loads as that curve and serves; others are refused", arguments: [
+        ("prime256v1", true), ("secp384r1", true), ("secp521r1", true), ("secp256k1", false), ("brainpoolP256r1", false),
+    ])
+    func explicitCurveParameters(curve: String, loads: Bool) async throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        func openssl(_ arguments: [String]) throws {
+            let result = try runTool("/usr/bin/openssl", arguments)
+            try #require(result.status == 0, "openssl \(arguments.joined(separator: " ")): \(result.output)")
+        }
+        let path = { (name: String) in folder.url.appendingPathComponent(name).path }
+        try openssl(["ecparam", "-name", curve, "-genkey", "-param_enc", "explicit", "-out", path("explicit.key")])
+        try openssl(["pkcs8", "-topk8", "-nocrypt", "-in", path("explicit.key"), "-out", path("explicit-pkcs8.key")])
+        try openssl(["ec", "-in", path("explicit.key"), "-param_enc", "named_curve", "-out", path("named.key")])
+        try openssl(["req", "-new", "-x509", "-key", path("named.key"), "-subj", "/CN=explicit.test",
+                     "-addext", "subjectAltName=DNS:explicit.test", "-days", "30", "-out", path("named.pem")])
+        try openssl(["req", "-new", "-x509", "-key", path("explicit.key"), "-subj", "/CN=explicit.test",
+                     "-addext", "subjectAltName=DNS:explicit.test", "-days", "30", "-out", path("explicit.pem")])
+        let config = """
+        listeners:
+          - listen: 127.0.0.1:PORT
+        routes:
+          - server_names: ["*"]
+            respond: { status: 200 }
+        certificates:
+          sec1: { tls_cert: named.pem, tls_key: explicit.key, domains: sec1.explicit.test, is_default: true }
+          pkcs8: { tls_cert: named.pem, tls_key: explicit-pkcs8.key, domains: pkcs8.explicit.test }
+
+        """
+        try folder.write(config.replacingOccurrences(of: "PORT", with: "0"), to: "check.yaml")
+        let check = try CertgateProcess.run(["check", "--config", path("check.yaml")])
+        let refusal = "the key uses explicit EC curve parameters that are not P-256, P-384 or P-521; certgate takes named curves (convert it: openssl ec -in KEY -param_enc named_curve -out KEY)"
+        if loads {
+            #expect(check.status == 0, "\(check.stdout)")
+            let gateway = try await GatewayProcess(config: config, folder: folder)
+            defer { gateway.stop() }
+            let (status, output) = try runTool("/usr/bin/openssl", [
+                "s_client", "-connect", "127.0.0.1:\(gateway.port)", "-servername", "pkcs8.explicit.test", "-CAfile", path("named.pem"),
+            ], input: Data("Q\n".utf8))
+            #expect(status == 0 && output.contains("Verify return code: 0 (ok)"), "\(output)")
+            #expect(output.contains("subject=CN = explicit.test") || output.contains("subject=CN=explicit.test"), "\(output)")
+        } else {
+            #expect(check.status == 1)
+            #expect(check.stdout.contains("sec1: tls_key: \(refusal)"), "\(check.stdout)")
+            #expect(check.stdout.contains("pkcs8: tls_key: \(refusal)"), "\(check.stdout)")
+        }
+        // A certificate whose own public key states explicit parameters is refused with RFC 5480's rule.
+        try folder.write("listeners:\n  - listen: 127.0.0.1:0\ncertificates:\n  cert: { tls_cert: explicit.pem, tls_key: named.key }\n", to: "cert.yaml")
+        let certificate = try CertgateProcess.run(["check", "--config", path("cert.yaml")])
+        #expect(certificate.status == 1)
+        #expect(certificate.stdout.contains("cert: tls_cert: certificate cannot be parsed: its public key states explicit EC curve parameters, which RFC 5480 §2.1.1 forbids"), "\(certificate.stdout)")
+    }
+
     @Test("ctl delete of the default entry is applied, and ctl and the log say what clients lose")
     func deleteDefaultWarns() async throws {
         let folder = try GatewayInteropTests.fixture()

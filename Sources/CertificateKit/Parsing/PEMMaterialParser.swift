@@ -83,6 +83,16 @@ public enum PEMMaterialParser {
         do {
             return ParsedPrivateKey(key: try Certificate.PrivateKey(pemDocument: block), pem: block.pemString)
         } catch {
+            switch ExplicitCurveKey.load(block) {
+            case .success(let key)?:
+                // Kept (stored, handed to the TLS library) in the named-curve form.
+                guard let named = try? key.serializeAsPEM() else { break }
+                return ParsedPrivateKey(key: key, pem: named.pemString)
+            case .failure(let failure)?:
+                throw failure
+            case nil:
+                break
+            }
             throw Failure("private key (\(block.discriminator)) cannot be parsed: \(explainKey(error, block: block))")
         }
     }
@@ -116,10 +126,15 @@ public enum PEMMaterialParser {
         return labels.isEmpty ? "" : " (found: \(labels.joined(separator: ", ")))"
     }
 
-    /// Says "RSA key of N bits" for the too-small keys swift-crypto refuses.
+    /// Says "RSA key of N bits" for the too-small keys swift-crypto refuses, and names
+    /// explicit EC parameters.
     private static func explain(_ error: any Error, der: [UInt8]) -> String {
         if let bits = rsaKeyBitsOfCertificate(der: der), bits < 2048 {
             return "RSA key of \(bits) bits; at least 2048 bits are required"
+        }
+        if hasExplicitCurveParameters(certificate: der) {
+            return "its public key states explicit EC curve parameters, which RFC 5480 §2.1.1 forbids in certificates and "
+                + "clients refuse; issue it again from the key in named-curve form (openssl ec -in KEY -param_enc named_curve -out KEY)"
         }
         return LibraryErrorReason.describe(error)
     }
@@ -154,6 +169,19 @@ public enum PEMMaterialParser {
             }
         }
         return nil
+    }
+
+    /// Whether the certificate's SubjectPublicKeyInfo is id-ecPublicKey with an explicit
+    /// `ECParameters` SEQUENCE where a curve's OID belongs.
+    private static func hasExplicitCurveParameters(certificate der: [UInt8]) -> Bool {
+        guard let root = try? DER.parse(der), let tbs = ExplicitCurveKey.children(root)?.first,
+              let fields = ExplicitCurveKey.children(tbs) else { return false }
+        return fields.contains { field in
+            guard let spki = ExplicitCurveKey.children(field), spki.count == 2, spki[1].identifier == .bitString,
+                  let algorithm = ExplicitCurveKey.children(spki[0]), algorithm.count == 2,
+                  let oid = try? ASN1ObjectIdentifier(derEncoded: algorithm[0]) else { return false }
+            return oid == .AlgorithmIdentifier.idEcPublicKey && algorithm[1].identifier == .sequence
+        }
     }
 
     private static func subjectPublicKeyInfoBytes(_ node: ASN1Node) -> [UInt8] {
