@@ -57,6 +57,16 @@ struct ConfigurationRangeTests {
         #expect(found.first?.reason == reason)
     }
 
+    @Test("a responder header that would split the response, or is not a token, is refused", arguments: [
+        ("{ 'X-A': \"a\\r\\nSet-Cookie: x=1\" }", "routes.0.respond.headers.X-A", "a header value may not hold CR, LF or NUL (RFC 9110 §5.5)"),
+        ("{ 'X A': b }", "routes.0.respond.headers.X A", "a header name is one or more token characters (RFC 9110 §5.1)"),
+    ])
+    func headerInjection(headers: String, key: String, reason: String) {
+        let found = errors(Self.listener + "routes:\n  - server_names: ['*']\n    respond: { headers: \(headers) }\n")
+        #expect(found.map(\.key) == [key])
+        #expect(found.first?.reason == reason)
+    }
+
     @Test("the bounds of every range are accepted")
     func boundsAccepted() {
         let yaml = """

@@ -60,8 +60,15 @@ enum ConfigurationRules {
                     problems.append(Problem(path: path + ["upstream"], reason: "the port must be 1 to 65535, not 0"))
                 }
                 check(timeout, in: Ranges.connectTimeout, path + ["connect_timeout"], &problems)
-            case .respond:
-                break
+            case .respond(let response):
+                for (name, value) in response.headers.sorted(by: { $0.key < $1.key }) {
+                    if name.isEmpty || !name.unicodeScalars.allSatisfy(isTokenCharacter) {
+                        problems.append(Problem(path: path + ["respond", "headers", name], reason: "a header name is one or more token characters (RFC 9110 §5.1)"))
+                    }
+                    if value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+                        problems.append(Problem(path: path + ["respond", "headers", name], reason: "a header value may not hold CR, LF or NUL (RFC 9110 §5.5)"))
+                    }
+                }
             }
         }
         let issuing = configuration.issuing
@@ -85,6 +92,12 @@ enum ConfigurationRules {
             check(control.maxMessageBytes, in: Ranges.maxMessageBytes, ["control", "max_message_bytes"], &problems)
         }
         return problems
+    }
+
+    /// `tchar` of RFC 9110 §5.6.2.
+    private static func isTokenCharacter(_ scalar: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+            || "!#$%&'*+-.^_`|~".unicodeScalars.contains(scalar)
     }
 
     /// The range of every number in the file (README's configuration reference states them).
