@@ -16,10 +16,14 @@
 #    takes over 5 s) or an input that needs over 2 GB leaves its input in Fuzz/crashes/
 #    and makes the script exit 1 once every target has run. Reproduce one with
 #      CERTGATE_FUZZ_TARGET=<target> .build-fuzz/certgate-fuzz Fuzz/crashes/<file>
+#    (which prints the Swift runtime's backtrace of the trap).
 #
 # Builds and runs under `nice` so that other work on the machine keeps priority.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# All in one function, read whole before it runs: editing this file during a run is safe.
+main() {
 
 seconds="${1:-60}"
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
@@ -218,7 +222,9 @@ for target in $targets; do
     [ -f "Fuzz/$target.dict" ] && dict=("-dict=Fuzz/$target.dict")
     echo "fuzz.sh: $target for ${seconds}s"
     status=0
-    CERTGATE_FUZZ_TARGET="$target" nice -n 15 "$fuzzer" \
+    # SWIFT_BACKTRACE=enable=no: the Swift runtime's backtracer would take the crash signal
+    # before libFuzzer's handler, and no crash input would be written.
+    CERTGATE_FUZZ_TARGET="$target" SWIFT_BACKTRACE=enable=no nice -n 15 "$fuzzer" \
         -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="Fuzz/crashes/$target-" "${dict[@]}" \
         "Fuzz/corpus/$target" "$seeds/$target" >"$logs/$target.log" 2>&1 || status=$?
@@ -236,3 +242,6 @@ if [ "${#failed[@]}" -gt 0 ]; then
     exit 1
 fi
 echo "fuzz.sh: no crash, timeout or out-of-memory in: $targets"
+}
+
+main "$@"

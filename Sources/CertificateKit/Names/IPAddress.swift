@@ -15,6 +15,9 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses dotted IPv4 or textual IPv6 (an `[...]` wrapper and a `%zone` are accepted).
     public init?(_ text: some StringProtocol) {
+        // inet_pton reads a C string: it would stop at a NUL and accept what comes before
+        // ("127.0.0.1\0anything" as 127.0.0.1).
+        guard !text.utf8.contains(0) else { return nil }
         var text = String(text)
         if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
         if let percent = text.firstIndex(of: "%") { text = String(text[..<percent]) }
