@@ -124,6 +124,12 @@ let package = Package(
             swiftSettings: strictSwift6
         ),
         .executableTarget(
+            name: "certgate-gen-certs",
+            dependencies: ["BenchmarkSupport"],
+            path: "Benchmarks/certgate-gen-certs",
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
             name: "certgate-bench",
             dependencies: [
                 "BenchmarkSupport",

@@ -86,6 +86,13 @@ public enum MaterialSource: Hashable, Sendable {
     }
 
     private static func decodeBase64PEM(_ value: String) -> String? {
+        // Most values are paths: one octet outside base64 and whitespace ('.', '-', '_')
+        // settles it without copying the value.
+        let possible = value.utf8.allSatisfy { octet in
+            (octet >= 0x41 && octet <= 0x5a) || (octet >= 0x61 && octet <= 0x7a) || (octet >= 0x30 && octet <= 0x39)
+                || octet == 0x2b || octet == 0x2f || octet == 0x3d || octet == 0x20 || octet == 0x0a || octet == 0x0d || octet == 0x09
+        }
+        guard possible else { return nil }
         let compact = value.filter { !$0.isWhitespace }
         guard !compact.isEmpty, compact.count % 4 == 0,
               let data = Data(base64Encoded: compact),

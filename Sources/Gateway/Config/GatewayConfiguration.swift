@@ -163,7 +163,7 @@ public struct GatewayConfiguration: Sendable {
     ])
 
     /// `certificates:` decoded entry by entry in one pass over its pairs.
-    private static func decodeCertificates(_ node: Node?, root: Node, file: String) throws -> [String: CertificateConf] {
+    private static func decodeCertificates(_ node: Node?, root: Node, file: String) throws(ConfigurationError) -> [String: CertificateConf] {
         guard let node, node.null == nil else { return [:] }
         guard let mapping = node.mapping else {
             throw ConfigurationError(
@@ -172,18 +172,13 @@ public struct GatewayConfiguration: Sendable {
         }
         var certificates: [String: CertificateConf] = [:]
         certificates.reserveCapacity(mapping.count)
-        let decoder = YAMLDecoder()
         for (key, value) in mapping {
             guard let name = key.string, !name.isEmpty else {
                 throw ConfigurationError(
                     file: file, key: "certificates", line: key.mark?.line, column: key.mark?.column,
                     reason: "an entry name must be a non-empty string")
             }
-            do {
-                certificates[name] = try decoder.decode(CertificateConf.self, from: value)
-            } catch let error as DecodingError {
-                throw YAMLErrorLocation.configurationError(error, root: root, file: file, under: ["certificates", name])
-            }
+            certificates[name] = try CertificateConfDecoder.decode(value, name: name, file: file)
         }
         return certificates
     }
