@@ -100,12 +100,11 @@ private func parseMaterial(_ text: String) {
     } catch {
         consume(error.description)
     }
-    if PEMMaterialParser.containsPrivateKey(text) {
-        do {
-            consume(try PEMMaterialParser.privateKey(fromPEM: text).pem)
-        } catch {
-            consume(error.description)
-        }
+    consume(PEMMaterialParser.containsPrivateKey(text))
+    do {
+        consume(try PEMMaterialParser.privateKey(fromPEM: text).pem)
+    } catch {
+        consume(error.description)
     }
 }
 
