@@ -26,6 +26,20 @@ struct ServerNameTests {
         #expect(ServerName.normalize(raw) == nil)
     }
 
+    @Test("a name whose last label is all digits is no host name; digits elsewhere are fine", arguments: [
+        ("1.0.0.1", false), ("1.0.0.1.", false), ("127.0.0.1", false), ("example.123", false), ("123", false),
+        ("1.0.0.1.example", true), ("123.example.com", true), ("example.c0m", true), ("3com", true),
+    ])
+    func numericLastLabel(raw: String, isName: Bool) {
+        #expect((ServerName.normalize(raw) != nil) == isName)
+    }
+
+    @Test("'1.0.0.1.' is refused as a pattern, not read as a name that prints like the address")
+    func trailingDotAddress() throws {
+        #expect(NamePattern.parse("1.0.0.1.").isFailure)
+        #expect(try NamePattern.parse("1.0.0.1").get() == .ip(IPAddress("1.0.0.1")!))
+    }
+
     @Test("length limits are 63 per label and 253 in all")
     func lengthLimits() {
         let label63 = String(repeating: "a", count: 63)
@@ -63,5 +77,12 @@ struct ServerNameTests {
         #expect(IPAddress("2001:db8::1")?.description == "2001:db8::1")
         #expect(IPAddress("[::1]") == IPAddress("::1"))
         #expect(IPAddress("not-an-ip") == nil)
+    }
+}
+
+private extension Result {
+    var isFailure: Bool {
+        if case .failure = self { return true }
+        return false
     }
 }

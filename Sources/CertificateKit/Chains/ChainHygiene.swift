@@ -24,16 +24,7 @@ struct ChainHygiene {
 
     init(_ certificates: [ParsedCertificate], key: Certificate.PublicKey) {
         // Positions in the file, from 1, of the certificates kept (first copies only).
-        var kept: [(position: Int, certificate: ParsedCertificate)] = []
-        var firstPosition: [[UInt8]: Int] = [:]
-        for (offset, certificate) in certificates.enumerated() {
-            if let first = firstPosition[certificate.der] {
-                warnings.append("certificate \(offset + 1) is the same as certificate \(first) (\(Self.describe(certificate.certificate))); it is sent once")
-                continue
-            }
-            firstPosition[certificate.der] = offset + 1
-            kept.append((offset + 1, certificate))
-        }
+        let kept = certificates.count == 1 ? [(position: 1, certificate: certificates[0])] : firstCopies(of: certificates)
         guard let leaf = kept.first else { return }
 
         if leaf.certificate.certificate.publicKey != key {
@@ -62,6 +53,21 @@ struct ChainHygiene {
                 served.append(item.certificate)
             }
         }
+    }
+
+    /// Each certificate once, at its first position; a warning for every later copy.
+    private mutating func firstCopies(of certificates: [ParsedCertificate]) -> [(position: Int, certificate: ParsedCertificate)] {
+        var kept: [(position: Int, certificate: ParsedCertificate)] = []
+        var firstPosition: [[UInt8]: Int] = [:]
+        for (offset, certificate) in certificates.enumerated() {
+            if let first = firstPosition[certificate.der] {
+                warnings.append("certificate \(offset + 1) is the same as certificate \(first) (\(Self.describe(certificate.certificate))); it is sent once")
+                continue
+            }
+            firstPosition[certificate.der] = offset + 1
+            kept.append((offset + 1, certificate))
+        }
+        return kept
     }
 
     private static func signed(_ parent: Certificate, _ child: Certificate) -> Bool {

@@ -19,8 +19,10 @@ public struct ServerName: Hashable, Sendable, CustomStringConvertible, Comparabl
     ///
     /// Returns `nil` for anything that is not a valid DNS host name: empty, over 253
     /// octets, an empty label or one over 63 octets, a label that starts or ends with
-    /// a hyphen, or any octet outside letters, digits, `-` and `.` (so `*`, `_`, spaces,
-    /// non-ASCII and control characters never reach a lookup or a certificate).
+    /// a hyphen, a last label of digits only (an IPv4 address is not a host name, and
+    /// RFC 6066 keeps addresses out of SNI), or any octet outside letters, digits, `-`
+    /// and `.` (so `*`, `_`, spaces, non-ASCII and control characters never reach a
+    /// lookup or a certificate).
     /// One trailing dot is stripped. Upper-case letters are folded to lower case.
     public static func normalize(_ raw: String) -> ServerName? {
         let utf8 = raw.utf8
@@ -73,21 +75,28 @@ public struct ServerName: Hashable, Sendable, CustomStringConvertible, Comparabl
         }
         if count > 253 { return .invalid }
         var labelLength = 0
+        var labelIsNumeric = true
         var previous = UInt8(ascii: ".")
         for index in 0..<count {
             let byte = bytes[index]
             switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
                 labelLength &+= 1
+            case UInt8(ascii: "a")...UInt8(ascii: "z"):
+                labelLength &+= 1
+                labelIsNumeric = false
             case UInt8(ascii: "A")...UInt8(ascii: "Z"):
                 labelLength &+= 1
+                labelIsNumeric = false
                 needsFolding = true
             case UInt8(ascii: "-"):
                 if labelLength == 0 { return .invalid }  // a label starts with a hyphen
                 labelLength &+= 1
+                labelIsNumeric = false
             case UInt8(ascii: "."):
                 if labelLength == 0 || previous == UInt8(ascii: "-") { return .invalid }
                 labelLength = 0
+                labelIsNumeric = true
             default:
                 return .invalid
             }
@@ -95,6 +104,9 @@ public struct ServerName: Hashable, Sendable, CustomStringConvertible, Comparabl
             previous = byte
         }
         if labelLength == 0 || previous == UInt8(ascii: "-") { return .invalid }
+        // An all-numeric last label is an IPv4 address (or nothing), never a host name
+        // (RFC 3696 §2): `1.0.0.1.` must not pass for a name that prints as `1.0.0.1`.
+        if labelIsNumeric { return .invalid }
         return needsFolding ? .needsFolding : .canonical
     }
 

@@ -136,6 +136,8 @@ public final class GatewayServer: Sendable {
         for entry in set.sortedEntries where !entry.warnings.isEmpty {
             for warning in entry.warnings { logger.warning("\(warning)", metadata: ["entry": "\(entry.name)"]) }
         }
+        // What building the first set read and decoded is garbage now.
+        FreedMemory.release()
     }
 
     /// Binds every listener. Throws if one cannot be bound (those bound are closed).
@@ -201,6 +203,8 @@ public final class GatewayServer: Sendable {
             case .notPersisted(let reason):
                 logger.error("configuration reload not applied; the previous configuration keeps serving", metadata: ["reason": "\(reason)"])
             }
+            // The file's text, its YAML nodes and every re-read certificate are garbage now.
+            FreedMemory.release()
             return outcome
         }
     }
