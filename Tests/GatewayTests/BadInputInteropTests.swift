@@ -20,30 +20,18 @@ struct BadInputInteropTests {
         return (try CertgateProcess.run(["check", "--config", path]), try CertgateProcess.run(["run", "--config", path]))
     }
 
-    @Test("an empty file: check and run both exit 1 saying there is no listener")
-    func emptyFile() throws {
-        let (check, run) = try checkAndRun("")
-        let reason = "listeners: no listeners: certgate run has nothing to serve (add one, e.g. '- listen: 127.0.0.1:8443')"
-        #expect(check.status == 1)
-        #expect(check.stdout.contains(reason), "\(check.stdout)")
-        #expect(run.status == 1)
-        #expect(run.stderr.contains(reason), "\(run.stderr)")
-    }
-
-    @Test("a mistyped key: check and run both refuse it with its line and the key meant")
-    func unknownKey() throws {
-        let (check, run) = try checkAndRun("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timout: 5s\n")
-        let reason = "certgate.yaml:3:1: shutdown_timout: unknown key; did you mean 'shutdown_timeout'?"
-        #expect(check.status == 1)
-        #expect(check.stdout.contains(reason), "\(check.stdout)")
-        #expect(run.status == 1)
-        #expect(run.stderr.contains(reason), "\(run.stderr)")
-    }
-
-    @Test("a duration past 64 bits: both exit 1 with the limit, no arithmetic trap")
-    func overflowingDuration() throws {
-        let (check, run) = try checkAndRun("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timeout: 106751991167301d\n")
-        let reason = "certgate.yaml:3:19: shutdown_timeout: '106751991167301d' is longer than any setting allows (at most 3650d)"
+    @Test("check and run refuse alike, exit 1 with the same reason", arguments: [
+        // An empty file.
+        ("", "listeners: no listeners: certgate run has nothing to serve (add one, e.g. '- listen: 127.0.0.1:8443')"),
+        // A mistyped key: its line and the key meant.
+        ("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timout: 5s\n",
+         "certgate.yaml:3:1: shutdown_timout: unknown key; did you mean 'shutdown_timeout'?"),
+        // A duration past 64 bits: the limit, no arithmetic trap.
+        ("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timeout: 106751991167301d\n",
+         "certgate.yaml:3:19: shutdown_timeout: '106751991167301d' is longer than any setting allows (at most 3650d)"),
+    ])
+    func checkAndRunAgree(yaml: String, reason: String) throws {
+        let (check, run) = try checkAndRun(yaml)
         #expect(check.status == 1)
         #expect(check.stdout.contains(reason), "\(check.stdout)")
         #expect(run.status == 1)
