@@ -4,7 +4,7 @@ import Testing
 
 /// `examples/admin.py` — Python `grpcio`, the .proto compiled at run time — against the
 /// real binary: the "admin scripts over the Unix socket" use case.
-@Suite("examples/admin.py (Python grpcio against the real binary)", .serialized)
+@Suite("examples/admin.py (Python grpcio against the real binary)", .serialized, .timeLimit(.minutes(3)))
 struct AdminScriptInteropTests {
     static var script: String { CertgateProcess.packageRoot.appendingPathComponent("examples/admin.py").path }
 

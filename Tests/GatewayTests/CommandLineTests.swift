@@ -2,7 +2,7 @@ import CertificateTestSupport
 import Foundation
 import Testing
 
-@Suite("certgate check and inspect (the real binary)")
+@Suite("certgate check and inspect (the real binary)", .timeLimit(.minutes(3)))
 struct CommandLineTests {
     static let authority = TestCertificate.authority(commonName: "Fixture CA")
 

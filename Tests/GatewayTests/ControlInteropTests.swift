@@ -13,7 +13,7 @@ import Glibc
 #endif
 
 /// The control plane of the real binary, driven over its Unix socket by a gRPC client.
-@Suite("Control plane over the Unix socket (the real binary)", .serialized)
+@Suite("Control plane over the Unix socket (the real binary)", .serialized, .timeLimit(.minutes(3)))
 struct ControlInteropTests {
     typealias Control = Certgate_Control_V1_CertificateControl.Client<HTTP2ClientTransport.Posix>
 
@@ -143,30 +143,38 @@ struct ControlInteropTests {
         let config = Self.config()
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
-        let generations = try await Self.withControl(socket: socket) { control in
-            try await withThrowingTaskGroup(of: [UInt64].self) { group in
+        let seen = Collected<UInt64>()
+        let (base, generations) = try await Self.withControl(socket: socket) { control in
+            try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try await control.watchEvents(Certgate_Control_V1_WatchEventsRequest()) { response in
-                        var seen: [UInt64] = []
                         for try await event in response.messages {
                             if case .setChanged(let change) = event.kind { seen.append(change.generation) }
-                            if seen.count == 4 { break }
                         }
-                        return seen
                     }
                 }
-                try await Task.sleep(for: .milliseconds(300))  // the watcher is subscribed
+                // The watcher is subscribed once it sees an update made after it started
+                // (each probe is a change; one made before the subscription is not seen).
+                var probe = 0
+                while seen.all.isEmpty {
+                    try #require(probe < 50, "the watcher saw none of \(probe) updates")
+                    let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["probe.test"])
+                    _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("probe", leaf)] })
+                    probe += 1
+                    try await eventually(timeout: .milliseconds(200)) { !seen.all.isEmpty }
+                }
+                let base = try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation
                 for index in 0..<3 {
                     let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["w\(index).test"])
                     _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("w\(index)", leaf)] })
                 }
                 gateway.signal(SIGHUP)
-                let seen = try await group.next() ?? []
+                try await eventually { seen.all.contains(base + 4) }
                 group.cancelAll()
-                return seen
+                return (base, seen.all.filter { $0 > base })
             }
         }
-        #expect(generations == [1, 2, 3, 4])
+        #expect(generations == [base + 1, base + 2, base + 3, base + 4])
     }
 
     @Test("ApplyCertificateSet replaces the whole set (added, changed, removed; dry run; CAS; a name given twice); ReloadConfig applies the YAML, or answers INVALID_ARGUMENT for a broken one")

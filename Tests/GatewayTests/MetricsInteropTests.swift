@@ -46,7 +46,7 @@ struct PrometheusScrape {
     }
 }
 
-@Suite("Prometheus metrics (the real binary)", .serialized)
+@Suite("Prometheus metrics (the real binary)", .serialized, .timeLimit(.minutes(3)))
 struct MetricsInteropTests {
     func scrape(_ port: Int) throws -> PrometheusScrape {
         let (status, text) = try runTool("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(port)/metrics"])
@@ -93,8 +93,11 @@ struct MetricsInteropTests {
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reloaded"))
         _ = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "unknown.test", folder: folder)
-        try await Task.sleep(for: .milliseconds(100))
-        metrics = try scrape(metricsPort)
+        // The refused handshake is counted as it fails; wait for the count, not a while.
+        try await eventually {
+            metrics = try scrape(metricsPort)
+            return metrics.value("certgate_handshakes_total", ["listener": "https", "match": "none"]) == 1
+        }
         #expect(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "fallback"]) == nil)
         #expect(metrics.value("certgate_certificate_expiring", ["name": "fallback"]) == nil)
         #expect(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "exact"]) != nil)

@@ -16,7 +16,7 @@ import Glibc
 /// Durable state through the real binary: what a successful update reports survives a
 /// restart and a `kill -9`; the state wins over the YAML until a reload; handshakes run
 /// clean while updates apply.
-@Suite("Durable state (the real binary)", .serialized)
+@Suite("Durable state (the real binary)", .serialized, .timeLimit(.minutes(3)))
 struct StateInteropTests {
     typealias Entry = Certgate_Control_V1_CertificateEntry
     static let authority = GatewayInteropTests.authority
