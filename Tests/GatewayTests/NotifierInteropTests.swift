@@ -149,7 +149,9 @@ struct NotifierInteropTests {
     func webhookDown() async throws {
         let folder = try Self.fixture()
         defer { folder.remove() }
-        let deadPort = try freePort()
+        let dead = try ReservedPort()
+        defer { withExtendedLifetime(dead) {} }  // held until the test ends
+        let deadPort = dead.port
         let notify = """
 
             validity:

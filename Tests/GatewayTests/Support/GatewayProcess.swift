@@ -9,7 +9,7 @@ final class GatewayProcess: Sendable {
     let folder: FixtureFolder
     let port: Int
     let process: Process
-    private let log = LogBuffer()
+    private let log: LogBuffer
 
     final class LogBuffer: Sendable {
         let text = Mutex<String>("")
@@ -17,32 +17,62 @@ final class GatewayProcess: Sendable {
 
     /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
     /// returns once it logs that it is serving (and, when configured, that its control
-    /// socket listens).
+    /// socket listens). A free port can be taken by another test between the choice and
+    /// certgate's bind: a start that fails to bind it is tried again on another port.
     init(config: String, folder: FixtureFolder, configPath: String = "certgate.yaml", arguments: [String] = []) async throws {
         self.folder = folder
-        port = try freePort()
-        try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: configPath)
-        process = Process()
-        process.executableURL = CertgateProcess.binary
-        process.arguments = ["run", "--config", folder.url.appendingPathComponent(configPath).path] + arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let log = self.log
-        errors.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { log.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-        }
-        try process.run()
-        // The line that follows the binding of every listener (its message ends the line).
-        guard try await waitForLog("] serving\n", timeout: .seconds(20)) else {
-            stop()
-            throw GatewayProcessError(message: "certgate did not start:\n\(logText)")
+        var attempt = 0
+        while true {
+            attempt += 1
+            let port = try freePort()
+            try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: configPath)
+            let log = LogBuffer()
+            let process = try Self.launch(arguments: ["run", "--config", folder.url.appendingPathComponent(configPath).path] + arguments, log: log)
+            // The line that follows the binding of every listener (its message ends the line).
+            if try await Self.waitForLog("] serving\n", in: log, of: process, timeout: .seconds(20)) {
+                self.port = port
+                self.process = process
+                self.log = log
+                break
+            }
+            Self.terminate(process)
+            let text = log.text.withLock { $0 }
+            guard attempt < 3, text.contains("cannot listen on 127.0.0.1:\(port)") else {
+                throw GatewayProcessError(message: "certgate did not start:\n\(text)")
+            }
         }
         // The control socket is bound right after.
         if config.contains("\ncontrol:"), !(try await waitForLog("control socket listening")) {
             stop()
             throw GatewayProcessError(message: "certgate did not open its control socket:\n\(logText)")
+        }
+    }
+
+    private static func launch(arguments: [String], log: LogBuffer) throws -> Process {
+        let process = Process()
+        process.executableURL = CertgateProcess.binary
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        errors.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { log.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+        try process.run()
+        return process
+    }
+
+    private static func waitForLog(_ text: String, in log: LogBuffer, of process: Process, timeout: Duration) async throws -> Bool {
+        try await eventually(timeout: timeout) {
+            log.text.withLock { $0.contains(text) } || !process.isRunning
+        } && log.text.withLock { $0.contains(text) }
+    }
+
+    private static func terminate(_ process: Process) {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
         }
     }
 
@@ -85,6 +115,34 @@ final class GatewayProcess: Sendable {
 struct GatewayProcessError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
+}
+
+/// A TCP port on 127.0.0.1 held bound but not listening for as long as this lives: a
+/// connection to it is refused, and no other test can take it meanwhile (a "dead upstream"
+/// or a dead webhook).
+final class ReservedPort: Sendable {
+    let port: Int
+    private let descriptor: Int32
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw GatewayProcessError(message: "socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        guard bound == 0, named == 0 else {
+            close(fd)
+            throw GatewayProcessError(message: "bind() failed")
+        }
+        descriptor = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
 }
 
 /// A TCP port on 127.0.0.1 nobody listens on right now.
