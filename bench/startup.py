@@ -206,13 +206,14 @@ def measure(kind, work, names, runs, ca, spare_fingerprint):
 
 def main():
     work, counts, runs, peers_up_to = sys.argv[1], [int(c) for c in sys.argv[2].split(",")], int(sys.argv[3]), int(sys.argv[4])
+    servers = sys.argv[5].split(",") if len(sys.argv) > 5 else ["certgate", "nginx", "haproxy"]
     results = {}
     for count in counts:
         folder = os.path.join(work, str(count))
         names = open(os.path.join(folder, "names.txt")).read().split()
         ca = os.path.join(folder, "ca.pem")
         spare = fingerprint_of(os.path.join(folder, "spare.pem"))
-        for kind in ("certgate", "nginx", "haproxy"):
+        for kind in servers:
             if kind != "certgate" and count > peers_up_to:
                 continue
             try:

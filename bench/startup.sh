@@ -3,15 +3,17 @@
 # P-256 certificates (one SNI name each), release builds, one server at a time; see
 # bench/startup.py for what is measured. Not run in CI.
 #
-# usage: bench/startup.sh [COUNTS] [RUNS] [PEERS_UP_TO]
+# usage: bench/startup.sh [COUNTS] [RUNS] [PEERS_UP_TO] [SERVERS]
 #   COUNTS       comma-separated set sizes (default 100,1000,10000; add 100000 for the big one)
 #   RUNS         runs per server and size, medians reported (default 3)
 #   PEERS_UP_TO  nginx and HAProxy are measured up to this size (default 10000)
+#   SERVERS      comma-separated, of certgate, nginx, haproxy (default all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNTS=${1:-100,1000,10000}
 RUNS=${2:-3}
 PEERS_UP_TO=${3:-10000}
+SERVERS=${4:-certgate,nginx,haproxy}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/certgate-startup.XXXXXX)}
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -31,4 +33,4 @@ for count in ${COUNTS//,/ }; do
   fi
 done
 echo "measuring in $WORK (logs in each server's folder)…" >&2
-python3 bench/startup.py "$WORK" "$COUNTS" "$RUNS" "$PEERS_UP_TO"
+python3 bench/startup.py "$WORK" "$COUNTS" "$RUNS" "$PEERS_UP_TO" "$SERVERS"

@@ -43,7 +43,7 @@ struct KeyFormatTests {
         let intermediate = rsaCA.intermediate(commonName: "P-384 intermediate", keyType: .p384)
         let leaf = intermediate.leaf(dnsNames: ["a.test"], keyType: .ed25519)
         let entry = try CertificateSet.build(from: ["web": leaf.conf(chain: [intermediate])], context: CertificateBuildContext()).set.entries["web"]
-        #expect(entry?.servedChain.count == 2)
+        #expect(entry?.servedChainSubjects.count == 2)
     }
 
     @Test("a file with two keys is refused")

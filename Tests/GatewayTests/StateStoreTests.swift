@@ -1,5 +1,6 @@
 import CertificateKit
 import CertificateTestSupport
+import Crypto
 import Foundation
 import GRDB
 import Gateway
@@ -48,7 +49,7 @@ struct StateStoreTests {
             #expect(stored.generation == 0 && stored.source == "config")
             #expect(stored.entries.count == 4)
             for (name, entry) in change.set.entries {
-                #expect(stored.entries[name] == StoredCertificateEntry(entry), "\(name)")
+                #expect(stored.entries[name] == StoredCertificateEntry(conf: entry.conf, content: try #require(change.contents[name])), "\(name)")
             }
 
             // The file changes on disk: the restore still serves what was committed...
@@ -56,7 +57,7 @@ struct StateStoreTests {
             try folder.write(replacement.pem, to: "certs/file.pem")
             try folder.write(replacement.key.pkcs8PEM, to: "certs/file.key")
             let restored = try CertificateSet.restore(from: stored.entries, context: CertificateBuildContext(baseDirectory: folder.url.path))
-            #expect(restored.entries["file"]?.leaf.der == fromFile.parsed.der)
+            #expect(restored.entries["file"]?.fingerprint == Array(SHA256.hash(data: fromFile.parsed.der)))
             // ...and the next reload of the same configuration sees exactly that one entry change.
             let reload = try CertificateSet.build(from: confs, context: CertificateBuildContext(baseDirectory: folder.url.path), reusing: restored)
             #expect(reload.changed == ["file"] && reload.added.isEmpty && reload.removed.isEmpty)
@@ -83,7 +84,7 @@ struct StateStoreTests {
             let stored = try #require(try store.load())
             #expect(stored.generation == 2 && stored.source == "control")
             #expect(stored.entries.count == 299 && stored.entries["e8"] == nil)
-            #expect(stored.entries["e7"] == StoredCertificateEntry(try #require(upsert.set.entries["e7"])))
+            #expect(stored.entries["e7"] == StoredCertificateEntry(conf: try #require(upsert.set.entries["e7"]).conf, content: try #require(upsert.contents["e7"])))
         }
     }
 

@@ -178,7 +178,7 @@ public final class IssuedCertificateCache: Sendable {
         guard let leaf = try PEMMaterialParser.certificates(fromPEM: record.certificatePEM).first else {
             throw PEMMaterialParser.Failure("no certificate")
         }
-        let chain = [leaf] + authority.entry.servedChain
+        let chain = [leaf] + authority.material.servedChain
         let key = try PEMMaterialParser.privateKey(fromPEM: record.keyPEM)
         let issued = IssuedLeaf(chain: chain, key: key, notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter)
         return CachedLeaf(leaf: issued, servingMaterial: try servingMaterialFactory?(chain, key))

@@ -30,11 +30,18 @@ public struct LocalAuthority: Sendable {
     public static let defaultLeafValidity: TimeInterval = 30 * 86_400
 
     public let entry: CertificateEntry
+    /// The CA certificate, key and chain of the entry.
+    public let material: AuthorityMaterial
     public let leafValidity: TimeInterval
     public let leafNames: LeafNames
 
+    /// - Precondition: `entry` is an issuer (`is_ca`) entry.
     public init(entry: CertificateEntry) {
+        guard let material = entry.authority else {
+            preconditionFailure("LocalAuthority made from the static entry '\(entry.name)'; only issuer entries sign")
+        }
         self.entry = entry
+        self.material = material
         self.leafValidity = entry.conf.leafValidityDays.map { TimeInterval($0) * 86_400 } ?? Self.defaultLeafValidity
         self.leafNames = entry.conf.leafNames ?? .exact
     }
@@ -59,8 +66,8 @@ public struct LocalAuthority: Sendable {
     /// critical SAN, see ``CommonNameLimit``), serverAuth, digitalSignature, SKI/AKI, a random serial, notBefore five minutes back,
     /// notAfter capped by the CA's own.
     public func sign(_ subject: Subject, now: Date) throws -> IssuedLeaf {
-        let authority = entry.leaf.certificate
-        let caKey = entry.privateKey.key
+        let authority = material.certificate.certificate
+        let caKey = material.privateKey.key
         let leafKey = P256.Signing.PrivateKey()
         let publicKey = Certificate.PublicKey(leafKey.publicKey)
         let notBefore = max(now.addingTimeInterval(-300), authority.notValidBefore)
@@ -111,7 +118,7 @@ public struct LocalAuthority: Sendable {
             issuerPrivateKey: caKey)
         let leaf = try ParsedCertificate(certificate: certificate)
         let key = ParsedPrivateKey(key: Certificate.PrivateKey(leafKey), pem: leafKey.pemRepresentation)
-        return IssuedLeaf(chain: [leaf] + entry.servedChain, key: key, notBefore: notBefore, notAfter: notAfter)
+        return IssuedLeaf(chain: [leaf] + material.servedChain, key: key, notBefore: notBefore, notAfter: notAfter)
     }
 
     static func signatureAlgorithm(for key: Certificate.PrivateKey) -> Certificate.SignatureAlgorithm {

@@ -7,6 +7,9 @@ public struct CertificateSetChange: Sendable {
     public let added: [String]
     public let changed: [String]
     public let removed: [String]
+    /// The PEM text each added or changed entry was built from, for the state store to
+    /// keep (entries themselves keep only a digest of it).
+    public let contents: [String: EntryContent]
 
     public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
 }
@@ -81,7 +84,7 @@ extension CertificateSet {
         for (item, read) in zip(readable, reads) {
             switch read {
             case .success(let content):
-                if let old = entries[item.name], old.conf == item.conf, old.content == content { continue }
+                if let old = entries[item.name], old.conf == item.conf, old.contentDigest == content.digest { continue }
                 pending.append((item.name, item.conf, content))
             case .failure(let error):
                 errors.append(error)
@@ -93,10 +96,14 @@ extension CertificateSet {
             CertificateEntryValidator.validate(name: item.name, conf: item.conf, content: item.content, context: context)
         }
         var fresh: [CertificateEntry] = []
-        for result in results {
+        var contents: [String: EntryContent] = [:]
+        for (item, result) in zip(pending, results) {
             switch result {
-            case .success(let entry): fresh.append(entry)
-            case .failure(let failure): errors += failure.errors
+            case .success(let entry):
+                fresh.append(entry)
+                contents[entry.name] = item.content
+            case .failure(let failure):
+                errors += failure.errors
             }
         }
 
@@ -128,7 +135,7 @@ extension CertificateSet {
         guard errors.isEmpty else { throw CertificateSetError(errors) }
         return CertificateSetChange(
             set: CertificateSet(entries: newEntries, index: newIndex),
-            added: added, changed: changed, removed: removed)
+            added: added, changed: changed, removed: removed, contents: contents)
     }
 
     static func invalidNameReason(_ name: String) -> String? {

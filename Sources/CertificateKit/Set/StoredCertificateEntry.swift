@@ -10,9 +10,6 @@ public struct StoredCertificateEntry: Hashable, Sendable {
         self.content = content
     }
 
-    public init(_ entry: CertificateEntry) {
-        self.init(conf: entry.conf, content: entry.content)
-    }
 }
 
 extension CertificateSet {

@@ -72,8 +72,8 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                     $0.issuer = row.issuer
                     $0.kind = row.kind.rawValue
                     $0.isDefault = row.isDefault
-                    $0.chainSubjects = entry.servedChain.map { $0.certificate.subject.description }
-                    $0.sha256Fingerprint = entry.leaf.sha256Fingerprint
+                    $0.chainSubjects = entry.servedChainSubjects
+                    $0.sha256Fingerprint = entry.sha256Fingerprint
                     $0.warnings = row.warnings
                 }
             }

@@ -34,12 +34,11 @@ public struct CertificateReportRow: Codable, Sendable, Equatable {
         notAfter = validity.notAfter
         daysLeft = validity.daysLeft
         state = validity.state
-        let issuerName = entry.leaf.certificate.issuer
-        issuer = issuerName.commonName ?? issuerName.description
+        issuer = entry.leaf.issuer
         kind = entry.kind
         isDefault = entry.isDefault
         chainCompleted = entry.chainWasCompleted
-        chainLength = entry.servedChain.count
+        chainLength = entry.servedChainSubjects.count
         warnings = entry.warnings
     }
 

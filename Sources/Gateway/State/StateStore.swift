@@ -150,12 +150,21 @@ public final class StateStore: Sendable {
                     path: path, operation: "commit generation \(generation)",
                     reason: "the stored generation is \(previous), expected \(generation - 1): another writer changed the state")
             }
+            // The first commit holds the whole set (it comes from a full build: every entry added).
+            let names = previous == nil ? Array(change.set.entries.keys) : change.added + change.changed
+            var rows: [(CertificateEntry, EntryContent)] = []
+            for name in names {
+                guard let entry = change.set.entries[name], let content = change.contents[name] else {
+                    throw StateStoreError(path: path, operation: "commit generation \(generation)",
+                                          reason: "entry '\(name)' comes without the PEM text it was built from")
+                }
+                rows.append((entry, content))
+            }
             if previous == nil {
-                // The first commit holds the whole set.
                 try db.execute(sql: "DELETE FROM certificates")
-                try Self.upsert(Array(change.set.entries.values), generation: generation, db: db)
+                try Self.upsert(rows, generation: generation, db: db)
             } else {
-                try Self.upsert((change.added + change.changed).compactMap { change.set.entries[$0] }, generation: generation, db: db)
+                try Self.upsert(rows, generation: generation, db: db)
                 let delete = try db.cachedStatement(sql: "DELETE FROM certificates WHERE name = ?")
                 for name in change.removed { try delete.execute(arguments: [name]) }
             }
@@ -246,7 +255,7 @@ public final class StateStore: Sendable {
 
     /// One row per entry. Inline material is kept once (in the PEM columns, flagged), not
     /// twice; a key that lives in the certificate's PEM is not repeated.
-    private static func upsert(_ entries: [CertificateEntry], generation: UInt64, db: Database) throws {
+    private static func upsert(_ entries: [(CertificateEntry, EntryContent)], generation: UInt64, db: Database) throws {
         guard !entries.isEmpty else { return }
         let statement = try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO certificates (name, conf, certificate_pem, key_pem, cert_inline, key_inline, generation)
@@ -254,9 +263,8 @@ public final class StateStore: Sendable {
             """)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        for entry in entries {
+        for (entry, content) in entries {
             var conf = entry.conf
-            let content = entry.content
             let certInline = conf.tlsCert == content.certificatePEM
             let keyInline = conf.tlsKey != nil && conf.tlsKey == content.keyPEM
             if certInline { conf.tlsCert = nil }
