@@ -1,38 +1,90 @@
 import CertificateKit
 import NIOSSL
+import Synchronization
 
-/// An entry's certificate chain and key as NIOSSL objects, made once when the entry
-/// is built and reused by every handshake (and every later set that keeps the entry).
+/// An entry's certificate chain and key in the form NIOSSL's certificate callback takes.
+///
+/// The chain's DER and the key's PEM text are kept; the NIOSSL objects (BoringSSL's
+/// `X509` and `EVP_PKEY`, about 4 KiB an entry) are made when a handshake first needs
+/// them and kept from then on, so an entry no client asks for costs its bytes only. They
+/// are also made once when the material is created — BoringSSL must accept the chain and
+/// key, or the update that brings them is refused — and, for a set entry, dropped again
+/// (``lazy(chain:key:)``); an issued leaf, served at once, keeps them (``eager(chain:key:)``).
+/// Making them costs some tens of microseconds on the event loop, once per entry.
 public final class NIOServingMaterial: Sendable {
-    public let certificateChain: [NIOSSLCertificate]
-    public let privateKey: NIOSSLPrivateKey
-    /// What the certificate callback hands NIOSSL: built here once, not per handshake.
-    public let contextOverride: NIOSSLContextConfigurationOverride
+    private struct Built: @unchecked Sendable {
+        // NIOSSL's objects are immutable once made and safe to share between threads.
+        let certificates: [NIOSSLCertificate]
+        let override: NIOSSLContextConfigurationOverride
+    }
 
-    public init(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) {
-        self.certificateChain = certificateChain
-        self.privateKey = privateKey
+    private let chainDER: [[UInt8]]
+    private let keyPEM: [UInt8]
+    private let built: Mutex<Built?>
+
+    private init(chainDER: [[UInt8]], keyPEM: [UInt8], keepBuilt: Bool) throws {
+        self.chainDER = chainDER
+        self.keyPEM = keyPEM
+        let made = try Self.build(chainDER: chainDER, keyPEM: keyPEM)
+        self.built = Mutex(keepBuilt ? made : nil)
+    }
+
+    /// For an entry of a set: checked now, the NIOSSL objects made again at its first handshake.
+    public static func lazy(chain: [ParsedCertificate], key: ParsedPrivateKey) throws -> NIOServingMaterial {
+        try NIOServingMaterial(chainDER: chain.map(\.der), keyPEM: Array(key.pem.utf8), keepBuilt: false)
+    }
+
+    /// For an issued leaf, served right away: the NIOSSL objects are kept from the start.
+    public static func eager(chain: [ParsedCertificate], key: ParsedPrivateKey) throws -> NIOServingMaterial {
+        try NIOServingMaterial(chainDER: chain.map(\.der), keyPEM: Array(key.pem.utf8), keepBuilt: true)
+    }
+
+    /// What the certificate callback hands NIOSSL, made at the first call and kept.
+    /// - Throws: NIOSSL's error if BoringSSL refuses the material now (it accepted it when
+    ///   the material was created).
+    public func contextOverride() throws -> NIOSSLContextConfigurationOverride {
+        try builtObjects().override
+    }
+
+    /// The chain as NIOSSL certificates, leaf first.
+    public func certificateChain() throws -> [NIOSSLCertificate] {
+        try builtObjects().certificates
+    }
+
+    /// Whether the NIOSSL objects are currently made.
+    public var isBuilt: Bool { built.withLock { $0 != nil } }
+
+    private func builtObjects() throws -> Built {
+        try built.withLock { built in
+            if let built { return built }
+            let made = try Self.build(chainDER: chainDER, keyPEM: keyPEM)
+            built = made
+            return made
+        }
+    }
+
+    private static func build(chainDER: [[UInt8]], keyPEM: [UInt8]) throws -> Built {
+        let certificates = try chainDER.map { try NIOSSLCertificate(bytes: $0, format: .der) }
+        let privateKey = try NIOSSLPrivateKey(bytes: keyPEM, format: .pem)
         var override = NIOSSLContextConfigurationOverride()
-        override.certificateChain = certificateChain.map { .certificate($0) }
+        override.certificateChain = certificates.map { .certificate($0) }
         override.privateKey = .privateKey(privateKey)
-        self.contextOverride = override
+        return Built(certificates: certificates, override: override)
     }
 
-    /// Converts a validated chain (leaf first) and key.
-    public convenience init(chain: [ParsedCertificate], key: ParsedPrivateKey) throws {
-        let certificates = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
-        let privateKey = try NIOSSLPrivateKey(bytes: Array(key.pem.utf8), format: .pem)
-        self.init(certificateChain: certificates, privateKey: privateKey)
-    }
-
-    /// The factory to put in a ``CertificateBuildContext`` so sets carry NIOSSL objects.
+    /// The factory to put in a ``CertificateBuildContext`` so sets carry NIOSSL material.
     public static let factory: ServingMaterialFactory = { chain, key in
-        try NIOServingMaterial(chain: chain, key: key)
+        try NIOServingMaterial.lazy(chain: chain, key: key)
+    }
+
+    /// The factory for issued leaves, which are served as soon as they are signed.
+    public static let eagerFactory: ServingMaterialFactory = { chain, key in
+        try NIOServingMaterial.eager(chain: chain, key: key)
     }
 }
 
 extension CertificateEntry {
-    /// The NIOSSL objects of this entry, when its set was built with ``NIOServingMaterial/factory``.
+    /// The NIOSSL material of this entry, when its set was built with ``NIOServingMaterial/factory``.
     public var nioServingMaterial: NIOServingMaterial? {
         servingMaterial as? NIOServingMaterial
     }

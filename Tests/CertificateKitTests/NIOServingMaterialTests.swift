@@ -14,8 +14,13 @@ struct NIOServingMaterialTests {
         let confs = ["nio": leaf.conf(chain: [intermediate])]
         let first = try CertificateSet.build(from: confs, context: context).set
         let material = try #require(first.entries["nio"]?.nioServingMaterial)
-        #expect(material.certificateChain.count == 2)
-        #expect(try material.certificateChain[0].toDERBytes() == leaf.parsed.der)
+        // Checked when built, made again at the first handshake that needs it, then kept.
+        #expect(!material.isBuilt)
+        let chain = try material.certificateChain()
+        #expect(material.isBuilt)
+        #expect(chain.count == 2)
+        #expect(try chain[0].toDERBytes() == leaf.parsed.der)
+        #expect(try chain[1].toDERBytes() == intermediate.parsed.der)
 
         let second = try CertificateSet.build(from: confs, context: context, reusing: first).set
         #expect(second.entries["nio"]?.nioServingMaterial === material)

@@ -94,7 +94,7 @@ public final class GatewayServer: Sendable {
         self.logLevel = logLevel
         let cacheHolder = CacheCountHolder()
         let issued = IssuedCertificateCache(
-            policy: issuing, servingMaterialFactory: NIOServingMaterial.factory, persistence: leafWriter
+            policy: issuing, servingMaterialFactory: NIOServingMaterial.eagerFactory, persistence: leafWriter
         ) { event in
             metrics.record(event, cached: cacheHolder.count)
             if case .failed(let name, let error) = event {

@@ -56,14 +56,14 @@ final class CertificateSelector: Sendable {
                 serveIssued(match: match, facts: facts, fallback: reader.current.set.defaultEntry, counters: counters, promise: promise)
                 return
             }
-            guard let material = match.entry.nioServingMaterial else {
+            guard let material = match.entry.nioServingMaterial, let override = try? material.contextOverride() else {
                 counters.record(nil)
                 facts?.refusal = "entry '\(match.entry.name)' has no TLS objects"
                 promise.fail(NoCertificate(reason: "entry '\(match.entry.name)' has no TLS objects"))
                 return
             }
             counters.record(match.kind)
-            promise.succeed(material.contextOverride)
+            promise.succeed(override)
         }
     }
 
@@ -87,26 +87,27 @@ final class CertificateSelector: Sendable {
         let lookup = issued.leaf(from: authority, for: subject, now: now()) { result in
             switch result {
             case .success(let cached):
-                if let material = cached.servingMaterial as? NIOServingMaterial {
+                if let material = cached.servingMaterial as? NIOServingMaterial, let override = try? material.contextOverride() {
                     counters.record(nil, issued: true)
-                    promise.succeed(material.contextOverride)
+                    promise.succeed(override)
                 } else {
                     counters.record(nil)
                     promise.fail(NoCertificate(reason: "the signed leaf for \(subject) has no TLS objects"))
                 }
-            case .failure(let error):
+            case .failure:
+                // The library's error is not quoted here; the cache reports the failure, and it is logged.
                 counters.record(nil)
-                promise.fail(NoCertificate(reason: "signing a leaf for \(subject) failed: \(error)"))
+                promise.fail(NoCertificate(reason: "signing a leaf for \(subject) failed"))
             }
         }
         switch lookup {
         case .hit(let cached):
-            guard let material = cached.servingMaterial as? NIOServingMaterial else {
+            guard let material = cached.servingMaterial as? NIOServingMaterial, let override = try? material.contextOverride() else {
                 refuse(reason: "the cached leaf for \(subject) has no TLS objects", fallback: fallback, facts: facts, counters: counters, promise: promise)
                 return
             }
             counters.record(nil, issued: true)
-            promise.succeed(material.contextOverride)
+            promise.succeed(override)
         case .pending:
             break
         case .refused(let refusal):
@@ -118,11 +119,11 @@ final class CertificateSelector: Sendable {
         reason: String, fallback: CertificateEntry?, facts: HandshakeFacts?,
         counters: GatewayMetrics.ListenerCounters, promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
     ) {
-        if let fallback, fallback.kind == .static, let material = fallback.nioServingMaterial {
+        if let fallback, fallback.kind == .static, let override = try? fallback.nioServingMaterial?.contextOverride() {
             facts?.entryName = fallback.name
             facts?.matchKind = .default
             counters.record(.default)
-            promise.succeed(material.contextOverride)
+            promise.succeed(override)
             return
         }
         facts?.refusal = reason
