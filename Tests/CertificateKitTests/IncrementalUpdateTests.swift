@@ -104,4 +104,40 @@ struct IncrementalUpdateTests {
         #expect(change.changed == ["site"])
         #expect(change.set.entries["site"]?.fingerprint == Array(SHA256.hash(data: two.parsed.der)))
     }
+
+    @Test("a file rewritten in place with its modification time put back is still seen as changed (its status-change time moved)")
+    func rewriteWithSameModificationTime() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let certificate = folder.appendingPathComponent("site.pem")
+        let key = folder.appendingPathComponent("site.key")
+        let one = Self.authority.leaf(dnsNames: ["file.test"])
+        try one.pem.write(to: certificate, atomically: false, encoding: .utf8)
+        try one.key.pkcs8PEM.write(to: key, atomically: false, encoding: .utf8)
+        let confs = ["site": CertificateConf(tlsCert: "site.pem", tlsKey: "site.key")]
+        let context = CertificateBuildContext(baseDirectory: folder.path)
+        let first = try CertificateSet.build(from: confs, context: context).set
+        let stamps = try #require(first.entries["site"]?.fileStamps)
+        #expect(stamps.count == 2)
+
+        // Unchanged files: the same stamps, the entry reused as it is.
+        let again = try CertificateSet.build(from: confs, context: context, reusing: first)
+        #expect(again.isEmpty)
+        #expect(again.set.entries["site"] === first.entries["site"])
+
+        // Same size, same modification time, other bytes (a P-256 certificate and key of the same shape).
+        let modified = try FileManager.default.attributesOfItem(atPath: certificate.path)[.modificationDate] as! Date
+        var two = Self.authority.leaf(dnsNames: ["file.test"])
+        while two.pem.utf8.count != one.pem.utf8.count || two.key.pkcs8PEM.utf8.count != one.key.pkcs8PEM.utf8.count {
+            two = Self.authority.leaf(dnsNames: ["file.test"])
+        }
+        try two.pem.write(to: certificate, atomically: false, encoding: .utf8)
+        try two.key.pkcs8PEM.write(to: key, atomically: false, encoding: .utf8)
+        try FileManager.default.setAttributes([.modificationDate: modified], ofItemAtPath: certificate.path)
+        try FileManager.default.setAttributes([.modificationDate: modified], ofItemAtPath: key.path)
+        let change = try CertificateSet.build(from: confs, context: context, reusing: first)
+        #expect(change.changed == ["site"])
+        #expect(change.set.entries["site"]?.fingerprint == Array(SHA256.hash(data: two.parsed.der)))
+    }
 }

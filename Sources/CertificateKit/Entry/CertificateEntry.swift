@@ -26,6 +26,9 @@ public final class CertificateEntry: Sendable {
     /// Whether `tls_cert` or `tls_key` is a file path: such an entry is re-read on every
     /// rebuild, since the file may change while the configuration does not.
     public let readsFiles: Bool
+    /// The stamps of those files when they were read: a rebuild that finds the same
+    /// stamps (and the same `conf`) reuses the entry without reading them.
+    public let fileStamps: [FileStamp]
     /// The leaf's validity, subject and issuer.
     public let leaf: LeafFacts
     /// SHA-256 of the leaf's DER (for an issuer: the CA's identity in the leaf cache).
@@ -50,7 +53,7 @@ public final class CertificateEntry: Sendable {
     public let authority: AuthorityMaterial?
 
     init(
-        name: String, conf: CertificateConf, content: EntryContent, leaf: ParsedCertificate,
+        name: String, conf: CertificateConf, content: EntryContent, fileStamps: [FileStamp], leaf: ParsedCertificate,
         chain: [ParsedCertificate], chainWasCompleted: Bool, privateKey: ParsedPrivateKey,
         patterns: [NamePattern], kind: Kind, isDefault: Bool, warnings: [String],
         servingMaterial: (any Sendable)?
@@ -59,6 +62,7 @@ public final class CertificateEntry: Sendable {
         self.conf = conf
         self.contentDigest = content.digest
         self.readsFiles = [conf.tlsCert, conf.tlsKey].contains { value in value.map { MaterialSource($0).isFile } ?? false }
+        self.fileStamps = fileStamps
         self.leaf = LeafFacts(leaf.certificate)
         self.fingerprint = Array(SHA256.hash(data: leaf.der))
         self.chainFingerprints = chain.map { Array(SHA256.hash(data: $0.der)) }

@@ -29,6 +29,19 @@ public struct CertificateBuildContext: Sendable {
 /// Validates one entry on its own (names claimed by other entries are the set's job).
 enum CertificateEntryValidator {
     /// Reads the entry's PEM text (files, base64) without parsing it.
+    /// The stamps of the files an entry's values name, in order (`tls_cert`, then
+    /// `tls_key`); nil when one of them cannot be stamped (it is then read, and its error
+    /// reported, as usual).
+    static func fileStamps(conf: CertificateConf, baseDirectory: String?) -> [FileStamp]? {
+        var stamps: [FileStamp] = []
+        for value in [conf.tlsCert, conf.tlsKey].compactMap({ $0 }) {
+            guard case .file(let path) = MaterialSource(value) else { continue }
+            guard let stamp = FileStamp(path: MaterialSource.resolve(path: path, baseDirectory: baseDirectory)) else { return nil }
+            stamps.append(stamp)
+        }
+        return stamps
+    }
+
     static func readContent(name: String, conf: CertificateConf, baseDirectory: String?) throws(CertificateEntryError) -> EntryContent {
         guard let certValue = conf.tlsCert, !certValue.trimmingSpaces().isEmpty else {
             throw CertificateEntryError(entry: name, field: "tls_cert", reason: "missing")
@@ -47,7 +60,8 @@ enum CertificateEntryValidator {
     /// Parses and checks everything about one entry; every problem becomes an error
     /// naming the entry and field.
     static func validate(
-        name: String, conf: CertificateConf, content: EntryContent, context: CertificateBuildContext
+        name: String, conf: CertificateConf, content: EntryContent, fileStamps: [FileStamp] = [],
+        context: CertificateBuildContext
     ) -> Result<CertificateEntry, CertificateSetError> {
         func error(_ field: String, _ reason: String) -> CertificateEntryError {
             CertificateEntryError(entry: name, field: field, reason: reason)
@@ -152,7 +166,7 @@ enum CertificateEntryValidator {
             }
         }
         return .success(CertificateEntry(
-            name: name, conf: conf, content: content, leaf: leaf, chain: chain,
+            name: name, conf: conf, content: content, fileStamps: fileStamps, leaf: leaf, chain: chain,
             chainWasCompleted: chainWasCompleted, privateKey: privateKey, patterns: patterns,
             kind: isCA ? .issuer : .static, isDefault: conf.isDefault ?? false,
             warnings: warnings, servingMaterial: material))

@@ -73,27 +73,38 @@ extension CertificateSet {
                 readable.append((name, conf))
             }
         }
-        // Files are read on every core too: at 10,000 entries reading is a tenth of a build.
-        let reads = ConcurrentMap.map(readable) { item -> Result<EntryContent, CertificateEntryError> in
-            if let known = knownContent[item.name] { return .success(known) }
-            return Result { () throws(CertificateEntryError) in
-                try CertificateEntryValidator.readContent(name: item.name, conf: item.conf, baseDirectory: context.baseDirectory)
+        // Files are read on every core too; a file entry whose files carry the stamps they
+        // had when it was built is not read at all.
+        let reads = ConcurrentMap.map(readable) { item -> Read in
+            if let known = knownContent[item.name] { return .content(known, stamps: []) }
+            let stamps = CertificateEntryValidator.fileStamps(conf: item.conf, baseDirectory: context.baseDirectory)
+            if let old = entries[item.name], old.readsFiles, old.conf == item.conf, let stamps, stamps == old.fileStamps {
+                return .unchanged
+            }
+            do throws(CertificateEntryError) {
+                let content = try CertificateEntryValidator.readContent(name: item.name, conf: item.conf, baseDirectory: context.baseDirectory)
+                return .content(content, stamps: stamps ?? [])
+            } catch {
+                return .failed(error)
             }
         }
-        var pending: [(name: String, conf: CertificateConf, content: EntryContent)] = []
+        var pending: [(name: String, conf: CertificateConf, content: EntryContent, stamps: [FileStamp])] = []
         for (item, read) in zip(readable, reads) {
             switch read {
-            case .success(let content):
+            case .unchanged:
+                continue
+            case .content(let content, let stamps):
                 if let old = entries[item.name], old.conf == item.conf, old.contentDigest == content.digest { continue }
-                pending.append((item.name, item.conf, content))
-            case .failure(let error):
+                pending.append((item.name, item.conf, content, stamps))
+            case .failed(let error):
                 errors.append(error)
             }
         }
 
         // 2. Parse and validate the new and changed entries, on every core.
         let results = ConcurrentMap.map(pending) { item in
-            CertificateEntryValidator.validate(name: item.name, conf: item.conf, content: item.content, context: context)
+            CertificateEntryValidator.validate(
+                name: item.name, conf: item.conf, content: item.content, fileStamps: item.stamps, context: context)
         }
         var fresh: [CertificateEntry] = []
         var contents: [String: EntryContent] = [:]
@@ -136,6 +147,14 @@ extension CertificateSet {
         return CertificateSetChange(
             set: CertificateSet(entries: newEntries, index: newIndex),
             added: added, changed: changed, removed: removed, contents: contents)
+    }
+
+    /// What step 1 found for one upsert.
+    private enum Read: Sendable {
+        /// The same configuration and file stamps as the entry in the set: reused.
+        case unchanged
+        case content(EntryContent, stamps: [FileStamp])
+        case failed(CertificateEntryError)
     }
 
     static func invalidNameReason(_ name: String) -> String? {
