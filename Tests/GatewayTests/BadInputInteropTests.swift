@@ -11,6 +11,8 @@ import X509
 struct BadInputInteropTests {
     static let root = TestCertificate.authority(commonName: "Bad Input Root")
     static let intermediate = root.intermediate(commonName: "Bad Input Intermediate")
+    /// The root's certificate and key as base64 of PEM: one line each, for YAML written inline.
+    static let rootBase64 = (cert: Data(root.pem.utf8).base64EncodedString(), key: Data(root.key.pkcs8PEM.utf8).base64EncodedString())
 
     func checkAndRun(_ yaml: String) throws -> (check: CertgateProcess.Output, run: CertgateProcess.Output) {
         let folder = try FixtureFolder()
@@ -29,6 +31,9 @@ struct BadInputInteropTests {
         // A duration past 64 bits: the limit, no arithmetic trap.
         ("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timeout: 106751991167301d\n",
          "certgate.yaml:3:19: shutdown_timeout: '106751991167301d' is longer than any setting allows (at most 3650d)"),
+        // Leaves longer-lived than browsers take.
+        ("listeners:\n  - listen: 127.0.0.1:0\ncertificates:\n  ca: { tls_cert: \(Self.rootBase64.cert), tls_key: \(Self.rootBase64.key), is_ca: true, domains: '*', leaf_validity_days: 398 }\n",
+         "ca: leaf_validity_days: must be 1 to 397 days, not 398 (browsers refuse TLS leaves valid for more than 398 days)"),
     ])
     func checkAndRunAgree(yaml: String, reason: String) throws {
         let (check, run) = try checkAndRun(yaml)

@@ -74,17 +74,23 @@ public final class GatewayServer: Sendable {
         self.metrics = metrics
         self.upstreamLog = UpstreamFailureLog(logger: logger)
         self.registry = registry
-        let httpClient = HTTPClient(eventLoopGroup: group)
-        self.httpClient = httpClient
-        let reporter = CommitReporter(
-            metrics: metrics, notifiers: configuration.validity.notify, httpClient: httpClient, logger: logger)
-        self.reporter = reporter
         do {
             try MissingCertificateFiles.create(for: configuration, logger: logger)
         } catch {
             throw GatewayStartupError(reasons: [error.description])
         }
         let (set, generation, committed) = try Self.initialSet(configuration: configuration, state: state, logger: logger)
+        // Made once the set is known to be good: an HTTPClient must be shut down before it
+        // goes away, also when a later step of this init throws.
+        let httpClient = HTTPClient(eventLoopGroup: group)
+        self.httpClient = httpClient
+        func failing(_ reasons: [String]) -> GatewayStartupError {
+            try? httpClient.syncShutdown()
+            return GatewayStartupError(reasons: reasons)
+        }
+        let reporter = CommitReporter(
+            metrics: metrics, notifiers: configuration.validity.notify, httpClient: httpClient, logger: logger)
+        self.reporter = reporter
         if let committed { reporter.startedFrom(committedAt: committed.time, source: committed.source) }
         let store = CertificateKit.CertificateStore(initial: set, generation: generation, now: committed?.time ?? Date())
         self.store = store
@@ -104,7 +110,11 @@ public final class GatewayServer: Sendable {
         cacheHolder.cache = issued
         self.issued = issued
         if let state, let leafWriter {
-            try Self.restoreIssuedLeaves(from: state, into: issued, writer: leafWriter, set: set, now: now(), logger: logger)
+            do {
+                try Self.restoreIssuedLeaves(from: state, into: issued, writer: leafWriter, set: set, now: now(), logger: logger)
+            } catch {
+                throw failing(error.reasons)
+            }
         }
         // Paths in control-plane entries are relative to the configuration's folder.
         let baseDirectory = configuration.baseDirectory
@@ -124,7 +134,7 @@ public final class GatewayServer: Sendable {
                 let context = try ListenerTLS.makeContext(for: listener, selector: selector, counters: counters)
                 runtimes.append(ListenerRuntime(configuration: listener, context: context, counters: counters))
             } catch {
-                throw GatewayStartupError(reasons: ["listener \(listener.name): TLS settings refused: \(error)"])
+                throw failing(["listener \(listener.name): TLS settings refused: \(error)"])
             }
         }
         self.configuration = Mutex(configuration)
