@@ -14,6 +14,12 @@ struct BadInputInteropTests {
     /// The root's certificate and key as base64 of PEM: one line each, for YAML written inline.
     static let rootBase64 = (cert: Data(root.pem.utf8).base64EncodedString(), key: Data(root.key.pkcs8PEM.utf8).base64EncodedString())
 
+    /// A listener on PORT, a responder for every name, and these `certificates:` entries.
+    static func config(certificates entries: [String]) -> String {
+        "listeners:\n  - listen: 127.0.0.1:PORT\nroutes:\n  - server_names: [\"*\"]\n    respond: { status: 200 }\ncertificates:\n"
+            + entries.map { "  \($0)\n" }.joined()
+    }
+
     func checkAndRun(_ yaml: String) throws -> (check: CertgateProcess.Output, run: CertgateProcess.Output) {
         let folder = try FixtureFolder()
         defer { folder.remove() }
@@ -61,15 +67,7 @@ struct BadInputInteropTests {
         try folder.write([leaf, Self.intermediate, Self.root, Self.root].map { $0.pem + "\n" }.joined(), to: "chain.pem")
         try folder.write(leaf.key.pkcs8PEM, to: "chain.key")
         try folder.write(Self.root.pem, to: "root.pem")
-        let config = """
-        listeners:
-          - listen: 127.0.0.1:PORT
-        routes:
-          - server_names: ["*"]
-            respond: { status: 200 }
-        certificates:
-          chain: { tls_cert: chain.pem, tls_key: chain.key }
-        """
+        let config = Self.config(certificates: ["chain: { tls_cert: chain.pem, tls_key: chain.key }"])
         try folder.write(config.replacingOccurrences(of: "PORT", with: "0"), to: "check.yaml")
         let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("check.yaml").path])
         #expect(check.status == 0, "\(check.stdout)")
@@ -90,15 +88,7 @@ struct BadInputInteropTests {
         let ca = TestCertificate.authority(commonName: "Long Name CA")
         try folder.write(ca.pem, to: "ca.pem")
         try folder.write(ca.key.pkcs8PEM, to: "ca.key")
-        let config = """
-        listeners:
-          - listen: 127.0.0.1:PORT
-        routes:
-          - server_names: ["*"]
-            respond: { status: 200 }
-        certificates:
-          dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, is_default: true, domains: "*" }
-        """
+        let config = Self.config(certificates: ["dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, is_default: true, domains: '*' }"])
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         let name = String(repeating: "a", count: 60) + ".dyn.test"
@@ -129,17 +119,10 @@ struct BadInputInteropTests {
                      "-addext", "subjectAltName=DNS:explicit.test", "-days", "30", "-out", path("named.pem")])
         try openssl(["req", "-new", "-x509", "-key", path("explicit.key"), "-subj", "/CN=explicit.test",
                      "-addext", "subjectAltName=DNS:explicit.test", "-days", "30", "-out", path("explicit.pem")])
-        let config = """
-        listeners:
-          - listen: 127.0.0.1:PORT
-        routes:
-          - server_names: ["*"]
-            respond: { status: 200 }
-        certificates:
-          sec1: { tls_cert: named.pem, tls_key: explicit.key, domains: sec1.explicit.test, is_default: true }
-          pkcs8: { tls_cert: named.pem, tls_key: explicit-pkcs8.key, domains: pkcs8.explicit.test }
-
-        """
+        let config = Self.config(certificates: [
+            "sec1: { tls_cert: named.pem, tls_key: explicit.key, domains: sec1.explicit.test, is_default: true }",
+            "pkcs8: { tls_cert: named.pem, tls_key: explicit-pkcs8.key, domains: pkcs8.explicit.test }",
+        ])
         try folder.write(config.replacingOccurrences(of: "PORT", with: "0"), to: "check.yaml")
         let check = try CertgateProcess.run(["check", "--config", path("check.yaml")])
         let refusal = "the key uses explicit EC curve parameters that are not P-256, P-384 or P-521; certgate takes named curves (convert it: openssl ec -in KEY -param_enc named_curve -out KEY)"
