@@ -169,7 +169,7 @@ struct GatewayInteropTests {
         await upstream.close()
     }
 
-    @Test("a PROXY v2 header tells the upstream the client's address and port, and the served name", arguments: ["v1", "v2"])
+    @Test("a PROXY header tells the upstream the client's address and port; v2 also the ALPN protocol and the served name, byte for byte", arguments: ["v1", "v2"])
     func proxyProtocol(version: String) async throws {
         let folder = try Self.fixture()
         defer { folder.remove() }
@@ -181,21 +181,22 @@ struct GatewayInteropTests {
             """
         let gateway = try await GatewayProcess(config: Self.config(routes: routes), folder: folder)
         defer { gateway.stop() }
-        let client = TestTLSClient(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
+        var client = TestTLSClient(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
+        client.applicationProtocols = ["http/1.1"]  // the listener's default ALPN list
         let (received, connection) = try await client.exchange(port: gateway.port, serverName: "exact.test", payload: Array("hello".utf8))
         #expect(received == Array("hello".utf8))
         let header = try #require(upstream.recorded.all.first)
         let clientPort = try #require(connection.localAddress?.port)
         if version == "v2" {
-            #expect(Array(header[0..<12]) == [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A])
-            #expect(header[12] == 0x21)  // version 2, PROXY
-            #expect(header[13] == 0x11)  // TCP over IPv4
-            #expect(Array(header[16..<20]) == [127, 0, 0, 1])
-            #expect(Int(header[24]) << 8 | Int(header[25]) == clientPort)
-            #expect(Int(header[26]) << 8 | Int(header[27]) == gateway.port)
-            // TLVs after the 12 address bytes: the served name as PP2_TYPE_AUTHORITY.
-            let tlvs = Array(header[28...])
-            #expect(String(decoding: tlvs, as: UTF8.self).contains("exact.test"))
+            // HAProxy's proxy-protocol.txt §2.2: signature, version 2 + PROXY, TCP over IPv4,
+            // length 36 = 12 address bytes + PP2_TYPE_ALPN (3 + 8) + PP2_TYPE_AUTHORITY (3 + 10).
+            let port = { (value: Int) -> [UInt8] in [UInt8(value >> 8), UInt8(value & 0xff)] }
+            let expected: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
+                + [0x21, 0x11, 0x00, 36]
+                + [127, 0, 0, 1] + [127, 0, 0, 1] + port(clientPort) + port(gateway.port)
+                + [0x01, 0x00, 8] + Array("http/1.1".utf8)
+                + [0x02, 0x00, 10] + Array("exact.test".utf8)
+            #expect(header == expected)
         } else {
             #expect(String(decoding: header, as: UTF8.self) == "PROXY TCP4 127.0.0.1 127.0.0.1 \(clientPort) \(gateway.port)\r\n")
         }

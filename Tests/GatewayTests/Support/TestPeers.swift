@@ -157,6 +157,8 @@ private final class HandshakeWaiter: ChannelInboundHandler {
 struct TestTLSClient {
     let group: any EventLoopGroup
     let trustRoots: [NIOSSLCertificate]
+    /// Protocols offered in ALPN (none by default).
+    var applicationProtocols: [String] = []
 
     struct Connection {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
@@ -175,6 +177,7 @@ struct TestTLSClient {
         configuration.certificateVerification = serverName == nil ? .noHostnameVerification : .fullVerification
         // Tests close connections whose reads they never consumed: do not wait 5 s for the close_notify.
         configuration.shutdownTimeout = .milliseconds(200)
+        configuration.applicationProtocols = applicationProtocols
         let context = try NIOSSLContext(configuration: configuration)
         let (channel, handshake) = try await ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
