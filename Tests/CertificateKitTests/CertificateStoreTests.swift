@@ -40,6 +40,9 @@ struct CertificateStoreTests {
         let reads = Atomic<Int>(0)
 
         let started = Atomic<Int>(0)
+        // Reads that saw a generation strictly between the first and the last: proof that
+        // reading and swapping overlapped, not merely followed each other.
+        let duringSwaps = Atomic<Int>(0)
 
         // Two threads read through `store.current`, two through their own reader.
         let readers = (0..<4).map { number in
@@ -59,6 +62,7 @@ struct CertificateStoreTests {
                     }
                     lastGeneration = snapshot.generation
                     reads.add(1, ordering: .relaxed)
+                    if snapshot.generation > 0 && snapshot.generation < UInt64(swaps) { duringSwaps.add(1, ordering: .relaxed) }
                 }
             }
         }
@@ -75,5 +79,6 @@ struct CertificateStoreTests {
         #expect(store.current.generation == UInt64(swaps))
         #expect(violations.load(ordering: .relaxed) == 0)
         #expect(reads.load(ordering: .relaxed) >= 100)
+        #expect(duringSwaps.load(ordering: .relaxed) > 0)
     }
 }

@@ -131,15 +131,19 @@ struct IssuingTests {
             try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize(name)!), now: Date(), completion: $0) }?.leaf.chain[0].der
         }
         let first = try await fetch("a.dev.test")
-        _ = try await fetch("b.dev.test")
-        _ = try await fetch("c.dev.test")
-        _ = try await fetch("a.dev.test")  // a is now the most recent; b the least
-        _ = try await fetch("d.dev.test")
+        let bFirst = try await fetch("b.dev.test")
+        let cFirst = try await fetch("c.dev.test")
+        _ = try await fetch("a.dev.test")  // a is now the most recent; b the least (order b, c, a)
+        let dFirst = try await fetch("d.dev.test")  // evicts b (c, a, d)
         #expect(cache.count == 3)
-        #expect(try await fetch("a.dev.test") == first)
-        // b was evicted: fetching it signs anew (a new leaf), and evicts c.
-        _ = try await fetch("b.dev.test")
+        #expect(try await fetch("a.dev.test") == first)  // a hit (c, d, a)
+        // b was evicted: fetching it signs anew (another key, so another leaf) and evicts c (d, a, b).
+        let bSecond = try await fetch("b.dev.test")
+        #expect(bSecond != nil && bSecond != bFirst)
         #expect(cache.count == 3)
+        #expect(try await fetch("d.dev.test") == dFirst)  // d was kept (a, b, d)
+        let cSecond = try await fetch("c.dev.test")  // c was evicted: signed anew
+        #expect(cSecond != nil && cSecond != cFirst)
     }
 
     @Test("new signatures beyond the rate limit are refused, cached names are not")

@@ -37,6 +37,8 @@ struct BadInputInteropTests {
         // A duration past 64 bits: the limit, no arithmetic trap.
         ("listeners:\n  - listen: 127.0.0.1:0\nshutdown_timeout: 106751991167301d\n",
          "certgate.yaml:3:19: shutdown_timeout: '106751991167301d' is longer than any setting allows (at most 3650d)"),
+        // A state_dir that is a file (here the configuration itself).
+        ("listeners:\n  - listen: 127.0.0.1:0\nstate_dir: certgate.yaml\n", "certgate.yaml exists and is not a folder"),
         // Leaves longer-lived than browsers take.
         ("listeners:\n  - listen: 127.0.0.1:0\ncertificates:\n  ca: { tls_cert: \(Self.rootBase64.cert), tls_key: \(Self.rootBase64.key), is_ca: true, domains: '*', leaf_validity_days: 398 }\n",
          "ca: leaf_validity_days: must be 1 to 397 days, not 398 (browsers refuse TLS leaves valid for more than 398 days)"),
@@ -47,6 +49,33 @@ struct BadInputInteropTests {
         #expect(check.stdout.contains(reason), "\(check.stdout)")
         #expect(run.status == 1)
         #expect(run.stderr.contains(reason), "\(run.stderr)")
+    }
+
+    @Test("a listener port that is taken: run exits 1 with the reason, no trap")
+    func portTaken() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let first = try await GatewayProcess(config: GatewayInteropTests.config(), folder: folder)
+        defer { first.stop() }
+        try folder.write(GatewayInteropTests.config().replacingOccurrences(of: "PORT", with: String(first.port)) + "state_dir: state2\n", to: "second.yaml")
+        let second = try CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("second.yaml").path])
+        #expect(second.status == 1, "\(second.stderr)")
+        #expect(second.stderr.contains("listener https: cannot listen on 127.0.0.1:\(first.port)"), "\(second.stderr)")
+        #expect(!second.stderr.contains("Fatal error"))
+    }
+
+    @Test("the shipped configuration passes check on a fresh checkout; check creates nothing (run creates the local CA)")
+    func shippedConfiguration() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try FileManager.default.copyItem(
+            at: CertgateProcess.packageRoot.appendingPathComponent("config/certgate.yaml"),
+            to: folder.url.appendingPathComponent("certgate.yaml"))
+        let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(check.status == 0, "\(check.stdout)")
+        #expect(check.stdout.contains("configuration is valid"))
+        let created = try FileManager.default.subpathsOfDirectory(atPath: folder.url.path).filter { $0.hasSuffix(".pem") || $0.hasSuffix(".key") }
+        #expect(created.isEmpty, "\(created)")
     }
 
     /// The certificates a TLS server sends, read with `openssl s_client -showcerts`.

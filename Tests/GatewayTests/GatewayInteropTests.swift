@@ -422,7 +422,7 @@ struct GatewayInteropTests {
         }
     }
 
-    @Test("a name the issuer refuses (rate limited) gets the static default; the refusal is logged with the SNI")
+    @Test("a name the issuer refuses (rate limited) gets the static default; a name it signed is still served from its cache")
     func refusedNameFallsBackToDefault() async throws {
         let folder = try Self.fixture()
         defer { folder.remove() }

@@ -61,6 +61,32 @@ struct KeyMaterialLeakInteropTests {
         #expect(accepted.allSatisfy { ["flip-100", "flip-130", "flip-160"].contains($0) }, "entries not refused: \(accepted)")
     }
 
+    @Test("a key pasted into an enumerated field, a header name or a refused entry name is not quoted back")
+    func keyInOtherFields() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let corpus = DamagedKeyCorpus(authority: Self.authority)
+        let body = DamagedKeyCorpus.body(of: corpus.leaf.key.pkcs8PEM)
+        let hex = Data(base64Encoded: body)!.map { String(format: "%02x", $0) }.joined()
+        let cases: [(yaml: String, reason: String)] = [
+            ("listeners:\n  - listen: 127.0.0.1:0\n    min_tls_version: \(body)\n",
+             "listeners.0.min_tls_version: must be one of tls1.0, tls1.1, tls1.2, tls1.3, not a value of \(body.count) characters (not shown)"),
+            ("listeners:\n  - listen: 127.0.0.1:0\nroutes:\n  - server_names: ['*']\n    upstream: 127.0.0.1:9\n    proxy_protocol: \(hex)\n",
+             "routes.0.proxy_protocol: must be one of v1, v2, not a value of \(hex.count) characters (not shown)"),
+            ("listeners:\n  - listen: 127.0.0.1:0\nroutes:\n  - server_names: ['*']\n    respond: { headers: { \(body): x } }\n",
+             "routes.0.respond.headers.(\(body.count) characters, not shown): a header name is one or more token characters"),
+            ("listeners:\n  - listen: 127.0.0.1:0\ncertificates:\n  \(hex): { tls_cert: a.pem, tls_key: a.key }\n",
+             "(\(hex.count) characters, not shown): name: name longer than 253 bytes"),
+        ]
+        for (index, item) in cases.enumerated() {
+            try folder.write(item.yaml, to: "case\(index).yaml")
+            let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("case\(index).yaml").path])
+            #expect(output.status == 1)
+            expectNoLeak(output.stdout + output.stderr, in: corpus, "check of case \(index)")
+            #expect(output.stdout.contains(item.reason), "\(output.stdout)")
+        }
+    }
+
     @Test("inspect of each damaged file quotes no key")
     func inspect() throws {
         let (folder, corpus) = try corpusFixture()

@@ -3,6 +3,13 @@
 /// length alone. A private key pasted into the wrong key, or a damaged base64 key read as
 /// a path, must not come back in the error about it.
 public enum QuotedValue {
+    /// The value itself when `quote` would show it, else `(N characters, not shown)`: for a
+    /// place in an error (an entry's or a header's name) rather than a quoted value.
+    public static func shown(_ raw: String, limit: Int = 64) -> String {
+        let quoted = quote(raw, limit: limit)
+        return quoted.hasPrefix("'") ? raw : "(\(raw.count) characters, not shown)"
+    }
+
     /// `'value'`, or `a value of N characters (not shown)` when it is longer than `limit`
     /// characters, spans lines, or looks like base64 of PEM or DER.
     public static func quote(_ raw: String, limit: Int = 64) -> String {

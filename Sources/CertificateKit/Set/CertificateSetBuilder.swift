@@ -68,7 +68,8 @@ extension CertificateSet {
         var readable: [(name: String, conf: CertificateConf)] = []
         for (name, conf) in candidates.sorted(by: { $0.name < $1.name }) {
             if let reason = Self.invalidNameReason(name) {
-                errors.append(CertificateEntryError(entry: name, field: "name", reason: reason))
+                // A name that is refused is not echoed when it could be a pasted key.
+                errors.append(CertificateEntryError(entry: QuotedValue.shown(name, limit: 253), field: "name", reason: reason))
             } else {
                 readable.append((name, conf))
             }

@@ -62,11 +62,12 @@ enum ConfigurationRules {
                 check(timeout, in: Ranges.connectTimeout, path + ["connect_timeout"], &problems)
             case .respond(let response):
                 for (name, value) in response.headers.sorted(by: { $0.key < $1.key }) {
-                    if name.isEmpty || !name.unicodeScalars.allSatisfy(isTokenCharacter) {
-                        problems.append(Problem(path: path + ["respond", "headers", name], reason: "a header name is one or more token characters (RFC 9110 §5.1)"))
+                    let place = path + ["respond", "headers", QuotedValue.shown(name)]
+                    if name.isEmpty || name.count > 64 || !name.unicodeScalars.allSatisfy(isTokenCharacter) {
+                        problems.append(Problem(path: place, reason: "a header name is one or more token characters (RFC 9110 §5.1), at most 64"))
                     }
                     if value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
-                        problems.append(Problem(path: path + ["respond", "headers", name], reason: "a header value may not hold CR, LF or NUL (RFC 9110 §5.5)"))
+                        problems.append(Problem(path: place, reason: "a header value may not hold CR, LF or NUL (RFC 9110 §5.5)"))
                     }
                 }
             }

@@ -43,7 +43,7 @@ indirect enum ConfigurationSchema: Sendable {
         case .named(let value):
             guard let mapping = node.mapping else { return [] }
             return mapping.flatMap { key, element in
-                value.unknownKeys(in: element, path: path + [key.string ?? "?"], file: file)
+                value.unknownKeys(in: element, path: path + [QuotedValue.shown(key.string ?? "?", limit: 253)], file: file)
             }
         case .section(let known):
             guard let mapping = node.mapping else { return [] }
@@ -61,7 +61,7 @@ indirect enum ConfigurationSchema: Sendable {
                     reason += " (known here: \(known.keys.sorted().joined(separator: ", ")))"
                 }
                 errors.append(ConfigurationError(
-                    file: file, key: (path + [QuotedValue.quote(name).trimmingQuotes]).joined(separator: "."),
+                    file: file, key: (path + [QuotedValue.shown(name)]).joined(separator: "."),
                     line: key.mark?.line, column: key.mark?.column, reason: reason))
             }
             return errors
@@ -108,12 +108,5 @@ indirect enum ConfigurationSchema: Sendable {
             (before, previous, current) = (previous, current, before)
         }
         return previous[b.count]
-    }
-}
-
-private extension String {
-    /// `'x'` → `x`; other text as it is.
-    var trimmingQuotes: String {
-        hasPrefix("'") && hasSuffix("'") && count >= 2 ? String(dropFirst().dropLast()) : self
     }
 }

@@ -133,8 +133,15 @@ public struct GatewayConfiguration: Sendable {
                 file: file, key: "listeners",
                 reason: "no listeners: certgate run has nothing to serve (add one, e.g. '- listen: 127.0.0.1:8443')"))
         }
+        if let problem = Self.notAFolder(resolvedStateDirectory) {
+            problems.append(ConfigurationError(file: file, key: "state_dir", reason: problem))
+        }
         if let control {
             let path = MaterialSource.resolve(path: control.socket, baseDirectory: baseDirectory)
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            if let problem = Self.notAFolder(folder) {
+                problems.append(ConfigurationError(file: file, key: "control.socket", reason: "its folder: " + problem))
+            }
             if path.utf8.count > Self.longestSocketPath {
                 problems.append(ConfigurationError(
                     file: file, key: "control.socket",
@@ -142,6 +149,24 @@ public struct GatewayConfiguration: Sendable {
             }
         }
         return problems
+    }
+
+    /// Why `path` cannot be a folder certgate makes or uses: something else is there, or a
+    /// part of the way is not a folder. A path that does not exist yet is fine (run makes it).
+    static func notAFolder(_ path: String) -> String? {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            return isDirectory.boolValue ? nil : "\(QuotedValue.shown(path, limit: 255)) exists and is not a folder"
+        }
+        // The nearest part of the way that exists must be a folder.
+        var ancestor = URL(fileURLWithPath: path).deletingLastPathComponent()
+        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {
+            ancestor.deleteLastPathComponent()
+        }
+        if FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            return "\(QuotedValue.shown(ancestor.path, limit: 255)) is not a folder"
+        }
+        return nil
     }
 
     /// `sun_path` holds 108 bytes on Linux, the terminating NUL included.

@@ -1,10 +1,14 @@
 /// One `listeners:` item: where to accept TLS and how.
 public struct ListenerConfiguration: Hashable, Sendable, Decodable {
-    public enum TLSVersion: String, Hashable, Sendable, Decodable, Comparable {
+    public enum TLSVersion: String, Hashable, Sendable, Decodable, Comparable, CaseIterable {
         case tls1_0 = "tls1.0"
         case tls1_1 = "tls1.1"
         case tls1_2 = "tls1.2"
         case tls1_3 = "tls1.3"
+
+        public init(from decoder: any Decoder) throws {
+            self = try ConfigEnum.decode(from: decoder)
+        }
 
         private var order: Int {
             switch self {

@@ -1,8 +1,12 @@
 /// One `routes:` item: which served names it takes and what it does with the plaintext.
 public struct RouteConfiguration: Hashable, Sendable, Decodable {
-    public enum ProxyProtocolVersion: String, Hashable, Sendable, Decodable {
+    public enum ProxyProtocolVersion: String, Hashable, Sendable, Decodable, CaseIterable {
         case v1
         case v2
+
+        public init(from decoder: any Decoder) throws {
+            self = try ConfigEnum.decode(from: decoder)
+        }
     }
 
     /// The built-in responder's answer; `{sni}` in the body or a header is replaced by

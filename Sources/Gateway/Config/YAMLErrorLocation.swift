@@ -37,7 +37,9 @@ enum YAMLErrorLocation {
             reason = "missing"
         case .dataCorrupted(let context):
             path = context.codingPath
-            reason = context.debugDescription
+            // Swift's synthesized messages quote the value ("Cannot initialize X from invalid
+            // String value …"); certgate's own quote through QuotedValue.
+            reason = context.debugDescription.hasPrefix("Cannot initialize") ? "is not one of the values this key takes" : context.debugDescription
         @unknown default:
             path = []
             reason = "cannot be decoded"

@@ -141,7 +141,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
         var leafNames: LocalAuthority.LeafNames?
         if !entry.leafNames.isEmpty {
             guard let parsed = LocalAuthority.LeafNames(rawValue: entry.leafNames) else {
-                throw RPCError(code: .invalidArgument, message: "\(entry.name): leaf_names: must be exact or wildcard, not '\(entry.leafNames)'")
+                throw RPCError(code: .invalidArgument, message: "\(QuotedValue.quote(entry.name, limit: 253)): leaf_names: must be exact or wildcard, not \(QuotedValue.quote(entry.leafNames))")
             }
             leafNames = parsed
         }

@@ -74,9 +74,19 @@ public struct CertificateCheckReport: Codable, Sendable {
     }
 
     /// Validates the configuration's certificates as a set, exactly as serving would.
+    /// Validates the set `certgate run` would serve: `create_if_missing` entries whose files
+    /// do not exist yet are judged on the material run would create for them.
     public static func check(_ configuration: GatewayConfiguration, now: Date) -> CertificateCheckReport {
+        let certificates: [String: CertificateConf]
         do {
-            let change = try CertificateSet.build(from: configuration.certificates, context: configuration.buildContext(now: now))
+            certificates = try MissingCertificateFiles.asRunWillRead(configuration)
+        } catch {
+            return CertificateCheckReport(valid: false, certificates: [], errors: [
+                CertificateEntryError(entry: error.entry, field: "create_if_missing", reason: error.reason),
+            ])
+        }
+        do {
+            let change = try CertificateSet.build(from: certificates, context: configuration.buildContext(now: now))
             let rows = change.set.sortedEntries.map { CertificateReportRow(entry: $0, now: now) }
             return CertificateCheckReport(valid: true, certificates: rows, errors: [])
         } catch {

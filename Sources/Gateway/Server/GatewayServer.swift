@@ -161,7 +161,8 @@ public final class GatewayServer: Sendable {
                     "listener": "\(runtime.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? "\(address)")",
                 ])
             } catch {
-                for bound in listeners.withLock({ $0 }) { try? await bound.channel?.close() }
+                // Closes what is bound and shuts the HTTP client down (it must be, before it goes away).
+                await shutdown(timeout: .zero)
                 throw GatewayStartupError(reasons: ["listener \(runtime.name): cannot listen on \(address): \(error)"])
             }
         }
@@ -189,6 +190,7 @@ public final class GatewayServer: Sendable {
                 metricsChannel.withLock { $0 = channel }
                 logger.notice("metrics endpoint listening", metadata: ["address": "\(metricsAddress)", "path": "/metrics"])
             } catch {
+                await shutdown(timeout: .zero)
                 throw GatewayStartupError(reasons: ["metrics: cannot listen on \(metricsAddress): \(error)"])
             }
         }

@@ -11,10 +11,21 @@ public enum MissingCertificateFiles {
         public var description: String { "\(entry): create_if_missing: \(reason)" }
     }
 
-    /// Creates what is missing; returns the names of the entries it created files for.
-    @discardableResult
-    public static func create(for configuration: GatewayConfiguration, logger: Logger) throws(Failure) -> [String] {
-        var created: [String] = []
+    /// What `create` would write for one entry.
+    struct Pending {
+        let name: String
+        let certFile: String
+        let keyFile: String
+        let certificatePEM: String
+        let keyPEM: String
+        let names: [String]
+        let isAuthority: Bool
+    }
+
+    /// The material of every `create_if_missing` entry whose files do not exist yet, made
+    /// in memory; nothing is written.
+    static func pending(for configuration: GatewayConfiguration) throws(Failure) -> [Pending] {
+        var pending: [Pending] = []
         for (name, conf) in configuration.certificates.sorted(by: { $0.key < $1.key }) where conf.createIfMissing == true {
             guard let certValue = conf.tlsCert, let keyValue = conf.tlsKey,
                   case .file(let certPath) = MaterialSource(certValue), case .file(let keyPath) = MaterialSource(keyValue) else {
@@ -33,32 +44,61 @@ public enum MissingCertificateFiles {
             }
             let names = conf.domains?.items.filter { $0 != "*" } ?? []
             do {
-                let certificatePEM: String
-                let keyPEM: String
                 if conf.isCA == true {
                     let named = "certgate local CA (\(name))"
                     let authority = try AuthorityCertificate(commonName: CommonNameLimit.fits(named) ? named : "certgate local CA")
-                    (certificatePEM, keyPEM) = (authority.certificatePEM, authority.privateKeyPEM)
+                    pending.append(Pending(name: name, certFile: certFile, keyFile: keyFile, certificatePEM: authority.certificatePEM,
+                                           keyPEM: authority.privateKeyPEM, names: names, isAuthority: true))
                 } else {
                     let generated = try SelfSignedCertificate(names: names.isEmpty ? ["localhost"] : names)
-                    (certificatePEM, keyPEM) = (generated.certificatePEM, generated.privateKeyPEM)
+                    pending.append(Pending(name: name, certFile: certFile, keyFile: keyFile, certificatePEM: generated.certificatePEM,
+                                           keyPEM: generated.privateKeyPEM, names: names, isAuthority: false))
                 }
-                try writeFile(keyPEM, to: keyFile, mode: 0o600)
+            } catch {
+                throw Failure(entry: name, reason: "cannot make a certificate for \(names.isEmpty ? "localhost" : names.joined(separator: ","))")
+            }
+        }
+        return pending
+    }
+
+    /// The configuration's `certificates:` as `certgate run` reads them once it has created
+    /// the missing files: what `certgate check` validates, so both judge the same set.
+    public static func asRunWillRead(_ configuration: GatewayConfiguration) throws(Failure) -> [String: CertificateConf] {
+        var certificates = configuration.certificates
+        for item in try pending(for: configuration) {
+            certificates[item.name]?.tlsCert = item.certificatePEM
+            certificates[item.name]?.tlsKey = item.keyPEM
+        }
+        return certificates
+    }
+
+    /// Creates what is missing; returns the names of the entries it created files for.
+    @discardableResult
+    public static func create(for configuration: GatewayConfiguration, logger: Logger) throws(Failure) -> [String] {
+        var created: [String] = []
+        for item in try pending(for: configuration) {
+            do {
+                try writeFile(item.keyPEM, to: item.keyFile, mode: 0o600)
                 do {
-                    try writeFile(certificatePEM, to: certFile, mode: 0o644)
+                    try writeFile(item.certificatePEM, to: item.certFile, mode: 0o644)
                 } catch {
-                    try? FileManager.default.removeItem(atPath: keyFile)  // leave no half pair behind
+                    try? FileManager.default.removeItem(atPath: item.keyFile)  // leave no half pair behind
                     throw error
                 }
             } catch {
-                throw Failure(entry: name, reason: "cannot create \(certFile): \(error)")
+                throw Failure(entry: item.name, reason: "cannot create \(item.certFile) (\(describe(error)))")
             }
-            logger.notice(conf.isCA == true ? "created a local CA" : "created a self-signed certificate", metadata: [
-                "entry": "\(name)", "certificate": "\(certFile)", "names": "\(names.joined(separator: ","))",
+            logger.notice(item.isAuthority ? "created a local CA" : "created a self-signed certificate", metadata: [
+                "entry": "\(item.name)", "certificate": "\(item.certFile)", "names": "\(item.names.joined(separator: ","))",
             ])
-            created.append(name)
+            created.append(item.name)
         }
         return created
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let cocoa = error as? CocoaError, cocoa.code == .fileWriteNoPermission { return "permission denied" }
+        return "the file or its folder cannot be written"
     }
 
     /// Writes `text` with `mode`, creating the folder (0700) if needed; never world-readable in between.
