@@ -28,6 +28,9 @@ struct AuthorityCommand: ParsableCommand {
 
         func run() throws {
             guard (1...9_125).contains(days) else { throw ValidationError("--days must be 1 to 9125 (25 years), not \(days)") }
+            guard !name.unicodeScalars.contains(where: { [.control, .format].contains($0.properties.generalCategory) }) else {
+                throw ValidationError("--name may not hold control or format characters")
+            }
             guard CommonNameLimit.fits(name) else {
                 throw ValidationError("--name must be 1 to \(CommonNameLimit.maximumLength) characters (RFC 5280's bound on a commonName), not \(name.count)")
             }

@@ -149,7 +149,9 @@ struct ControlCommand: AsyncParsableCommand {
         do {
             configuration = try GatewayConfiguration.load(path: path)
         } catch {
-            throw ValidationError(error.errors.map(\.description).joined(separator: "\n"))
+            // A file that does not load is a failure (exit 1), not a usage error (64).
+            for problem in error.errors { printError("\(problem)") }
+            throw ExitCode(1)
         }
         return try configuration.certificates.sorted(by: { $0.key < $1.key }).map { name, conf in
             // Files are read here: the gateway may not see this machine's paths.

@@ -33,6 +33,14 @@ struct ValidationTests {
         expectOneError(["web": CertificateConf(tlsKey: TestKey.make().pkcs8PEM)], entry: "web", field: "tls_cert", reasonContains: "missing")
     }
 
+    @Test("an entry name with a control or format character (U+202E turns text around) is refused, and shown escaped", arguments: [
+        ("a\u{202E}b", "a\\u{202E}b"), ("a\u{1B}[31mb", "a\\u{1B}[31mb"), ("a b", "a b"),
+    ])
+    func nameCharacters(name: String, shown: String) {
+        let leaf = Self.authority.leaf(dnsNames: ["a.test"])
+        expectOneError([name: leaf.conf()], entry: shown, field: "name", reasonContains: "name contains spaces or control or format characters")
+    }
+
     @Test("a missing tls_key is named")
     func missingKey() {
         let leaf = Self.authority.leaf(dnsNames: ["a.test"])

@@ -51,6 +51,17 @@ struct BadInputInteropTests {
         #expect(run.stderr.contains(reason), "\(run.stderr)")
     }
 
+    @Test("ctl upsert of a file that does not load exits 1 with the reason (not a usage error)")
+    func ctlBrokenFile() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try folder.write("certificates:\n  a:\n    tls_kye: a.key\n", to: "broken.yaml")
+        let output = try CertgateProcess.run(["ctl", "--socket", folder.url.appendingPathComponent("none.sock").path,
+                                              "upsert", folder.url.appendingPathComponent("broken.yaml").path])
+        #expect(output.status == 1)
+        #expect(output.stderr.contains("broken.yaml:3:5: certificates.a.tls_kye: unknown key; did you mean 'tls_key'?"), "\(output.stderr)")
+    }
+
     @Test("a listener port that is taken: run exits 1 with the reason, no trap")
     func portTaken() async throws {
         let folder = try GatewayInteropTests.fixture()

@@ -7,7 +7,7 @@ public enum QuotedValue {
     /// place in an error (an entry's or a header's name) rather than a quoted value.
     public static func shown(_ raw: String, limit: Int = 64) -> String {
         let quoted = quote(raw, limit: limit)
-        return quoted.hasPrefix("'") ? raw : "(\(raw.count) characters, not shown)"
+        return quoted.hasPrefix("'") ? String(quoted.dropFirst().dropLast()) : "(\(raw.count) characters, not shown)"
     }
 
     /// `'value'`, or `a value of N characters (not shown)` when it is longer than `limit`
@@ -16,7 +16,26 @@ public enum QuotedValue {
         if raw.count > limit || (MaterialSource.mayBeKeyMaterial(raw) && !isNumberWithUnit(raw)) {
             return "a value of \(raw.count) characters (not shown)"
         }
-        return "'\(raw)'"
+        return "'\(escapingControls(raw))'"
+    }
+
+    /// Control and format characters written as `\u{1B}`: a value never moves the cursor,
+    /// colours or reverses the text of the terminal it is printed on.
+    static func escapingControls(_ raw: String) -> String {
+        guard raw.unicodeScalars.contains(where: isControl) else { return raw }
+        var text = ""
+        for scalar in raw.unicodeScalars {
+            if isControl(scalar) {
+                text += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                text.unicodeScalars.append(scalar)
+            }
+        }
+        return text
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        [.control, .format].contains(scalar.properties.generalCategory)
     }
 
     /// `106751991167301d`, `30s`: digits and a unit of at most two letters — a number as

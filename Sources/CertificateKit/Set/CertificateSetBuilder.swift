@@ -161,8 +161,9 @@ extension CertificateSet {
     static func invalidNameReason(_ name: String) -> String? {
         if name.isEmpty { return "an entry needs a non-empty name" }
         if name.utf8.count > 253 { return "name longer than 253 bytes" }
-        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == " " }) {
-            return "name contains spaces or control characters"
+        if name.unicodeScalars.contains(where: { [.control, .format].contains($0.properties.generalCategory) || $0 == " " }) {
+            // Format characters too: U+202E would print a name backwards in a terminal.
+            return "name contains spaces or control or format characters"
         }
         return nil
     }
