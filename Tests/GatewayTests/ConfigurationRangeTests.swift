@@ -114,6 +114,15 @@ struct ConfigurationRangeTests {
         #expect(found.first?.reason == reason)
     }
 
+    @Test("a key that is a list or a mapping is named as such; a number where one is expected says so")
+    func oddKeys() {
+        let complex = errors(Self.listener + "certificates:\n  a:\n    ? [x, y]\n    : z\n")
+        #expect(complex.map(\.key) == ["certificates.a"])
+        #expect(complex.first?.reason == "a key is a name, not a list or a mapping")
+        let text = errors(Self.listener + "issuing:\n  rate_per_second: fast\n")
+        #expect(text.map(\.reason) == ["expected a number"])
+    }
+
     @Test("the names under certificates: and respond.headers: are the user's, not keys")
     func userNamedKeys() {
         let yaml = Self.listener + """

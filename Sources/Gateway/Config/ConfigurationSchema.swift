@@ -49,6 +49,12 @@ indirect enum ConfigurationSchema: Sendable {
             guard let mapping = node.mapping else { return [] }
             var errors: [ConfigurationError] = []
             for (key, element) in mapping {
+                guard key.scalar != nil else {
+                    errors.append(ConfigurationError(
+                        file: file, key: path.joined(separator: "."), line: key.mark?.line, column: key.mark?.column,
+                        reason: "a key is a name, not a list or a mapping"))
+                    continue
+                }
                 let name = key.string ?? ""
                 if let shape = known[name] {
                     errors += shape.unknownKeys(in: element, path: path + [name], file: file)

@@ -70,6 +70,7 @@ enum YAMLErrorLocation {
         switch type {
         case is Bool.Type: return "true or false"
         case is Int.Type: return "a whole number"
+        case is Double.Type: return "a number"
         case is String.Type: return "a string"
         default:
             let name = String(describing: type)
