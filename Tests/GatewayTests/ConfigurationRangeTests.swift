@@ -6,7 +6,7 @@ import Testing
 
 /// Every number in the file has a stated range checked at load; a key certgate does not
 /// know is an error with the closest known key; no value quotes key material back.
-@Suite("Configuration ranges, unknown keys and quoting")
+@Suite("Configuration ranges, unknown keys and quoting", .timeLimit(.minutes(1)))
 struct ConfigurationRangeTests {
     static let listener = "listeners:\n  - listen: 127.0.0.1:8443\n"
 
@@ -112,6 +112,27 @@ struct ConfigurationRangeTests {
         let found = errors(yaml.hasPrefix("listeners:") || yaml.hasPrefix("listners:") ? yaml : Self.listener + yaml)
         #expect(found.map(\.key) == [key])
         #expect(found.first?.reason == reason)
+    }
+
+    @Test("a folder that is not there yet is fine, a file in its way is not; relative paths end (a fuzzer found a loop)")
+    func folderChecks() throws {
+        #expect(GatewayConfiguration.notAFolder("state") == nil)
+        #expect(GatewayConfiguration.notAFolder("no/such/relative/folder") == nil)
+        #expect(GatewayConfiguration.notAFolder("") == nil)
+        // `..` made Foundation's deleteLastPathComponent grow the path instead of shortening it.
+        #expect(GatewayConfiguration.notAFolder("/nonexistent/state/../..") == nil)
+        #expect(GatewayConfiguration.notAFolder("../../..") == nil)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-\(UUID().uuidString)")
+        try "x".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        #expect(GatewayConfiguration.notAFolder(file.path) == "\(file.path) exists and is not a folder")
+        #expect(GatewayConfiguration.notAFolder(file.path + "/state/deeper") == "\(file.path) is not a folder")
+        let relative = try GatewayConfiguration.parse(yaml: Self.listener + "state_dir: state\n", file: "certgate.yaml", baseDirectory: "")
+        #expect(relative.problemsForServing(file: "certgate.yaml").isEmpty)
+        // The fuzzer's case: a base folder that does not exist, the shipped state_dir and socket.
+        let missingBase = try GatewayConfiguration.parse(
+            yaml: Self.listener + "state_dir: state\ncontrol: { socket: state/control.sock }\n", file: "fuzz.yaml", baseDirectory: "/nonexistent")
+        #expect(missingBase.problemsForServing(file: "fuzz.yaml").isEmpty)
     }
 
     @Test("a key that is a list or a mapping is named as such; a number where one is expected says so")

@@ -158,13 +158,16 @@ public struct GatewayConfiguration: Sendable {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             return isDirectory.boolValue ? nil : "\(QuotedValue.shown(path, limit: 255)) exists and is not a folder"
         }
-        // The nearest part of the way that exists must be a folder.
-        var ancestor = URL(fileURLWithPath: path).deletingLastPathComponent()
-        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {
-            ancestor.deleteLastPathComponent()
-        }
-        if FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-            return "\(QuotedValue.shown(ancestor.path, limit: 255)) is not a folder"
+        // The nearest part of the way that exists must be a folder. Walked on the absolute
+        // path's components, so it always ends (at "/" at the latest).
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        var components = absolute.split(separator: "/", omittingEmptySubsequences: true).dropLast()
+        while !components.isEmpty {
+            let ancestor = "/" + components.joined(separator: "/")
+            if FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
+                return isDirectory.boolValue ? nil : "\(QuotedValue.shown(ancestor, limit: 255)) is not a folder"
+            }
+            components = components.dropLast()
         }
         return nil
     }
