@@ -134,7 +134,7 @@ public final class GatewayServer: Sendable {
                 let context = try ListenerTLS.makeContext(for: listener, selector: selector, counters: counters)
                 runtimes.append(ListenerRuntime(configuration: listener, context: context, counters: counters))
             } catch {
-                throw failing(["listener \(listener.name): TLS settings refused: \(error)"])
+                throw failing(["listener \(listener.name): the TLS library (BoringSSL) refused its settings (\(ListenerTLS.describe(error)))"])
             }
         }
         self.configuration = Mutex(configuration)
@@ -259,7 +259,7 @@ public final class GatewayServer: Sendable {
                 replacements.append((runtime, comparable, context))
             } catch {
                 metrics.recordUpdate(source: source, applied: false)
-                return .rejected(reasons: ["listener \(runtime.name): TLS settings refused: \(error)"])
+                return .rejected(reasons: ["listener \(runtime.name): the TLS library (BoringSSL) refused its settings (\(ListenerTLS.describe(error)))"])
             }
         }
         for added in next.listeners where !runtimes.contains(where: { $0.name == added.name }) {

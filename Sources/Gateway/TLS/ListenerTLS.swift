@@ -26,4 +26,14 @@ enum ListenerTLS {
         case .tls1_3: return .tlsv13
         }
     }
+
+    /// What went wrong when making a listener's context, in certgate's words: NIOSSL's
+    /// errors name Swift types and BoringSSL's internal error queue, not the setting at fault.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? NIOSSLError else { return "an unexpected error" }
+        switch error {
+        case .unableToAllocateBoringSSLObject: return "out of memory"
+        default: return "a setting it cannot take"
+        }
+    }
 }
