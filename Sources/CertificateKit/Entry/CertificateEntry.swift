@@ -46,8 +46,9 @@ public final class CertificateEntry: Sendable {
     public let isDefault: Bool
     /// Things worth an operator's attention that do not stop the entry from serving.
     public let warnings: [String]
-    /// The TLS layer's ready-made form of this entry (NIOSSL objects), made once when
-    /// the entry is built; `nil` when the set was built without a TLS layer.
+    /// The TLS layer's form of this entry (CertificateKitNIO's `NIOServingMaterial`: checked
+    /// when the entry is built, its NIOSSL objects made at the first handshake); `nil` when
+    /// the set was built without a TLS layer.
     public let servingMaterial: (any Sendable)?
     /// An issuer entry's CA certificate, key and chain; `nil` for a static entry.
     public let authority: AuthorityMaterial?
