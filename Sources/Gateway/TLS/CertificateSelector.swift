@@ -58,9 +58,13 @@ final class CertificateSelector: Sendable {
                 return
             }
             guard let material = match.entry.nioServingMaterial, let override = try? material.contextOverride() else {
+                // Not expected: the material was accepted by BoringSSL when the entry was built.
+                let reason = match.entry.nioServingMaterial == nil
+                    ? "entry '\(match.entry.name)' has no TLS objects"
+                    : "entry '\(match.entry.name)': the TLS library refused its certificate or key at this handshake"
                 counters.record(nil)
-                facts?.refusal = "entry '\(match.entry.name)' has no TLS objects"
-                promise.fail(NoCertificate(reason: "entry '\(match.entry.name)' has no TLS objects"))
+                facts?.refusal = reason
+                promise.fail(NoCertificate(reason: reason))
                 return
             }
             counters.record(match.kind)
