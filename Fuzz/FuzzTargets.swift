@@ -7,7 +7,7 @@
 //   pem      PEMMaterialParser (the text as PEM; the bytes as DER in CERTIFICATE and key blocks),
 //            MaterialSource classification (no file is read)
 //   sni      ServerName.normalize and NamePattern.parse (with their invariants checked)
-//   control  Certgate_Control_V1_CertificateEntry(serializedBytes:) → ControlService.conf
+//   control  Certgate_Control_V1_CertificateEntry(serializedBytes:) → Certgate_Control_V1_CertificateEntry.conf()
 //
 // A throw is a normal outcome; a trap, a hang or a broken invariant (precondition) is a bug.
 // CERTGATE_FUZZ_VERBOSE=1 prints each input's outcome (to see what a seed or crash reaches):
@@ -171,7 +171,7 @@ func fuzzControlEntry(_ bytes: UnsafeBufferPointer<UInt8>) {
     guard let entry = try? Certgate_Control_V1_CertificateEntry(serializedBytes: Array(bytes)) else { return }
     let conf: CertificateConf
     do {
-        conf = try ControlService.conf(entry)
+        conf = try entry.conf()
     } catch {
         consume(error.description)
         return

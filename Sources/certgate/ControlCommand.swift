@@ -160,19 +160,7 @@ struct ControlCommand: AsyncParsableCommand {
                 let key = try conf.tlsKey.map { try MaterialSource($0).read(baseDirectory: configuration.baseDirectory, entry: name, field: "tls_key") }
                 return (cert ?? "", key)
             }()
-            return .with {
-                $0.name = name
-                $0.tlsCert = content.0
-                $0.tlsKey = content.1 ?? ""
-                $0.domains = conf.domains?.items ?? []
-                $0.isDefault = conf.isDefault ?? false
-                $0.isCa = conf.isCA ?? false
-                $0.acme = conf.acme ?? ""
-                $0.bufferDays = UInt32(clamping: conf.bufferDays ?? 0)
-                $0.remark = conf.remark ?? ""
-                $0.leafNames = conf.leafNames?.rawValue ?? ""
-                $0.leafValidityDays = UInt32(clamping: conf.leafValidityDays ?? 0)
-            }
+            return Certgate_Control_V1_CertificateEntry(name: name, conf: conf, certificatePEM: content.0, keyPEM: content.1)
         }
     }
 

@@ -64,7 +64,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             server = try GatewayServer(
                 configuration: configuration, configurationPath: config, group: group, logger: logger,
-                issuing: configuration.issuing.policy, registry: registry, state: state, logLevel: levels)
+                registry: registry, state: state, logLevel: levels)
         } catch {
             for reason in error.reasons { logger.error("\(reason)") }
             try? await group.shutdownGracefully()

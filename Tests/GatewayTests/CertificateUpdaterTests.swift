@@ -33,11 +33,11 @@ struct CertificateUpdaterTests {
     }
 
     @Test("a 2-entry batch with one invalid entry changes nothing under REJECT, with that entry's reason")
-    func rejectPolicy() throws {
+    func rejectPolicy() async throws {
         let (store, updater) = try makeUpdater()
         let before = store.current
-        #expect {
-            try updater.apply(.init(change: .batch(upserts: ["c": Self.authority.leaf(dnsNames: ["c.test"]).conf(), "b": badConf], deletions: []), source: .control))
+        await #expect {
+            try await updater.apply(.init(change: .batch(upserts: ["c": Self.authority.leaf(dnsNames: ["c.test"]).conf(), "b": badConf], deletions: []), source: .control))
         } throws: { error in
             guard case .invalid(let errors) = error as? CertificateUpdateFailure else { return false }
             return errors.map(\.entry) == ["b"] && errors[0].field == "tls_key"
@@ -46,10 +46,10 @@ struct CertificateUpdaterTests {
     }
 
     @Test("KEEP_LAST_GOOD applies the valid entry; the invalid one keeps its previous version and is reported")
-    func keepLastGoodPolicy() throws {
+    func keepLastGoodPolicy() async throws {
         let (store, updater) = try makeUpdater()
         let previousB = try #require(store.current.set.entries["b"])
-        let outcome = try updater.apply(.init(
+        let outcome = try await updater.apply(.init(
             change: .batch(upserts: ["c": Self.authority.leaf(dnsNames: ["c.test"]).conf(), "b": badConf], deletions: []),
             policy: .keepLastGood, source: .control))
         #expect(outcome.added == ["c"])
@@ -60,25 +60,25 @@ struct CertificateUpdaterTests {
     }
 
     @Test("a generation mismatch changes nothing; the right generation applies")
-    func compareAndSwap() throws {
+    func compareAndSwap() async throws {
         let (store, updater) = try makeUpdater()
-        #expect {
-            try updater.apply(.init(change: .batch(upserts: [:], deletions: ["a"]), expectedGeneration: 5, source: .control))
+        await #expect {
+            try await updater.apply(.init(change: .batch(upserts: [:], deletions: ["a"]), expectedGeneration: 5, source: .control))
         } throws: { error in
             if case .generationMismatch(5, 0) = error as? CertificateUpdateFailure { return true }
             return false
         }
         #expect(store.current.set.entries["a"] != nil)
-        let outcome = try updater.apply(.init(change: .batch(upserts: [:], deletions: ["a"]), expectedGeneration: 0, source: .control))
+        let outcome = try await updater.apply(.init(change: .batch(upserts: [:], deletions: ["a"]), expectedGeneration: 0, source: .control))
         #expect(outcome.removed == ["a"])
         #expect(store.current.generation == 1)
     }
 
     @Test("a dry run reports what would change and changes nothing")
-    func dryRun() throws {
+    func dryRun() async throws {
         let (store, updater) = try makeUpdater()
         let before = store.current
-        let outcome = try updater.apply(.init(change: .replace(["z": Self.authority.leaf(dnsNames: ["z.test"]).conf()]), dryRun: true, source: .control))
+        let outcome = try await updater.apply(.init(change: .replace(["z": Self.authority.leaf(dnsNames: ["z.test"]).conf()]), dryRun: true, source: .control))
         #expect(outcome.dryRun)
         #expect(outcome.added == ["z"])
         #expect(Set(outcome.removed) == ["a", "b"])
@@ -86,11 +86,11 @@ struct CertificateUpdaterTests {
     }
 
     @Test("a failed commit to durable state changes nothing")
-    func persistenceFailure() throws {
+    func persistenceFailure() async throws {
         let (store, updater) = try makeUpdater(persistFails: true)
         let before = store.current
-        #expect {
-            try updater.apply(.init(change: .batch(upserts: [:], deletions: ["a"]), source: .control))
+        await #expect {
+            try await updater.apply(.init(change: .batch(upserts: [:], deletions: ["a"]), source: .control))
         } throws: { error in
             if case .persistence = error as? CertificateUpdateFailure { return true }
             return false
@@ -99,13 +99,13 @@ struct CertificateUpdaterTests {
     }
 
     @Test("commits are seen in generation order, one per applied update")
-    func commitsInOrder() throws {
+    func commitsInOrder() async throws {
         let commits = Commits()
         let (_, updater) = try makeUpdater(commits: commits)
         for index in 0..<5 {
-            _ = try updater.apply(.init(change: .batch(upserts: ["n\(index)": Self.authority.leaf(dnsNames: ["n\(index).test"]).conf()], deletions: []), source: .control))
+            _ = try await updater.apply(.init(change: .batch(upserts: ["n\(index)": Self.authority.leaf(dnsNames: ["n\(index).test"]).conf()], deletions: []), source: .control))
         }
-        _ = try? updater.apply(.init(change: .batch(upserts: ["bad": badConf], deletions: []), source: .control))
+        _ = try? await updater.apply(.init(change: .batch(upserts: ["bad": badConf], deletions: []), source: .control))
         #expect(commits.generations.withLock { $0 } == [1, 2, 3, 4, 5])
     }
 }

@@ -43,10 +43,10 @@ struct StateStoreTests {
                 "b64": CertificateConf(tlsCert: Data(encoded.pem.utf8).base64EncodedString(), tlsKey: encoded.key.pkcs8PEM),
             ]
             let change = try set(confs, base: folder.url.path)
-            try store.commit(change, generation: 0, source: "config")
+            try store.commit(change, generation: 0, source: .config)
 
             let stored = try #require(try store.load())
-            #expect(stored.generation == 0 && stored.source == "config")
+            #expect(stored.generation == 0 && stored.source == .config)
             #expect(stored.entries.count == 4)
             for (name, entry) in change.set.entries {
                 #expect(stored.entries[name] == StoredCertificateEntry(conf: entry.conf, content: try #require(change.contents[name])), "\(name)")
@@ -70,19 +70,19 @@ struct StateStoreTests {
             var confs: [String: CertificateConf] = [:]
             for index in 0..<300 { confs["e\(index)"] = Self.authority.leaf(dnsNames: ["e\(index).test"]).conf() }
             let initial = try set(confs)
-            try store.commit(initial, generation: 0, source: "config")
+            try store.commit(initial, generation: 0, source: .config)
             #expect(try rows(store, "SELECT count(*) FROM certificates") == 300)
 
             let upsert = try initial.set.updating(
                 upserting: ["e7": Self.authority.leaf(dnsNames: ["e7.test"]).conf()], deleting: [], context: CertificateBuildContext())
-            try store.commit(upsert, generation: 1, source: "control")
+            try store.commit(upsert, generation: 1, source: .control)
             #expect(try rows(store, "SELECT count(*) FROM certificates WHERE generation = 1") == 1)
             #expect(try rows(store, "SELECT count(*) FROM certificates") == 300)
 
             let delete = try upsert.set.updating(upserting: [:], deleting: ["e8"], context: CertificateBuildContext())
-            try store.commit(delete, generation: 2, source: "control")
+            try store.commit(delete, generation: 2, source: .control)
             let stored = try #require(try store.load())
-            #expect(stored.generation == 2 && stored.source == "control")
+            #expect(stored.generation == 2 && stored.source == .control)
             #expect(stored.entries.count == 299 && stored.entries["e8"] == nil)
             #expect(stored.entries["e7"] == StoredCertificateEntry(conf: try #require(upsert.set.entries["e7"]).conf, content: try #require(upsert.contents["e7"])))
         }
@@ -92,7 +92,7 @@ struct StateStoreTests {
     func failedCommitWritesNothing() throws {
         try withStore { store, _ in
             let initial = try set(["a": Self.authority.leaf(dnsNames: ["a.test"]).conf()])
-            try store.commit(initial, generation: 0, source: "config")
+            try store.commit(initial, generation: 0, source: .config)
             let database = try DatabaseQueue(path: store.path)
             try database.write { db in
                 try db.execute(sql: """
@@ -107,7 +107,7 @@ struct StateStoreTests {
                 "poison": Self.authority.leaf(dnsNames: ["poison.test"]).conf(),
             ], deleting: ["a"], context: CertificateBuildContext())
             #expect {
-                try store.commit(change, generation: 1, source: "control")
+                try store.commit(change, generation: 1, source: .control)
             } throws: { error in
                 "\(error)".contains("refused by the test trigger") && "\(error)".contains(store.path)
             }
@@ -121,9 +121,9 @@ struct StateStoreTests {
     func generationGuard() throws {
         try withStore { store, _ in
             let initial = try set(["a": Self.authority.leaf(dnsNames: ["a.test"]).conf()])
-            try store.commit(initial, generation: 4, source: "config")
+            try store.commit(initial, generation: 4, source: .config)
             #expect {
-                try store.commit(initial, generation: 9, source: "control")
+                try store.commit(initial, generation: 9, source: .control)
             } throws: { error in
                 "\(error)".contains("the stored generation is 4, expected 8")
             }
@@ -138,7 +138,7 @@ struct StateStoreTests {
         let directory = folder.url.appendingPathComponent("state").path
         do {
             let store = try StateStore(directory: directory)
-            try store.commit(try set(["a": Self.authority.leaf(dnsNames: ["a.test"]).conf()]), generation: 0, source: "config")
+            try store.commit(try set(["a": Self.authority.leaf(dnsNames: ["a.test"]).conf()]), generation: 0, source: .config)
             try store.writeIssuedLeaves(saving: [
                 IssuedLeafRecord(key: IssuedLeafKey(authority: [1, 2, 3], name: "x.dev.test"), certificatePEM: "c", keyPEM: "k", notAfter: Date()),
             ], dropping: [])
@@ -170,7 +170,7 @@ struct StateStoreTests {
         let path: String
         do {
             let store = try StateStore(directory: directory)
-            try store.commit(try set(["a": Self.authority.leaf(dnsNames: ["a.test"]).conf()]), generation: 0, source: "config")
+            try store.commit(try set(["a": Self.authority.leaf(dnsNames: ["a.test"]).conf()]), generation: 0, source: .config)
             path = store.path
         }
         let database = try DatabaseQueue(path: path)

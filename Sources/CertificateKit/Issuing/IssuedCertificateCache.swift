@@ -67,9 +67,11 @@ public final class IssuedCertificateCache: Sendable {
         var queue: [(Key, LocalAuthority, LocalAuthority.Subject, Date)] = []
         var tokens: Double
         var lastRefill: Date?
+        var policy: Policy
     }
 
-    public let policy: Policy
+    /// The limits in force (see ``replacePolicy(_:)``).
+    public var policy: Policy { state.withLock { $0.policy } }
     private let state: Mutex<State>
     private let servingMaterialFactory: ServingMaterialFactory?
     private let onEvent: @Sendable (Event) -> Void
@@ -81,11 +83,10 @@ public final class IssuedCertificateCache: Sendable {
         persistence: (any IssuedLeafPersistence)? = nil,
         onEvent: @escaping @Sendable (Event) -> Void = { _ in }
     ) {
-        self.policy = policy
         self.servingMaterialFactory = servingMaterialFactory
         self.persistence = persistence
         self.onEvent = onEvent
-        self.state = Mutex(State(leaves: LRUList(capacity: max(1, policy.capacity)), tokens: policy.burst))
+        self.state = Mutex(State(leaves: LRUList(capacity: max(1, policy.capacity)), tokens: policy.burst, policy: policy))
     }
 
     public var count: Int { state.withLock { $0.leaves.count } }
@@ -98,12 +99,12 @@ public final class IssuedCertificateCache: Sendable {
             onEvent(.refused(.notAllowed))
             return .refused(.notAllowed)
         }
-        let key = Key(authority: authority.fingerprint, name: Self.leafName(authority: authority, subject: subject))
+        let key = Key(authority: authority.fingerprint, name: authority.leafName(for: subject))
         let time = now.timeIntervalSinceReferenceDate
         enum Decision { case hit(CachedLeaf, renew: Bool), joined, start, queued, refused(Refusal) }
         let decision: Decision = state.withLock { state in
             if let cached = state.leaves.get(key, time: time), cached.leaf.notAfter > now {
-                let renew = cached.leaf.needsRenewal(at: now) && state.inFlight[key] == nil && Self.takeToken(&state, now: now, policy: policy)
+                let renew = cached.leaf.needsRenewal(at: now) && state.inFlight[key] == nil && Self.takeToken(&state, now: now)
                 if renew { state.inFlight[key] = [] }
                 return .hit(cached, renew: renew)
             }
@@ -111,10 +112,10 @@ public final class IssuedCertificateCache: Sendable {
                 state.inFlight[key]!.append(completion)
                 return .joined
             }
-            guard state.queue.count < policy.maxQueuedSignings else { return .refused(.cacheFull) }
-            guard Self.takeToken(&state, now: now, policy: policy) else { return .refused(.rateLimited) }
+            guard state.queue.count < state.policy.maxQueuedSignings else { return .refused(.cacheFull) }
+            guard Self.takeToken(&state, now: now) else { return .refused(.rateLimited) }
             state.inFlight[key] = [completion]
-            if state.running < policy.maxConcurrentSignings {
+            if state.running < state.policy.maxConcurrentSignings {
                 state.running += 1
                 return .start
             }
@@ -136,14 +137,39 @@ public final class IssuedCertificateCache: Sendable {
         }
     }
 
+    /// Puts new limits in force at once (a reload of `issuing:`): a smaller capacity evicts
+    /// the least recently used leaves (returned, and forgotten by `persistence`), tokens
+    /// above the new burst are dropped, a higher concurrency starts queued signings now and
+    /// a lower one takes effect as signings finish. Cached leaves otherwise stay.
+    @discardableResult
+    public func replacePolicy(_ policy: Policy) -> [IssuedLeafKey] {
+        var starts: [(Key, LocalAuthority, LocalAuthority.Subject, Date)] = []
+        let evicted: [Key] = state.withLock { state in
+            state.policy = policy
+            state.tokens = min(state.tokens, policy.burst)
+            let evicted = state.leaves.resize(to: max(1, policy.capacity))
+            while state.running < policy.maxConcurrentSignings, !state.queue.isEmpty {
+                state.running += 1
+                starts.append(state.queue.removeFirst())
+            }
+            return evicted
+        }
+        if !evicted.isEmpty { persistence?.dropped(evicted) }
+        for (key, authority, subject, now) in starts {
+            startSigning(key: key, authority: authority, subject: subject, now: now, countsAgainstLimit: true)
+        }
+        return evicted
+    }
+
     /// Drops leaves that expired or were not used for `policy.idleTimeout`, and those of
     /// authorities not in `currentAuthorities` (a rotated or removed CA). Returns how many.
     @discardableResult
     public func sweep(now: Date, currentAuthorities: Set<[UInt8]>? = nil) -> Int {
         let time = now.timeIntervalSinceReferenceDate
         let removed = state.withLock { state in
-            state.leaves.removeAll { key, cached, lastUsed in
-                cached.leaf.notAfter <= now || time - lastUsed > policy.idleTimeout
+            let idleTimeout = state.policy.idleTimeout
+            return state.leaves.removeAll { key, cached, lastUsed in
+                cached.leaf.notAfter <= now || time - lastUsed > idleTimeout
                     || (currentAuthorities.map { !$0.contains(key.authority) } ?? false)
             }
         }
@@ -184,18 +210,10 @@ public final class IssuedCertificateCache: Sendable {
         return CachedLeaf(leaf: issued, servingMaterial: try servingMaterialFactory?(chain, key))
     }
 
-    /// The SAN a leaf for `subject` carries, which is also its cache key.
-    static func leafName(authority: LocalAuthority, subject: LocalAuthority.Subject) -> String {
-        if authority.leafNames == .wildcard, case .name(let name) = subject, let parent = name.parent, parent.contains(".") {
-            return "*." + parent
-        }
-        return subject.description
-    }
-
-    private static func takeToken(_ state: inout State, now: Date, policy: Policy) -> Bool {
+    private static func takeToken(_ state: inout State, now: Date) -> Bool {
         if let last = state.lastRefill {
             let elapsed = max(0, now.timeIntervalSince(last))
-            state.tokens = min(policy.burst, state.tokens + elapsed * policy.signingsPerSecond)
+            state.tokens = min(state.policy.burst, state.tokens + elapsed * state.policy.signingsPerSecond)
         }
         state.lastRefill = now
         guard state.tokens >= 1 else { return false }
@@ -221,7 +239,8 @@ public final class IssuedCertificateCache: Sendable {
                 }
                 let waiting = state.inFlight.removeValue(forKey: key) ?? []
                 if countsAgainstLimit {
-                    if state.queue.isEmpty {
+                    // A lowered concurrency limit (a reload) takes effect as signings finish.
+                    if state.queue.isEmpty || state.running > state.policy.maxConcurrentSignings {
                         state.running -= 1
                     } else {
                         next = state.queue.removeFirst()
@@ -237,7 +256,9 @@ public final class IssuedCertificateCache: Sendable {
             }
             switch result {
             case .success: onEvent(.issued(name: key.name, seconds: Date().timeIntervalSince(started)))
-            case .failure(let error): onEvent(.failed(name: key.name, error: "\(error)"))
+            case .failure(let error):
+                // In certgate's words: a library's error text may quote what it was given.
+                onEvent(.failed(name: key.name, error: (error as? IssueError)?.description ?? "the leaf or its TLS objects could not be made"))
             }
             for waiter in waiters { waiter(result) }
             if let (nextKey, nextAuthority, nextSubject, nextNow) = next {

@@ -14,7 +14,7 @@ struct LRUList<Key: Hashable, Value> {
     private var index: [Key: Int] = [:]
     private var newest: Int?
     private var oldest: Int?
-    let capacity: Int
+    private(set) var capacity: Int
 
     init(capacity: Int) {
         precondition(capacity > 0)
@@ -58,6 +58,19 @@ struct LRUList<Key: Hashable, Value> {
         }
         index[key] = slot
         linkNewest(slot)
+        return evicted
+    }
+
+    /// A new capacity; when smaller than the count, the least recently used go. Returns
+    /// their keys, oldest first.
+    mutating func resize(to capacity: Int) -> [Key] {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        var evicted: [Key] = []
+        while index.count > capacity, let victim = oldest, let node = nodes[victim] {
+            evicted.append(node.key)
+            remove(node.key)
+        }
         return evicted
     }
 

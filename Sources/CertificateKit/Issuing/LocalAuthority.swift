@@ -61,6 +61,17 @@ public struct LocalAuthority: Sendable {
         }
     }
 
+    /// The one name a leaf for `subject` carries (its SAN, its CN when it fits, and its
+    /// cache key): the name itself; under `leaf_names: wildcard`, its parent wildcard
+    /// (`a.b.example` → `*.b.example`) when the parent has at least two labels (never
+    /// `*.example`); an address as its text.
+    public func leafName(for subject: Subject) -> String {
+        if leafNames == .wildcard, case .name(let name) = subject, let parent = name.parent, parent.contains(".") {
+            return "*." + parent
+        }
+        return subject.description
+    }
+
     /// Signs an ECDSA P-256 leaf for `subject`: SAN = the name (or its parent wildcard),
     /// CN = the same when it fits RFC 5280's 64 characters (else an empty subject and a
     /// critical SAN, see ``CommonNameLimit``), serverAuth, digitalSignature, SKI/AKI, a random serial, notBefore five minutes back,
@@ -78,14 +89,10 @@ public struct LocalAuthority: Sendable {
         let san: GeneralName
         let commonName: String
         switch subject {
-        case .name(let name):
-            if leafNames == .wildcard, let parent = name.parent, parent.contains(".") {
-                san = .dnsName("*." + parent)
-                commonName = "*." + parent
-            } else {
-                san = .dnsName(name.text)
-                commonName = name.text
-            }
+        case .name:
+            let leafName = leafName(for: subject)
+            san = .dnsName(leafName)
+            commonName = leafName
         case .address(let address):
             san = .ipAddress(ASN1OctetString(contentBytes: address.bytes[...]))
             commonName = address.description

@@ -36,7 +36,7 @@ final class ControlSocket: Sendable {
     }
 
     /// Applies the configured mode to the bound socket.
-    func restrict(mode: Int) throws {
+    func restrict(mode: Int) throws(Failure) {
         guard chmod(path, mode_t(mode)) == 0 else {
             throw Failure(reason: "cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
         }

@@ -38,8 +38,6 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
-    public enum UpdateSource: String, Sendable { case config, control, signal }
-
     public init() {}
 
     public func handshakes(listener: String) -> ListenerCounters {

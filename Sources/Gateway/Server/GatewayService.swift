@@ -1,5 +1,3 @@
-import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -16,54 +14,25 @@ public struct GatewayService: Service {
     public func run() async throws {
         try await server.start()
         let server = self.server
-        // The control plane on its Unix socket, when configured.
-        var control: (socket: ControlSocket, grpc: GRPCServer<HTTP2ServerTransport.Posix>)?
-        if let settings = server.controlSocket {
-            let socket: ControlSocket
-            do {
-                socket = try ControlSocket(path: settings.path)
-            } catch {
-                await server.shutdown(timeout: .zero)
-                throw GatewayStartupError(reasons: ["control: \(error)"])
-            }
-            var config = HTTP2ServerTransport.Posix.Config.defaults
-            // The service answers RESOURCE_EXHAUSTED above the limit; the transport only stops
-            // what is far beyond it (twice the limit), where it can only reset the stream.
-            config.rpc.maxRequestPayloadSize = settings.maxMessageBytes.multipliedReportingOverflow(by: 2).overflow
-                ? Int.max : settings.maxMessageBytes * 2
-            let transport = HTTP2ServerTransport.Posix(
-                address: .unixDomainSocket(path: settings.path), transportSecurity: .plaintext, config: config)
-            control = (socket, GRPCServer(transport: transport, services: [server.makeControlService(maxMessageBytes: settings.maxMessageBytes)]))
+        let control: ControlPlane?
+        do {
+            control = try server.makeControlPlane()
+        } catch {
+            await server.shutdown(timeout: .zero)
+            throw error
         }
         // Each child says whether its end should end the service (only the shutdown does).
         await withTaskGroup(of: Bool.self) { group in
             if let control {
                 group.addTask {
-                    do {
-                        try await control.grpc.serve()
-                    } catch where !Task.isCancelled {
-                        server.logControlFailure(error)
-                    } catch {
-                        // Cancelled by the shutdown: nothing to report.
-                    }
-                    return false
-                }
-                group.addTask {
-                    if (try? await control.grpc.listeningAddress) != nil {
-                        do {
-                            try control.socket.restrict(mode: server.controlSocket?.mode ?? 0o600)
-                            server.logControlListening(path: control.socket.path)
-                        } catch {
-                            server.logControlFailure(error)
-                        }
-                    }
+                    await control.serve()
                     return false
                 }
             }
             group.addTask {
                 let hangups = await UnixSignalsSequence(trapping: .sighup)
                 for await _ in hangups.cancelOnGracefulShutdown() {
-                    _ = await runBlocking(on: server.updates) { server.reload(source: .signal) }
+                    await server.reload(source: .signal)
                 }
                 return false
             }
@@ -72,7 +41,7 @@ public struct GatewayService: Service {
                 return true
             }
             while let endsService = await group.next(), !endsService {}
-            control?.grpc.beginGracefulShutdown()
+            control?.beginShutdown()
             group.cancelAll()
         }
         await server.shutdown(timeout: server.shutdownTimeout)

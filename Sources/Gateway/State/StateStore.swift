@@ -18,7 +18,7 @@ public final class StateStore: Sendable {
     public struct StoredSet: Sendable {
         public let generation: UInt64
         public let committedAt: Date
-        public let source: String
+        public let source: UpdateSource
         public let entries: [String: StoredCertificateEntry]
     }
 
@@ -127,10 +127,16 @@ public final class StateStore: Sendable {
                     let name: String = row["name"]
                     entries[name] = try Self.entry(from: row, name: name)
                 }
+                let sourceText: String = state["source"]
+                guard let source = UpdateSource(rawValue: sourceText) else {
+                    throw StateStoreError(
+                        path: path, operation: "read the stored set",
+                        reason: "the set's source \(QuotedValue.quote(sourceText)) is not config, control or signal")
+                }
                 return StoredSet(
                     generation: UInt64(state["generation"] as Int64),
                     committedAt: Date(timeIntervalSince1970: state["committed_at"]),
-                    source: state["source"], entries: entries)
+                    source: source, entries: entries)
             }
         } catch let error as StateStoreError {
             throw error
@@ -142,7 +148,7 @@ public final class StateStore: Sendable {
     /// Makes one update durable: the rows of the added and changed entries, the removal of
     /// the removed ones and the new generation, in one transaction. When it throws,
     /// nothing was written.
-    public func commit(_ change: CertificateSetChange, generation: UInt64, source: String, at time: Date = Date()) throws(StateStoreError) {
+    public func commit(_ change: CertificateSetChange, generation: UInt64, source: UpdateSource, at time: Date = Date()) throws(StateStoreError) {
         try write(operation: "commit generation \(generation)") { db in
             let previous = try Int64.fetchOne(db, sql: "SELECT generation FROM set_state WHERE id = 1")
             if let previous, previous != Int64(generation) - 1 {
@@ -174,7 +180,7 @@ public final class StateStore: Sendable {
                 ON CONFLICT (id) DO UPDATE SET generation = excluded.generation,
                     committed_at = excluded.committed_at, source = excluded.source
                 """,
-                arguments: [Int64(generation), time.timeIntervalSince1970, source])
+                arguments: [Int64(generation), time.timeIntervalSince1970, source.rawValue])
         }
     }
 

@@ -1,7 +1,7 @@
 import CertificateKit
 import CertificateKitNIO
 import Foundation
-import Synchronization
+import Dispatch
 
 /// One change to the certificate set, from any source.
 public struct CertificateUpdateRequest: Sendable {
@@ -25,9 +25,9 @@ public struct CertificateUpdateRequest: Sendable {
     /// Validates and reports, changes nothing.
     public var dryRun: Bool
     public var policy: Policy
-    public var source: GatewayMetrics.UpdateSource
+    public var source: UpdateSource
 
-    public init(change: Change, expectedGeneration: UInt64? = nil, dryRun: Bool = false, policy: Policy = .reject, source: GatewayMetrics.UpdateSource) {
+    public init(change: Change, expectedGeneration: UInt64? = nil, dryRun: Bool = false, policy: Policy = .reject, source: UpdateSource) {
         self.change = change
         self.expectedGeneration = expectedGeneration
         self.dryRun = dryRun
@@ -64,52 +64,72 @@ public enum CertificateUpdateFailure: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// The update transaction: validate every entry → persist → swap → report. One update at
-/// a time, whatever its source (control plane, SIGHUP, `ctl reload`); a failure at any
-/// step changes nothing. The store it is given must be swapped through it alone.
+/// The update transaction: validate every entry → persist → swap → report. Whatever its
+/// source (control plane, SIGHUP, `ctl reload`), every update runs on this updater's one
+/// serial queue — the only thing that orders updates — off Swift's cooperative pool; a
+/// failure at any step changes nothing. The store it is given must be swapped through it alone.
 public final class CertificateUpdater: Sendable {
     /// Makes the update durable before it is swapped in; throwing aborts it.
-    public typealias Persist = @Sendable (_ change: CertificateSetChange, _ generation: UInt64, _ source: GatewayMetrics.UpdateSource) throws -> Void
+    public typealias Persist = @Sendable (_ change: CertificateSetChange, _ generation: UInt64, _ source: UpdateSource) throws -> Void
+    /// Runs right after a swap, still alone on the queue, so reports follow generation order.
+    public typealias OnCommit = @Sendable (CertificateSnapshot, CertificateSetChange, _ warnings: [CertificateEntryError], UpdateSource) -> Void
 
     private let store: CertificateKit.CertificateStore
     private let context: @Sendable () -> CertificateBuildContext
     private let persist: Persist
-    private let onCommit: @Sendable (CertificateSnapshot, CertificateSetChange, [CertificateEntryError], GatewayMetrics.UpdateSource) -> Void
-    private let onReject: @Sendable (CertificateUpdateFailure, GatewayMetrics.UpdateSource) -> Void
-    private let serial = Mutex(())
+    private let onCommit: OnCommit
+    /// Updates wait in line here, not as blocked threads, however many clients send them.
+    private let queue = DispatchQueue(label: "certgate.updates")
 
     public init(
         store: CertificateKit.CertificateStore,
         context: @escaping @Sendable () -> CertificateBuildContext,
         persist: @escaping Persist = { _, _, _ in },
-        onCommit: @escaping @Sendable (CertificateSnapshot, CertificateSetChange, _ warnings: [CertificateEntryError], GatewayMetrics.UpdateSource) -> Void = { _, _, _, _ in },
-        onReject: @escaping @Sendable (CertificateUpdateFailure, GatewayMetrics.UpdateSource) -> Void = { _, _ in }
+        onCommit: @escaping OnCommit = { _, _, _, _ in }
     ) {
         self.store = store
         self.context = context
         self.persist = persist
         self.onCommit = onCommit
-        self.onReject = onReject
     }
 
-    /// Runs one update. `context` replaces the usual build context (a reload builds with
-    /// the configuration it is applying); `whenCommitted` runs right after the swap, still
-    /// inside the transaction, before `onCommit` (a reload installs its routes there).
-    public func apply(
-        _ request: CertificateUpdateRequest,
-        context: CertificateBuildContext? = nil,
-        whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void = { _, _ in }
-    ) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
-        let result = serial.withLock { _ in
-            Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in
-                try applyAlone(request, context: context ?? self.context(), whenCommitted: whenCommitted)
-            }
+    /// Runs one update alone, with the usual build context.
+    public func apply(_ request: CertificateUpdateRequest) async throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+        let result = await exclusively { transaction in
+            Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in try transaction.apply(request) }
         }
-        if case .failure(let failure) = result, !request.dryRun { onReject(failure, request.source) }
         return try result.get()
     }
 
-    /// The transaction itself; runs under `serial`.
+    /// Runs `body` on the update queue: no other update starts before it returns. A reload
+    /// holds the queue from reading its file to its last step, so what it compares against
+    /// is what it replaces.
+    public func exclusively<T: Sendable>(_ body: @escaping @Sendable (Transaction) -> T) async -> T {
+        await runBlocking(on: queue) { body(Transaction(updater: self)) }
+    }
+
+    /// The updater while one caller holds its queue (see ``exclusively(_:)``); valid only
+    /// inside that call.
+    public struct Transaction {
+        fileprivate let updater: CertificateUpdater
+
+        /// The snapshot being served; no update can replace it while the transaction runs.
+        public var current: CertificateSnapshot { updater.store.current }
+
+        /// Runs one update. `context` replaces the usual build context (a reload builds with
+        /// the configuration it is applying); `whenCommitted` runs right after the swap,
+        /// before the commit is reported (a reload installs its routes there).
+        public func apply(
+            _ request: CertificateUpdateRequest,
+            context: CertificateBuildContext? = nil,
+            whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void = { _, _ in }
+        ) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+            dispatchPrecondition(condition: .onQueue(updater.queue))
+            return try updater.applyAlone(request, context: context ?? updater.context(), whenCommitted: whenCommitted)
+        }
+    }
+
+    /// The transaction itself; runs on `queue`.
     private func applyAlone(
         _ request: CertificateUpdateRequest, context: CertificateBuildContext,
         whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void

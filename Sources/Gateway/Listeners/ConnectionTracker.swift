@@ -19,7 +19,7 @@ final class ConnectionTracker: Sendable {
     /// Tells every connection the gateway is draining (idle HTTP connections close).
     func drain() {
         for channel in channels.withLock({ Array($0.values) }) {
-            channel.pipeline.fireUserInboundEventTriggered(GatewayEvent.drain)
+            channel.pipeline.fireUserInboundEventTriggered(ConnectionEvent.drain)
         }
     }
 
@@ -28,4 +28,10 @@ final class ConnectionTracker: Sendable {
             channel.close(promise: nil)
         }
     }
+}
+
+/// Events the gateway sends down its connections' pipelines (user inbound events).
+enum ConnectionEvent {
+    /// The gateway is shutting down: finish what is in flight, take nothing new.
+    case drain
 }

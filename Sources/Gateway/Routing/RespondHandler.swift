@@ -54,7 +54,7 @@ final class RespondHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
-        case GatewayEvent.drain, ChannelEvent.inputClosed:
+        case ConnectionEvent.drain, ChannelEvent.inputClosed:
             // Draining, or the client finished sending (TLS close_notify): answer what is
             // in flight, then close; an idle connection closes now.
             draining = true
@@ -71,10 +71,4 @@ private extension ChannelHandlerContext {
         writeAndFlush(data, promise: promise)
         return promise.futureResult
     }
-}
-
-/// Events the gateway sends down its connections' pipelines.
-enum GatewayEvent {
-    /// The gateway is shutting down: finish what is in flight, take nothing new.
-    case drain
 }

@@ -1,0 +1,145 @@
+import CertificateKit
+import ControlProtocol
+import Foundation
+import GRPCCore
+import SwiftProtobuf
+
+// The one mapping between certgate's values and the messages of
+// `certgate.control.v1` (Protos/certgate/control/v1/control.proto), used by the control
+// service and by `certgate ctl`. Nothing outside this folder builds a protobuf message.
+
+extension Certgate_Control_V1_CertificateEntry {
+    /// An entry to send: `conf`'s fields with the certificate and key as their PEM text
+    /// (`ctl` reads files on its own machine; the gateway may not see its paths).
+    public init(name: String, conf: CertificateConf, certificatePEM: String, keyPEM: String?) {
+        self.init()
+        self.name = name
+        tlsCert = certificatePEM
+        tlsKey = keyPEM ?? ""
+        domains = conf.domains?.items ?? []
+        isDefault = conf.isDefault ?? false
+        isCa = conf.isCA ?? false
+        acme = conf.acme ?? ""
+        bufferDays = UInt32(clamping: conf.bufferDays ?? 0)
+        remark = conf.remark ?? ""
+        leafNames = conf.leafNames?.rawValue ?? ""
+        leafValidityDays = UInt32(clamping: conf.leafValidityDays ?? 0)
+    }
+
+    /// The entry as configuration: an empty string or zero is an absent field.
+    /// - Throws: the entry's error when `leaf_names` is neither `exact` nor `wildcard`.
+    public func conf() throws(CertificateEntryError) -> CertificateConf {
+        var parsedLeafNames: LocalAuthority.LeafNames?
+        if !leafNames.isEmpty {
+            guard let parsed = LocalAuthority.LeafNames(rawValue: leafNames) else {
+                throw CertificateEntryError(
+                    entry: name, field: "leaf_names", reason: "must be exact or wildcard, not \(QuotedValue.quote(leafNames))")
+            }
+            parsedLeafNames = parsed
+        }
+        return CertificateConf(
+            domains: domains.isEmpty ? nil : DomainList(domains),
+            tlsCert: tlsCert.isEmpty ? nil : tlsCert,
+            tlsKey: tlsKey.isEmpty ? nil : tlsKey,
+            isDefault: isDefault ? true : nil,
+            isCA: isCa ? true : nil,
+            acme: acme.isEmpty ? nil : acme,
+            bufferDays: bufferDays == 0 ? nil : Int(bufferDays),
+            remark: remark.isEmpty ? nil : remark,
+            leafNames: parsedLeafNames,
+            leafValidityDays: leafValidityDays == 0 ? nil : Int(leafValidityDays))
+    }
+}
+
+extension Certgate_Control_V1_EntryError {
+    init(_ error: CertificateEntryError) {
+        self.init()
+        entry = error.entry
+        field = error.field
+        reason = error.reason
+    }
+}
+
+extension Certgate_Control_V1_UpdateResult {
+    init(_ outcome: CertificateUpdateOutcome) {
+        self.init()
+        generation = outcome.generation
+        added = outcome.added
+        changed = outcome.changed
+        removed = outcome.removed
+        dryRun = outcome.dryRun
+        errors = outcome.errors.map(Certgate_Control_V1_EntryError.init)
+        warnings = outcome.warnings.map(Certgate_Control_V1_EntryError.init)
+    }
+}
+
+extension Certgate_Control_V1_Event {
+    init(_ event: GatewayEvent) {
+        self.init()
+        switch event {
+        case .setChanged(let change):
+            time = Google_Protobuf_Timestamp(date: change.time)
+            setChanged = .with {
+                $0.generation = change.generation
+                $0.source = change.source.rawValue
+                $0.added = change.added
+                $0.changed = change.changed
+                $0.removed = change.removed
+            }
+        case .validityChanged(let change):
+            time = Google_Protobuf_Timestamp(date: change.time)
+            validityChanged = .with {
+                $0.entry = change.entry
+                $0.previousState = change.previousState?.rawValue ?? ""
+                $0.state = change.state.rawValue
+                $0.daysLeft = Int32(clamping: change.daysLeft)
+                $0.notAfter = Google_Protobuf_Timestamp(date: change.notAfter)
+            }
+        }
+    }
+}
+
+extension Certgate_Control_V1_Status {
+    init(_ status: GatewayStatus) {
+        self.init()
+        generation = status.generation
+        certificates = UInt32(clamping: status.certificates)
+        issuedCached = UInt32(clamping: status.issuedCached)
+        listeners = status.listeners.map { listener in
+            .with {
+                $0.name = listener.name
+                $0.address = listener.address
+            }
+        }
+        lastUpdate = Google_Protobuf_Timestamp(date: status.lastUpdate)
+        lastUpdateSource = status.lastUpdateSource.rawValue
+    }
+}
+
+extension RPCError {
+    /// An update or a reload that changed nothing, as the status code scripts branch on:
+    /// invalid input (entries, the file) → INVALID_ARGUMENT with one `entry: field:
+    /// reason` (or `file:line: key: reason`) line per error; a compare-and-swap miss →
+    /// FAILED_PRECONDITION; a state that cannot commit → UNAVAILABLE.
+    init(_ failure: ReloadFailure) {
+        switch failure {
+        case .configuration(let errors):
+            self.init(code: .invalidArgument, message: errors.map(\.description).joined(separator: "\n"))
+        case .update(let failure):
+            switch failure {
+            case .invalid(let errors):
+                self.init(code: .invalidArgument, message: errors.map(\.description).joined(separator: "\n"))
+            case .generationMismatch:
+                self.init(code: .failedPrecondition, message: failure.description)
+            case .persistence:
+                self.init(code: .unavailable, message: failure.description)
+            }
+        }
+    }
+
+    /// An entry of a request that is not even configuration (see
+    /// `Certgate_Control_V1_CertificateEntry.conf()`).
+    init(_ error: CertificateEntryError) {
+        self.init(code: .invalidArgument, message: "\(QuotedValue.quote(error.entry, limit: 253)): \(error.field): \(error.reason)")
+    }
+}

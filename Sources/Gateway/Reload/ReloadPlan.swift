@@ -1,0 +1,104 @@
+import Logging
+
+/// What a reload does with each section of the configuration file, computed from the
+/// running configuration and the new one before anything changes: what is replaced live
+/// and what waits for a restart (the running value stays, and the reload says so).
+///
+/// Every top-level key of the file is a ``Section``, and ``init(running:next:)`` handles
+/// each in an exhaustive `switch`: a new key cannot be added without deciding what a
+/// reload does with it (a test holds ``Section`` to the file's keys).
+struct ReloadPlan: Sendable, Equatable {
+    /// The top-level keys of `certgate.yaml`.
+    enum Section: String, Sendable, CaseIterable {
+        case listeners, routes, certificates, issuing, metrics, validity, control
+        case stateDirectory = "state_dir"
+        case logLevel = "log_level"
+        case shutdownTimeout = "shutdown_timeout"
+    }
+
+    /// A change put in force by the reload, right after its certificate set commits.
+    enum LiveChange: Sendable, Equatable {
+        /// The route table (new connections).
+        case routes
+        /// A listener's TLS settings or handshake timeout (new connections).
+        case listener(name: String)
+        case logLevel(from: Logger.Level, to: Logger.Level)
+        /// Read when the gateway stops.
+        case shutdownTimeout
+        /// The signing limits of issuer entries.
+        case issuing
+        /// The validity monitor's period (the timer is rescheduled).
+        case validityInterval
+        /// The validity notifiers (for changes from the committed set on).
+        case validityNotifiers
+    }
+
+    /// A change that needs a restart: which section, and what changed, in words.
+    struct RestartNeeded: Sendable, Equatable, CustomStringConvertible {
+        var section: Section
+        var change: String
+        var description: String { change }
+    }
+
+    /// In the order they are applied.
+    private(set) var live: [LiveChange] = []
+    private(set) var restartNeeded: [RestartNeeded] = []
+
+    /// `certificates:` is not listed: it always goes through the update transaction, which
+    /// re-reads the files and keeps the entries that did not change.
+    init(running: GatewayConfiguration, next: GatewayConfiguration) {
+        for section in Section.allCases {
+            switch section {
+            case .certificates:
+                break
+            case .listeners:
+                planListeners(running: running.listeners, next: next.listeners)
+            case .routes:
+                if next.routes != running.routes { live.append(.routes) }
+            case .logLevel:
+                if next.logLevel != running.logLevel { live.append(.logLevel(from: running.logLevel, to: next.logLevel)) }
+            case .shutdownTimeout:
+                if next.shutdownTimeout.duration != running.shutdownTimeout.duration { live.append(.shutdownTimeout) }
+            case .issuing:
+                if next.issuing != running.issuing { live.append(.issuing) }
+            case .validity:
+                if next.validity.interval.duration != running.validity.interval.duration { live.append(.validityInterval) }
+                if next.validity.notify != running.validity.notify { live.append(.validityNotifiers) }
+            case .stateDirectory:
+                if next.resolvedStateDirectory != running.resolvedStateDirectory {
+                    restartNeeded.append(.init(section: section, change: "state_dir moves from \(running.resolvedStateDirectory) to \(next.resolvedStateDirectory)"))
+                }
+            case .control:
+                if next.control != running.control {
+                    restartNeeded.append(.init(section: section, change: "the control socket settings changed"))
+                }
+            case .metrics:
+                if next.metrics?.listen != running.metrics?.listen {
+                    let from = running.metrics.map { "\($0.listen)" } ?? "none"
+                    let to = next.metrics.map { "\($0.listen)" } ?? "none"
+                    restartNeeded.append(.init(section: section, change: "metrics.listen changes from \(from) to \(to)"))
+                }
+            }
+        }
+    }
+
+    /// By name: a listener's address, or a listener added or removed, needs a restart;
+    /// any other setting is replaced live.
+    private mutating func planListeners(running: [ListenerConfiguration], next: [ListenerConfiguration]) {
+        for current in running {
+            guard let updated = next.first(where: { $0.name == current.name }) else {
+                restartNeeded.append(.init(section: .listeners, change: "listener \(current.name) was removed"))
+                continue
+            }
+            if updated.listen != current.listen {
+                restartNeeded.append(.init(section: .listeners, change: "listener \(current.name) moves from \(current.listen) to \(updated.listen)"))
+            }
+            var comparable = updated
+            comparable.listen = current.listen
+            if comparable != current { live.append(.listener(name: current.name)) }
+        }
+        for added in next where !running.contains(where: { $0.name == added.name }) {
+            restartNeeded.append(.init(section: .listeners, change: "listener \(added.name) (\(added.listen)) is new"))
+        }
+    }
+}

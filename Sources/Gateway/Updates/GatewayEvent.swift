@@ -1,0 +1,34 @@
+import CertificateKit
+import Foundation
+
+/// What the gateway tells watchers (`WatchEvents`): the set changed, or an entry's validity
+/// state changed. The core emits these; `Control/ControlMessages.swift` alone maps them to
+/// protobuf.
+public enum GatewayEvent: Sendable, Equatable {
+    /// A certificate set was committed (a new generation), whatever its source.
+    case setChanged(SetChange)
+    /// The validity monitor saw an entry's state change (at start, after an update, or at
+    /// a periodic check).
+    case validityChanged(ValidityChange)
+
+    public struct SetChange: Sendable, Equatable {
+        public var time: Date
+        public var generation: UInt64
+        public var source: UpdateSource
+        /// Entry names, sorted.
+        public var added: [String]
+        public var changed: [String]
+        public var removed: [String]
+    }
+
+    public struct ValidityChange: Sendable, Equatable {
+        public var time: Date
+        public var entry: String
+        /// None for an entry seen for the first time.
+        public var previousState: CertificateValidity.State?
+        public var state: CertificateValidity.State
+        /// Whole days to the leaf's notAfter (negative once expired).
+        public var daysLeft: Int
+        public var notAfter: Date
+    }
+}

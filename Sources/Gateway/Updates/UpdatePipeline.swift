@@ -1,0 +1,171 @@
+import CertificateKit
+import CertificateKitNIO
+import Foundation
+import Logging
+import Synchronization
+
+/// The one way the certificate set and the running configuration change: control-plane
+/// updates, and reloads of the configuration file (SIGHUP, `ctl reload`). Each runs alone
+/// on the updater's queue (``CertificateUpdater/exclusively(_:)``), is reported by the
+/// ``CommitReporter`` — committed or rejected, counted once — and changes everything it
+/// changes or nothing.
+final class UpdatePipeline: Sendable {
+    /// What a reload puts in force besides the set (see ``ReloadPlan/LiveChange``).
+    struct LiveTargets: Sendable {
+        let listeners: ListenerGroup
+        let issued: IssuedCertificateCache
+        let maintenance: MaintenanceTimers
+        let logLevel: LogLevelSwitch?
+    }
+
+    let updater: CertificateUpdater
+    let reporter: CommitReporter
+    let configurationPath: String
+    let targets: LiveTargets
+    let logger: Logger
+    private let running: Mutex<GatewayConfiguration>
+
+    init(
+        updater: CertificateUpdater, reporter: CommitReporter, configuration: GatewayConfiguration,
+        configurationPath: String, targets: LiveTargets, logger: Logger
+    ) {
+        self.updater = updater
+        self.reporter = reporter
+        self.running = Mutex(configuration)
+        self.configurationPath = configurationPath
+        self.targets = targets
+        self.logger = logger
+    }
+
+    /// The configuration in force: the one started with, or the last reload applied.
+    var configuration: GatewayConfiguration { running.withLock { $0 } }
+
+    /// One update of the set from the control plane.
+    func update(_ request: CertificateUpdateRequest) async throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+        let reporter = self.reporter
+        let result = await updater.exclusively { transaction in
+            Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in
+                do throws(CertificateUpdateFailure) {
+                    return try transaction.apply(request)
+                } catch {
+                    if !request.dryRun { reporter.rejected(.update(error), source: request.source, reload: false) }
+                    throw error
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Re-reads the configuration file and applies it whole — certificates (validated
+    /// whole, unchanged entries reused) and every section the ``ReloadPlan`` replaces live —
+    /// or applies nothing and reports every reason. Open connections are not touched.
+    func reload(source: UpdateSource) async -> Result<CertificateUpdateOutcome, ReloadFailure> {
+        await updater.exclusively { [self] transaction in
+            let result = reloadAlone(source: source, transaction: transaction)
+            switch result {
+            case .success(let outcome):
+                logger.notice("configuration reloaded", metadata: [
+                    "generation": "\(outcome.generation)", "added": "\(outcome.added.count)",
+                    "changed": "\(outcome.changed.count)", "removed": "\(outcome.removed.count)",
+                ])
+            case .failure(let failure):
+                reporter.rejected(failure, source: source, reload: true)
+            }
+            // The file's text, its YAML nodes and every re-read certificate are garbage now.
+            FreedMemory.release()
+            return result
+        }
+    }
+
+    /// Loads and checks the file, plans the reload, prepares what can fail (listeners' TLS
+    /// contexts), commits the set through the transaction and, only once it has committed,
+    /// puts the plan's live changes in force.
+    private func reloadAlone(source: UpdateSource, transaction: CertificateUpdater.Transaction) -> Result<CertificateUpdateOutcome, ReloadFailure> {
+        let next: GatewayConfiguration
+        do {
+            next = try GatewayConfiguration.load(path: configurationPath)
+        } catch {
+            return .failure(.configuration(error.errors))
+        }
+        do {
+            try MissingCertificateFiles.create(for: next, logger: logger)
+        } catch {
+            return .failure(.update(.invalid([CertificateEntryError(entry: error.entry, field: "create_if_missing", reason: error.reason)])))
+        }
+        let plan = ReloadPlan(running: configuration, next: next)
+        let prepared: ListenerGroup.PreparedSettings
+        do {
+            prepared = try targets.listeners.prepare(plan.live.compactMap { change in
+                if case .listener(let name) = change { return name }
+                return nil
+            }, from: next.listeners, file: configurationPath)
+        } catch {
+            return .failure(.configuration([error]))
+        }
+        // Nothing above changed anything. The set commits (durably) first; the rest follows it.
+        let outcome: CertificateUpdateOutcome
+        do {
+            outcome = try transaction.apply(
+                CertificateUpdateRequest(change: .replace(next.certificates), source: source),
+                context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
+            ) { _, _ in
+                apply(plan, next: next, prepared: prepared)
+            }
+        } catch {
+            return .failure(.update(error))
+        }
+        for restart in plan.restartNeeded {
+            logger.warning("change needs a restart; the running value stays until then", metadata: [
+                "section": "\(restart.section.rawValue)", "change": "\(restart.change)",
+            ])
+        }
+        return .success(outcome)
+    }
+
+    /// The plan's live changes, in its order; runs inside the transaction, right after the
+    /// swap (so the set's commit report already sees the new notifiers).
+    private func apply(_ plan: ReloadPlan, next: GatewayConfiguration, prepared: ListenerGroup.PreparedSettings) {
+        for change in plan.live {
+            switch change {
+            case .routes:
+                targets.listeners.replaceRoutes(RouteTable(next.routes))
+            case .listener:
+                break  // all prepared listeners at once, below
+            case .logLevel(let from, let to):
+                guard let logLevel = targets.logLevel else { continue }
+                // Told at whichever of the two levels is the more verbose.
+                if to < from { logLevel.level = to }
+                logger.notice("log level changed", metadata: ["from": "\(from)", "to": "\(to)"])
+                logLevel.level = to
+            case .shutdownTimeout:
+                break  // read from the running configuration when the gateway stops
+            case .issuing:
+                let evicted = targets.issued.replacePolicy(next.issuing.policy)
+                logger.notice("issuing limits changed", metadata: [
+                    "cache_size": "\(next.issuing.cacheSize)", "max_concurrent": "\(next.issuing.maxConcurrent)",
+                    "rate_per_second": "\(next.issuing.ratePerSecond)", "burst": "\(next.issuing.burst)",
+                    "idle_timeout": "\(next.issuing.idleTimeout)", "evicted": "\(evicted.count)",
+                ])
+            case .validityInterval:
+                targets.maintenance.rescheduleValidity(every: next.validity.interval.duration)
+                logger.notice("validity interval changed", metadata: ["interval": "\(next.validity.interval)"])
+            case .validityNotifiers:
+                reporter.replaceNotifiers(next.validity.notify)
+            }
+        }
+        targets.listeners.install(prepared)
+        // Sections that need a restart keep their running value; the rest is the new file's.
+        running.withLock { running in
+            var kept = next
+            kept.listeners = running.listeners.map { current in
+                guard var updated = next.listeners.first(where: { $0.name == current.name }) else { return current }
+                updated.listen = current.listen
+                return updated
+            }
+            kept.stateDirectory = running.stateDirectory
+            kept.control = running.control
+            if kept.metrics?.listen != running.metrics?.listen { kept.metrics = running.metrics }
+            running = kept
+        }
+    }
+}
