@@ -146,6 +146,36 @@ struct IssuingTests {
         #expect(cSecond != nil && cSecond != cFirst)
     }
 
+    @Test("new limits take effect at once: a smaller capacity evicts the least recently used, a lower burst refuses the next new name")
+    func replacedPolicy() async throws {
+        let (_, authority) = try Self.authority()
+        let cache = IssuedCertificateCache()
+        func fetch(_ name: String) async throws -> [UInt8]? {
+            try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize(name)!), now: Date(), completion: $0) }?.leaf.chain[0].der
+        }
+        _ = try await fetch("a.dev.test")
+        let bFirst = try await fetch("b.dev.test")
+        let cFirst = try await fetch("c.dev.test")
+        _ = try await fetch("a.dev.test")  // use order: b, c, a (b least recent)
+
+        var policy = IssuedCertificateCache.Policy()
+        policy.capacity = 2
+        policy.signingsPerSecond = 0
+        policy.burst = 1
+        let evicted = cache.replacePolicy(policy)
+        #expect(evicted == [IssuedLeafKey(authority: authority.fingerprint, name: "b.dev.test")])
+        #expect(cache.count == 2)
+        #expect(cache.policy.capacity == 2)
+        #expect(try await fetch("c.dev.test") == cFirst)  // kept: a hit, no signature
+        // Burst 1 leaves one token (the default's 400 were clamped to it): b is signed anew…
+        let bSecond = try await fetch("b.dev.test")
+        #expect(bSecond != nil && bSecond != bFirst)
+        // …and the next new name finds none, with no refill at 0 per second.
+        guard case .refused(.rateLimited) = cache.leaf(from: authority, for: .name(ServerName.normalize("d.dev.test")!), now: Date(), completion: { _ in }) else {
+            Issue.record("expected rate_limited after the burst was lowered to 1"); return
+        }
+    }
+
     @Test("new signatures beyond the rate limit are refused, cached names are not")
     func rateLimit() async throws {
         let (_, authority) = try Self.authority()

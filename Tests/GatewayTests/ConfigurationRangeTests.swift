@@ -114,6 +114,19 @@ struct ConfigurationRangeTests {
         #expect(found.first?.reason == reason)
     }
 
+    @Test("a responder's status is that of a final response, and 204 and 304 carry no body", arguments: [
+        ("respond: { status: 101 }", "routes.0.respond.status", "101 is not the status of a final HTTP response (200-599)"),
+        ("respond: { status: 600 }", "routes.0.respond.status", "600 is not the status of a final HTTP response (200-599)"),
+        ("respond: { status: 204, body: gone }", "routes.0.respond.body", "a 204 response has no content (RFC 9110 §15.3.5, §15.4.5): remove the body"),
+        ("respond: { status: 304, body: same }", "routes.0.respond.body", "a 304 response has no content (RFC 9110 §15.3.5, §15.4.5): remove the body"),
+    ])
+    func responderStatus(route: String, key: String, reason: String) {
+        let found = errors(Self.listener + "routes:\n  - server_names: ['*']\n    \(route)\n")
+        #expect(found.map(\.key) == [key])
+        #expect(found.first?.reason == reason)
+        #expect(errors(Self.listener + "routes:\n  - server_names: ['*']\n    respond: { status: 204 }\n").isEmpty)
+    }
+
     @Test("a folder that is not there yet is fine, a file in its way is not; relative paths end (a fuzzer found a loop)")
     func folderChecks() throws {
         #expect(GatewayConfiguration.notAFolder("state") == nil)

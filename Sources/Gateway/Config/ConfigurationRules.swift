@@ -53,8 +53,10 @@ enum ConfigurationRules {
                 }
             }
             switch route.action {
-            case .respond(let response) where !(100...599).contains(response.status):
-                problems.append(Problem(path: path + ["respond", "status"], reason: "\(response.status) is not an HTTP status (100-599)"))
+            case .respond(let response) where !(200...599).contains(response.status):
+                problems.append(Problem(path: path + ["respond", "status"], reason: "\(response.status) is not the status of a final HTTP response (200-599)"))
+            case .respond(let response) where RespondHandler.hasNoContent(status: response.status) && !response.body.isEmpty:
+                problems.append(Problem(path: path + ["respond", "body"], reason: "a \(response.status) response has no content (RFC 9110 §15.3.5, §15.4.5): remove the body"))
             case .upstream(let address, _, let timeout):
                 if address.port == 0 {
                     problems.append(Problem(path: path + ["upstream"], reason: "the port must be 1 to 65535, not 0"))

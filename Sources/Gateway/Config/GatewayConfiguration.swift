@@ -175,6 +175,9 @@ public struct GatewayConfiguration: Sendable {
     /// `sun_path` holds 108 bytes on Linux, the terminating NUL included.
     static let longestSocketPath = 107
 
+    /// The file's top-level keys (the sections a reload plans for, see ``ReloadPlan``).
+    static var topLevelKeys: [String] { Document.CodingKeys.allCases.map(\.rawValue) }
+
     /// The keys the file may hold, from each section's coding keys.
     static let schema: ConfigurationSchema = .section(Document.CodingKeys.self, nested: [
         "listeners": .list(.section(ListenerConfiguration.CodingKeys.self)),

@@ -10,7 +10,7 @@ final class RespondHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let head: HTTPResponseHead
-    private let body: ByteBuffer
+    private var body: ByteBuffer
     private var keepAlive = true
     private var requestInFlight = false
     private var draining = false
@@ -25,8 +25,18 @@ final class RespondHandler: ChannelInboundHandler {
         if !headers.contains(name: "content-type") {
             headers.add(name: "content-type", value: "text/plain; charset=utf-8")
         }
-        headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        if Self.hasNoContent(status: response.status) {
+            // No body and no length: the next bytes on the connection are the next response.
+            body.clear()
+        } else {
+            headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        }
         head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+    }
+
+    /// 204 and 304 responses end at their head (RFC 9110 §15.3.5, §15.4.5).
+    static func hasNoContent(status: Int) -> Bool {
+        status == 204 || status == 304
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

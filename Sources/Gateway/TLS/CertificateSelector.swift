@@ -44,7 +44,9 @@ final class CertificateSelector: Sendable {
                 readers.currentValue = reader
             }
             facts?.requestedName = values.serverHostname
-            guard let match = reader.lookup(serverName: values.serverHostname, localAddress: facts?.localAddress) else {
+            // One snapshot for the match and its fallback: never two generations in one answer.
+            let set = reader.current.set
+            guard let match = set.lookup(serverName: values.serverHostname, localAddress: facts?.localAddress) else {
                 counters.record(nil)
                 facts?.refusal = "no certificate for this name and no default"
                 promise.fail(NoCertificate(reason: "no certificate for this name and no default"))
@@ -54,14 +56,13 @@ final class CertificateSelector: Sendable {
             facts?.matchKind = match.kind
             facts?.entryName = match.entry.name
             if match.entry.kind == .issuer {
-                serveIssued(match: match, facts: facts, fallback: reader.current.set.defaultEntry, counters: counters, promise: promise)
+                serveIssued(match: match, facts: facts, fallback: set.defaultEntry, counters: counters, promise: promise)
                 return
             }
-            guard let material = match.entry.nioServingMaterial, let override = try? material.contextOverride() else {
-                // Not expected: the material was accepted by BoringSSL when the entry was built.
-                let reason = match.entry.nioServingMaterial == nil
-                    ? "entry '\(match.entry.name)' has no TLS objects"
-                    : "entry '\(match.entry.name)': the TLS library refused its certificate or key at this handshake"
+            // Every set the gateway builds has NIOSSL material (NIOServingMaterial.factory);
+            // making it can still fail at the first handshake (out of memory).
+            guard let override = try? match.entry.nioServingMaterial?.contextOverride() else {
+                let reason = "entry '\(match.entry.name)': the TLS library refused its certificate or key at this handshake"
                 counters.record(nil)
                 facts?.refusal = reason
                 promise.fail(NoCertificate(reason: reason))

@@ -57,7 +57,7 @@ final class HandshakeTimeoutHandler: ChannelInboundHandler, RemovableChannelHand
     private func arm(context: ChannelHandlerContext) {
         guard self.context == nil, !isFinished else { return }
         self.context = context
-        deadline = .now() + timeout
+        deadline = context.eventLoop.now + timeout
         deadlines.add(self)
     }
 
@@ -105,7 +105,7 @@ final class HandshakeDeadlines: @unchecked Sendable {
 
     private func sweep() {
         eventLoop.assertInEventLoop()
-        let now = NIODeadline.now()
+        let now = eventLoop.now
         var expired: [HandshakeTimeoutHandler] = []
         pending.removeAll { handler in
             if handler.isFinished { return true }

@@ -1,0 +1,142 @@
+import CertificateTestSupport
+import ControlProtocol
+import Foundation
+import GRPCCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Reloads through the real binary: every section applied live or reported as needing a restart; errors per entry", .serialized, .timeLimit(.minutes(3)))
+struct ReloadInteropTests {
+    static let authority = GatewayInteropTests.authority
+
+    /// The log lines that contain every one of `parts`.
+    static func lines(_ log: String, containing parts: String...) -> [Substring] {
+        log.split(separator: "\n").filter { line in parts.allSatisfy { line.contains($0) } }
+    }
+
+    /// Rewrites the gateway's configuration (with its real port) and sends SIGHUP.
+    static func reload(_ gateway: GatewayProcess, folder: FixtureFolder, config: String) throws {
+        try folder.write(config.replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
+        gateway.signal(SIGHUP)
+    }
+
+    @Test("SIGHUP puts new issuing: limits in force: with burst 1 at 0 per second, one more new name is signed, the next gets the default, cached names still serve")
+    func issuingAppliedLive() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        try folder.write(Self.authority.key.pkcs8PEM, to: "ca.key")
+        let config = GatewayInteropTests.config(extraCertificates: "  dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: \"*.dev.test\" }")
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        func served(_ name: String) throws -> String? {
+            try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: name, folder: folder).cn
+        }
+        // The defaults (burst 400) sign three new names.
+        for name in ["a.dev.test", "b.dev.test", "c.dev.test"] { #expect(try served(name) == name) }
+
+        try Self.reload(gateway, folder: folder, config: config + "\nissuing: { rate_per_second: 0, burst: 1 }\n")
+        #expect(try await gateway.waitForLog("configuration reloaded"))
+        #expect(Self.lines(gateway.logText, containing: "issuing limits changed", "burst=1", "rate_per_second=0.0").count == 1)
+        #expect(try served("d.dev.test") == "d.dev.test")  // the one token left
+        #expect(try served("e.dev.test") == "fallback.test")  // rate_limited: the default serves
+        #expect(try served("a.dev.test") == "a.dev.test")  // cached before the reload: still served
+    }
+
+    @Test("SIGHUP puts a new validity.interval in force: an entry that expired after start is reported at the new period, not at the old one")
+    func validityIntervalAppliedLive() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let notAfter = Date().addingTimeInterval(5)
+        let brief = Self.authority.leaf(dnsNames: ["brief.test"], notAfter: notAfter)
+        try folder.write(brief.pem, to: "certs/brief.pem")
+        try folder.write(brief.key.pkcs8PEM, to: "certs/brief.key")
+        let config = GatewayInteropTests.config(extraCertificates: "  brief: { tls_cert: certs/brief.pem, tls_key: certs/brief.key }")
+        let gateway = try await GatewayProcess(config: config + "\nvalidity: { interval: 1h }\n", folder: folder)
+        defer { gateway.stop() }
+        #expect(Self.lines(gateway.logText, containing: "certificate validity changed", "entry=brief", "state=expiring").count == 1)
+
+        // Past its notAfter, the hourly monitor has not looked again: nothing said yet.
+        try await Task.sleep(until: .now + .seconds(max(0, notAfter.timeIntervalSinceNow) + 1), clock: .continuous)
+        #expect(Self.lines(gateway.logText, containing: "certificate validity changed", "entry=brief", "state=expired").isEmpty)
+
+        try Self.reload(gateway, folder: folder, config: config + "\nvalidity: { interval: 1s }\n")
+        #expect(try await gateway.waitForLog("validity interval changed"))
+        // The reload itself does not re-check an unchanged entry; the monitor, now every second, does.
+        #expect(try await gateway.waitForLog("state=expired", timeout: .seconds(5)))
+        #expect(Self.lines(gateway.logText, containing: "certificate validity changed", "entry=brief", "from=expiring", "state=expired").count == 1)
+    }
+
+    @Test("a reload that moves a listener, state_dir and metrics.listen applies the rest, says each needs a restart, keeps serving where it was, and says so again at the next reload")
+    func restartSectionsReported() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let config = GatewayInteropTests.config()
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        let other = try ReservedPort()
+        let moved = config
+            .replacingOccurrences(of: "listen: 127.0.0.1:PORT", with: "listen: 127.0.0.1:\(other.port)")
+            .replacingOccurrences(of: "log_level: info", with: "log_level: debug")
+            + "\nstate_dir: elsewhere\nmetrics: { listen: 127.0.0.1:\(other.port) }\n"
+        #expect(moved.contains("log_level: debug") && !moved.contains("PORT"))
+        try Self.reload(gateway, folder: folder, config: moved)
+        #expect(try await gateway.waitForLog("configuration reloaded"))
+        #expect(try await gateway.waitForLog("log level changed"))
+        let restarts = Self.lines(gateway.logText, containing: "change needs a restart")
+        #expect(restarts.count == 3)
+        #expect(Self.lines(gateway.logText, containing: "change needs a restart", "section=listeners", "listener https moves from 127.0.0.1:\(gateway.port) to 127.0.0.1:\(other.port)").count == 1)
+        #expect(Self.lines(gateway.logText, containing: "change needs a restart", "section=state_dir", "/elsewhere").count == 1)
+        #expect(Self.lines(gateway.logText, containing: "change needs a restart", "section=metrics", "metrics.listen changes from none to 127.0.0.1:\(other.port)").count == 1)
+        // Still serving on the old port; nothing bound on the new one.
+        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+
+        // The running values stayed, so the next reload reports the same three again.
+        try Self.reload(gateway, folder: folder, config: moved)
+        #expect(try await gateway.waitForLog("configuration reloaded", occurrences: 2))
+        #expect(Self.lines(gateway.logText, containing: "change needs a restart").count == 6)
+    }
+
+    @Test("an invalid entry in a reloaded file: SIGHUP logs it with entry and field; ReloadConfig answers INVALID_ARGUMENT with exactly UpdateCertificates' message")
+    func perEntryErrors() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let config = ControlInteropTests.config()
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        let leaf = Self.authority.leaf(dnsNames: ["bad.test"])
+        let otherKey = TestKey.make()
+        try folder.write(leaf.pem, to: "certs/bad.pem")
+        try folder.write(otherKey.pkcs8PEM, to: "certs/bad.key")
+        let broken = config.replacingOccurrences(of: "certificates:\n", with: "certificates:\n  bad: { tls_cert: certs/bad.pem, tls_key: certs/bad.key }\n")
+        #expect(broken != config)
+        // Worked out from the validator's rule: the key's public half is not the certificate's.
+        let expected = "bad: tls_key: the private key does not match the certificate (CN=bad.test)"
+
+        try Self.reload(gateway, folder: folder, config: broken)
+        #expect(try await gateway.waitForLog("configuration reload rejected"))
+        #expect(try await gateway.waitForLog(expected))  // logged after the line above
+        #expect(Self.lines(gateway.logText, containing: "entry=bad field=tls_key source=signal", expected).count == 1)
+
+        func message(_ body: () async throws -> Void) async -> (RPCError.Code, String)? {
+            do { try await body() } catch let error as RPCError { return (error.code, error.message) } catch { return nil }
+            return nil
+        }
+        try await ControlInteropTests.withControl(socket: ControlInteropTests.socket(folder)) { control in
+            let reload = await message { _ = try await control.reloadConfig(.init()) }
+            let update = await message {
+                _ = try await control.updateCertificates(.with {
+                    $0.upsert = [.with { $0.name = "bad"; $0.tlsCert = leaf.pem; $0.tlsKey = otherKey.pkcs8PEM }]
+                })
+            }
+            #expect(reload?.0 == .invalidArgument)
+            #expect(reload?.1 == expected)
+            #expect(update?.0 == .invalidArgument)
+            #expect(update?.1 == reload?.1)
+        }
+        // Logged before each reply was sent; read from the log pipe by now or shortly.
+        #expect(try await gateway.waitForLog(expected, occurrences: 3))
+        #expect(Self.lines(gateway.logText, containing: "entry=bad field=tls_key source=control", expected).count == 2)
+    }
+}
