@@ -63,6 +63,20 @@ let package = Package(
             swiftSettings: strictSwift6
         ),
         .target(
+            name: "ACME",
+            dependencies: [
+                "CertificateKit",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .target(
             name: "Gateway",
             dependencies: [
                 "CertificateKit",
@@ -160,6 +174,18 @@ let package = Package(
             dependencies: [
                 "CertificateKit",
                 "CertificateKitNIO",
+                "CertificateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "ACMETests",
+            dependencies: [
+                "ACME",
+                "CertificateKit",
                 "CertificateTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
