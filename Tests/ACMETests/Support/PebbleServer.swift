@@ -1,0 +1,126 @@
+import CertificateTestSupport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Pebble (Let's Encrypt's test ACME server) and pebble-challtestsrv, started for one test
+/// on free ports and stopped after: Pebble's HTTPS uses a certificate made here; every name
+/// resolves to 127.0.0.1 through challtestsrv's DNS, and Pebble validates http-01 and
+/// tls-alpn-01 against challtestsrv's own ports (the test answers challenges through its
+/// management API). Random nonce rejection stays on (Pebble's default 5 %).
+final class PebbleServer: Sendable {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    let folder: URL
+    let directoryURL: String
+    /// DER of the CA that signed Pebble's HTTPS certificate (the client's `ca_roots`).
+    let httpsRoot: [UInt8]
+    let managementPort: Int
+    let challengePorts: (http: Int, tls: Int, dns: Int, management: Int)
+    private let pebble: Process
+    private let challengeServer: Process
+
+    /// - Parameter config: extra members of Pebble's config object (JSON text, each
+    ///   ending with a comma), e.g. EAB settings.
+    init(extraConfig: String = "", environment: [String: String] = [:]) async throws {
+        for tool in ["/usr/bin/pebble", "/usr/bin/pebble-challtestsrv"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw Failure(description: "\(tool) is missing: apt-get install pebble (CI's .ci/run installs it)")
+        }
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("pebble-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let authority = TestCertificate.authority(commonName: "Pebble HTTPS test CA")
+        let serving = authority.leaf(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+        try serving.pem.write(to: folder.appendingPathComponent("cert.pem"), atomically: true, encoding: .utf8)
+        try serving.key.pkcs8PEM.write(to: folder.appendingPathComponent("key.pem"), atomically: true, encoding: .utf8)
+        httpsRoot = authority.parsed.der
+
+        var attempt = 0
+        while true {
+            attempt += 1
+            let (listen, management) = (unusedLocalPort(), unusedLocalPort())
+            let ports = (http: unusedLocalPort(), tls: unusedLocalPort(), dns: unusedLocalPort(), management: unusedLocalPort())
+            let config = """
+                {"pebble": {\(extraConfig)
+                  "listenAddress": "127.0.0.1:\(listen)", "managementListenAddress": "127.0.0.1:\(management)",
+                  "certificate": "\(folder.path)/cert.pem", "privateKey": "\(folder.path)/key.pem",
+                  "httpPort": \(ports.http), "tlsPort": \(ports.tls), "ocspResponderURL": ""}}
+                """
+            let configPath = folder.appendingPathComponent("pebble.json").path
+            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let challenge = try Self.launch("/usr/bin/pebble-challtestsrv", [
+                "-http01", "127.0.0.1:\(ports.http)", "-https01", "", "-tlsalpn01", "127.0.0.1:\(ports.tls)",
+                "-dns01", "127.0.0.1:\(ports.dns)", "-management", "127.0.0.1:\(ports.management)",
+                "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+            ], environment: [:], log: folder.appendingPathComponent("challtestsrv.log"))
+            var pebbleEnvironment = ["PEBBLE_VA_NOSLEEP": "1"]
+            pebbleEnvironment.merge(environment) { _, new in new }
+            let pebble = try Self.launch("/usr/bin/pebble", ["-config", configPath, "-dnsserver", "127.0.0.1:\(ports.dns)"],
+                                         environment: pebbleEnvironment, log: folder.appendingPathComponent("pebble.log"))
+            if await Self.waitUntil({ isListening(port: listen) && isListening(port: management) && isListening(port: ports.management) }) {
+                self.pebble = pebble
+                self.challengeServer = challenge
+                self.directoryURL = "https://127.0.0.1:\(listen)/dir"
+                self.managementPort = management
+                self.challengePorts = ports
+                return
+            }
+            pebble.terminate(); challenge.terminate()
+            pebble.waitUntilExit(); challenge.waitUntilExit()
+            guard attempt < 3 else {
+                let log = (try? String(contentsOf: folder.appendingPathComponent("pebble.log"), encoding: .utf8)) ?? ""
+                throw Failure(description: "Pebble did not start: \(log.suffix(2_000))")
+            }
+        }
+    }
+
+    /// Pebble's issuing root (PEM), to verify what it issued.
+    func issuingRoot() throws -> String {
+        let caFile = folder.appendingPathComponent("https-root.pem")
+        let pem = "-----BEGIN CERTIFICATE-----\n" + Data(httpsRoot).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed]) + "\n-----END CERTIFICATE-----\n"
+        try pem.write(to: caFile, atomically: true, encoding: .utf8)
+        let (status, output) = try runCommand("/usr/bin/curl", ["-sS", "--fail", "--cacert", caFile.path, "https://127.0.0.1:\(managementPort)/roots/0"])
+        guard status == 0 else { throw Failure(description: "fetching Pebble's root: \(output)") }
+        return output
+    }
+
+    /// A POST of `json` to challtestsrv's management API (`/add-http01`, `/set-txt`, …).
+    func manage(_ path: String, _ json: String) throws {
+        let (status, output) = try runCommand("/usr/bin/curl", [
+            "-sS", "--fail", "-X", "POST", "-H", "Content-Type: application/json", "-d", json,
+            "http://127.0.0.1:\(challengePorts.management)\(path)",
+        ])
+        guard status == 0 else { throw Failure(description: "challtestsrv \(path): \(output)") }
+    }
+
+    func stop() {
+        for process in [pebble, challengeServer] where process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    private static func launch(_ executable: String, _ arguments: [String], environment: [String: String], log: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    private static func waitUntil(_ condition: () -> Bool, timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return condition()
+    }
+}
