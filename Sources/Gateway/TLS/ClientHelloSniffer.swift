@@ -1,0 +1,96 @@
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Reads the ClientHello before TLS starts and chooses the TLS handler: a ClientHello that
+/// offers `acme-tls/1` for a name with a pending `tls-alpn-01` challenge gets the
+/// validation certificate (RFC 8737 §3) and the connection is closed once the handshake is
+/// done; every other one gets the listener's own context, as if this handler were not
+/// there. The bytes read are handed on untouched.
+final class ClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let listenerContext: NIOSSLContext
+    private let challenges: ChallengeResponses
+    private var buffered: ByteBuffer?
+
+    init(listenerContext: NIOSSLContext, challenges: ChallengeResponses) {
+        self.listenerContext = listenerContext
+        self.challenges = challenges
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if var buffered {
+            buffered.writeBuffer(&bytes)
+            self.buffered = buffered
+        } else {
+            buffered = bytes
+        }
+        guard let buffered else { return }
+        switch ClientHello.parse(buffered) {
+        case .incomplete where buffered.readableBytes <= ClientHello.maxLength + 5 * 8:
+            return
+        case .incomplete, .notClientHello:
+            install(listenerContext, closeAfterHandshake: false, context: context)
+        case .clientHello(let hello):
+            if hello.alpn.contains(TLSALPNProtocol.name), let name = hello.serverName.flatMap(Self.normalized),
+               let challenge = challenges.tlsALPN01(name: name) {
+                install(challenge, closeAfterHandshake: true, context: context)
+            } else {
+                install(listenerContext, closeAfterHandshake: false, context: context)
+            }
+        }
+    }
+
+    /// Puts the TLS handler after this one, hands it the bytes read so far, and leaves.
+    private func install(_ tls: NIOSSLContext, closeAfterHandshake: Bool, context: ChannelHandlerContext) {
+        let operations = context.pipeline.syncOperations
+        do {
+            if closeAfterHandshake {
+                try operations.addHandler(CloseAfterHandshake(), position: .after(self))
+            }
+            try operations.addHandler(NIOSSLServerHandler(context: tls), position: .after(self))
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        if let bytes = buffered {
+            buffered = nil
+            context.fireChannelRead(wrapInboundOut(bytes))
+            context.fireChannelReadComplete()
+        }
+        operations.removeHandler(self, promise: nil)
+    }
+
+    /// SNI as names are kept: lower case, no trailing dot.
+    static func normalized(_ name: String) -> String? {
+        var name = name.lowercased()
+        if name.hasSuffix(".") { name.removeLast() }
+        return name.isEmpty ? nil : name
+    }
+}
+
+/// The `acme-tls/1` protocol id (RFC 8737 §6.2).
+enum TLSALPNProtocol {
+    static let name = "acme-tls/1"
+}
+
+/// After a `tls-alpn-01` handshake: nothing more is exchanged (RFC 8737 §3); the
+/// connection is closed and the handshake is not passed on to routing.
+final class CloseAfterHandshake: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Nothing is expected after the handshake; drop it.
+    }
+}
