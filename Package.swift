@@ -79,6 +79,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
+                "ACME",
                 "CertificateKit",
                 "CertificateKitNIO",
                 "ControlProtocol",

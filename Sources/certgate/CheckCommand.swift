@@ -67,6 +67,9 @@ enum CheckTable {
         for error in report.errors { out += "\(error)\n" }
         if report.valid {
             out += "configuration is valid: \(report.certificates.count) certificate\(report.certificates.count == 1 ? "" : "s")\n"
+            for (name, issuer) in report.acmeEntries.sorted(by: { $0.key < $1.key }) {
+                out += "\(name): obtained from \(issuer) by ACME when certgate runs\n"
+            }
         } else {
             out += "configuration is invalid: \(report.errors.count) error\(report.errors.count == 1 ? "" : "s")\n"
         }

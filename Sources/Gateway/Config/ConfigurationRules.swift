@@ -94,7 +94,7 @@ enum ConfigurationRules {
         if let control = configuration.control {
             check(control.maxMessageBytes, in: Ranges.maxMessageBytes, ["control", "max_message_bytes"], &problems)
         }
-        return problems
+        return problems + ACMERules.problems(in: configuration)
     }
 
     /// `tchar` of RFC 9110 §5.6.2.
@@ -118,6 +118,7 @@ enum ConfigurationRules {
         static let ratePerSecond = 0.0...1_000_000.0
         static let burst = 1...1_000_000
         static let maxMessageBytes = 1_024...(1 << 30)
+        static let renewBefore = Duration.seconds(3_600)...Duration.seconds(365 * 86_400)
     }
 
     private static func check(_ value: ConfigDuration, in range: ClosedRange<Duration>, _ path: [String], _ problems: inout [Problem]) {

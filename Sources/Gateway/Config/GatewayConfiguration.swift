@@ -22,6 +22,8 @@ public struct GatewayConfiguration: Sendable {
     public var validity: ValidityConfiguration
     /// The gRPC control socket (`control:`), if any.
     public var control: ControlConfiguration?
+    /// ACME CAs by name (`acme:`), besides the built-in ones.
+    public var acme: [String: ACMEIssuerConfiguration]
     /// The config file's folder: where relative paths start.
     public var baseDirectory: String
 
@@ -33,8 +35,10 @@ public struct GatewayConfiguration: Sendable {
         logLevel: Logger.Level = .info, shutdownTimeout: ConfigDuration = GatewayConfiguration.defaultShutdownTimeout,
         issuing: IssuingConfiguration = IssuingConfiguration(), metrics: MetricsConfiguration? = nil,
         validity: ValidityConfiguration = ValidityConfiguration(), control: ControlConfiguration? = nil,
+        acme: [String: ACMEIssuerConfiguration] = [:],
         baseDirectory: String
     ) {
+        self.acme = acme
         self.listeners = listeners
         self.routes = routes
         self.certificates = certificates
@@ -46,6 +50,11 @@ public struct GatewayConfiguration: Sendable {
         self.validity = validity
         self.control = control
         self.baseDirectory = baseDirectory
+    }
+
+    /// The ACME CA an entry's `acme:` names: the file's, else a built-in one.
+    public func acmeIssuer(named name: String) -> ACMEIssuerConfiguration? {
+        acme[name] ?? ACMEIssuerConfiguration.builtIn[name]
     }
 
     /// The state folder as an absolute (or working-folder-relative) path.
@@ -111,6 +120,7 @@ public struct GatewayConfiguration: Sendable {
             metrics: document.metrics,
             validity: document.validity ?? ValidityConfiguration(),
             control: document.control,
+            acme: document.acme ?? [:],
             baseDirectory: baseDirectory)
         let problems = unknown + ConfigurationRules.problems(in: configuration).map { problem in
             let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
@@ -191,6 +201,9 @@ public struct GatewayConfiguration: Sendable {
             "notify": .list(.section(NotifierConfiguration.CodingKeys.self)),
         ]),
         "control": .section(ControlConfiguration.CodingKeys.self),
+        "acme": .named(.section(ACMEIssuerConfiguration.CodingKeys.self, nested: [
+            "eab": .section(ACMEIssuerConfiguration.ExternalAccount.CodingKeys.self),
+        ])),
     ])
 
     /// `certificates:` decoded entry by entry in one pass over its pairs.
@@ -229,10 +242,11 @@ public struct GatewayConfiguration: Sendable {
         var metrics: MetricsConfiguration?
         var validity: ValidityConfiguration?
         var control: ControlConfiguration?
+        var acme: [String: ACMEIssuerConfiguration]?
 
         /// Every top-level key; `certificates` is decoded apart (see `decodeCertificates`).
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case listeners, routes, certificates, issuing, metrics, validity, control
+            case listeners, routes, certificates, issuing, metrics, validity, control, acme
             case stateDirectory = "state_dir"
             case logLevel = "log_level"
             case shutdownTimeout = "shutdown_timeout"
@@ -249,6 +263,7 @@ public struct GatewayConfiguration: Sendable {
             metrics = try container.decodeIfPresent(MetricsConfiguration.self, forKey: .metrics)
             validity = try container.decodeIfPresent(ValidityConfiguration.self, forKey: .validity)
             control = try container.decodeIfPresent(ControlConfiguration.self, forKey: .control)
+            acme = try container.decodeIfPresent([String: ACMEIssuerConfiguration].self, forKey: .acme)
         }
     }
 }

@@ -30,13 +30,17 @@ public struct ListenerConfiguration: Hashable, Sendable, Decodable {
     public var maxTLSVersion: TLSVersion
     /// A client that has not finished its handshake by then is disconnected.
     public var handshakeTimeout: ConfigDuration
+    /// `tls` (default) or `http` (ACME http-01 answers and redirects to https).
+    public var `protocol`: ListenerProtocol
 
     public static let defaultHandshakeTimeout = ConfigDuration(.seconds(10), text: "10s")
 
     public init(
         name: String, listen: HostAndPort, alpn: [String] = ["http/1.1"], minTLSVersion: TLSVersion = .tls1_2,
-        maxTLSVersion: TLSVersion = .tls1_3, handshakeTimeout: ConfigDuration = ListenerConfiguration.defaultHandshakeTimeout
+        maxTLSVersion: TLSVersion = .tls1_3, handshakeTimeout: ConfigDuration = ListenerConfiguration.defaultHandshakeTimeout,
+        protocol: ListenerProtocol = .tls
     ) {
+        self.protocol = `protocol`
         self.name = name
         self.listen = listen
         self.alpn = alpn
@@ -50,6 +54,7 @@ public struct ListenerConfiguration: Hashable, Sendable, Decodable {
         case minTLSVersion = "min_tls_version"
         case maxTLSVersion = "max_tls_version"
         case handshakeTimeout = "handshake_timeout"
+        case `protocol`
     }
 
     public init(from decoder: any Decoder) throws {
@@ -60,5 +65,6 @@ public struct ListenerConfiguration: Hashable, Sendable, Decodable {
         minTLSVersion = try container.decodeIfPresent(TLSVersion.self, forKey: .minTLSVersion) ?? .tls1_2
         maxTLSVersion = try container.decodeIfPresent(TLSVersion.self, forKey: .maxTLSVersion) ?? .tls1_3
         handshakeTimeout = try container.decodeIfPresent(ConfigDuration.self, forKey: .handshakeTimeout) ?? Self.defaultHandshakeTimeout
+        `protocol` = try container.decodeIfPresent(ListenerProtocol.self, forKey: .protocol) ?? .tls
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import Synchronization
 
@@ -15,12 +16,18 @@ final class ConnectionPipeline: Sendable {
     let deadlines: [ObjectIdentifier: HandshakeDeadlines]
     let upstreamLog: UpstreamFailureLog
     let tracker: ConnectionTracker
+    /// ACME challenge answers (tls-alpn-01 certificates, http-01 key authorizations).
+    let challenges: ChallengeResponses
+    /// Where `protocol: http` listeners redirect to.
+    let httpsPort: Int
     let logger: Logger
 
     init(
         routes: RouteTable, selector: CertificateSelector, deadlines: [ObjectIdentifier: HandshakeDeadlines],
-        upstreamLog: UpstreamFailureLog, tracker: ConnectionTracker, logger: Logger
+        upstreamLog: UpstreamFailureLog, tracker: ConnectionTracker, challenges: ChallengeResponses, httpsPort: Int, logger: Logger
     ) {
+        self.challenges = challenges
+        self.httpsPort = httpsPort
         self.routes = Mutex(routes)
         self.selector = selector
         self.deadlines = deadlines
@@ -31,13 +38,24 @@ final class ConnectionPipeline: Sendable {
 
     func install(on channel: any Channel, runtime: ListenerRuntime) throws {
         tracker.register(channel)
-        let (listener, context) = runtime.current
+        let (listener, tlsContext) = runtime.current
+        let operations = channel.pipeline.syncOperations
+        guard let context = tlsContext else {
+            // protocol: http — ACME http-01 answers and redirects to https.
+            try operations.configureHTTPServerPipeline(withErrorHandling: true)
+            try operations.addHandler(HTTPChallengeResponder(responses: challenges, httpsPort: httpsPort))
+            return
+        }
         let facts = HandshakeFacts(listener: runtime.name, localAddress: channel.localAddress, remoteAddress: channel.remoteAddress)
         let publisher = HandshakeFactsPublisher(facts: facts, slot: selector.currentFacts)
-        let operations = channel.pipeline.syncOperations
         let logger = self.logger
         try operations.addHandler(publisher)
-        try operations.addHandler(NIOSSLServerHandler(context: context))
+        if challenges.hasTLSALPN01 {
+            // A tls-alpn-01 validation may be this connection: read the ClientHello first.
+            try operations.addHandler(ClientHelloSniffer(listenerContext: context, challenges: challenges))
+        } else {
+            try operations.addHandler(NIOSSLServerHandler(context: context))
+        }
         guard let deadlines = deadlines[ObjectIdentifier(channel.eventLoop)] else {
             preconditionFailure("a connection on an event loop outside the gateway's group")
         }

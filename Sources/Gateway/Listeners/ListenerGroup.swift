@@ -28,11 +28,15 @@ final class ListenerGroup: Sendable {
     /// - Throws: the listener whose settings BoringSSL refused.
     init(
         configuration: [ListenerConfiguration], routes: RouteTable, group: any EventLoopGroup,
-        selector: CertificateSelector, metrics: GatewayMetrics, logger: Logger
+        selector: CertificateSelector, challenges: ChallengeResponses, metrics: GatewayMetrics, logger: Logger
     ) throws(GatewayStartupError) {
         var runtimes: [ListenerRuntime] = []
         for listener in configuration {
             let counters = metrics.handshakes(listener: listener.name)
+            guard listener.protocol == .tls else {
+                runtimes.append(ListenerRuntime(configuration: listener, context: nil, counters: counters))
+                continue
+            }
             do {
                 let context = try ListenerTLS.makeContext(for: listener, selector: selector, counters: counters)
                 runtimes.append(ListenerRuntime(configuration: listener, context: context, counters: counters))
@@ -46,7 +50,8 @@ final class ListenerGroup: Sendable {
         self.logger = logger
         self.pipeline = ConnectionPipeline(
             routes: routes, selector: selector, deadlines: HandshakeDeadlines.perLoop(of: group),
-            upstreamLog: UpstreamFailureLog(logger: logger), tracker: tracker, logger: logger)
+            upstreamLog: UpstreamFailureLog(logger: logger), tracker: tracker, challenges: challenges,
+            httpsPort: configuration.first { $0.protocol == .tls }?.listen.port ?? 443, logger: logger)
     }
 
     /// Binds every listener.
@@ -75,6 +80,9 @@ final class ListenerGroup: Sendable {
         for name in names {
             guard let runtime = runtimes.first(where: { $0.name == name }),
                   var updated = configurations.first(where: { $0.name == name }) else { continue }
+            guard updated.protocol == .tls, runtime.configuration.protocol == .tls else {
+                throw ConfigurationError(file: file, key: "listeners", reason: "listener \(name): changing protocol needs a restart")
+            }
             updated.listen = runtime.configuration.listen
             do {
                 let context = try ListenerTLS.makeContext(for: updated, selector: selector, counters: runtime.counters)

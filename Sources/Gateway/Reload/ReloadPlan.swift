@@ -10,7 +10,7 @@ import Logging
 struct ReloadPlan: Sendable, Equatable {
     /// The top-level keys of `certgate.yaml`.
     enum Section: String, Sendable, CaseIterable {
-        case listeners, routes, certificates, issuing, metrics, validity, control
+        case listeners, routes, certificates, issuing, metrics, validity, control, acme
         case stateDirectory = "state_dir"
         case logLevel = "log_level"
         case shutdownTimeout = "shutdown_timeout"
@@ -31,6 +31,8 @@ struct ReloadPlan: Sendable, Equatable {
         case validityInterval
         /// The validity notifiers (for changes from the committed set on).
         case validityNotifiers
+        /// The ACME CAs (orders from now on use the new settings).
+        case acmeIssuers
     }
 
     /// A change that needs a restart: which section, and what changed, in words.
@@ -61,6 +63,8 @@ struct ReloadPlan: Sendable, Equatable {
                 if next.shutdownTimeout.duration != running.shutdownTimeout.duration { live.append(.shutdownTimeout) }
             case .issuing:
                 if next.issuing != running.issuing { live.append(.issuing) }
+            case .acme:
+                if next.acme != running.acme { live.append(.acmeIssuers) }
             case .validity:
                 if next.validity.interval.duration != running.validity.interval.duration { live.append(.validityInterval) }
                 if next.validity.notify != running.validity.notify { live.append(.validityNotifiers) }

@@ -61,10 +61,13 @@ public struct CertificateCheckReport: Codable, Sendable {
     /// The set `state_dir` holds, which `certgate run` serves instead of these certificates
     /// until a reload applies them.
     public var storedSet: StoredSetSummary?
+    /// Entries obtained by ACME when certgate runs (name → the `acme:` CA), not checked here.
+    public var acmeEntries: [String: String] = [:]
 
     enum CodingKeys: String, CodingKey {
         case valid, certificates, errors
         case storedSet = "stored_set"
+        case acmeEntries = "acme_entries"
     }
 
     public init(valid: Bool, certificates: [CertificateReportRow], errors: [CertificateEntryError]) {
@@ -85,10 +88,13 @@ public struct CertificateCheckReport: Codable, Sendable {
                 CertificateEntryError(entry: error.entry, field: "create_if_missing", reason: error.reason),
             ])
         }
+        let acme = certificates.filter { ACMEEntries.isUnmaterialized($0.value) }
         do {
-            let change = try CertificateSet.build(from: certificates, context: configuration.buildContext(now: now))
+            let change = try CertificateSet.build(from: certificates.filter { acme[$0.key] == nil }, context: configuration.buildContext(now: now))
             let rows = change.set.sortedEntries.map { CertificateReportRow(entry: $0, now: now) }
-            return CertificateCheckReport(valid: true, certificates: rows, errors: [])
+            var report = CertificateCheckReport(valid: true, certificates: rows, errors: [])
+            report.acmeEntries = acme.compactMapValues(\.acme)
+            return report
         } catch {
             return CertificateCheckReport(valid: false, certificates: [], errors: error.errors)
         }

@@ -24,6 +24,7 @@ public final class GatewayServer: Sendable {
     private let httpClient: HTTPClient
     private let leafWriter: IssuedLeafWriter?
     private let state: StateStore?
+    private let acme: ACMEManager
     /// Every change of the set and of the running configuration.
     let pipeline: UpdatePipeline
 
@@ -49,7 +50,10 @@ public final class GatewayServer: Sendable {
         } catch {
             throw GatewayStartupError(reasons: [error.description])
         }
-        let initial = try InitialSet.load(configuration: configuration, state: state, logger: logger)
+        let responses = ChallengeResponses()
+        let acme = try ACMEManager(configuration: configuration, store: state, responses: responses, logger: logger)
+        self.acme = acme
+        let initial = try InitialSet.load(configuration: configuration, state: state, acme: acme, logger: logger)
         // Made once the set is known to be good: an HTTPClient must be shut down before it
         // goes away, also when a later step of this init throws.
         let httpClient = HTTPClient(eventLoopGroup: group)
@@ -77,7 +81,7 @@ public final class GatewayServer: Sendable {
         do {
             self.listeners = try ListenerGroup(
                 configuration: configuration.listeners, routes: RouteTable(configuration.routes), group: group,
-                selector: selector, metrics: metrics, logger: logger)
+                selector: selector, challenges: responses, metrics: metrics, logger: logger)
         } catch {
             throw failing(error)
         }
@@ -92,7 +96,7 @@ public final class GatewayServer: Sendable {
             onCommit: { snapshot, change, warnings, source in reporter.committed(snapshot, change: change, warnings: warnings, source: source) })
         self.pipeline = UpdatePipeline(
             updater: updater, reporter: reporter, configuration: configuration, configurationPath: configurationPath,
-            targets: .init(listeners: listeners, issued: issued, maintenance: maintenance, logLevel: logLevel),
+            targets: .init(listeners: listeners, issued: issued, maintenance: maintenance, logLevel: logLevel, acme: acme),
             logger: logger)
         reporter.serving(store.current, committedAt: initial.committedAt, source: initial.source, now: now())
         // What building the first set read and decoded is garbage now.
@@ -112,6 +116,15 @@ public final class GatewayServer: Sendable {
         logger.notice("serving", metadata: ["certificates": "\(store.current.set.count)", "generation": "\(store.current.generation)"])
         let configuration = pipeline.configuration
         maintenance.start(validityInterval: configuration.validity.interval.duration)
+        let pipeline = self.pipeline
+        acme.start { name, conf in
+            do throws(CertificateUpdateFailure) {
+                _ = try await pipeline.update(CertificateUpdateRequest(change: .batch(upserts: [name: conf], deletions: []), source: .acme))
+                return nil
+            } catch {
+                return error.description
+            }
+        }
         if let address = configuration.metrics?.listen {
             let store = self.store
             do {
@@ -161,6 +174,7 @@ public final class GatewayServer: Sendable {
     /// what is left; then makes what is pending durable.
     public func shutdown(timeout: Duration) async {
         maintenance.stop()
+        await acme.stop()
         if let channel = metricsChannel.withLock({ $0 }) { try? await channel.close() }
         defer { Task { [httpClient] in try? await httpClient.shutdown() } }
         await listeners.close()

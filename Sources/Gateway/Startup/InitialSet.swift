@@ -15,7 +15,9 @@ enum InitialSet {
         var source: UpdateSource
     }
 
-    static func load(configuration: GatewayConfiguration, state: StateStore?, logger: Logger) throws(GatewayStartupError) -> Loaded {
+    /// - Parameter acme: gives `acme` entries their stored certificates and learns which
+    ///   entries want one.
+    static func load(configuration: GatewayConfiguration, state: StateStore?, acme: ACMEManager, logger: Logger) throws(GatewayStartupError) -> Loaded {
         let context = configuration.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
         let stored: StateStore.StoredSet?
         do {
@@ -26,6 +28,13 @@ enum InitialSet {
         if let state, let stored {
             do {
                 let set = try CertificateSet.restore(from: stored.entries, context: context)
+                // The stored set's ACME entries, and the file's that never got a certificate
+                // (a pending entry is in no stored set).
+                var wanted = stored.entries.mapValues(\.conf).filter { $0.value.acme != nil }
+                for (name, conf) in configuration.certificates where ACMEEntries.isUnmaterialized(conf) && wanted[name] == nil {
+                    wanted[name] = conf
+                }
+                acme.updated(by: .replace(wanted))
                 logger.notice("serving the stored certificate set; the configuration's certificates: apply on the next reload (SIGHUP or certgate ctl reload)", metadata: [
                     "state": "\(state.path)", "generation": "\(stored.generation)", "certificates": "\(set.count)",
                     "committed_at": "\(stored.committedAt)", "source": "\(stored.source.rawValue)",
@@ -38,7 +47,7 @@ enum InitialSet {
         }
         let change: CertificateSetChange
         do {
-            change = try CertificateSet.build(from: configuration.certificates, context: context)
+            change = try CertificateSet.build(from: acme.materialize(configuration.certificates).servable, context: context)
         } catch {
             throw GatewayStartupError(reasons: error.errors.map(\.description))
         }
@@ -49,6 +58,7 @@ enum InitialSet {
                 throw GatewayStartupError(reasons: [error.description])
             }
         }
+        acme.updated(by: .replace(configuration.certificates))
         logger.notice("serving the configuration's certificates", metadata: [
             "certificates": "\(change.set.count)", "state": "\(state.map { "stored as generation 0 in \($0.path)" } ?? "none (not durable)")",
         ])

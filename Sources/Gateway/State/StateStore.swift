@@ -33,7 +33,7 @@ public final class StateStore: Sendable {
 
     /// The database file.
     public let path: String
-    private let database: DatabaseQueue
+    let database: DatabaseQueue
     private let lock: ExclusiveFileLock
 
     /// Opens (creating when needed) the state in `directory`: the folder 0700 when it is
@@ -131,7 +131,7 @@ public final class StateStore: Sendable {
                 guard let source = UpdateSource(rawValue: sourceText) else {
                     throw StateStoreError(
                         path: path, operation: "read the stored set",
-                        reason: "the set's source \(QuotedValue.quote(sourceText)) is not config, control or signal")
+                        reason: "the set's source \(QuotedValue.quote(sourceText)) is not config, control, signal or acme")
                 }
                 return StoredSet(
                     generation: UInt64(state["generation"] as Int64),
@@ -244,7 +244,7 @@ public final class StateStore: Sendable {
 
     // MARK: - Rows
 
-    private func write(operation: String, _ body: (Database) throws -> Void) throws(StateStoreError) {
+    func write(operation: String, _ body: (Database) throws -> Void) throws(StateStoreError) {
         do {
             try database.writeWithoutTransaction { db in
                 try db.inTransaction(.immediate) {
@@ -335,6 +335,26 @@ public final class StateStore: Sendable {
                     key_pem TEXT NOT NULL,
                     not_after REAL NOT NULL,
                     PRIMARY KEY (authority, name)
+                );
+                """)
+        }
+        migrator.registerMigration("v2-acme") { db in
+            try db.execute(sql: """
+                CREATE TABLE acme_accounts (
+                    directory TEXT PRIMARY KEY NOT NULL,
+                    key_pem TEXT NOT NULL,
+                    account_url TEXT
+                );
+                CREATE TABLE acme_certificates (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    issuer TEXT NOT NULL,
+                    domains TEXT NOT NULL,
+                    chain_pem TEXT NOT NULL,
+                    key_pem TEXT NOT NULL,
+                    not_before REAL NOT NULL,
+                    not_after REAL NOT NULL,
+                    certificate_url TEXT NOT NULL,
+                    obtained_at REAL NOT NULL
                 );
                 """)
         }

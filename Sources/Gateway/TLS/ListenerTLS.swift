@@ -18,6 +18,17 @@ enum ListenerTLS {
         return try NIOSSLContext(configuration: configuration)
     }
 
+    /// The context of one `tls-alpn-01` answer (RFC 8737 §3): the validation certificate,
+    /// ALPN `acme-tls/1` only, TLS 1.2 or later.
+    static func makeChallengeContext(certificateDER: [UInt8], privateKeyDER: [UInt8]) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: certificateDER, format: .der))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: privateKeyDER, format: .der)))
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.applicationProtocols = [TLSALPNProtocol.name]
+        return try NIOSSLContext(configuration: configuration)
+    }
+
     static func tlsVersion(_ version: ListenerConfiguration.TLSVersion) -> TLSVersion {
         switch version {
         case .tls1_0: return .tlsv1

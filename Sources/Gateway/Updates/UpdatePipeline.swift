@@ -16,6 +16,7 @@ final class UpdatePipeline: Sendable {
         let issued: IssuedCertificateCache
         let maintenance: MaintenanceTimers
         let logLevel: LogLevelSwitch?
+        let acme: ACMEManager
     }
 
     let updater: CertificateUpdater
@@ -40,13 +41,18 @@ final class UpdatePipeline: Sendable {
     /// The configuration in force: the one started with, or the last reload applied.
     var configuration: GatewayConfiguration { running.withLock { $0 } }
 
-    /// One update of the set from the control plane.
+    /// One update of the set: from the control plane, or a certificate obtained by ACME.
     func update(_ request: CertificateUpdateRequest) async throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
         let reporter = self.reporter
+        let acme = targets.acme
         let result = await updater.exclusively { transaction in
             Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in
                 do throws(CertificateUpdateFailure) {
-                    return try transaction.apply(request)
+                    var materialized = request
+                    materialized.change = Self.materialize(request.change, acme: acme, current: transaction.current.set)
+                    let outcome = try transaction.apply(materialized)
+                    if !request.dryRun { acme.updated(by: request.change) }
+                    return outcome
                 } catch {
                     if !request.dryRun { reporter.rejected(.update(error), source: request.source, reload: false) }
                     throw error
@@ -54,6 +60,18 @@ final class UpdatePipeline: Sendable {
             }
         }
         return try result.get()
+    }
+
+    /// The change with ACME entries given their obtained certificates; one with none yet is
+    /// left out (a batch that upserts it removes what held its name).
+    static func materialize(_ change: CertificateUpdateRequest.Change, acme: ACMEManager, current: CertificateSet) -> CertificateUpdateRequest.Change {
+        switch change {
+        case .replace(let confs):
+            return .replace(acme.materialize(confs).servable)
+        case .batch(let upserts, let deletions):
+            let (servable, pending) = acme.materialize(upserts)
+            return .batch(upserts: servable, deletions: deletions + pending.keys.filter { current.entries[$0] != nil }.sorted())
+        }
     }
 
     /// Re-reads the configuration file and applies it whole — certificates (validated
@@ -106,11 +124,12 @@ final class UpdatePipeline: Sendable {
         let outcome: CertificateUpdateOutcome
         do {
             outcome = try transaction.apply(
-                CertificateUpdateRequest(change: .replace(next.certificates), source: source),
+                CertificateUpdateRequest(change: .replace(targets.acme.materialize(next.certificates).servable), source: source),
                 context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
             ) { _, _ in
                 apply(plan, next: next, prepared: prepared)
             }
+            targets.acme.updated(by: .replace(next.certificates))
         } catch {
             return .failure(.update(error))
         }
@@ -151,6 +170,8 @@ final class UpdatePipeline: Sendable {
                 logger.notice("validity interval changed", metadata: ["interval": "\(next.validity.interval)"])
             case .validityNotifiers:
                 reporter.replaceNotifiers(next.validity.notify)
+            case .acmeIssuers:
+                targets.acme.replaceIssuers(next.acme)
             }
         }
         targets.listeners.install(prepared)

@@ -1,0 +1,45 @@
+import CertificateKit
+
+/// `certificates:` entries that name an ACME CA (`acme: NAME`): the set holds them with the
+/// certificate obtained for them; until there is one, with the certificate they bring
+/// (`tls_cert`/`tls_key`, as pingap's configurations do), or not at all (the default
+/// answers their names meanwhile).
+enum ACMEEntries {
+    /// Whether `conf` is an ACME entry waiting to be given its obtained material.
+    static func isUnmaterialized(_ conf: CertificateConf) -> Bool {
+        conf.acme != nil && conf.tlsCert == nil && conf.tlsKey == nil
+    }
+
+    /// The entries the set can hold now, and the ACME entries that have no certificate yet.
+    /// An ACME entry with a stored certificate (from its CA) gets it inline, even when its
+    /// domains changed since (it keeps serving while the new order runs).
+    static func materialize(
+        _ confs: [String: CertificateConf], obtained: [String: StoredACMECertificate]
+    ) -> (servable: [String: CertificateConf], pending: [String: CertificateConf]) {
+        var servable: [String: CertificateConf] = [:]
+        var pending: [String: CertificateConf] = [:]
+        for (name, conf) in confs {
+            if conf.acme != nil, let stored = obtained[name], stored.issuer == conf.acme {
+                servable[name] = with(conf, stored)
+            } else if isUnmaterialized(conf) {
+                pending[name] = conf
+            } else {
+                servable[name] = conf
+            }
+        }
+        return (servable, pending)
+    }
+
+    /// The entry with its obtained chain and key, inline.
+    static func with(_ conf: CertificateConf, _ stored: StoredACMECertificate) -> CertificateConf {
+        var materialized = conf
+        materialized.tlsCert = stored.chainPEM
+        materialized.tlsKey = stored.keyPEM
+        return materialized
+    }
+
+    /// The names an entry is ordered for: its domains, lower case, sorted.
+    static func orderNames(_ conf: CertificateConf) -> [String] {
+        Array(Set((conf.domains?.items ?? []).map { $0.lowercased() })).sorted()
+    }
+}

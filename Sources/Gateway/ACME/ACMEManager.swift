@@ -1,0 +1,320 @@
+import ACME
+import CertificateKit
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+import X509
+
+/// Obtains and renews the certificates of `acme` entries (DESIGN "Obtaining certificates").
+///
+/// The update pipeline asks it to ``materialize(_:)`` every set it builds (an entry with a
+/// stored certificate gets it inline; one without stays out, pending) and tells it, after
+/// each commit, which entries want a certificate (``updated(by:)``). Its loop orders what
+/// is missing, stale (its domains or CA changed) or due for renewal, one entry at a time,
+/// stores the result in the state and commits it through the same update transaction as
+/// every other change (source `acme`). A failure backs off (1 min doubling to 1 day) while
+/// the current certificate, if any, keeps serving.
+final class ACMEManager: Sendable {
+    /// An entry's ACME state, for logs and `ctl`.
+    struct Status: Sendable, Equatable {
+        enum State: String, Sendable { case pending, valid, renewing, failed }
+        var state: State
+        var lastError: String?
+        var renewAt: Date?
+        var failures = 0
+        var nextAttempt: Date?
+    }
+
+    /// Commits an obtained certificate as the entry's new version; returns why not, if not.
+    typealias Commit = @Sendable (_ name: String, _ conf: CertificateConf) async -> String?
+
+    private struct State {
+        var issuers: [String: ACMEIssuerConfiguration]
+        var baseDirectory: String
+        /// Every entry that wants a certificate, as configured (no inline material).
+        var wanted: [String: CertificateConf] = [:]
+        var obtained: [String: StoredACMECertificate]
+        var status: [String: Status] = [:]
+        var clients: [String: ACMEClient] = [:]
+        var transports: [HTTPClientTransport] = []
+        var renewRequested: Set<String> = []
+    }
+
+    private let state: Mutex<State>
+    private let store: StateStore?
+    private let responses: ChallengeResponses
+    private let logger: Logger
+    private let commit = Mutex<Commit?>(nil)
+    private let loop = Mutex<Task<Void, Never>?>(nil)
+
+    /// - Throws: the state cannot be read.
+    init(configuration: GatewayConfiguration, store: StateStore?, responses: ChallengeResponses, logger: Logger) throws(GatewayStartupError) {
+        let obtained: [String: StoredACMECertificate]
+        do {
+            obtained = try store?.acmeCertificates() ?? [:]
+        } catch {
+            throw GatewayStartupError(reasons: [error.description])
+        }
+        self.state = Mutex(State(issuers: configuration.acme, baseDirectory: configuration.baseDirectory, obtained: obtained))
+        self.store = store
+        self.responses = responses
+        self.logger = logger
+    }
+
+    // MARK: - The update pipeline's side
+
+    /// The entries a set can hold now (see ``ACMEEntries/materialize(_:obtained:)``).
+    func materialize(_ confs: [String: CertificateConf]) -> (servable: [String: CertificateConf], pending: [String: CertificateConf]) {
+        let obtained = state.withLock { $0.obtained }
+        return ACMEEntries.materialize(confs, obtained: obtained)
+    }
+
+    /// After a commit: the entries that now want a certificate.
+    func updated(by change: CertificateUpdateRequest.Change) {
+        state.withLock { state in
+            switch change {
+            case .replace(let confs):
+                state.wanted = confs.filter { $0.value.acme != nil }.mapValues(Self.unmaterialized)
+            case .batch(let upserts, let deletions):
+                for name in deletions { state.wanted[name] = nil }
+                for (name, conf) in upserts { state.wanted[name] = conf.acme == nil ? nil : Self.unmaterialized(conf) }
+            }
+            for name in state.status.keys where state.wanted[name] == nil { state.status[name] = nil }
+        }
+    }
+
+    /// A reload's `acme:` section (orders from now on use it).
+    func replaceIssuers(_ issuers: [String: ACMEIssuerConfiguration]) {
+        state.withLock { state in
+            state.issuers = issuers
+            state.clients = [:]  // a changed directory, key binding or roots needs a new client
+        }
+    }
+
+    /// Renews `name` at the next turn of the loop (`ctl renew`). False when it is not an
+    /// ACME entry.
+    func renewNow(_ name: String) -> Bool {
+        state.withLock { state in
+            guard state.wanted[name] != nil else { return false }
+            state.renewRequested.insert(name)
+            state.status[name]?.nextAttempt = nil
+            return true
+        }
+    }
+
+    func status(of name: String) -> Status? {
+        state.withLock { $0.status[name] }
+    }
+
+    // MARK: - The loop
+
+    /// Starts the loop; `commit` puts an obtained certificate in the set.
+    func start(commit: @escaping Commit) {
+        self.commit.withLock { $0 = commit }
+        let task = Task { [self] in
+            while !Task.isCancelled {
+                for (name, conf) in due(now: Date()) {
+                    if Task.isCancelled { break }
+                    await obtain(name, conf)
+                }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        loop.withLock { $0 = task }
+    }
+
+    func stop() async {
+        let task = loop.withLock { task -> Task<Void, Never>? in
+            defer { task = nil }
+            return task
+        }
+        task?.cancel()
+        await task?.value
+        let transports = state.withLock { state -> [HTTPClientTransport] in
+            defer { state.transports = [] }
+            return state.transports
+        }
+        for transport in transports { await transport.shutdown() }
+    }
+
+    /// Entries with no certificate from their CA, one for other names, or due for renewal,
+    /// and not backing off; by name.
+    private func due(now: Date) -> [(String, CertificateConf)] {
+        state.withLock { state in
+            state.wanted.sorted { $0.key < $1.key }.filter { name, conf in
+                if state.renewRequested.contains(name) { return true }
+                if let next = state.status[name]?.nextAttempt, next > now { return false }
+                guard let stored = state.obtained[name], stored.issuer == conf.acme, stored.domains == ACMEEntries.orderNames(conf) else {
+                    return true
+                }
+                let renewAt = state.status[name]?.renewAt ?? Self.renewalTime(stored, issuer: conf.acme.flatMap { state.issuers[$0] ?? ACMEIssuerConfiguration.builtIn[$0] }, now: now)
+                if state.status[name] == nil {
+                    state.status[name] = Status(state: .valid, renewAt: renewAt)
+                }
+                return renewAt <= now
+            }
+        }
+    }
+
+    private static func renewalTime(_ stored: StoredACMECertificate, issuer: ACMEIssuerConfiguration?, now: Date, window: ACMERenewalInfo.Window? = nil) -> Date {
+        RenewalSchedule.renewalTime(
+            notBefore: stored.notBefore, notAfter: stored.notAfter,
+            renewBefore: issuer?.renewBefore.map { TimeInterval($0.duration.components.seconds) }, window: window, now: now)
+    }
+
+    private static func unmaterialized(_ conf: CertificateConf) -> CertificateConf {
+        var conf = conf
+        conf.tlsCert = nil
+        conf.tlsKey = nil
+        return conf
+    }
+
+    // MARK: - One order
+
+    private func obtain(_ name: String, _ conf: CertificateConf) async {
+        guard let issuerName = conf.acme else { return }
+        let (issuer, previous) = state.withLock { state -> (ACMEIssuerConfiguration?, StoredACMECertificate?) in
+            state.renewRequested.remove(name)
+            let previous = state.obtained[name]
+            var status = state.status[name] ?? Status(state: .pending)
+            status.state = previous == nil ? .pending : .renewing
+            state.status[name] = status
+            return (state.issuers[issuerName] ?? ACMEIssuerConfiguration.builtIn[issuerName], previous)
+        }
+        guard let issuer else {
+            failed(name, issuer: issuerName, reason: "no ACME CA is called \(QuotedValue.quote(issuerName))", result: "error")
+            return
+        }
+        let names = ACMEEntries.orderNames(conf)
+        logger.notice("ordering a certificate", metadata: [
+            "entry": "\(name)", "acme": "\(issuerName)", "names": "\(names.joined(separator: ","))",
+            "renewal": "\(previous != nil)",
+        ])
+        do throws(ACMEError) {
+            let client = try await client(for: issuerName, issuer)
+            let solvers: [any ChallengeSolver] = issuer.challenges.map { challenge in
+                switch challenge {
+                case .tlsALPN01: return TLSALPN01Solver(responses: responses)
+                case .http01: return HTTP01Solver(responses: responses)
+                case .dns01: return DNS01HookSolver(hook: issuer.dnsHook ?? [], timeout: .seconds(120), logger: logger)
+                }
+            }
+            // ARI: the new order says which certificate it replaces (RFC 9773 §5).
+            var replaces: String?
+            if let previous, let leaf = Self.leaf(previous), try await client.directory().renewalInfo != nil {
+                replaces = ARICertificateIdentifier.of(leaf)
+            }
+            let obtained = try await CertificateOrder(client: client, solvers: solvers).obtain(CertificateOrderRequest(
+                names: names, preferredChain: issuer.preferredChain, profile: issuer.profile, replaces: replaces))
+            guard let leafPEM = try? PEMMaterialParser.certificates(fromPEM: obtained.chainPEM).first else {
+                throw ACMEError.unexpected(step: "certificate", reason: "the chain holds no certificate")
+            }
+            let leaf = leafPEM.certificate
+            let record = StoredACMECertificate(
+                name: name, issuer: issuerName, domains: names, chainPEM: obtained.chainPEM, keyPEM: obtained.privateKeyPEM,
+                notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, certificateURL: obtained.certificateURL, obtainedAt: Date())
+            do throws(StateStoreError) {
+                try store?.saveACMECertificate(record)
+            } catch {
+                failed(name, issuer: issuerName, reason: error.description, result: "error")
+                return
+            }
+            var window: ACMERenewalInfo.Window?
+            if let identifier = ARICertificateIdentifier.of(leaf), let answer = try? await client.renewalInfo(certificateIdentifier: identifier) {
+                window = answer.info.suggestedWindow
+            }
+            let renewAt = Self.renewalTime(record, issuer: issuer, now: Date(), window: window)
+            state.withLock { state in
+                state.obtained[name] = record
+                state.status[name] = Status(state: .valid, renewAt: renewAt)
+            }
+            Counter(label: "certgate_acme_orders_total", dimensions: [("acme", issuerName), ("result", "valid")]).increment()
+            logger.notice("certificate obtained", metadata: [
+                "entry": "\(name)", "acme": "\(issuerName)", "not_after": "\(record.notAfter)", "renew_at": "\(renewAt)",
+            ])
+            if let reason = await commit.withLock({ $0 })?(name, ACMEEntries.with(conf, record)) {
+                failed(name, issuer: issuerName, reason: "the obtained certificate was not committed: \(reason)", result: nil)
+            }
+        } catch {
+            let result: String
+            switch error {
+            case .authorizationFailed, .orderFailed, .problem: result = "invalid"
+            default: result = "error"
+            }
+            failed(name, issuer: issuerName, reason: error.description, result: result, retryAfter: error.retryAfter)
+        }
+    }
+
+    private func failed(_ name: String, issuer: String, reason: String, result: String?, retryAfter: Double? = nil) {
+        let (failures, next) = state.withLock { state -> (Int, Date) in
+            var status = state.status[name] ?? Status(state: .failed)
+            status.state = .failed
+            status.lastError = reason
+            status.failures += 1
+            let wait = max(RenewalSchedule.backoff(failures: status.failures), retryAfter ?? 0)
+            status.nextAttempt = Date().addingTimeInterval(wait)
+            state.status[name] = status
+            return (status.failures, status.nextAttempt!)
+        }
+        if let result {
+            Counter(label: "certgate_acme_orders_total", dimensions: [("acme", issuer), ("result", result)]).increment()
+        }
+        logger.error("obtaining a certificate failed; the entry keeps what it serves", metadata: [
+            "entry": "\(name)", "acme": "\(issuer)", "reason": "\(reason)", "failures": "\(failures)", "next_attempt": "\(next)",
+        ])
+    }
+
+    private static func leaf(_ stored: StoredACMECertificate) -> Certificate? {
+        try? PEMMaterialParser.certificates(fromPEM: stored.chainPEM).first?.certificate
+    }
+
+    /// The client of a CA, with its account: the key and URL kept in the state, or a new
+    /// key registered now (contact, terms, EAB) and stored.
+    private func client(for issuerName: String, _ issuer: ACMEIssuerConfiguration) async throws(ACMEError) -> ACMEClient {
+        if let client = state.withLock({ $0.clients[issuerName] }) { return client }
+        let baseDirectory = state.withLock { $0.baseDirectory }
+        var roots: [[UInt8]] = []
+        if let path = issuer.caRoots {
+            let file = MaterialSource.resolve(path: path, baseDirectory: baseDirectory)
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+                  let certificates = try? PEMMaterialParser.certificates(fromPEM: text), !certificates.isEmpty else {
+                throw ACMEError.unexpected(step: "ca_roots", reason: "\(QuotedValue.shown(file, limit: 255)) holds no PEM certificate")
+            }
+            roots = certificates.map(\.der)
+        }
+        let transport: HTTPClientTransport
+        do {
+            transport = try HTTPClientTransport(extraRoots: roots)
+        } catch {
+            throw ACMEError.unexpected(step: "ca_roots", reason: "a root in ca_roots is not usable by TLS")
+        }
+        state.withLock { $0.transports.append(transport) }
+        let stored: (keyPEM: String, accountURL: String?)?
+        do {
+            stored = try store?.acmeAccount(directory: issuer.directory)
+        } catch {
+            throw ACMEError.unexpected(step: "account", reason: error.description)
+        }
+        let key: AccountKey
+        if let pem = stored?.keyPEM, let existing = try? AccountKey(pemRepresentation: pem) {
+            key = existing
+        } else {
+            key = AccountKey()
+        }
+        let client = ACMEClient(directoryURL: issuer.directory, transport: transport, accountKey: key, accountURL: stored?.accountURL)
+        if stored?.accountURL == nil {
+            var binding: (keyIdentifier: String, macKey: [UInt8])?
+            if let eab = issuer.eab, let macKey = Base64URL.decode(eab.hmacKey) { binding = (eab.kid, macKey) }
+            let url = try await client.register(contact: issuer.email.map { ["mailto:" + $0] } ?? [], agreeToTerms: true, externalAccount: binding)
+            do {
+                try store?.saveACMEAccount(directory: issuer.directory, keyPEM: key.pemRepresentation, accountURL: url)
+            } catch {
+                throw ACMEError.unexpected(step: "account", reason: error.description)
+            }
+            logger.notice("ACME account registered", metadata: ["acme": "\(issuerName)", "account": "\(url)"])
+        }
+        state.withLock { $0.clients[issuerName] = client }
+        return client
+    }
+}

@@ -1,0 +1,99 @@
+import ACME
+import Foundation
+import Logging
+
+/// `tls-alpn-01` answered by the TLS listeners: the validation certificate goes to
+/// ``ChallengeResponses``, where ``ClientHelloSniffer`` finds it.
+struct TLSALPN01Solver: ChallengeSolver {
+    let challengeType = "tls-alpn-01"
+    let responses: ChallengeResponses
+
+    func present(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async throws(ChallengeSetupError) {
+        do {
+            let answer = try TLSALPNChallengeCertificate(name: identifier.value.lowercased(), keyAuthorization: keyAuthorization)
+            let context = try ListenerTLS.makeChallengeContext(
+                certificateDER: try answer.derBytes(), privateKeyDER: Array(answer.privateKey.derRepresentation))
+            responses.setTLSALPN01(name: identifier.value.lowercased(), context: context)
+        } catch {
+            throw ChallengeSetupError("the validation certificate could not be made")
+        }
+    }
+
+    func cleanup(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async {
+        responses.removeTLSALPN01(name: identifier.value.lowercased())
+    }
+}
+
+/// `http-01` answered by the `protocol: http` listeners from ``ChallengeResponses``.
+struct HTTP01Solver: ChallengeSolver {
+    let challengeType = "http-01"
+    let responses: ChallengeResponses
+
+    func present(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async throws(ChallengeSetupError) {
+        responses.setHTTP01(token: keyAuthorization.token, keyAuthorization: keyAuthorization.http01Body)
+    }
+
+    func cleanup(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async {
+        responses.removeHTTP01(token: keyAuthorization.token)
+    }
+}
+
+/// `dns-01` through the operator's hook, run without a shell as
+/// `HOOK… present|cleanup _acme-challenge.NAME. VALUE` (lego's `exec` provider's
+/// convention); it must return once the record is published. Its output is not logged
+/// (a hook may print credentials); a failure is its exit status.
+struct DNS01HookSolver: ChallengeSolver {
+    let challengeType = "dns-01"
+    let hook: [String]
+    let timeout: Duration
+    let logger: Logger
+
+    func present(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async throws(ChallengeSetupError) {
+        let status = await run("present", identifier: identifier, value: keyAuthorization.dns01Value)
+        guard status == 0 else {
+            throw ChallengeSetupError(status.map { "dns_hook present exited with status \($0)" } ?? "dns_hook present did not finish within \(timeout)")
+        }
+    }
+
+    func cleanup(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async {
+        let status = await run("cleanup", identifier: identifier, value: keyAuthorization.dns01Value)
+        if status != 0 {
+            logger.warning("dns_hook cleanup failed; the TXT record may stay", metadata: [
+                "name": "\(identifier.value)", "status": "\(status.map { "\($0)" } ?? "timeout")",
+            ])
+        }
+    }
+
+    /// The exit status, or nil when it ran past the timeout (then it is killed).
+    private func run(_ action: String, identifier: ACMEIdentifier, value: String) async -> Int32? {
+        guard let program = hook.first else { return 127 }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = Array(hook.dropFirst()) + [action, "_acme-challenge.\(identifier.value.lowercased()).", value]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let finished = AsyncStream<Int32>.makeStream()
+        process.terminationHandler = { finished.continuation.yield($0.terminationStatus); finished.continuation.finish() }
+        do {
+            try process.run()
+        } catch {
+            return 127
+        }
+        let timeout = self.timeout
+        return await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                for await status in finished.stream { return status }
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            if first == nil, process.isRunning { process.terminate() }
+            group.cancelAll()
+            return first
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import ACME
+import CertificateKit
+
+/// The rules of `acme:` and of `certificates:` entries that name an ACME CA.
+enum ACMERules {
+    static func problems(in configuration: GatewayConfiguration) -> [ConfigurationRules.Problem] {
+        var problems: [ConfigurationRules.Problem] = []
+        for (name, issuer) in configuration.acme.sorted(by: { $0.key < $1.key }) {
+            let path = ["acme", name]
+            if issuer.challenges.isEmpty {
+                problems.append(.init(path: path + ["challenges"], reason: "at least one of tls-alpn-01, http-01, dns-01"))
+            }
+            if issuer.challenges.contains(.dns01) {
+                if issuer.dnsHook?.first?.hasPrefix("/") != true {
+                    problems.append(.init(path: path + ["dns_hook"], reason: "dns-01 needs dns_hook: a list whose first item is an absolute path (it runs without a shell)"))
+                }
+            }
+            if let eab = issuer.eab, Base64URL.decode(eab.hmacKey)?.isEmpty != false {
+                problems.append(.init(path: path + ["eab", "hmac_key"], reason: "is not base64url (the MAC key as the CA gave it)"))
+            }
+            if let renewBefore = issuer.renewBefore, !(ConfigurationRules.Ranges.renewBefore.contains(renewBefore.duration)) {
+                problems.append(.init(path: path + ["renew_before"], reason: "must be 1h to 365d, not \(renewBefore)"))
+            }
+        }
+        for (name, conf) in configuration.certificates.sorted(by: { $0.key < $1.key }) {
+            guard let issuerName = conf.acme else { continue }
+            let path = ["certificates", name]
+            guard let issuer = configuration.acmeIssuer(named: issuerName) else {
+                let known = (Array(configuration.acme.keys) + ACMEIssuerConfiguration.builtIn.keys).sorted().joined(separator: ", ")
+                problems.append(.init(path: path + ["acme"], reason: "no ACME CA is called \(QuotedValue.quote(issuerName)) (known: \(known))"))
+                continue
+            }
+            if conf.isCA == true {
+                problems.append(.init(path: path + ["is_ca"], reason: "an acme entry cannot sign leaves"))
+            }
+            let domains = conf.domains?.items ?? []
+            if domains.isEmpty {
+                problems.append(.init(path: path + ["domains"], reason: "an acme entry needs the names to obtain a certificate for"))
+            }
+            for (offset, raw) in domains.enumerated() {
+                switch NamePattern.parse(raw) {
+                case .success(.exact):
+                    break
+                case .success(.wildcard):
+                    if !issuer.challenges.contains(.dns01) {
+                        problems.append(.init(path: path + ["domains", "\(offset)"], reason: "a wildcard name is validated only by dns-01: add dns-01 to acme.\(issuerName).challenges"))
+                    }
+                case .success(.ip), .success(.any):
+                    problems.append(.init(path: path + ["domains", "\(offset)"], reason: "\(QuotedValue.quote(raw)) is not a DNS name an ACME CA can validate"))
+                case .failure:
+                    break  // reported by the entry's own validation
+                }
+            }
+        }
+        return problems
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import GRDB
+
+/// A certificate obtained by ACME for an entry, as stored: the chain and the key made for
+/// it (0600, like the rest of the state; never in a log, a listing or an output).
+public struct StoredACMECertificate: Sendable, Equatable {
+    public var name: String
+    /// The `acme:` CA it came from.
+    public var issuer: String
+    /// The names it was ordered for, sorted.
+    public var domains: [String]
+    public var chainPEM: String
+    public var keyPEM: String
+    public var notBefore: Date
+    public var notAfter: Date
+    public var certificateURL: String
+    public var obtainedAt: Date
+}
+
+extension StateStore {
+    /// The ACME account kept for a CA's directory: its key (PKCS#8 PEM) and URL.
+    func acmeAccount(directory: String) throws(StateStoreError) -> (keyPEM: String, accountURL: String?)? {
+        do {
+            return try database.read { db in
+                try Row.fetchOne(db, sql: "SELECT key_pem, account_url FROM acme_accounts WHERE directory = ?", arguments: [directory])
+                    .map { ($0["key_pem"], $0["account_url"]) }
+            }
+        } catch {
+            throw StateStoreError(path: path, operation: "read the ACME account", reason: "the database refused the read")
+        }
+    }
+
+    func saveACMEAccount(directory: String, keyPEM: String, accountURL: String?) throws(StateStoreError) {
+        try write(operation: "store the ACME account") { db in
+            try db.execute(
+                sql: "INSERT INTO acme_accounts (directory, key_pem, account_url) VALUES (?, ?, ?) ON CONFLICT (directory) DO UPDATE SET key_pem = excluded.key_pem, account_url = excluded.account_url",
+                arguments: [directory, keyPEM, accountURL])
+        }
+    }
+
+    func acmeCertificates() throws(StateStoreError) -> [String: StoredACMECertificate] {
+        do {
+            return try database.read { db in
+                var result: [String: StoredACMECertificate] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM acme_certificates") {
+                    let name: String = row["name"]
+                    let domains: String = row["domains"]
+                    result[name] = StoredACMECertificate(
+                        name: name, issuer: row["issuer"], domains: domains.split(separator: ",").map(String.init),
+                        chainPEM: row["chain_pem"], keyPEM: row["key_pem"],
+                        notBefore: Date(timeIntervalSince1970: row["not_before"]), notAfter: Date(timeIntervalSince1970: row["not_after"]),
+                        certificateURL: row["certificate_url"], obtainedAt: Date(timeIntervalSince1970: row["obtained_at"]))
+                }
+                return result
+            }
+        } catch {
+            throw StateStoreError(path: path, operation: "read the ACME certificates", reason: "the database refused the read")
+        }
+    }
+
+    func saveACMECertificate(_ certificate: StoredACMECertificate) throws(StateStoreError) {
+        try write(operation: "store the certificate obtained for \(certificate.name)") { db in
+            try db.execute(
+                sql: """
+                INSERT INTO acme_certificates (name, issuer, domains, chain_pem, key_pem, not_before, not_after, certificate_url, obtained_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, domains = excluded.domains, chain_pem = excluded.chain_pem,
+                    key_pem = excluded.key_pem, not_before = excluded.not_before, not_after = excluded.not_after,
+                    certificate_url = excluded.certificate_url, obtained_at = excluded.obtained_at
+                """,
+                arguments: [
+                    certificate.name, certificate.issuer, certificate.domains.joined(separator: ","), certificate.chainPEM,
+                    certificate.keyPEM, certificate.notBefore.timeIntervalSince1970, certificate.notAfter.timeIntervalSince1970,
+                    certificate.certificateURL, certificate.obtainedAt.timeIntervalSince1970,
+                ])
+        }
+    }
+}
