@@ -88,7 +88,7 @@ struct ControlCommand: AsyncParsableCommand {
         func run() async throws {
             let response = try await connection.run { try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()) }
             guard let certificate = response.certificates.first(where: { $0.name == name }) else {
-                printError("no entry named \(name)")
+                printError("no entry named \(QuotedValue.quote(name, limit: 253))")
                 throw ExitCode(1)
             }
             if connection.json { return try connection.print(certificate) }

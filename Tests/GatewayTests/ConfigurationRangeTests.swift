@@ -103,7 +103,7 @@ struct ConfigurationRangeTests {
         ("listeners:\n  - listen: 127.0.0.1:1\n    alpn_list: [h2]\n", "listeners.0.alpn_list", "unknown key; did you mean 'alpn'?"),
         ("routes:\n  - server_names: ['*']\n    respond: { status: 200, bdy: x }\n", "routes.0.respond.bdy", "unknown key; did you mean 'body'?"),
         ("issuing:\n  cache: 5\n", "issuing.cache", "unknown key; did you mean 'cache_size'?"),
-        ("issuing:\n  speed: 5\n", "issuing.speed", "unknown key (known here: burst, cache_size, idle_timeout, max_concurrent, rate_per_second)"),
+        ("issuing:\n  speed: 5\n", "issuing.speed", "unknown key (known here: burst, cache_size, idle_timeout, max_concurrent, max_queued, rate_per_second)"),
         ("metrics:\n  listen: 127.0.0.1:9100\n  path: /m\n", "metrics.path", "unknown key (known here: listen)"),
         ("validity:\n  notify:\n    - { webhook: 'http://127.0.0.1:9/h', retires: 2 }\n", "validity.notify.0.retires", "unknown key; did you mean 'retries'?"),
         ("control:\n  socket: c.sock\n  mod: '0600'\n", "control.mod", "unknown key; did you mean 'mode'?"),

@@ -64,7 +64,7 @@ struct ReloadInteropTests {
         try Self.reload(gateway, folder: folder, config: config + "\nvalidity: { interval: 1s }\n")
         #expect(try await gateway.waitForLog("validity interval changed"))
         // The reload itself does not re-check an unchanged entry; the monitor, now every second, does.
-        #expect(try await gateway.waitForLog("state=expired", timeout: .seconds(5)))
+        #expect(try await gateway.waitForLog("state=expired", timeout: .seconds(15)))
         #expect(Self.lines(gateway.logText, containing: "certificate validity changed", "entry=brief", "from=expiring", "state=expired").count == 1)
     }
 

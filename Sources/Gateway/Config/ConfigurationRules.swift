@@ -77,6 +77,7 @@ enum ConfigurationRules {
         let issuing = configuration.issuing
         check(issuing.cacheSize, in: Ranges.cacheSize, ["issuing", "cache_size"], &problems)
         check(issuing.maxConcurrent, in: Ranges.maxConcurrent, ["issuing", "max_concurrent"], &problems)
+        check(issuing.maxQueued, in: Ranges.maxQueued, ["issuing", "max_queued"], &problems)
         if !(issuing.ratePerSecond.isFinite && Ranges.ratePerSecond.contains(issuing.ratePerSecond)) {
             problems.append(Problem(path: ["issuing", "rate_per_second"], reason: "must be 0 to 1000000, not \(issuing.ratePerSecond)"))
         }
@@ -115,6 +116,7 @@ enum ConfigurationRules {
         static let idleTimeout = Duration.seconds(1)...Duration.seconds(365 * 86_400)
         static let cacheSize = 1...10_000_000
         static let maxConcurrent = 1...1_024
+        static let maxQueued = 0...1_000_000
         static let ratePerSecond = 0.0...1_000_000.0
         static let burst = 1...1_000_000
         static let maxMessageBytes = 1_024...(1 << 30)

@@ -6,6 +6,8 @@ import NIOSSL
 /// certificate callback. No certificate is configured up front: each handshake's comes
 /// from the callback.
 enum ListenerTLS {
+    static let closeNotifyWait = TimeAmount.seconds(1)
+
     static func makeContext(
         for listener: ListenerConfiguration, selector: CertificateSelector, counters: GatewayMetrics.ListenerCounters
     ) throws -> NIOSSLContext {
@@ -15,6 +17,10 @@ enum ListenerTLS {
         configuration.maximumTLSVersion = tlsVersion(listener.maxTLSVersion)
         configuration.applicationProtocols = listener.alpn
         configuration.sslContextCallback = selector.callback(counters: counters)
+        // How long a close waits for the client's close_notify (NIOSSL's default is 5 s): a
+        // connection cut at the end of shutdown_timeout, or closed by the responder, is gone
+        // within a second, not five.
+        configuration.shutdownTimeout = Self.closeNotifyWait
         return try NIOSSLContext(configuration: configuration)
     }
 

@@ -161,7 +161,7 @@ final class UpdatePipeline: Sendable {
             case .issuing:
                 let evicted = targets.issued.replacePolicy(next.issuing.policy)
                 logger.notice("issuing limits changed", metadata: [
-                    "cache_size": "\(next.issuing.cacheSize)", "max_concurrent": "\(next.issuing.maxConcurrent)",
+                    "cache_size": "\(next.issuing.cacheSize)", "max_concurrent": "\(next.issuing.maxConcurrent)", "max_queued": "\(next.issuing.maxQueued)",
                     "rate_per_second": "\(next.issuing.ratePerSecond)", "burst": "\(next.issuing.burst)",
                     "idle_timeout": "\(next.issuing.idleTimeout)", "evicted": "\(evicted.count)",
                 ])

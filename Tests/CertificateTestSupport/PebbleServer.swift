@@ -1,30 +1,29 @@
-import CertificateTestSupport
 import Foundation
-import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Pebble (Let's Encrypt's test ACME server) and pebble-challtestsrv, started for one test
 /// on free ports and stopped after: Pebble's HTTPS uses a certificate made here; every name
-/// resolves to 127.0.0.1 through challtestsrv's DNS, and Pebble validates http-01 and
+/// resolves to 127.0.0.1 through challtestsrv's DNS. Pebble validates http-01 and
 /// tls-alpn-01 against challtestsrv's own ports (the test answers challenges through its
-/// management API). Random nonce rejection stays on (Pebble's default 5 %).
-final class PebbleServer: Sendable {
-    struct Failure: Error, CustomStringConvertible { let description: String }
+/// management API), or, given `validationPorts`, against those (a gateway's own
+/// listeners). Random nonce rejection stays on (Pebble's default 5 %).
+public final class PebbleServer: Sendable {
+    public struct Failure: Error, CustomStringConvertible { public let description: String }
 
-    let folder: URL
-    let directoryURL: String
+    public let folder: URL
+    public let directoryURL: String
     /// DER of the CA that signed Pebble's HTTPS certificate (the client's `ca_roots`).
-    let httpsRoot: [UInt8]
-    let managementPort: Int
-    let challengePorts: (http: Int, tls: Int, dns: Int, management: Int)
+    public let httpsRoot: [UInt8]
+    public let managementPort: Int
+    public let challengePorts: (http: Int, tls: Int, dns: Int, management: Int)
     private let pebble: Process
     private let challengeServer: Process
 
     /// - Parameter config: extra members of Pebble's config object (JSON text, each
     ///   ending with a comma), e.g. EAB settings.
-    init(extraConfig: String = "", environment: [String: String] = [:]) async throws {
+    public init(extraConfig: String = "", environment: [String: String] = [:], validationPorts: (http: Int, tls: Int)? = nil) async throws {
         for tool in ["/usr/bin/pebble", "/usr/bin/pebble-challtestsrv"] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw Failure(description: "\(tool) is missing: apt-get install pebble (CI's .ci/run installs it)")
         }
@@ -40,7 +39,7 @@ final class PebbleServer: Sendable {
         while true {
             attempt += 1
             let (listen, management) = (unusedLocalPort(), unusedLocalPort())
-            let ports = (http: unusedLocalPort(), tls: unusedLocalPort(), dns: unusedLocalPort(), management: unusedLocalPort())
+            let ports = (http: validationPorts?.http ?? unusedLocalPort(), tls: validationPorts?.tls ?? unusedLocalPort(), dns: unusedLocalPort(), management: unusedLocalPort())
             let config = """
                 {"pebble": {\(extraConfig)
                   "listenAddress": "127.0.0.1:\(listen)", "managementListenAddress": "127.0.0.1:\(management)",
@@ -49,8 +48,9 @@ final class PebbleServer: Sendable {
                 """
             let configPath = folder.appendingPathComponent("pebble.json").path
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let answersItself = validationPorts == nil
             let challenge = try Self.launch("/usr/bin/pebble-challtestsrv", [
-                "-http01", "127.0.0.1:\(ports.http)", "-https01", "", "-tlsalpn01", "127.0.0.1:\(ports.tls)",
+                "-http01", answersItself ? "127.0.0.1:\(ports.http)" : "", "-https01", "", "-tlsalpn01", answersItself ? "127.0.0.1:\(ports.tls)" : "",
                 "-dns01", "127.0.0.1:\(ports.dns)", "-management", "127.0.0.1:\(ports.management)",
                 "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
             ], environment: [:], log: folder.appendingPathComponent("challtestsrv.log"))
@@ -75,8 +75,13 @@ final class PebbleServer: Sendable {
         }
     }
 
+    /// The PEM of the CA of Pebble's own HTTPS (for `ca_roots`).
+    public var httpsRootPEM: String {
+        "-----BEGIN CERTIFICATE-----\n" + Data(httpsRoot).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed]) + "\n-----END CERTIFICATE-----\n"
+    }
+
     /// Pebble's issuing root (PEM), to verify what it issued.
-    func issuingRoot() throws -> String {
+    public func issuingRoot() throws -> String {
         let caFile = folder.appendingPathComponent("https-root.pem")
         let pem = "-----BEGIN CERTIFICATE-----\n" + Data(httpsRoot).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed]) + "\n-----END CERTIFICATE-----\n"
         try pem.write(to: caFile, atomically: true, encoding: .utf8)
@@ -86,7 +91,7 @@ final class PebbleServer: Sendable {
     }
 
     /// A POST of `json` to challtestsrv's management API (`/add-http01`, `/set-txt`, …).
-    func manage(_ path: String, _ json: String) throws {
+    public func manage(_ path: String, _ json: String) throws {
         let (status, output) = try runCommand("/usr/bin/curl", [
             "-sS", "--fail", "-X", "POST", "-H", "Content-Type: application/json", "-d", json,
             "http://127.0.0.1:\(challengePorts.management)\(path)",
@@ -94,7 +99,7 @@ final class PebbleServer: Sendable {
         guard status == 0 else { throw Failure(description: "challtestsrv \(path): \(output)") }
     }
 
-    func stop() {
+    public func stop() {
         for process in [pebble, challengeServer] where process.isRunning {
             process.terminate()
             process.waitUntilExit()

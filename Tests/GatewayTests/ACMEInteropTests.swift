@@ -1,0 +1,115 @@
+import CertificateTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("ACME through the real binary against a real Pebble", .serialized, .timeLimit(.minutes(3)))
+struct ACMEInteropTests {
+    /// A gateway whose TLS and HTTP listeners are where Pebble validates, with three ACME
+    /// entries: tls-alpn-01, http-01, and a wildcard through a dns-01 hook that writes the
+    /// record into pebble-challtestsrv.
+    struct Setup {
+        let pebble: PebbleServer
+        let folder: FixtureFolder
+        let httpsPort: Int
+        let httpPort: Int
+        let config: String
+        let root: NIOSSLCertificate
+    }
+
+    static func setUp() async throws -> Setup {
+        let (httpsPort, httpPort) = (unusedLocalPort(), unusedLocalPort())
+        let pebble = try await PebbleServer(validationPorts: (http: httpPort, tls: httpsPort))
+        let folder = try FixtureFolder()
+        try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
+        let hook = """
+            #!/bin/sh
+            # certgate's dns_hook: present|cleanup FQDN VALUE, written into pebble-challtestsrv.
+            case "$1" in
+              present) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/set-txt ;;
+              cleanup) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/clear-txt ;;
+            esac
+            exit 2
+            """
+        try folder.write(hook, to: "dns-hook.sh")
+        chmod(folder.url.appendingPathComponent("dns-hook.sh").path, 0o755)
+        let directory = pebble.directoryURL
+        let config = """
+            log_level: info
+            shutdown_timeout: 2s
+            listeners:
+              - name: https
+                listen: 127.0.0.1:\(httpsPort)
+              - name: http
+                listen: 127.0.0.1:\(httpPort)
+                protocol: http
+            routes:
+              - server_names: ["*"]
+                respond: { body: "served {sni}\\n" }
+            acme:
+              pebble-alpn: { directory: "\(directory)", email: ops@example.test, ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
+              pebble-http: { directory: "\(directory)", ca_roots: pebble-https-root.pem, challenges: [http-01] }
+              pebble-dns:
+                directory: "\(directory)"
+                ca_roots: pebble-https-root.pem
+                challenges: [dns-01]
+                dns_hook: ["\(folder.url.appendingPathComponent("dns-hook.sh").path)"]
+            certificates:
+              alpn: { acme: pebble-alpn, domains: "alpn.example.test" }
+              plain: { acme: pebble-http, domains: "plain.example.test,www.plain.example.test" }
+              wild: { acme: pebble-dns, domains: "*.wild.example.test" }
+            """
+        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        return Setup(pebble: pebble, folder: folder, httpsPort: httpsPort, httpPort: httpPort, config: config, root: root)
+    }
+
+    /// The leaf served for `name`, verified against Pebble's root (chain and name).
+    static func served(_ name: String, setup: Setup) async throws -> [UInt8]? {
+        let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [setup.root])
+        let connection = try await client.connect(port: setup.httpsPort, serverName: name)
+        defer { Task { await connection.close() } }
+        return try connection.servedCertificate?.toDERBytes()
+    }
+
+    @Test("three entries get certificates from Pebble through the gateway's own listeners (tls-alpn-01, http-01, dns-01 for a wildcard); each verifies with Pebble's root; a restart serves them without ordering again")
+    func obtainAndRestart() async throws {
+        let setup = try await Self.setUp()
+        defer { setup.pebble.stop(); setup.folder.remove() }
+        var gateway: GatewayProcess? = try await GatewayProcess(config: setup.config, folder: setup.folder)
+        #expect(try await gateway!.waitForLog("certificate obtained", occurrences: 3, timeout: .seconds(60)), "\(gateway!.logText)")
+        // Committed through the update transaction, then served.
+        #expect(try await gateway!.waitForLog("source=acme", occurrences: 3))
+        var leaves: [String: [UInt8]] = [:]
+        for name in ["alpn.example.test", "plain.example.test", "www.plain.example.test", "a.wild.example.test"] {
+            let leaf = try await Self.served(name, setup: setup)
+            #expect(leaf != nil, "\(name)")
+            leaves[name] = leaf
+        }
+        #expect(leaves["plain.example.test"] == leaves["www.plain.example.test"])
+        #expect(Set(leaves.values).count == 3)
+        #expect(gateway!.logText.components(separatedBy: "ordering a certificate").count - 1 == 3)
+        #expect(!gateway!.logText.contains("obtaining a certificate failed"))
+
+        // The plain-HTTP listener redirects what is not a challenge.
+        let (status, headers) = try runTool("/usr/bin/curl", [
+            "-sS", "-o", "/dev/null", "-D", "-", "-H", "Host: shop.example.test", "http://127.0.0.1:\(setup.httpPort)/cart?id=1",
+        ])
+        #expect(status == 0)
+        #expect(headers.hasPrefix("HTTP/1.1 308 Permanent Redirect\r\n"), "\(headers)")
+        #expect(headers.contains("location: https://shop.example.test:\(setup.httpsPort)/cart?id=1\r\n"), "\(headers)")
+
+        // A restart serves the stored certificates and orders nothing.
+        #expect(gateway!.stop() == 0)
+        gateway = try await GatewayProcess(config: setup.config, folder: setup.folder)
+        defer { _ = gateway?.stop() }
+        for (name, leaf) in leaves {
+            #expect(try await Self.served(name, setup: setup) == leaf, "\(name)")
+        }
+        #expect(!gateway!.logText.contains("ordering a certificate"))
+    }
+}
