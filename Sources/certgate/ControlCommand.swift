@@ -12,7 +12,7 @@ struct ControlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Drive a running certgate over its control socket.",
-        subcommands: [List.self, Show.self, Status.self, Apply.self, Upsert.self, Delete.self, Reload.self, Watch.self]
+        subcommands: [List.self, Show.self, Status.self, Apply.self, Upsert.self, Delete.self, Reload.self, Renew.self, Watch.self]
     )
 
     /// `--socket`, `--config` and `--json` may come before the subcommand (`ctl --socket S list`)
@@ -72,10 +72,21 @@ struct ControlCommand: AsyncParsableCommand {
             let response = try await connection.run { try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()) }
             if connection.json { return try connection.print(response) }
             let rows = response.certificates.map { certificate in
-                [certificate.name, certificate.kind + (certificate.isDefault ? "+default" : ""), certificate.domains.joined(separator: ","),
-                 OutputFormat.timestamp(certificate.notAfter.date), String(certificate.daysLeft), certificate.state, certificate.issuer]
+                // An acme entry with no certificate yet has only its name, domains and ACME state.
+                guard !certificate.kind.isEmpty else {
+                    return [certificate.name, "acme", certificate.domains.joined(separator: ","), "-", "-", certificate.acmeStatus, "-"]
+                }
+                return [certificate.name, (certificate.acme.isEmpty ? certificate.kind : "acme") + (certificate.isDefault ? "+default" : ""),
+                        certificate.domains.joined(separator: ","), OutputFormat.timestamp(certificate.notAfter.date), String(certificate.daysLeft),
+                        certificate.state, certificate.issuer]
             }
             Swift.print(OutputFormat.table(header: ["NAME", "KIND", "DOMAINS", "NOT AFTER", "DAYS LEFT", "STATE", "ISSUER"], rows: rows), terminator: "")
+            for certificate in response.certificates where !certificate.acme.isEmpty {
+                var line = "\(certificate.name): acme \(certificate.acme), \(certificate.acmeStatus)"
+                if certificate.hasRenewAt { line += ", renews at \(OutputFormat.timestamp(certificate.renewAt.date))" }
+                if !certificate.lastError.isEmpty { line += "; last error: \(certificate.lastError)" }
+                Swift.print(line)
+            }
             Swift.print("generation \(response.generation), \(response.certificates.count) certificates")
         }
     }
@@ -228,6 +239,23 @@ struct ControlCommand: AsyncParsableCommand {
                 })
             }
             try ControlCommand.report(result, connection: connection)
+        }
+    }
+
+    struct Renew: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Order a new certificate for an acme entry now; waits until it is served (exit 1 with the CA's reason if the order fails).")
+        @OptionGroup var connection: Connection
+        @Argument var name: String
+
+        func run() async throws {
+            let response = try await connection.run { client in
+                try await client.renewCertificate(.with { $0.name = name })
+            }
+            if connection.json { return try connection.print(response) }
+            var line = "renewed \(response.name): generation \(response.generation), not after \(OutputFormat.timestamp(response.notAfter.date))"
+            if response.hasRenewAt { line += ", renews at \(OutputFormat.timestamp(response.renewAt.date))" }
+            Swift.print(line)
         }
     }
 

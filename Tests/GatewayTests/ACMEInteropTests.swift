@@ -63,6 +63,8 @@ struct ACMEInteropTests {
               alpn: { acme: pebble-alpn, domains: "alpn.example.test" }
               plain: { acme: pebble-http, domains: "plain.example.test,www.plain.example.test" }
               wild: { acme: pebble-dns, domains: "*.wild.example.test" }
+            control:
+              socket: run/control.sock
             """
         let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
         return Setup(pebble: pebble, folder: folder, httpsPort: httpsPort, httpPort: httpPort, config: config, root: root)
@@ -83,7 +85,7 @@ struct ACMEInteropTests {
         var gateway: GatewayProcess? = try await GatewayProcess(config: setup.config, folder: setup.folder)
         #expect(try await gateway!.waitForLog("certificate obtained", occurrences: 3, timeout: .seconds(60)), "\(gateway!.logText)")
         // Committed through the update transaction, then served.
-        #expect(try await gateway!.waitForLog("source=acme", occurrences: 3))
+        #expect(try await gateway!.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 3))
         var leaves: [String: [UInt8]] = [:]
         for name in ["alpn.example.test", "plain.example.test", "www.plain.example.test", "a.wild.example.test"] {
             let leaf = try await Self.served(name, setup: setup)
@@ -111,5 +113,65 @@ struct ACMEInteropTests {
             #expect(try await Self.served(name, setup: setup) == leaf, "\(name)")
         }
         #expect(!gateway!.logText.contains("ordering a certificate"))
+    }
+
+    @Test("ctl renew orders a new certificate now: new handshakes get it, an open connection keeps working; with the CA gone it exits 1 with the reason, ctl list says failed, and the old certificate serves on")
+    func renewAndFailure() async throws {
+        let setup = try await Self.setUp()
+        defer { setup.pebble.stop(); setup.folder.remove() }
+        let gateway = try await GatewayProcess(config: setup.config, folder: setup.folder)
+        defer { _ = gateway.stop() }
+        let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
+        #expect(try await gateway.waitForLog("certificate obtained", occurrences: 3, timeout: .seconds(60)), "\(gateway.logText)")
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 3))
+
+        let list = try runCtl(socket: socket, ["list"])
+        #expect(list.status == 0)
+        for line in ["alpn: acme pebble-alpn, valid, renews at ", "plain: acme pebble-http, valid, renews at ", "wild: acme pebble-dns, valid, renews at "] {
+            #expect(list.stdout.contains("\n" + line), "\(list.stdout)")
+        }
+        #expect(!list.stdout.contains("last error"))
+
+        // An open connection, made before the renewal.
+        let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [setup.root])
+        let open = try await client.connect(port: setup.httpsPort, serverName: "alpn.example.test")
+        let before = try open.servedCertificate?.toDERBytes()
+        try await open.channel.executeThenClose { inbound, outbound in
+            var responses = inbound.makeAsyncIterator()
+            func request() async throws -> String {
+                try await outbound.write(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: alpn.example.test\r\n\r\n"))
+                var text = ""
+                while !text.hasSuffix("served alpn.example.test\n") {
+                    guard var buffer = try await responses.next() else { break }
+                    text += buffer.readString(length: buffer.readableBytes) ?? ""
+                }
+                return text
+            }
+            #expect(try await request().hasPrefix("HTTP/1.1 200 OK"))
+
+            let renewed = try runCtl(socket: socket, ["renew", "alpn"])
+            #expect(renewed.status == 0, "\(renewed.stderr)")
+            #expect(renewed.stdout.hasPrefix("renewed alpn: generation 4, not after "), "\(renewed.stdout)")
+            let after = try await Self.served("alpn.example.test", setup: setup)
+            #expect(after != nil && after != before)
+            #expect(try await request().hasPrefix("HTTP/1.1 200 OK"))
+        }
+        #expect(gateway.logText.components(separatedBy: "ordering a certificate").count - 1 == 4)
+
+        // The CA goes away: the renewal fails with its reason; the entry serves what it had.
+        let plainBefore = try await Self.served("plain.example.test", setup: setup)
+        setup.pebble.stop()
+        let failed = try runCtl(socket: socket, ["renew", "plain"])
+        #expect(failed.status == 1)
+        #expect(failed.stderr.hasPrefix("unavailable: plain: newOrder: https://127.0.0.1:"), "\(failed.stderr)")  // the directory is known: the first request that fails is the new order
+        #expect(failed.stderr.contains("cannot connect; the current certificate keeps serving"), "\(failed.stderr)")
+        let listed = try runCtl(socket: socket, ["list"])
+        #expect(listed.stdout.contains("\nplain: acme pebble-http, failed, renews at "), "\(listed.stdout)")
+        #expect(listed.stdout.contains("; last error: newOrder: https://127.0.0.1:"), "\(listed.stdout)")
+        #expect(try await Self.served("plain.example.test", setup: setup) == plainBefore)
+        #expect(gateway.logText.contains("obtaining a certificate failed; the entry keeps what it serves"))
+        let unknown = try runCtl(socket: socket, ["renew", "nobody"])
+        #expect(unknown.status == 1)
+        #expect(unknown.stderr.contains("no acme entry named 'nobody'"), "\(unknown.stderr)")
     }
 }

@@ -24,6 +24,23 @@ final class ACMEManager: Sendable {
         var renewAt: Date?
         var failures = 0
         var nextAttempt: Date?
+        /// When an obtained certificate was last committed to the set.
+        var committedAt: Date?
+    }
+
+    /// An entry for listings: its CA, status and certificate dates.
+    struct Summary: Sendable, Equatable {
+        var name: String
+        var conf: CertificateConf
+        var status: Status?
+        var obtained: Bool
+    }
+
+    /// Why ``renew(_:timeout:)`` did not renew.
+    enum RenewFailure: Error, Equatable {
+        case notACMEEntry
+        case failed(String)
+        case timedOut
     }
 
     /// Commits an obtained certificate as the entry's new version; returns why not, if not.
@@ -105,6 +122,38 @@ final class ACMEManager: Sendable {
 
     func status(of name: String) -> Status? {
         state.withLock { $0.status[name] }
+    }
+
+    /// Every entry that wants a certificate, by name.
+    var summaries: [Summary] {
+        state.withLock { state in
+            state.wanted.sorted { $0.key < $1.key }.map { name, conf in
+                Summary(name: name, conf: conf, status: state.status[name], obtained: state.obtained[name] != nil)
+            }
+        }
+    }
+
+    /// The renewal time of each entry with a certificate (`certgate_certificate_renew_at_timestamp_seconds`).
+    var renewalTimes: [String: Date] {
+        state.withLock { $0.status.compactMapValues(\.renewAt) }
+    }
+
+    /// Orders a new certificate for `name` now and waits until it is committed (or the
+    /// order failed, or `timeout` passed). Returns the new certificate.
+    func renew(_ name: String, timeout: Duration = .seconds(300)) async throws(RenewFailure) -> StoredACMECertificate {
+        let started = Date()
+        let failuresBefore = state.withLock { $0.status[name]?.failures ?? 0 }
+        guard renewNow(name) else { throw .notACMEEntry }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (status, obtained) = state.withLock { ($0.status[name], $0.obtained[name]) }
+            if let committed = status?.committedAt, committed >= started, let obtained { return obtained }
+            if let status, status.state == .failed, status.failures > failuresBefore {
+                throw .failed(status.lastError ?? "the order failed")
+            }
+            guard (try? await Task.sleep(for: .milliseconds(100))) != nil else { break }
+        }
+        throw .timedOut
     }
 
     // MARK: - The loop
@@ -235,6 +284,8 @@ final class ACMEManager: Sendable {
             ])
             if let reason = await commit.withLock({ $0 })?(name, ACMEEntries.with(conf, record)) {
                 failed(name, issuer: issuerName, reason: "the obtained certificate was not committed: \(reason)", result: nil)
+            } else {
+                state.withLock { $0.status[name]?.committedAt = Date() }
             }
         } catch {
             let result: String

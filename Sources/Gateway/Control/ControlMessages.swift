@@ -51,6 +51,16 @@ extension Certgate_Control_V1_CertificateEntry {
     }
 }
 
+extension Certgate_Control_V1_CertificateSummary {
+    /// An `acme` entry's CA, status, renewal time and last error.
+    mutating func setACME(_ summary: ACMEManager.Summary) {
+        acme = summary.conf.acme ?? ""
+        acmeStatus = summary.status?.state.rawValue ?? (summary.obtained ? "valid" : "pending")
+        if let renewAt = summary.status?.renewAt { self.renewAt = Google_Protobuf_Timestamp(date: renewAt) }
+        lastError = summary.status?.lastError ?? ""
+    }
+}
+
 extension Certgate_Control_V1_EntryError {
     init(_ error: CertificateEntryError) {
         self.init()

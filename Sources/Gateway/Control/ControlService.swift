@@ -9,6 +9,7 @@ import SwiftProtobuf
 /// set; never a private key. Messages are mapped in `ControlMessages.swift`.
 struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProtocol {
     let pipeline: UpdatePipeline
+    let acme: ACMEManager
     let store: CertificateKit.CertificateStore
     let events: EventHub
     let status: @Sendable () -> GatewayStatus
@@ -59,11 +60,12 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
     func listCertificates(request: Certgate_Control_V1_ListCertificatesRequest, context: ServerContext) async throws -> Certgate_Control_V1_ListCertificatesResponse {
         let snapshot = store.current
         let now = self.now()
+        let acme = Dictionary(uniqueKeysWithValues: self.acme.summaries.map { ($0.name, $0) })
         return .with { response in
             response.generation = snapshot.generation
             response.certificates = snapshot.set.sortedEntries.map { entry in
                 let row = CertificateReportRow(entry: entry, now: now)
-                return .with {
+                var summary = Certgate_Control_V1_CertificateSummary.with {
                     $0.name = row.name
                     $0.domains = row.domains
                     $0.notBefore = Google_Protobuf_Timestamp(date: row.notBefore)
@@ -77,6 +79,39 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                     $0.sha256Fingerprint = entry.sha256Fingerprint
                     $0.warnings = row.warnings
                 }
+                if let acme = acme[entry.name] { summary.setACME(acme) }
+                return summary
+            }
+            // ACME entries still waiting for their first certificate are in no set.
+            for pending in acme.values.sorted(by: { $0.name < $1.name }) where snapshot.set.entries[pending.name] == nil {
+                var summary = Certgate_Control_V1_CertificateSummary.with {
+                    $0.name = pending.name
+                    $0.domains = pending.conf.domains?.items ?? []
+                }
+                summary.setACME(pending)
+                response.certificates.append(summary)
+            }
+        }
+    }
+
+    func renewCertificate(request: Certgate_Control_V1_RenewCertificateRequest, context: ServerContext) async throws -> Certgate_Control_V1_RenewCertificateResponse {
+        do {
+            let renewed = try await acme.renew(request.name)
+            let renewAt = acme.status(of: request.name)?.renewAt
+            return .with {
+                $0.name = request.name
+                $0.generation = store.current.generation
+                $0.notAfter = Google_Protobuf_Timestamp(date: renewed.notAfter)
+                if let renewAt { $0.renewAt = Google_Protobuf_Timestamp(date: renewAt) }
+            }
+        } catch {
+            switch error {
+            case .notACMEEntry:
+                throw RPCError(code: .notFound, message: "no acme entry named \(QuotedValue.quote(request.name, limit: 253))")
+            case .failed(let reason):
+                throw RPCError(code: .unavailable, message: "\(request.name): \(reason); the current certificate keeps serving")
+            case .timedOut:
+                throw RPCError(code: .deadlineExceeded, message: "\(request.name): the order did not finish in time; it goes on")
             }
         }
     }

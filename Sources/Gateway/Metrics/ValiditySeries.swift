@@ -37,6 +37,18 @@ enum ValiditySeries {
         }
     }
 
+    static let renewAt = "certgate_certificate_renew_at_timestamp_seconds"
+
+    /// `certgate_certificate_renew_at_timestamp_seconds{name}`: when each `acme` entry's
+    /// certificate is due for renewal (DESIGN "Obtaining certificates").
+    static func renderRenewalTimes(_ times: [String: Date], into output: inout [UInt8]) {
+        guard !times.isEmpty else { return }
+        output.append(contentsOf: "# HELP \(renewAt) when the acme entry's certificate is renewed, in seconds since the Unix epoch\n# TYPE \(renewAt) gauge\n".utf8)
+        for (name, time) in times.sorted(by: { $0.key < $1.key }) {
+            output.append(contentsOf: "\(renewAt){name=\"\(escape(name))\"} \(Int64(time.timeIntervalSince1970))\n".utf8)
+        }
+    }
+
     /// A label value as the text format needs it: `\`, `"` and newlines escaped.
     static func escape(_ value: String) -> String {
         guard value.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return value }

@@ -128,8 +128,10 @@ public final class GatewayServer: Sendable {
         if let address = configuration.metrics?.listen {
             let store = self.store
             do {
+                let acme = self.acme
                 let channel = try await MetricsEndpoint.bind(address: address, registry: registry, group: group) { output in
                     ValiditySeries.render(store.current.set, now: Date(), into: &output)
+                    ValiditySeries.renderRenewalTimes(acme.renewalTimes, into: &output)
                 }
                 metricsChannel.withLock { $0 = channel }
                 logger.notice("metrics endpoint listening", metadata: ["address": "\(address)", "path": "/metrics"])
@@ -151,7 +153,7 @@ public final class GatewayServer: Sendable {
         let configuration = pipeline.configuration
         guard let control = configuration.control else { return nil }
         let service = ControlService(
-            pipeline: pipeline, store: store, events: pipeline.reporter.events,
+            pipeline: pipeline, acme: acme, store: store, events: pipeline.reporter.events,
             status: { [self] in status }, now: { Date() }, maxMessageBytes: control.maxMessageBytes)
         return try ControlPlane(
             path: MaterialSource.resolve(path: control.socket, baseDirectory: configuration.baseDirectory),

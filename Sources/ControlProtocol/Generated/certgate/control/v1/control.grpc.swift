@@ -102,6 +102,19 @@ public enum Certgate_Control_V1_CertificateControl: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "RenewCertificate" metadata.
+        public enum RenewCertificate: Sendable {
+            /// Request type for "RenewCertificate".
+            public typealias Input = Certgate_Control_V1_RenewCertificateRequest
+            /// Response type for "RenewCertificate".
+            public typealias Output = Certgate_Control_V1_RenewCertificateResponse
+            /// Descriptor for "RenewCertificate".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "certgate.control.v1.CertificateControl"),
+                method: "RenewCertificate",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "certgate.control.v1.CertificateControl" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ApplyCertificateSet.descriptor,
@@ -109,7 +122,8 @@ public enum Certgate_Control_V1_CertificateControl: Sendable {
             ListCertificates.descriptor,
             GetStatus.descriptor,
             ReloadConfig.descriptor,
-            WatchEvents.descriptor
+            WatchEvents.descriptor,
+            RenewCertificate.descriptor
         ]
     }
 }
@@ -243,6 +257,26 @@ extension Certgate_Control_V1_CertificateControl {
             request: GRPCCore.StreamingServerRequest<Certgate_Control_V1_WatchEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Certgate_Control_V1_Event>
+
+        /// Handle the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
+        /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
+        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Certgate_Control_V1_RenewCertificateRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Certgate_Control_V1_RenewCertificateResponse` messages.
+        func renewCertificate(
+            request: GRPCCore.StreamingServerRequest<Certgate_Control_V1_RenewCertificateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Certgate_Control_V1_RenewCertificateResponse>
     }
 
     /// Service protocol for the "certgate.control.v1.CertificateControl" service.
@@ -360,6 +394,26 @@ extension Certgate_Control_V1_CertificateControl {
             request: GRPCCore.ServerRequest<Certgate_Control_V1_WatchEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Certgate_Control_V1_Event>
+
+        /// Handle the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
+        /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
+        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Certgate_Control_V1_RenewCertificateResponse` message.
+        func renewCertificate(
+            request: GRPCCore.ServerRequest<Certgate_Control_V1_RenewCertificateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Certgate_Control_V1_RenewCertificateResponse>
     }
 
     /// Simple service protocol for the "certgate.control.v1.CertificateControl" service.
@@ -476,6 +530,26 @@ extension Certgate_Control_V1_CertificateControl {
             response: GRPCCore.RPCWriter<Certgate_Control_V1_Event>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
+        /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
+        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        ///
+        /// - Parameters:
+        ///   - request: A `Certgate_Control_V1_RenewCertificateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Certgate_Control_V1_RenewCertificateResponse` to respond with.
+        func renewCertificate(
+            request: Certgate_Control_V1_RenewCertificateRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Certgate_Control_V1_RenewCertificateResponse
     }
 }
 
@@ -544,6 +618,17 @@ extension Certgate_Control_V1_CertificateControl.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Certgate_Control_V1_Event>(),
             handler: { request, context in
                 try await self.watchEvents(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Certgate_Control_V1_CertificateControl.Method.RenewCertificate.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Certgate_Control_V1_RenewCertificateRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Certgate_Control_V1_RenewCertificateResponse>(),
+            handler: { request, context in
+                try await self.renewCertificate(
                     request: request,
                     context: context
                 )
@@ -619,6 +704,17 @@ extension Certgate_Control_V1_CertificateControl.ServiceProtocol {
             context: context
         )
         return response
+    }
+
+    public func renewCertificate(
+        request: GRPCCore.StreamingServerRequest<Certgate_Control_V1_RenewCertificateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Certgate_Control_V1_RenewCertificateResponse> {
+        let response = try await self.renewCertificate(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
     }
 }
 
@@ -704,6 +800,19 @@ extension Certgate_Control_V1_CertificateControl.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func renewCertificate(
+        request: GRPCCore.ServerRequest<Certgate_Control_V1_RenewCertificateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Certgate_Control_V1_RenewCertificateResponse> {
+        return GRPCCore.ServerResponse<Certgate_Control_V1_RenewCertificateResponse>(
+            message: try await self.renewCertificate(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -853,6 +962,31 @@ extension Certgate_Control_V1_CertificateControl {
             deserializer: some GRPCCore.MessageDeserializer<Certgate_Control_V1_Event>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Certgate_Control_V1_Event>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
+        /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
+        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
+        ///   - serializer: A serializer for `Certgate_Control_V1_RenewCertificateRequest` messages.
+        ///   - deserializer: A deserializer for `Certgate_Control_V1_RenewCertificateResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func renewCertificate<Result>(
+            request: GRPCCore.ClientRequest<Certgate_Control_V1_RenewCertificateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Certgate_Control_V1_RenewCertificateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Certgate_Control_V1_RenewCertificateResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Certgate_Control_V1_RenewCertificateResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1073,6 +1207,42 @@ extension Certgate_Control_V1_CertificateControl {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
+        /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
+        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
+        ///   - serializer: A serializer for `Certgate_Control_V1_RenewCertificateRequest` messages.
+        ///   - deserializer: A deserializer for `Certgate_Control_V1_RenewCertificateResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func renewCertificate<Result>(
+            request: GRPCCore.ClientRequest<Certgate_Control_V1_RenewCertificateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Certgate_Control_V1_RenewCertificateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Certgate_Control_V1_RenewCertificateResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Certgate_Control_V1_RenewCertificateResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Certgate_Control_V1_CertificateControl.Method.RenewCertificate.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1246,6 +1416,37 @@ extension Certgate_Control_V1_CertificateControl.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Certgate_Control_V1_WatchEventsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Certgate_Control_V1_Event>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RenewCertificate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
+    /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
+    /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func renewCertificate<Result>(
+        request: GRPCCore.ClientRequest<Certgate_Control_V1_RenewCertificateRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Certgate_Control_V1_RenewCertificateResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.renewCertificate(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Certgate_Control_V1_RenewCertificateRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Certgate_Control_V1_RenewCertificateResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1445,6 +1646,41 @@ extension Certgate_Control_V1_CertificateControl.ClientProtocol {
             metadata: metadata
         )
         return try await self.watchEvents(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RenewCertificate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
+    /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
+    /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func renewCertificate<Result>(
+        _ message: Certgate_Control_V1_RenewCertificateRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Certgate_Control_V1_RenewCertificateResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Certgate_Control_V1_RenewCertificateRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.renewCertificate(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -213,23 +213,137 @@ public nonisolated struct Certgate_Control_V1_ListCertificatesRequest: Sendable 
   public init() {}
 }
 
-public nonisolated struct Certgate_Control_V1_CertificateSummary: Sendable {
+public nonisolated struct Certgate_Control_V1_CertificateSummary: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  public var domains: [String] {
+    get {_storage._domains}
+    set {_uniqueStorage()._domains = newValue}
+  }
+
+  public var notBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._notBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._notBefore = newValue}
+  }
+  /// Returns true if `notBefore` has been explicitly set.
+  public var hasNotBefore: Bool {_storage._notBefore != nil}
+  /// Clears the value of `notBefore`. Subsequent reads from it will return its default value.
+  public mutating func clearNotBefore() {_uniqueStorage()._notBefore = nil}
+
+  public var notAfter: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._notAfter ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._notAfter = newValue}
+  }
+  /// Returns true if `notAfter` has been explicitly set.
+  public var hasNotAfter: Bool {_storage._notAfter != nil}
+  /// Clears the value of `notAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearNotAfter() {_uniqueStorage()._notAfter = nil}
+
+  public var daysLeft: Int32 {
+    get {_storage._daysLeft}
+    set {_uniqueStorage()._daysLeft = newValue}
+  }
+
+  /// ok, expiring, expired, not_yet_valid
+  public var state: String {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
+
+  public var issuer: String {
+    get {_storage._issuer}
+    set {_uniqueStorage()._issuer = newValue}
+  }
+
+  /// static or issuer
+  public var kind: String {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
+
+  public var isDefault: Bool {
+    get {_storage._isDefault}
+    set {_uniqueStorage()._isDefault = newValue}
+  }
+
+  public var chainSubjects: [String] {
+    get {_storage._chainSubjects}
+    set {_uniqueStorage()._chainSubjects = newValue}
+  }
+
+  public var sha256Fingerprint: String {
+    get {_storage._sha256Fingerprint}
+    set {_uniqueStorage()._sha256Fingerprint = newValue}
+  }
+
+  public var warnings: [String] {
+    get {_storage._warnings}
+    set {_uniqueStorage()._warnings = newValue}
+  }
+
+  /// The ACME CA of an `acme` entry ("" for others). An `acme` entry with no certificate
+  /// yet is listed with its name, domains and ACME fields only.
+  public var acme: String {
+    get {_storage._acme}
+    set {_uniqueStorage()._acme = newValue}
+  }
+
+  /// pending, valid, renewing, failed ("" for others)
+  public var acmeStatus: String {
+    get {_storage._acmeStatus}
+    set {_uniqueStorage()._acmeStatus = newValue}
+  }
+
+  public var renewAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._renewAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._renewAt = newValue}
+  }
+  /// Returns true if `renewAt` has been explicitly set.
+  public var hasRenewAt: Bool {_storage._renewAt != nil}
+  /// Clears the value of `renewAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRenewAt() {_uniqueStorage()._renewAt = nil}
+
+  /// Why the last order failed, when it did.
+  public var lastError: String {
+    get {_storage._lastError}
+    set {_uniqueStorage()._lastError = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Certgate_Control_V1_RenewCertificateRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var name: String = String()
 
-  public var domains: [String] = []
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public var notBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_notBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_notBefore = newValue}
-  }
-  /// Returns true if `notBefore` has been explicitly set.
-  public var hasNotBefore: Bool {self._notBefore != nil}
-  /// Clears the value of `notBefore`. Subsequent reads from it will return its default value.
-  public mutating func clearNotBefore() {self._notBefore = nil}
+  public init() {}
+}
+
+public nonisolated struct Certgate_Control_V1_RenewCertificateResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// The generation that serves the new certificate.
+  public var generation: UInt64 = 0
 
   public var notAfter: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_notAfter ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
@@ -240,30 +354,21 @@ public nonisolated struct Certgate_Control_V1_CertificateSummary: Sendable {
   /// Clears the value of `notAfter`. Subsequent reads from it will return its default value.
   public mutating func clearNotAfter() {self._notAfter = nil}
 
-  public var daysLeft: Int32 = 0
-
-  /// ok, expiring, expired, not_yet_valid
-  public var state: String = String()
-
-  public var issuer: String = String()
-
-  /// static or issuer
-  public var kind: String = String()
-
-  public var isDefault: Bool = false
-
-  public var chainSubjects: [String] = []
-
-  public var sha256Fingerprint: String = String()
-
-  public var warnings: [String] = []
+  public var renewAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_renewAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_renewAt = newValue}
+  }
+  /// Returns true if `renewAt` has been explicitly set.
+  public var hasRenewAt: Bool {self._renewAt != nil}
+  /// Clears the value of `renewAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRenewAt() {self._renewAt = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _notBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
   fileprivate var _notAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _renewAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Certgate_Control_V1_ListCertificatesResponse: Sendable {
@@ -763,7 +868,182 @@ nonisolated extension Certgate_Control_V1_ListCertificatesRequest: SwiftProtobuf
 
 nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CertificateSummary"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}domains\0\u{3}not_before\0\u{3}not_after\0\u{3}days_left\0\u{1}state\0\u{1}issuer\0\u{1}kind\0\u{3}is_default\0\u{3}chain_subjects\0\u{3}sha256_fingerprint\0\u{1}warnings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}domains\0\u{3}not_before\0\u{3}not_after\0\u{3}days_left\0\u{1}state\0\u{1}issuer\0\u{1}kind\0\u{3}is_default\0\u{3}chain_subjects\0\u{3}sha256_fingerprint\0\u{1}warnings\0\u{1}acme\0\u{3}acme_status\0\u{3}renew_at\0\u{3}last_error\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _domains: [String] = []
+    var _notBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _notAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _daysLeft: Int32 = 0
+    var _state: String = String()
+    var _issuer: String = String()
+    var _kind: String = String()
+    var _isDefault: Bool = false
+    var _chainSubjects: [String] = []
+    var _sha256Fingerprint: String = String()
+    var _warnings: [String] = []
+    var _acme: String = String()
+    var _acmeStatus: String = String()
+    var _renewAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _lastError: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _domains = source._domains
+      _notBefore = source._notBefore
+      _notAfter = source._notAfter
+      _daysLeft = source._daysLeft
+      _state = source._state
+      _issuer = source._issuer
+      _kind = source._kind
+      _isDefault = source._isDefault
+      _chainSubjects = source._chainSubjects
+      _sha256Fingerprint = source._sha256Fingerprint
+      _warnings = source._warnings
+      _acme = source._acme
+      _acmeStatus = source._acmeStatus
+      _renewAt = source._renewAt
+      _lastError = source._lastError
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeRepeatedStringField(value: &_storage._domains) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._notBefore) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._notAfter) }()
+        case 5: try { try decoder.decodeSingularInt32Field(value: &_storage._daysLeft) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._issuer) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._kind) }()
+        case 9: try { try decoder.decodeSingularBoolField(value: &_storage._isDefault) }()
+        case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._chainSubjects) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._sha256Fingerprint) }()
+        case 12: try { try decoder.decodeRepeatedStringField(value: &_storage._warnings) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._acme) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._acmeStatus) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._renewAt) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._lastError) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._domains.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._domains, fieldNumber: 2)
+      }
+      try { if let v = _storage._notBefore {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._notAfter {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if _storage._daysLeft != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._daysLeft, fieldNumber: 5)
+      }
+      if !_storage._state.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 6)
+      }
+      if !_storage._issuer.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._issuer, fieldNumber: 7)
+      }
+      if !_storage._kind.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._kind, fieldNumber: 8)
+      }
+      if _storage._isDefault != false {
+        try visitor.visitSingularBoolField(value: _storage._isDefault, fieldNumber: 9)
+      }
+      if !_storage._chainSubjects.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._chainSubjects, fieldNumber: 10)
+      }
+      if !_storage._sha256Fingerprint.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._sha256Fingerprint, fieldNumber: 11)
+      }
+      if !_storage._warnings.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._warnings, fieldNumber: 12)
+      }
+      if !_storage._acme.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._acme, fieldNumber: 13)
+      }
+      if !_storage._acmeStatus.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._acmeStatus, fieldNumber: 14)
+      }
+      try { if let v = _storage._renewAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+      if !_storage._lastError.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastError, fieldNumber: 16)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Certgate_Control_V1_CertificateSummary, rhs: Certgate_Control_V1_CertificateSummary) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._domains != rhs_storage._domains {return false}
+        if _storage._notBefore != rhs_storage._notBefore {return false}
+        if _storage._notAfter != rhs_storage._notAfter {return false}
+        if _storage._daysLeft != rhs_storage._daysLeft {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._issuer != rhs_storage._issuer {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._isDefault != rhs_storage._isDefault {return false}
+        if _storage._chainSubjects != rhs_storage._chainSubjects {return false}
+        if _storage._sha256Fingerprint != rhs_storage._sha256Fingerprint {return false}
+        if _storage._warnings != rhs_storage._warnings {return false}
+        if _storage._acme != rhs_storage._acme {return false}
+        if _storage._acmeStatus != rhs_storage._acmeStatus {return false}
+        if _storage._renewAt != rhs_storage._renewAt {return false}
+        if _storage._lastError != rhs_storage._lastError {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Certgate_Control_V1_RenewCertificateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RenewCertificateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -772,17 +1052,39 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeRepeatedStringField(value: &self.domains) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._notBefore) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._notAfter) }()
-      case 5: try { try decoder.decodeSingularInt32Field(value: &self.daysLeft) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.state) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.issuer) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.kind) }()
-      case 9: try { try decoder.decodeSingularBoolField(value: &self.isDefault) }()
-      case 10: try { try decoder.decodeRepeatedStringField(value: &self.chainSubjects) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.sha256Fingerprint) }()
-      case 12: try { try decoder.decodeRepeatedStringField(value: &self.warnings) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Certgate_Control_V1_RenewCertificateRequest, rhs: Certgate_Control_V1_RenewCertificateRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Certgate_Control_V1_RenewCertificateResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RenewCertificateResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}generation\0\u{3}not_after\0\u{3}renew_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._notAfter) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._renewAt) }()
       default: break
       }
     }
@@ -796,55 +1098,23 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
-    if !self.domains.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.domains, fieldNumber: 2)
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 2)
     }
-    try { if let v = self._notBefore {
+    try { if let v = self._notAfter {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
-    try { if let v = self._notAfter {
+    try { if let v = self._renewAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
-    if self.daysLeft != 0 {
-      try visitor.visitSingularInt32Field(value: self.daysLeft, fieldNumber: 5)
-    }
-    if !self.state.isEmpty {
-      try visitor.visitSingularStringField(value: self.state, fieldNumber: 6)
-    }
-    if !self.issuer.isEmpty {
-      try visitor.visitSingularStringField(value: self.issuer, fieldNumber: 7)
-    }
-    if !self.kind.isEmpty {
-      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 8)
-    }
-    if self.isDefault != false {
-      try visitor.visitSingularBoolField(value: self.isDefault, fieldNumber: 9)
-    }
-    if !self.chainSubjects.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.chainSubjects, fieldNumber: 10)
-    }
-    if !self.sha256Fingerprint.isEmpty {
-      try visitor.visitSingularStringField(value: self.sha256Fingerprint, fieldNumber: 11)
-    }
-    if !self.warnings.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.warnings, fieldNumber: 12)
-    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Certgate_Control_V1_CertificateSummary, rhs: Certgate_Control_V1_CertificateSummary) -> Bool {
+  public static func ==(lhs: Certgate_Control_V1_RenewCertificateResponse, rhs: Certgate_Control_V1_RenewCertificateResponse) -> Bool {
     if lhs.name != rhs.name {return false}
-    if lhs.domains != rhs.domains {return false}
-    if lhs._notBefore != rhs._notBefore {return false}
+    if lhs.generation != rhs.generation {return false}
     if lhs._notAfter != rhs._notAfter {return false}
-    if lhs.daysLeft != rhs.daysLeft {return false}
-    if lhs.state != rhs.state {return false}
-    if lhs.issuer != rhs.issuer {return false}
-    if lhs.kind != rhs.kind {return false}
-    if lhs.isDefault != rhs.isDefault {return false}
-    if lhs.chainSubjects != rhs.chainSubjects {return false}
-    if lhs.sha256Fingerprint != rhs.sha256Fingerprint {return false}
-    if lhs.warnings != rhs.warnings {return false}
+    if lhs._renewAt != rhs._renewAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
