@@ -9,7 +9,7 @@ struct ControlProtocolTests {
     func contractNames() {
         #expect(Certgate_Control_V1_CertificateControl.descriptor.fullyQualifiedService == "certgate.control.v1.CertificateControl")
         let methods = Certgate_Control_V1_CertificateControl.Method.descriptors.map(\.method).sorted()
-        #expect(methods == ["ApplyCertificateSet", "GetStatus", "ListCertificates", "ReloadConfig", "UpdateCertificates", "WatchEvents"])
+        #expect(methods == ["ApplyCertificateSet", "GetStatus", "ListCertificates", "ReloadConfig", "RenewCertificate", "UpdateCertificates", "WatchEvents"])
     }
 
     @Test("an update request and its result survive the wire format")

@@ -48,6 +48,7 @@ struct ReloadPlanTests {
         #expect(try Self.plan(Self.base + "\nissuing: { burst: 5 }\n").live == [.issuing])
         #expect(try Self.plan(Self.base + "\nvalidity: { interval: 5m }\n").live == [.validityInterval])
         #expect(try Self.plan(Self.base + "\nvalidity:\n  notify:\n    - command: [/bin/true]\n").live == [.validityNotifiers])
+        #expect(try Self.plan(Self.base + "\nacme:\n  ca: { directory: \"https://ca.test/dir\" }\n").live == [.acmeIssuers])
         // Written differently, meaning the same: nothing to do.
         #expect(try Self.plan(Self.base + "\nvalidity: { interval: 60m }\n", running: Self.base + "\nvalidity: { interval: 1h }\n").live.isEmpty)
         #expect(try Self.plan(Self.base).restartNeeded.isEmpty)
@@ -66,6 +67,8 @@ struct ReloadPlanTests {
             == ["listeners: listener admin (127.0.0.1:9000) is new"])
         #expect(try restart(Self.base, running: Self.base + "\n  - name: admin\n    listen: 127.0.0.1:9000\n")
             == ["listeners: listener admin was removed"])
+        #expect(try restart(Self.base + "\n    protocol: http")
+            == ["listeners: listener https changes protocol from tls to http"])
         #expect(try restart(Self.base + "\nstate_dir: /var/lib/certgate\n")
             == ["state_dir: state_dir moves from /etc/certgate/state to /var/lib/certgate"])
         #expect(try restart(Self.base + "\ncontrol: { socket: run/control.sock }\n")

@@ -39,9 +39,9 @@ struct UpstreamInteropTests {
             #expect(received.isEmpty)
             #expect(closed)
             #expect(elapsed >= .milliseconds(400), "attempt \(attempt): closed after \(elapsed)")
-            #expect(elapsed < .seconds(3), "attempt \(attempt): closed after \(elapsed)")
+            #expect(elapsed < .seconds(4), "attempt \(attempt): closed after \(elapsed)")  // well under the 5 s default, with room for a loaded machine
         }
-        let unreachable = "warning certgate: error=Connect timeout (400 ms) upstream=127.0.0.1:\(upstream.port) [Gateway] "
+        let unreachable = "warning certgate: reason=no answer within 400 ms upstream=127.0.0.1:\(upstream.port) [Gateway] "
             + "upstream unreachable; client connections to it are closed (logged once until it answers again)"
         #expect(try await gateway.waitForLine(unreachable), "\(gateway.logText)")
         #expect(gateway.logText.components(separatedBy: "upstream unreachable").count - 1 == 1)

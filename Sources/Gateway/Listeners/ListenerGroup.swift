@@ -80,9 +80,8 @@ final class ListenerGroup: Sendable {
         for name in names {
             guard let runtime = runtimes.first(where: { $0.name == name }),
                   var updated = configurations.first(where: { $0.name == name }) else { continue }
-            guard updated.protocol == .tls, runtime.configuration.protocol == .tls else {
-                throw ConfigurationError(file: file, key: "listeners", reason: "listener \(name): changing protocol needs a restart")
-            }
+            // An http listener has no TLS context; a change of protocol waits for a restart.
+            guard updated.protocol == .tls, runtime.configuration.protocol == .tls else { continue }
             updated.listen = runtime.configuration.listen
             do {
                 let context = try ListenerTLS.makeContext(for: updated, selector: selector, counters: runtime.counters)

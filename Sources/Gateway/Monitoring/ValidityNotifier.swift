@@ -75,7 +75,8 @@ final class ValidityNotifier: Sendable {
             } catch {
                 let last = attempt == retries
                 logger.log(level: last ? .error : .warning, last ? "webhook notification failed; giving up" : "webhook notification failed; will retry",
-                           metadata: ["url": "\(url)", "entry": "\(entry)", "attempt": "\(attempt + 1)", "error": "\(error)"])
+                           metadata: ["url": "\(url)", "entry": "\(entry)", "attempt": "\(attempt + 1)",
+                                     "reason": "\((error as? NotifierError)?.reason ?? SocketFailure.describe(error))"])
                 if last { return }
                 try? await Task.sleep(for: delay)
                 delay *= 2
@@ -97,7 +98,7 @@ final class ValidityNotifier: Sendable {
                 try process.run()
             } catch {
                 process.terminationHandler = nil
-                logger.error("notification command cannot start", metadata: ["command": "\(arguments[0])", "entry": "\(entry)", "error": "\(error)"])
+                logger.error("notification command cannot start", metadata: ["command": "\(arguments[0])", "entry": "\(entry)", "reason": "it cannot be executed (missing, or not executable)"])
                 continuation.resume(returning: nil)
                 return
             }

@@ -126,7 +126,7 @@ final class UpstreamFailureLog: Sendable {
         let first = failing.withLock { $0.insert(upstream).inserted }
         if first {
             logger.warning("upstream unreachable; client connections to it are closed (logged once until it answers again)",
-                           metadata: ["upstream": "\(upstream)", "error": "\(error)"])
+                           metadata: ["upstream": "\(upstream)", "reason": "\(SocketFailure.describe(error))"])
         }
     }
 

@@ -86,8 +86,8 @@ struct ReloadPlan: Sendable, Equatable {
         }
     }
 
-    /// By name: a listener's address, or a listener added or removed, needs a restart;
-    /// any other setting is replaced live.
+    /// By name: a listener's address or protocol, or a listener added or removed, needs a
+    /// restart; a TLS listener's other settings are replaced live.
     private mutating func planListeners(running: [ListenerConfiguration], next: [ListenerConfiguration]) {
         for current in running {
             guard let updated = next.first(where: { $0.name == current.name }) else {
@@ -97,9 +97,13 @@ struct ReloadPlan: Sendable, Equatable {
             if updated.listen != current.listen {
                 restartNeeded.append(.init(section: .listeners, change: "listener \(current.name) moves from \(current.listen) to \(updated.listen)"))
             }
+            if updated.protocol != current.protocol {
+                restartNeeded.append(.init(section: .listeners, change: "listener \(current.name) changes protocol from \(current.protocol.rawValue) to \(updated.protocol.rawValue)"))
+            }
             var comparable = updated
             comparable.listen = current.listen
-            if comparable != current { live.append(.listener(name: current.name)) }
+            comparable.protocol = current.protocol
+            if comparable != current, current.protocol == .tls { live.append(.listener(name: current.name)) }
         }
         for added in next where !running.contains(where: { $0.name == added.name }) {
             restartNeeded.append(.init(section: .listeners, change: "listener \(added.name) (\(added.listen)) is new"))

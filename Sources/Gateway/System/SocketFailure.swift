@@ -5,11 +5,26 @@ import Musl
 #endif
 import NIOCore
 
-/// Why a socket could not be bound, in the system's words for its `errno` ("Address
-/// already in use (errno 98)") rather than NIO's error text, which names its own calls.
+import AsyncHTTPClient
+import NIOPosix
+import NIOSSL
+
+/// Why a socket could not be bound or a connection made, in the system's words for its
+/// `errno` ("Connection refused (errno 111)") or certgate's, rather than a library's error
+/// text, which names its own calls and types.
 enum SocketFailure {
     static func describe(_ error: any Error) -> String {
         switch error {
+        case let error as ChannelError:
+            if case .connectTimeout(let amount) = error { return "no answer within \(amount.nanoseconds / 1_000_000) ms" }
+            return error == .ioOnClosedChannel ? "the connection closed" : "the connection failed"
+        case let error as NIOConnectionError:
+            return error.connectionErrors.first.map { describe($0.error) } ?? "cannot connect"
+        case let error as HTTPClientError:
+            if error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout { return "no answer in time" }
+            return "the HTTP exchange failed"
+        case is NIOSSLError, is BoringSSLError:
+            return "the TLS handshake failed"
         case let error as IOError:
             return "\(String(cString: strerror(error.errnoCode))) (errno \(error.errnoCode))"
         case is SocketAddressError:

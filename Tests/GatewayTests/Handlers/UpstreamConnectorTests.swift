@@ -188,7 +188,8 @@ struct UpstreamConnectorTests {
             #expect(warnings.map(\.level) == [.warning])
             #expect(warnings.map(\.message) == ["upstream unreachable; client connections to it are closed (logged once until it answers again)"])
             #expect(warnings.first?.metadata["upstream"] == "127.0.0.1:\(port)")
-            #expect(warnings.first.map { Set($0.metadata.keys) } == ["upstream", "error"])
+            #expect(warnings.first.map { Set($0.metadata.keys) } == ["upstream", "reason"])
+            #expect(warnings.first?.metadata["reason"] == "Connection refused (errno 111)")
 
             // The upstream comes up on the same port: the next client gets through, and that is logged once.
             let (upstream, upstreamConnections) = try await LoopbackListener.recording(group: group, port: port)
@@ -205,9 +206,8 @@ struct UpstreamConnectorTests {
 
 @Suite("UpstreamFailureLog")
 struct UpstreamFailureLogTests {
-    struct Refused: Error, CustomStringConvertible {
-        var description: String { "connection refused" }
-    }
+    /// What NIO reports for a refused connect; logged in the system's words, not NIO's text.
+    static func refused() -> IOError { IOError(errnoCode: 111, reason: "connect") }
 
     @Test("one warning per upstream when it starts failing, one notice when it answers again, nothing otherwise")
     func transitionsOnly() {
@@ -217,19 +217,19 @@ struct UpstreamFailureLogTests {
         let b = HostAndPort(host: "::1", port: 9_000)
 
         log.recordSuccess(a)  // never failed: nothing
-        log.recordFailure(a, error: Refused())
-        log.recordFailure(a, error: Refused())
-        log.recordFailure(b, error: Refused())
+        log.recordFailure(a, error: Self.refused())
+        log.recordFailure(a, error: Self.refused())
+        log.recordFailure(b, error: Self.refused())
         log.recordSuccess(a)
         log.recordSuccess(a)
-        log.recordFailure(a, error: Refused())
+        log.recordFailure(a, error: Self.refused())
 
         let warning = "upstream unreachable; client connections to it are closed (logged once until it answers again)"
         #expect(store.all == [
-            LogEntry(level: .warning, message: warning, metadata: ["upstream": "10.0.0.1:8443", "error": "connection refused"]),
-            LogEntry(level: .warning, message: warning, metadata: ["upstream": "[::1]:9000", "error": "connection refused"]),
+            LogEntry(level: .warning, message: warning, metadata: ["upstream": "10.0.0.1:8443", "reason": "Connection refused (errno 111)"]),
+            LogEntry(level: .warning, message: warning, metadata: ["upstream": "[::1]:9000", "reason": "Connection refused (errno 111)"]),
             LogEntry(level: .notice, message: "upstream answers again", metadata: ["upstream": "10.0.0.1:8443"]),
-            LogEntry(level: .warning, message: warning, metadata: ["upstream": "10.0.0.1:8443", "error": "connection refused"]),
+            LogEntry(level: .warning, message: warning, metadata: ["upstream": "10.0.0.1:8443", "reason": "Connection refused (errno 111)"]),
         ])
     }
 }
