@@ -282,13 +282,14 @@ struct GatewayInteropTests {
         let channel = try await ClientBootstrap(group: Self.group).connect(host: "127.0.0.1", port: gateway.port).get()
         let start = ContinuousClock.now
         let closed = channel.closeFuture
-        // Closed by the gateway, well before our own 10 s guard (the default handshake timeout).
-        let guardTask = Task { try await Task.sleep(for: .seconds(10)); try await channel.close() }
+        // Closed by the gateway, before our own 20 s guard (twice the default handshake timeout).
+        let guardTask = Task { try await Task.sleep(for: .seconds(20)); try await channel.close() }
         try await closed.get()
         guardTask.cancel()
         let elapsed = ContinuousClock.now - start
-        // 300 ms configured; the bound leaves room for a 2-core machine loaded by other suites.
-        #expect(elapsed < .seconds(5), "closed after \(elapsed)")
+        // 300 ms configured, not the 10 s default; the bound leaves room for a 2-core machine
+        // loaded by the suites running beside this one (7 s was seen there).
+        #expect(elapsed < .seconds(9), "closed after \(elapsed)")
         #expect(try await gateway.waitForLog("TLS handshake timed out"))
     }
 

@@ -94,7 +94,7 @@ final class ConnectionRouter: ChannelInboundHandler, RemovableChannelHandler {
             try context.pipeline.syncOperations.addHandler(ConnectionErrorHandler(logger: logger))
             return true
         } catch {
-            logger.error("cannot set up the connection", metadata: metadata(["error": "\(error)"]))
+            logger.error("cannot set up the connection", metadata: metadata(["reason": "\(SocketFailure.describe(error))"]))
             context.close(promise: nil)
             return false
         }
@@ -102,15 +102,14 @@ final class ConnectionRouter: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard !handshakeDone else {
-            logger.debug("connection error; closing", metadata: metadata(["error": "\(error)"]))
+            logger.debug("connection error; closing", metadata: metadata(["reason": "\(TLSFailure.describe(error))"]))
             context.close(promise: nil)
             return
         }
         // NIOSSL may report one failure more than once (the alert, then the unclean close).
         guard !failureLogged else { return }
         failureLogged = true
-        var reason = "\(error)"
-        if let refusal = facts.refusal { reason = refusal }
+        let reason = facts.refusal ?? TLSFailure.describe(error)
         logger.info("TLS handshake failed", metadata: metadata(["reason": "\(reason)"]))
         context.close(promise: nil)
     }
@@ -139,7 +138,7 @@ final class ConnectionErrorHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("connection error; closing", metadata: ["error": "\(error)"])
+        logger.debug("connection error; closing", metadata: ["reason": "\(TLSFailure.describe(error))"])
         context.close(promise: nil)
     }
 }

@@ -2,6 +2,7 @@
 import CertificateKit
 import Logging
 import NIOCore
+import NIOSSL
 import NIOEmbedded
 import NIOHTTP1
 import NIOPosix
@@ -65,9 +66,8 @@ struct ConnectionRouterTests {
         }
     }
 
-    struct HandshakeAlert: Error, CustomStringConvertible {
-        var description: String { "handshake alert 40" }
-    }
+    /// A client that left during the handshake (as NIOSSL reports it).
+    static let handshakeFailure = NIOSSLError.uncleanShutdown
 
     /// What `configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)`
     /// adds, in order (HTTPRequestDecoder is a typealias, so its type prints in full).
@@ -187,8 +187,8 @@ struct ConnectionRouterTests {
     func refusedHandshake() throws {
         let connection = try Connection(sni: "X.Test")
         connection.facts.refusal = "no certificate for 'x.test'"
-        connection.channel.pipeline.syncOperations.fireErrorCaught(HandshakeAlert())
-        connection.channel.pipeline.syncOperations.fireErrorCaught(HandshakeAlert())
+        connection.channel.pipeline.syncOperations.fireErrorCaught(Self.handshakeFailure)
+        connection.channel.pipeline.syncOperations.fireErrorCaught(Self.handshakeFailure)
         #expect(connection.head.closes == [.all])
         #expect(!connection.channel.isActive)
         #expect(connection.logs.all == [LogEntry(
@@ -197,25 +197,25 @@ struct ConnectionRouterTests {
         #expect(connection.baseMetadata["sni"] == "X.Test")  // the SNI as sent, not normalised
     }
 
-    @Test("a failed handshake without a refusal: the reason is the error's description")
+    @Test("a failed handshake without a refusal: the reason in certgate's words, not NIOSSL's text")
     func failedHandshake() throws {
         let connection = try Connection(sni: nil)
-        connection.channel.pipeline.syncOperations.fireErrorCaught(HandshakeAlert())
+        connection.channel.pipeline.syncOperations.fireErrorCaught(Self.handshakeFailure)
         #expect(connection.head.closes == [.all])
         #expect(connection.logs.all == [LogEntry(
             level: .info, message: "TLS handshake failed",
-            metadata: ["listener": "main", "client": "\(Self.remote)", "sni": "-", "reason": "handshake alert 40"])])
+            metadata: ["listener": "main", "client": "\(Self.remote)", "sni": "-", "reason": "the client closed the connection during the handshake"])])
     }
 
     @Test("an error after the handshake: closed, logged at debug only")
     func errorAfterHandshake() throws {
         let connection = try Connection(sni: "a.test")
         connection.handshakeCompleted(alpn: nil)
-        connection.channel.pipeline.syncOperations.fireErrorCaught(HandshakeAlert())
+        connection.channel.pipeline.syncOperations.fireErrorCaught(Self.handshakeFailure)
         #expect(connection.head.closes == [.all])
         #expect(connection.logs.all == [LogEntry(
             level: .debug, message: "connection error; closing",
-            metadata: connection.baseMetadata.merging(["error": "handshake alert 40"]) { $1 })])
+            metadata: connection.baseMetadata.merging(["reason": "the client closed the connection during the handshake"]) { $1 })])
     }
 
     @Test("upstream route: the router hands over to UpstreamConnector (+ ConnectionErrorHandler) at once; once joined the pipeline is [GlueHandler, ConnectionErrorHandler] and the upstream got the v2 header with the served name and ALPN")
@@ -262,21 +262,20 @@ struct ConnectionRouterTests {
 
 @Suite("ConnectionErrorHandler")
 struct ConnectionErrorHandlerTests {
-    struct Reset: Error, CustomStringConvertible {
-        var description: String { "connection reset by peer" }
-    }
+    /// A connection reset, as NIO reports it.
+    static let reset = IOError(errnoCode: 104, reason: "read")
 
-    @Test("any error closes the connection and is logged at debug with the error")
+    @Test("any error closes the connection and is logged at debug with its reason in the system's words")
     func closesOnError() throws {
         let channel = EmbeddedChannel(loop: EmbeddedEventLoop())
         let head = HeadRecorder()
         let logs = LogStore()
         try channel.pipeline.syncOperations.addHandlers([head, ConnectionErrorHandler(logger: logs.makeLogger())])
         try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 443)).wait()
-        channel.pipeline.syncOperations.fireErrorCaught(Reset())
+        channel.pipeline.syncOperations.fireErrorCaught(Self.reset)
         #expect(head.closes == [.all])
         #expect(!channel.isActive)
-        #expect(logs.all == [LogEntry(level: .debug, message: "connection error; closing", metadata: ["error": "connection reset by peer"])])
+        #expect(logs.all == [LogEntry(level: .debug, message: "connection error; closing", metadata: ["reason": "Connection reset by peer (errno 104)"])])
         #expect(throws: Never.self) { try channel.throwIfErrorCaught() }  // not passed on
     }
 }

@@ -108,7 +108,16 @@ final class GatewayProcess: Sendable {
             signal(SIGTERM)
             process.waitUntilExit()
         }
+        reportCrash()
         return process.terminationStatus
+    }
+
+    /// When the gateway died of a crash signal (a Swift trap is SIGILL), its log — with the
+    /// runtime's backtrace — goes to the test output, so that CI shows where.
+    func reportCrash() {
+        guard !process.isRunning, process.terminationReason == .uncaughtSignal,
+              [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS].contains(process.terminationStatus) else { return }
+        print("certgate crashed (signal \(process.terminationStatus)); its log:\n\(logText)\n(end of certgate's log)")
     }
 }
 
