@@ -178,7 +178,6 @@ public final class GatewayServer: Sendable {
         maintenance.stop()
         await acme.stop()
         if let channel = metricsChannel.withLock({ $0 }) { try? await channel.close() }
-        defer { Task { [httpClient] in try? await httpClient.shutdown() } }
         await listeners.close()
         await listeners.drain(timeout: timeout)
         // Pending issued leaves, then the write-ahead log folded into the database file.
@@ -188,6 +187,9 @@ public final class GatewayServer: Sendable {
         } catch {
             logger.warning("the state's write-ahead log was not folded in; it is replayed at the next start", metadata: ["reason": "\(error.description)"])
         }
+        // Awaited, not left to a detached task: the caller shuts the event loop group down
+        // next, and the client must be shut down on a group that still runs.
+        try? await httpClient.shutdown()
     }
 }
 
