@@ -16,7 +16,7 @@ struct ControlPlane: Sendable {
         do {
             socket = try ControlSocket(path: path)
         } catch {
-            throw GatewayStartupError(reasons: ["control: \(error)"])
+            throw GatewayStartupError(reasons: ["control: \(error.description)"])
         }
         var config = HTTP2ServerTransport.Posix.Config.defaults
         // The service answers RESOURCE_EXHAUSTED above the limit; the transport only stops

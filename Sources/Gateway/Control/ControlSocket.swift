@@ -17,11 +17,15 @@ final class ControlSocket: Sendable {
     private let lock: ExclusiveFileLock
 
     /// Prepares `path` for binding; throws if another instance holds it.
-    init(path: String) throws {
+    init(path: String) throws(Failure) {
         self.path = path
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty && !FileManager.default.fileExists(atPath: folder) {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw Failure(reason: "cannot make the socket's folder \(folder)")
+            }
         }
         let lockPath = path + ".lock"
         do {
@@ -29,7 +33,7 @@ final class ControlSocket: Sendable {
         } catch .held {
             throw Failure(reason: "another certgate holds the control socket \(path) (lock \(lockPath)); refusing to start")
         } catch {
-            throw Failure(reason: "\(error)")
+            throw Failure(reason: error.description)
         }
         // We hold the lock: a socket file still there was left by a process that is gone.
         if FileManager.default.fileExists(atPath: path) { unlink(path) }
