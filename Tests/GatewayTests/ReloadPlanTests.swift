@@ -34,8 +34,8 @@ struct ReloadPlanTests {
         let plan = try Self.plan(Self.base + "\ncertificates:\n  a: { tls_cert: a.pem, tls_key: a.key }\n")
         #expect(plan.live.isEmpty)
         #expect(plan.restartNeeded.isEmpty)
-        #expect(try Self.plan(Self.base) == ReloadPlan(running: try Self.configuration(Self.base), next: try Self.configuration(Self.base)))
         #expect(try Self.plan(Self.base).live.isEmpty)
+        #expect(try Self.plan(Self.base).restartNeeded.isEmpty)
     }
 
     @Test("sections replaced live: routes, a listener's TLS settings, log_level, shutdown_timeout, issuing, validity.interval, validity.notify")

@@ -24,7 +24,7 @@ public enum ACMEError: Error, Sendable, Equatable, CustomStringConvertible {
         case .problem(let step, let problem, let retryAfter):
             return "\(step): the CA refused: \(problem)" + (retryAfter.map { " (retry after \(Int($0.rounded(.up))) s)" } ?? "")
         case .transport(let step, let error):
-            return "\(step): \(error)"
+            return "\(step): \(error.description)"
         case .unexpected(let step, let reason):
             return "\(step): \(reason)"
         case .authorizationFailed(let identifier, let challenge, let problem):

@@ -10,7 +10,8 @@ public struct CertificateConf: Codable, Hashable, Sendable {
     public var tlsKey: String?
     public var isDefault: Bool?
     public var isCA: Bool?
-    /// The ACME provider the certificate comes from (carried for pingap compatibility).
+    /// The `acme:` CA the certificate is obtained from (pingap's field); such an entry may
+    /// have no `tls_cert`/`tls_key` until certgate has obtained them.
     public var acme: String?
     /// Days before notAfter from which the entry counts as expiring (default 7).
     public var bufferDays: Int?

@@ -26,6 +26,9 @@ final class ACMEManager: Sendable {
         var nextAttempt: Date?
         /// When an obtained certificate was last committed to the set.
         var committedAt: Date?
+        /// The stored certificate could not be committed: the loop commits it again (no new
+        /// order) once `nextAttempt` has passed.
+        var uncommitted = false
     }
 
     /// An entry for listings: its CA, status and certificate dates.
@@ -163,6 +166,10 @@ final class ACMEManager: Sendable {
         self.commit.withLock { $0 = commit }
         let task = Task { [self] in
             while !Task.isCancelled {
+                for (name, conf, stored) in uncommitted(now: Date()) {
+                    if Task.isCancelled { break }
+                    await commitObtained(name, conf: conf, record: stored)
+                }
                 for (name, conf) in due(now: Date()) {
                     if Task.isCancelled { break }
                     await obtain(name, conf)
@@ -185,6 +192,35 @@ final class ACMEManager: Sendable {
             return state.transports
         }
         for transport in transports { await transport.shutdown() }
+    }
+
+    /// Obtained certificates whose commit failed, due for another try.
+    private func uncommitted(now: Date) -> [(String, CertificateConf, StoredACMECertificate)] {
+        state.withLock { state in
+            state.wanted.sorted { $0.key < $1.key }.compactMap { name, conf in
+                guard let status = state.status[name], status.uncommitted, (status.nextAttempt ?? now) <= now,
+                      let stored = state.obtained[name], stored.issuer == conf.acme else { return nil }
+                return (name, conf, stored)
+            }
+        }
+    }
+
+    /// Puts an obtained certificate in the set; a failure is retried with backoff, while the
+    /// stored certificate waits (it is not ordered again).
+    private func commitObtained(_ name: String, conf: CertificateConf, record: StoredACMECertificate) async {
+        if let reason = await commit.withLock({ $0 })?(name, ACMEEntries.with(conf, record)) {
+            state.withLock { $0.status[name]?.uncommitted = true }
+            failed(name, issuer: record.issuer, reason: "the obtained certificate was not committed: \(reason)", result: nil)
+        } else {
+            state.withLock { state in
+                state.status[name]?.uncommitted = false
+                state.status[name]?.state = .valid
+                state.status[name]?.failures = 0
+                state.status[name]?.nextAttempt = nil
+                state.status[name]?.lastError = nil
+                state.status[name]?.committedAt = Date()
+            }
+        }
     }
 
     /// Entries with no certificate from their CA, one for other names, or due for renewal,
@@ -270,8 +306,15 @@ final class ACMEManager: Sendable {
                 return
             }
             var window: ACMERenewalInfo.Window?
-            if let identifier = ARICertificateIdentifier.of(leaf), let answer = try? await client.renewalInfo(certificateIdentifier: identifier) {
-                window = answer.info.suggestedWindow
+            if let identifier = ARICertificateIdentifier.of(leaf) {
+                do {
+                    window = try await client.renewalInfo(certificateIdentifier: identifier)?.info.suggestedWindow
+                } catch {
+                    // ARI is advice: without it the renewal time follows the certificate's lifetime.
+                    logger.notice("no renewal window from the CA (ARI); renewing by the certificate's lifetime", metadata: [
+                        "entry": "\(name)", "reason": "\(error.description)",
+                    ])
+                }
             }
             let renewAt = Self.renewalTime(record, issuer: issuer, now: Date(), window: window)
             state.withLock { state in
@@ -282,11 +325,7 @@ final class ACMEManager: Sendable {
             logger.notice("certificate obtained", metadata: [
                 "entry": "\(name)", "acme": "\(issuerName)", "not_after": "\(record.notAfter)", "renew_at": "\(renewAt)",
             ])
-            if let reason = await commit.withLock({ $0 })?(name, ACMEEntries.with(conf, record)) {
-                failed(name, issuer: issuerName, reason: "the obtained certificate was not committed: \(reason)", result: nil)
-            } else {
-                state.withLock { $0.status[name]?.committedAt = Date() }
-            }
+            await commitObtained(name, conf: conf, record: record)
         } catch {
             let result: String
             switch error {

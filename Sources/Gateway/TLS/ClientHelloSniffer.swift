@@ -1,3 +1,4 @@
+import CertificateKit
 import NIOCore
 import NIOSSL
 import NIOTLS
@@ -35,7 +36,7 @@ final class ClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandler {
         case .incomplete, .notClientHello:
             install(listenerContext, closeAfterHandshake: false, context: context)
         case .clientHello(let hello):
-            if hello.alpn.contains(TLSALPNProtocol.name), let name = hello.serverName.flatMap(Self.normalized),
+            if hello.alpn.contains(TLSALPNProtocol.name), let name = hello.serverName.flatMap(ServerName.normalize)?.text,
                let challenge = challenges.tlsALPN01(name: name) {
                 install(challenge, closeAfterHandshake: true, context: context)
             } else {
@@ -62,13 +63,6 @@ final class ClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandler {
             context.fireChannelReadComplete()
         }
         operations.removeHandler(self, promise: nil)
-    }
-
-    /// SNI as names are kept: lower case, no trailing dot.
-    static func normalized(_ name: String) -> String? {
-        var name = name.lowercased()
-        if name.hasSuffix(".") { name.removeLast() }
-        return name.isEmpty ? nil : name
     }
 }
 

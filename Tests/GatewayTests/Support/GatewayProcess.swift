@@ -1,3 +1,4 @@
+import CertificateTestSupport
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -160,20 +161,7 @@ func freePort() throws -> Int {
     try ReservedPort().port
 }
 
-/// Runs a command-line client (openssl, curl) and captures its output.
+/// Runs a command-line client (openssl, curl) and captures its output (see `runCommand`).
 func runTool(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    let stdin = Pipe()
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(input) }
-    try stdin.fileHandleForWriting.close()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runCommand(executable, arguments, input: input)
 }
