@@ -736,17 +736,9 @@ final class RunningCommand: Sendable {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        for (pipe, buffer) in [(out, output), (err, errorOutput)] {
-            pipe.fileHandleForReading.readabilityHandler = { handle in
-                let data = handle.availableData
-                if data.isEmpty {
-                    handle.readabilityHandler = nil
-                } else {
-                    buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
-                }
-            }
-        }
         try process.run()
+        output.collect(from: out)
+        errorOutput.collect(from: err)
         self.process = process
     }
 

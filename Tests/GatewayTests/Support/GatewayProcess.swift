@@ -14,6 +14,21 @@ final class GatewayProcess: Sendable {
 
     final class LogBuffer: Sendable {
         let text = Mutex<String>("")
+
+        /// Appends what `pipe` carries until its end, read on a thread of its own with
+        /// blocking reads (Foundation's `readabilityHandler` once crashed the test process
+        /// inside libdispatch while another test waited for a process to exit).
+        func collect(from pipe: Pipe) {
+            let handle = pipe.fileHandleForReading
+            let thread = Thread { [self] in
+                while true {
+                    let data = handle.availableData
+                    if data.isEmpty { return }
+                    text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+                }
+            }
+            thread.start()
+        }
     }
 
     /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
@@ -56,11 +71,8 @@ final class GatewayProcess: Sendable {
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
-        errors.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { log.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-        }
         try process.run()
+        log.collect(from: errors)
         return process
     }
 
