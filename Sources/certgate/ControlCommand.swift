@@ -270,7 +270,7 @@ struct ControlCommand: AsyncParsableCommand {
     }
 
     struct Watch: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print set changes and validity changes as they happen.")
+        static let configuration = CommandConfiguration(abstract: "Print set changes, validity changes and ACME results as they happen.")
         @OptionGroup var connection: Connection
 
         func run() async throws {
@@ -289,6 +289,8 @@ struct ControlCommand: AsyncParsableCommand {
                                     + "+\(change.added.count) ~\(change.changed.count) -\(change.removed.count)")
                             case .validityChanged(let change):
                                 emitLine("\(OutputFormat.timestamp(event.time.date)) \(change.entry): \(change.previousState.isEmpty ? "-" : change.previousState) → \(change.state) (\(change.daysLeft) days)")
+                            case .acmeChanged(let change):
+                                emitLine("\(OutputFormat.timestamp(event.time.date)) \(change.entry): acme \(change.acme) " + Self.describe(change))
                             case nil:
                                 break
                             }
@@ -296,6 +298,18 @@ struct ControlCommand: AsyncParsableCommand {
                     }
                 }
             }
+        }
+
+        /// `obtained (not after …, renew at …)`, `renewed (…)` or `failed: REASON (n in a row; next attempt …)`.
+        static func describe(_ change: Certgate_Control_V1_AcmeChanged) -> String {
+            if change.result == "failed" {
+                let next = change.hasNextAttempt ? "; next attempt \(OutputFormat.timestamp(change.nextAttempt.date))" : ""
+                return "failed: \(change.reason) (\(change.failures) in a row\(next))"
+            }
+            var dates: [String] = []
+            if change.hasNotAfter { dates.append("not after \(OutputFormat.timestamp(change.notAfter.date))") }
+            if change.hasRenewAt { dates.append("renew at \(OutputFormat.timestamp(change.renewAt.date))") }
+            return change.result + (dates.isEmpty ? "" : " (\(dates.joined(separator: ", ")))")
         }
     }
 }

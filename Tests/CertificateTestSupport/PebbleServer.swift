@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,8 +19,10 @@ public final class PebbleServer: Sendable {
     public let httpsRoot: [UInt8]
     public let managementPort: Int
     public let challengePorts: (http: Int, tls: Int, dns: Int, management: Int)
-    private let pebble: Process
-    private let challengeServer: Process
+    private let processes: Mutex<(pebble: Process, challengeServer: Process)>
+    private let listenPort: Int
+    private let environment: [String: String]
+    private let answersItself: Bool
 
     /// - Parameter config: extra members of Pebble's config object (JSON text, each
     ///   ending with a comma), e.g. EAB settings.
@@ -46,21 +49,14 @@ public final class PebbleServer: Sendable {
                   "certificate": "\(folder.path)/cert.pem", "privateKey": "\(folder.path)/key.pem",
                   "httpPort": \(ports.http), "tlsPort": \(ports.tls), "ocspResponderURL": ""}}
                 """
-            let configPath = folder.appendingPathComponent("pebble.json").path
-            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            try config.write(to: folder.appendingPathComponent("pebble.json"), atomically: true, encoding: .utf8)
             let answersItself = validationPorts == nil
-            let challenge = try Self.launch("/usr/bin/pebble-challtestsrv", [
-                "-http01", answersItself ? "127.0.0.1:\(ports.http)" : "", "-https01", "", "-tlsalpn01", answersItself ? "127.0.0.1:\(ports.tls)" : "",
-                "-dns01", "127.0.0.1:\(ports.dns)", "-management", "127.0.0.1:\(ports.management)",
-                "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-            ], environment: [:], log: folder.appendingPathComponent("challtestsrv.log"))
-            var pebbleEnvironment = ["PEBBLE_VA_NOSLEEP": "1"]
-            pebbleEnvironment.merge(environment) { _, new in new }
-            let pebble = try Self.launch("/usr/bin/pebble", ["-config", configPath, "-dnsserver", "127.0.0.1:\(ports.dns)"],
-                                         environment: pebbleEnvironment, log: folder.appendingPathComponent("pebble.log"))
+            let (pebble, challenge) = try Self.launchBoth(folder: folder, ports: ports, answersItself: answersItself, environment: environment)
             if await Self.waitUntil({ isListening(port: listen) && isListening(port: management) && isListening(port: ports.management) }) {
-                self.pebble = pebble
-                self.challengeServer = challenge
+                self.processes = Mutex((pebble, challenge))
+                self.listenPort = listen
+                self.environment = environment
+                self.answersItself = answersItself
                 self.directoryURL = "https://127.0.0.1:\(listen)/dir"
                 self.managementPort = management
                 self.challengePorts = ports
@@ -100,11 +96,46 @@ public final class PebbleServer: Sendable {
     }
 
     public func stop() {
+        terminate()
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Stops both processes and keeps the folder (for ``restart()``).
+    public func terminate() {
+        let (pebble, challengeServer) = processes.withLock { $0 }
         for process in [pebble, challengeServer] where process.isRunning {
             process.terminate()
             process.waitUntilExit()
         }
-        try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Starts Pebble and challtestsrv again on the same ports, as after an outage. The new
+    /// Pebble knows no account, order or certificate of the old one, and has a new issuing
+    /// root (read it again with ``issuingRoot()``).
+    public func restart() async throws {
+        terminate()
+        let (pebble, challenge) = try Self.launchBoth(folder: folder, ports: challengePorts, answersItself: answersItself, environment: environment)
+        processes.withLock { $0 = (pebble, challenge) }
+        let (listen, management, challengeManagement) = (listenPort, managementPort, challengePorts.management)
+        guard await Self.waitUntil({ isListening(port: listen) && isListening(port: management) && isListening(port: challengeManagement) }) else {
+            let log = (try? String(contentsOf: folder.appendingPathComponent("pebble.log"), encoding: .utf8)) ?? ""
+            throw Failure(description: "Pebble did not start again: \(log.suffix(2_000))")
+        }
+    }
+
+    private static func launchBoth(
+        folder: URL, ports: (http: Int, tls: Int, dns: Int, management: Int), answersItself: Bool, environment: [String: String]
+    ) throws -> (Process, Process) {
+        let challenge = try launch("/usr/bin/pebble-challtestsrv", [
+            "-http01", answersItself ? "127.0.0.1:\(ports.http)" : "", "-https01", "", "-tlsalpn01", answersItself ? "127.0.0.1:\(ports.tls)" : "",
+            "-dns01", "127.0.0.1:\(ports.dns)", "-management", "127.0.0.1:\(ports.management)",
+            "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+        ], environment: [:], log: folder.appendingPathComponent("challtestsrv.log"))
+        var pebbleEnvironment = ["PEBBLE_VA_NOSLEEP": "1"]
+        pebbleEnvironment.merge(environment) { _, new in new }
+        let pebble = try launch("/usr/bin/pebble", ["-config", folder.appendingPathComponent("pebble.json").path, "-dnsserver", "127.0.0.1:\(ports.dns)"],
+                                environment: pebbleEnvironment, log: folder.appendingPathComponent("pebble.log"))
+        return (pebble, challenge)
     }
 
     private static func launch(_ executable: String, _ arguments: [String], environment: [String: String], log: URL) throws -> Process {

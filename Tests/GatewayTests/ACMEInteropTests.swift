@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Testing
+import X509
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -115,7 +116,7 @@ struct ACMEInteropTests {
         #expect(!gateway!.logText.contains("ordering a certificate"))
     }
 
-    @Test("ctl renew orders a new certificate now: new handshakes get it, an open connection keeps working; with the CA gone it exits 1 with the reason, ctl list says failed, and the old certificate serves on")
+    @Test("ctl renew orders a new certificate now: new handshakes get it, an open connection keeps working; with the CA gone it exits 1 with the reason, ctl list says failed, and the old certificate serves on; when the CA returns without its state, the next attempt registers a new account and succeeds")
     func renewAndFailure() async throws {
         let setup = try await Self.setUp()
         defer { setup.pebble.stop(); setup.folder.remove() }
@@ -160,7 +161,7 @@ struct ACMEInteropTests {
 
         // The CA goes away: the renewal fails with its reason; the entry serves what it had.
         let plainBefore = try await Self.served("plain.example.test", setup: setup)
-        setup.pebble.stop()
+        setup.pebble.terminate()
         let failed = try runCtl(socket: socket, ["renew", "plain"])
         #expect(failed.status == 1)
         #expect(failed.stderr.hasPrefix("unavailable: plain: newOrder: https://127.0.0.1:"), "\(failed.stderr)")  // the directory is known: the first request that fails is the new order
@@ -173,5 +174,96 @@ struct ACMEInteropTests {
         let unknown = try runCtl(socket: socket, ["renew", "nobody"])
         #expect(unknown.status == 1)
         #expect(unknown.stderr.contains("no acme entry named 'nobody'"), "\(unknown.stderr)")
+
+        // The CA returns, with none of its old state: the next attempt registers a new
+        // account and gets a certificate that verifies with the new CA's root.
+        try await setup.pebble.restart()
+        let newRoot = try NIOSSLCertificate(bytes: Array(try setup.pebble.issuingRoot().utf8), format: .pem)
+        let recovered = try runCtl(socket: socket, ["renew", "plain"])
+        #expect(recovered.status == 0, "\(recovered.stderr)\n\(gateway.logText.suffix(3_000))")
+        #expect(recovered.stdout.hasPrefix("renewed plain: generation "), "\(recovered.stdout)")
+        #expect(gateway.logText.contains("the CA does not know the ACME account any more; registering a new one"))
+        let client2 = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [newRoot])
+        let verified = try await client2.connect(port: setup.httpsPort, serverName: "www.plain.example.test")
+        let plainAfter = try verified.servedCertificate?.toDERBytes()
+        await verified.close()
+        #expect(plainAfter != nil && plainAfter != plainBefore)
+        let relisted = try runCtl(socket: socket, ["list"])
+        #expect(relisted.stdout.contains("\nplain: acme pebble-http, valid, renews at "), "\(relisted.stdout)")
+    }
+
+    @Test("ctl watch reports an acme entry's results as they happen: obtained after an upsert adds it, renewed after ctl renew (each with the served certificate's notAfter), failed with the CA's reason when validation fails; as JSON and as lines")
+    func watchReportsResults() async throws {
+        let setup = try await Self.setUp()
+        defer { setup.pebble.stop(); setup.folder.remove() }
+        let gateway = try await GatewayProcess(config: setup.config, folder: setup.folder)
+        defer { _ = gateway.stop() }
+        let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
+        #expect(try await gateway.waitForLog("certificate obtained", occurrences: 3, timeout: .seconds(60)), "\(gateway.logText)")
+        let json = try RunningCommand(["ctl", "--socket", socket, "watch", "--json"])
+        defer { json.stop() }
+        let table = try RunningCommand(["ctl", "--socket", socket, "watch"])
+        defer { table.stop() }
+        _ = try await ControlCommandInteropTests.subscribe([json, table], socket: socket)
+        func acmeLines() -> [String] { json.lines.filter { $0.contains("\"acme_changed\"") } }
+
+        // Added by an update: obtained.
+        try await ControlInteropTests.withControl(socket: socket) { control in
+            _ = try await control.updateCertificates(.with {
+                $0.upsert = [.with { $0.name = "late"; $0.acme = "pebble-alpn"; $0.domains = ["late.example.test"] }]
+            })
+        }
+        #expect(try await eventually(timeout: .seconds(60)) { acmeLines().count == 1 }, "\(json.lines)\n\(gateway.logText.suffix(2_000))")
+        let first = try #require(try await Self.served("late.example.test", setup: setup))
+        // Renewed on request.
+        let renewed = try runCtl(socket: socket, ["renew", "late"])
+        #expect(renewed.status == 0, "\(renewed.stderr)")
+        let second = try #require(try await Self.served("late.example.test", setup: setup))
+        #expect(first != second)
+        // Validation fails: Pebble resolves the name to an address nothing listens on.
+        try setup.pebble.manage("/add-a", #"{"host":"astray.example.test","addresses":["127.0.0.2"]}"#)
+        try await ControlInteropTests.withControl(socket: socket) { control in
+            _ = try await control.updateCertificates(.with {
+                $0.upsert = [.with { $0.name = "astray"; $0.acme = "pebble-http"; $0.domains = ["astray.example.test"] }]
+            })
+        }
+        #expect(try await eventually(timeout: .seconds(60)) { acmeLines().count == 3 }, "\(json.lines)")
+
+        // Each line as JSON: its members, with the times taken out and checked below.
+        let events = try acmeLines().map { line -> [String: String] in
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            let change = try #require(object["acme_changed"] as? [String: Any], "\(line)")
+            #expect(Set(object.keys) == ["time", "acme_changed"], "\(line)")
+            return change.mapValues { "\($0)" }
+        }
+        try #require(events.count == 3)
+        #expect(events.map { Set($0.keys) } == [
+            ["entry", "acme", "result", "not_after", "renew_at"],
+            ["entry", "acme", "result", "not_after", "renew_at"],
+            ["entry", "acme", "result", "reason", "failures", "next_attempt"],
+        ])
+        #expect(events.map { [$0["entry"], $0["acme"], $0["result"]] } == [
+            ["late", "pebble-alpn", "obtained"], ["late", "pebble-alpn", "renewed"], ["astray", "pebble-http", "failed"],
+        ])
+        let notAfters = events.prefix(2).compactMap { $0["not_after"].flatMap { ControlCommandInteropTests.date($0) } }
+        let served = try [first, second].map { try Certificate(derEncoded: $0).notValidAfter }
+        #expect(notAfters == served, "\(events)")
+        let renewAts = events.prefix(2).compactMap { $0["renew_at"].flatMap { ControlCommandInteropTests.date($0) } }
+        #expect(renewAts.count == 2 && zip(renewAts, served).allSatisfy { $0 > Date() && $0 < $1 }, "\(events)")
+        // The CA's own words about the failed validation, after the name and the challenge.
+        let reason = events[2]["reason"] ?? ""
+        #expect(reason.hasPrefix("astray.example.test: http-01 failed: "), "\(reason)")
+        #expect(reason.contains("127.0.0.2"), "\(reason)")
+        #expect(events[2]["failures"] == "1")
+        // The first failure backs off one minute.
+        let nextAttempt = events[2]["next_attempt"].flatMap { ControlCommandInteropTests.date($0) }
+        #expect(nextAttempt.map { $0 > Date().addingTimeInterval(30) && $0 < Date().addingTimeInterval(61) } == true, "\(events)")
+
+        let tableLines = table.lines.filter { $0.contains(": acme ") }.map { ControlCommandInteropTests.stamped($0).rest }
+        #expect(tableLines.count == 3, "\(table.lines)")
+        #expect(tableLines.first?.hasPrefix("late: acme pebble-alpn obtained (not after ") == true, "\(tableLines)")
+        #expect(tableLines.dropFirst().first?.hasPrefix("late: acme pebble-alpn renewed (not after ") == true, "\(tableLines)")
+        #expect(tableLines.last?.hasPrefix("astray: acme pebble-http failed: astray.example.test: http-01 failed: ") == true, "\(tableLines)")
+        #expect(tableLines.last?.contains(" (1 in a row; next attempt ") == true, "\(tableLines)")
     }
 }

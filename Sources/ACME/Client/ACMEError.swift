@@ -40,6 +40,14 @@ public enum ACMEError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The CA does not know the account the request was signed for (RFC 8555 §7.3,
+    /// `accountDoesNotExist`): the CA lost its state or the account was removed. A new
+    /// account must be registered before the next order.
+    public var isAccountUnknown: Bool {
+        if case .problem(_, let problem, _) = self { return problem.type == ACMEProblem.acmeErrorPrefix + "accountDoesNotExist" }
+        return false
+    }
+
     /// Seconds the CA asked to wait before trying again, when it said.
     public var retryAfter: Double? {
         if case .problem(_, _, let retryAfter) = self { return retryAfter }

@@ -29,6 +29,8 @@ final class ACMEManager: Sendable {
         /// The stored certificate could not be committed: the loop commits it again (no new
         /// order) once `nextAttempt` has passed.
         var uncommitted = false
+        /// The uncommitted certificate replaces one the entry served (for the event).
+        var uncommittedRenewal = false
     }
 
     /// An entry for listings: its CA, status and certificate dates.
@@ -66,6 +68,7 @@ final class ACMEManager: Sendable {
     private let responses: ChallengeResponses
     private let logger: Logger
     private let commit = Mutex<Commit?>(nil)
+    private let events = Mutex<EventHub?>(nil)
     private let loop = Mutex<Task<Void, Never>?>(nil)
 
     /// - Throws: the state cannot be read.
@@ -161,14 +164,16 @@ final class ACMEManager: Sendable {
 
     // MARK: - The loop
 
-    /// Starts the loop; `commit` puts an obtained certificate in the set.
-    func start(commit: @escaping Commit) {
+    /// Starts the loop; `commit` puts an obtained certificate in the set; results go to
+    /// `events` (``GatewayEvent/acmeChanged(_:)``).
+    func start(events: EventHub, commit: @escaping Commit) {
+        self.events.withLock { $0 = events }
         self.commit.withLock { $0 = commit }
         let task = Task { [self] in
             while !Task.isCancelled {
-                for (name, conf, stored) in uncommitted(now: Date()) {
+                for (name, conf, stored, renewal) in uncommitted(now: Date()) {
                     if Task.isCancelled { break }
-                    await commitObtained(name, conf: conf, record: stored)
+                    await commitObtained(name, conf: conf, record: stored, renewal: renewal)
                 }
                 for (name, conf) in due(now: Date()) {
                     if Task.isCancelled { break }
@@ -195,31 +200,39 @@ final class ACMEManager: Sendable {
     }
 
     /// Obtained certificates whose commit failed, due for another try.
-    private func uncommitted(now: Date) -> [(String, CertificateConf, StoredACMECertificate)] {
+    private func uncommitted(now: Date) -> [(String, CertificateConf, StoredACMECertificate, renewal: Bool)] {
         state.withLock { state in
             state.wanted.sorted { $0.key < $1.key }.compactMap { name, conf in
                 guard let status = state.status[name], status.uncommitted, (status.nextAttempt ?? now) <= now,
                       let stored = state.obtained[name], stored.issuer == conf.acme else { return nil }
-                return (name, conf, stored)
+                return (name, conf, stored, status.uncommittedRenewal)
             }
         }
     }
 
     /// Puts an obtained certificate in the set; a failure is retried with backoff, while the
     /// stored certificate waits (it is not ordered again).
-    private func commitObtained(_ name: String, conf: CertificateConf, record: StoredACMECertificate) async {
+    /// `renewal`: the certificate replaces one the entry served.
+    private func commitObtained(_ name: String, conf: CertificateConf, record: StoredACMECertificate, renewal: Bool) async {
         if let reason = await commit.withLock({ $0 })?(name, ACMEEntries.with(conf, record)) {
-            state.withLock { $0.status[name]?.uncommitted = true }
+            state.withLock { state in
+                state.status[name]?.uncommitted = true
+                state.status[name]?.uncommittedRenewal = renewal
+            }
             failed(name, issuer: record.issuer, reason: "the obtained certificate was not committed: \(reason)", result: nil)
         } else {
-            state.withLock { state in
+            let renewAt = state.withLock { state -> Date? in
                 state.status[name]?.uncommitted = false
                 state.status[name]?.state = .valid
                 state.status[name]?.failures = 0
                 state.status[name]?.nextAttempt = nil
                 state.status[name]?.lastError = nil
                 state.status[name]?.committedAt = Date()
+                return state.status[name]?.renewAt
             }
+            events.withLock { $0 }?.publish(.acmeChanged(.init(
+                time: Date(), entry: name, acme: record.issuer, result: renewal ? .renewed : .obtained,
+                notAfter: record.notAfter, renewAt: renewAt, failures: 0)))
         }
     }
 
@@ -257,7 +270,9 @@ final class ACMEManager: Sendable {
 
     // MARK: - One order
 
-    private func obtain(_ name: String, _ conf: CertificateConf) async {
+    /// `accountRenewed`: this is the second attempt, after the CA said it does not know the
+    /// account (a new one was registered).
+    private func obtain(_ name: String, _ conf: CertificateConf, accountRenewed: Bool = false) async {
         guard let issuerName = conf.acme else { return }
         let (issuer, previous) = state.withLock { state -> (ACMEIssuerConfiguration?, StoredACMECertificate?) in
             state.renewRequested.remove(name)
@@ -325,8 +340,15 @@ final class ACMEManager: Sendable {
             logger.notice("certificate obtained", metadata: [
                 "entry": "\(name)", "acme": "\(issuerName)", "not_after": "\(record.notAfter)", "renew_at": "\(renewAt)",
             ])
-            await commitObtained(name, conf: conf, record: record)
+            await commitObtained(name, conf: conf, record: record, renewal: previous != nil)
         } catch {
+            if error.isAccountUnknown, !accountRenewed {
+                // The CA lost the account (its state was reset, or the account was removed):
+                // register a new one and order again at once.
+                forgetAccount(issuerName, issuer)
+                await obtain(name, conf, accountRenewed: true)
+                return
+            }
             let result: String
             switch error {
             case .authorizationFailed, .orderFailed, .problem: result = "invalid"
@@ -350,6 +372,8 @@ final class ACMEManager: Sendable {
         if let result {
             Counter(label: "certgate_acme_orders_total", dimensions: [("acme", issuer), ("result", result)]).increment()
         }
+        events.withLock { $0 }?.publish(.acmeChanged(.init(
+            time: Date(), entry: name, acme: issuer, result: .failed, reason: reason, failures: failures, nextAttempt: next)))
         logger.error("obtaining a certificate failed; the entry keeps what it serves", metadata: [
             "entry": "\(name)", "acme": "\(issuer)", "reason": "\(reason)", "failures": "\(failures)", "next_attempt": "\(next)",
         ])
@@ -357,6 +381,20 @@ final class ACMEManager: Sendable {
 
     private static func leaf(_ stored: StoredACMECertificate) -> Certificate? {
         try? PEMMaterialParser.certificates(fromPEM: stored.chainPEM).first?.certificate
+    }
+
+    /// Drops the client and the stored account of a CA that no longer knows the account: the
+    /// next order registers a new account with a new key.
+    private func forgetAccount(_ issuerName: String, _ issuer: ACMEIssuerConfiguration) {
+        state.withLock { $0.clients[issuerName] = nil }
+        do throws(StateStoreError) {
+            try store?.forgetACMEAccount(directory: issuer.directory)
+        } catch {
+            logger.error("the ACME account the CA no longer knows could not be removed from the state", metadata: [
+                "acme": "\(issuerName)", "reason": "\(error.description)",
+            ])
+        }
+        logger.warning("the CA does not know the ACME account any more; registering a new one", metadata: ["acme": "\(issuerName)"])
     }
 
     /// The client of a CA, with its account: the key and URL kept in the state, or a new

@@ -105,6 +105,18 @@ extension Certgate_Control_V1_Event {
                 $0.daysLeft = Int32(clamping: change.daysLeft)
                 $0.notAfter = Google_Protobuf_Timestamp(date: change.notAfter)
             }
+        case .acmeChanged(let change):
+            time = Google_Protobuf_Timestamp(date: change.time)
+            acmeChanged = .with {
+                $0.entry = change.entry
+                $0.acme = change.acme
+                $0.result = change.result.rawValue
+                $0.reason = change.reason ?? ""
+                if let notAfter = change.notAfter { $0.notAfter = Google_Protobuf_Timestamp(date: notAfter) }
+                if let renewAt = change.renewAt { $0.renewAt = Google_Protobuf_Timestamp(date: renewAt) }
+                $0.failures = UInt32(clamping: change.failures)
+                if let next = change.nextAttempt { $0.nextAttempt = Google_Protobuf_Timestamp(date: next) }
+            }
         }
     }
 }

@@ -117,7 +117,7 @@ public final class GatewayServer: Sendable {
         let configuration = pipeline.configuration
         maintenance.start(validityInterval: configuration.validity.interval.duration)
         let pipeline = self.pipeline
-        acme.start { name, conf in
+        acme.start(events: pipeline.reporter.events) { name, conf in
             do throws(CertificateUpdateFailure) {
                 _ = try await pipeline.update(CertificateUpdateRequest(change: .batch(upserts: [name: conf], deletions: []), source: .acme))
                 return nil

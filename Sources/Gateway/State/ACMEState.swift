@@ -38,6 +38,13 @@ extension StateStore {
         }
     }
 
+    /// Removes the account kept for a CA's directory (the CA no longer knows it).
+    func forgetACMEAccount(directory: String) throws(StateStoreError) {
+        try write(operation: "remove the ACME account") { db in
+            try db.execute(sql: "DELETE FROM acme_accounts WHERE directory = ?", arguments: [directory])
+        }
+    }
+
     func acmeCertificates() throws(StateStoreError) -> [String: StoredACMECertificate] {
         do {
             return try database.read { db in

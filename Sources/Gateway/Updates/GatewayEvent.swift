@@ -10,6 +10,9 @@ public enum GatewayEvent: Sendable, Equatable {
     /// The validity monitor saw an entry's state change (at start, after an update, or at
     /// a periodic check).
     case validityChanged(ValidityChange)
+    /// An `acme` entry's certificate was obtained or renewed (and committed), or an order
+    /// for it failed.
+    case acmeChanged(ACMEChange)
 
     public struct SetChange: Sendable, Equatable {
         public var time: Date
@@ -30,5 +33,30 @@ public enum GatewayEvent: Sendable, Equatable {
         /// Whole days to the leaf's notAfter (negative once expired).
         public var daysLeft: Int
         public var notAfter: Date
+    }
+
+    public struct ACMEChange: Sendable, Equatable {
+        public enum Result: String, Sendable {
+            /// The entry's first certificate is committed and served.
+            case obtained
+            /// A new certificate replaced the entry's previous one.
+            case renewed
+            /// The order, or the commit of its result, failed; what was served still is.
+            case failed
+        }
+
+        public var time: Date
+        public var entry: String
+        /// The CA's name (the entry's `acme` value).
+        public var acme: String
+        public var result: Result
+        /// Why it failed (`failed` only).
+        public var reason: String?
+        /// The new certificate's notAfter and renewal time (`obtained`, `renewed`).
+        public var notAfter: Date?
+        public var renewAt: Date?
+        /// Failures in a row and the next attempt (`failed` only).
+        public var failures: Int
+        public var nextAttempt: Date?
     }
 }

@@ -493,11 +493,20 @@ public nonisolated struct Certgate_Control_V1_Event: Sendable {
     set {kind = .validityChanged(newValue)}
   }
 
+  public var acmeChanged: Certgate_Control_V1_AcmeChanged {
+    get {
+      if case .acmeChanged(let v)? = kind {return v}
+      return Certgate_Control_V1_AcmeChanged()
+    }
+    set {kind = .acmeChanged(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
     case setChanged(Certgate_Control_V1_SetChanged)
     case validityChanged(Certgate_Control_V1_ValidityChanged)
+    case acmeChanged(Certgate_Control_V1_AcmeChanged)
 
   }
 
@@ -554,6 +563,66 @@ public nonisolated struct Certgate_Control_V1_ValidityChanged: Sendable {
   public init() {}
 
   fileprivate var _notAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// An `acme` entry got its first certificate, a renewed one, or an order (or the commit of
+/// its result) failed. A certificate is reported once it is committed and served (its set
+/// change is reported too, with source `acme`).
+public nonisolated struct Certgate_Control_V1_AcmeChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var entry: String = String()
+
+  /// The CA's name in the `acme:` section.
+  public var acme: String = String()
+
+  /// obtained (the entry's first certificate), renewed, failed
+  public var result: String = String()
+
+  /// Why it failed; empty otherwise.
+  public var reason: String = String()
+
+  /// The served certificate's notAfter (obtained, renewed).
+  public var notAfter: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_notAfter ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_notAfter = newValue}
+  }
+  /// Returns true if `notAfter` has been explicitly set.
+  public var hasNotAfter: Bool {self._notAfter != nil}
+  /// Clears the value of `notAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearNotAfter() {self._notAfter = nil}
+
+  /// When it will be renewed (obtained, renewed).
+  public var renewAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_renewAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_renewAt = newValue}
+  }
+  /// Returns true if `renewAt` has been explicitly set.
+  public var hasRenewAt: Bool {self._renewAt != nil}
+  /// Clears the value of `renewAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRenewAt() {self._renewAt = nil}
+
+  /// Failures in a row, and when the next attempt is made (failed).
+  public var failures: UInt32 = 0
+
+  public var nextAttempt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_nextAttempt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_nextAttempt = newValue}
+  }
+  /// Returns true if `nextAttempt` has been explicitly set.
+  public var hasNextAttempt: Bool {self._nextAttempt != nil}
+  /// Clears the value of `nextAttempt`. Subsequent reads from it will return its default value.
+  public mutating func clearNextAttempt() {self._nextAttempt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _notAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _renewAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _nextAttempt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -1308,7 +1377,7 @@ nonisolated extension Certgate_Control_V1_WatchEventsRequest: SwiftProtobuf.Mess
 
 nonisolated extension Certgate_Control_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}time\0\u{3}set_changed\0\u{3}validity_changed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}time\0\u{3}set_changed\0\u{3}validity_changed\0\u{3}acme_changed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1343,6 +1412,19 @@ nonisolated extension Certgate_Control_V1_Event: SwiftProtobuf.Message, SwiftPro
           self.kind = .validityChanged(v)
         }
       }()
+      case 4: try {
+        var v: Certgate_Control_V1_AcmeChanged?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .acmeChanged(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .acmeChanged(v)
+        }
+      }()
       default: break
       }
     }
@@ -1364,6 +1446,10 @@ nonisolated extension Certgate_Control_V1_Event: SwiftProtobuf.Message, SwiftPro
     case .validityChanged?: try {
       guard case .validityChanged(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .acmeChanged?: try {
+      guard case .acmeChanged(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
     case nil: break
     }
@@ -1477,6 +1563,75 @@ nonisolated extension Certgate_Control_V1_ValidityChanged: SwiftProtobuf.Message
     if lhs.state != rhs.state {return false}
     if lhs.daysLeft != rhs.daysLeft {return false}
     if lhs._notAfter != rhs._notAfter {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Certgate_Control_V1_AcmeChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AcmeChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entry\0\u{1}acme\0\u{1}result\0\u{1}reason\0\u{3}not_after\0\u{3}renew_at\0\u{1}failures\0\u{3}next_attempt\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.entry) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.acme) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.result) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._notAfter) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._renewAt) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.failures) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._nextAttempt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.entry.isEmpty {
+      try visitor.visitSingularStringField(value: self.entry, fieldNumber: 1)
+    }
+    if !self.acme.isEmpty {
+      try visitor.visitSingularStringField(value: self.acme, fieldNumber: 2)
+    }
+    if !self.result.isEmpty {
+      try visitor.visitSingularStringField(value: self.result, fieldNumber: 3)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    try { if let v = self._notAfter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._renewAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.failures != 0 {
+      try visitor.visitSingularUInt32Field(value: self.failures, fieldNumber: 7)
+    }
+    try { if let v = self._nextAttempt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Certgate_Control_V1_AcmeChanged, rhs: Certgate_Control_V1_AcmeChanged) -> Bool {
+    if lhs.entry != rhs.entry {return false}
+    if lhs.acme != rhs.acme {return false}
+    if lhs.result != rhs.result {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs._notAfter != rhs._notAfter {return false}
+    if lhs._renewAt != rhs._renewAt {return false}
+    if lhs.failures != rhs.failures {return false}
+    if lhs._nextAttempt != rhs._nextAttempt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
