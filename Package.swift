@@ -205,6 +205,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
+                "ACME",
                 "Gateway",
                 "certgate",
                 "CertificateKit",

@@ -45,6 +45,28 @@ struct RenewalScheduleTests {
         #expect(RenewalSchedule.renewalTime(notBefore: Self.now, notAfter: Self.now, window: begun, now: Self.now) { $0.lowerBound } == Self.now)
     }
 
+    @Test("a later ARI answer keeps the chosen time while it lies inside the new window; outside it, a new time inside the window; a moved-back window that has passed means now")
+    func ariWindowKept() {
+        let window = ACMERenewalInfo.Window(start: Self.now.addingTimeInterval(3_600), end: Self.now.addingTimeInterval(7_200))
+        let chosen = Self.now.addingTimeInterval(5_000)
+        #expect(RenewalSchedule.renewalTime(keeping: chosen, window: window, notBefore: Self.now, notAfter: Self.now, now: Self.now) { _ in 0 } == chosen)
+        let moved = ACMERenewalInfo.Window(start: Self.now.addingTimeInterval(600), end: Self.now.addingTimeInterval(1_200))
+        #expect(RenewalSchedule.renewalTime(keeping: chosen, window: moved, notBefore: Self.now, notAfter: Self.now, now: Self.now) { $0.upperBound }
+            == moved.end)
+        let passed = ACMERenewalInfo.Window(start: Self.now.addingTimeInterval(-7_200), end: Self.now.addingTimeInterval(-3_600))
+        #expect(RenewalSchedule.renewalTime(keeping: chosen, window: passed, notBefore: Self.now, notAfter: Self.now, now: Self.now) == Self.now)
+        #expect(RenewalSchedule.renewalTime(keeping: nil, window: window, notBefore: Self.now, notAfter: Self.now, now: Self.now) { $0.lowerBound }
+            == window.start)
+    }
+
+    @Test("ARI is asked again after its Retry-After, 6 hours without one, within a minute to a day")
+    func ariRecheck() {
+        #expect(RenewalSchedule.nextRenewalInfoCheck(retryAfter: nil) == 21_600)
+        #expect(RenewalSchedule.nextRenewalInfoCheck(retryAfter: 3_600) == 3_600)
+        #expect(RenewalSchedule.nextRenewalInfoCheck(retryAfter: 1) == 60)
+        #expect(RenewalSchedule.nextRenewalInfoCheck(retryAfter: 7 * 86_400) == 86_400)
+    }
+
     @Test("without ARI: a 90-day certificate renews 30 days before its notAfter, or renew_before")
     func withoutARI() {
         let notAfter = Self.now.addingTimeInterval(90 * 86_400)

@@ -1,3 +1,4 @@
+import ACME
 import CertificateTestSupport
 import Foundation
 import NIOCore
@@ -265,5 +266,83 @@ struct ACMEInteropTests {
         #expect(tableLines.dropFirst().first?.hasPrefix("late: acme pebble-alpn renewed (not after ") == true, "\(tableLines)")
         #expect(tableLines.last?.hasPrefix("astray: acme pebble-http failed: astray.example.test: http-01 failed: ") == true, "\(tableLines)")
         #expect(tableLines.last?.contains(" (1 in a row; next attempt ") == true, "\(tableLines)")
+    }
+
+    @Test("ARI, through a directory that adds renewalInfo in front of Pebble: the renewal time lies inside the CA's window for the certificate; a restart asks again and orders nothing while the window is ahead; a window moved into the past renews at once, and the new certificate's window is asked for")
+    func renewalInfo() async throws {
+        let httpsPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: httpsPort))
+        defer { pebble.stop() }
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
+        let (fetched, pebbleDirectory) = try runTool("/usr/bin/curl", [
+            "-sS", "--fail", "--cacert", folder.url.appendingPathComponent("pebble-https-root.pem").path, pebble.directoryURL,
+        ])
+        try #require(fetched == 0, "\(pebbleDirectory)")
+        let now = Date()
+        let ahead = RenewalInfoDirectory.Window(start: now.addingTimeInterval(2 * 3_600), end: now.addingTimeInterval(3 * 3_600))
+        let ari = try await RenewalInfoDirectory(
+            pebbleDirectory: Data(pebbleDirectory.utf8), window: ahead, retryAfter: 3_600, group: MultiThreadedEventLoopGroup.singleton)
+        try folder.write(pebble.httpsRootPEM + ari.rootPEM, to: "roots.pem")
+        let config = """
+            log_level: info
+            shutdown_timeout: 2s
+            listeners:
+              - name: https
+                listen: 127.0.0.1:\(httpsPort)
+            acme:
+              pebble-ari: { directory: "\(ari.directoryURL)", ca_roots: roots.pem, challenges: [tls-alpn-01] }
+            certificates:
+              renewing: { acme: pebble-ari, domains: "ari.example.test" }
+            control:
+              socket: run/control.sock
+            """
+        let socket = folder.url.appendingPathComponent("run/control.sock").path
+        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        func served() async throws -> Certificate {
+            let connection = try await TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [root])
+                .connect(port: httpsPort, serverName: "ari.example.test")
+            await connection.close()
+            return try Certificate(derEncoded: try #require(try connection.servedCertificate?.toDERBytes()))
+        }
+        func renewAt() throws -> Date? {
+            let list = try runCtl(socket: socket, ["list", "--json"])
+            let object = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
+            let entry = (object?["certificates"] as? [[String: Any]])?.first { $0["name"] as? String == "renewing" }
+            return (entry?["renew_at"] as? String).flatMap { ControlCommandInteropTests.date($0) }
+        }
+        func asked(_ identifier: String?) -> Int { ari.asked.all.filter { $0 == identifier }.count }
+
+        var gateway = try await GatewayProcess(config: config, folder: folder)
+        #expect(try await gateway.waitForLog("certificate obtained", timeout: .seconds(60)), "\(gateway.logText)")
+        let first = try await served()
+        let firstID = try #require(ARICertificateIdentifier.of(first))
+        #expect(try await eventually { asked(firstID) == 1 }, "\(ari.asked.all)")
+        let firstRenewal = try #require(try renewAt())
+        #expect(firstRenewal >= ahead.start && firstRenewal <= ahead.end, "\(firstRenewal)")
+        #expect(gateway.stop() == 0)
+
+        // A restart serves the stored certificate, asks the CA again, and orders nothing.
+        gateway = try await GatewayProcess(config: config, folder: folder)
+        #expect(try await eventually { asked(firstID) == 2 }, "\(ari.asked.all)")
+        #expect(try await eventually { try renewAt().map { $0 >= ahead.start && $0 <= ahead.end } == true })
+        #expect(try await served() == first)
+        #expect(!gateway.logText.contains("ordering a certificate"))
+        #expect(gateway.stop() == 0)
+
+        // The CA moves the certificate's window into the past: renewed at the next start.
+        ari.setWindow(.init(start: now.addingTimeInterval(-7_200), end: now.addingTimeInterval(-3_600)), for: firstID)
+        gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { _ = gateway.stop() }
+        #expect(try await gateway.waitForLog("certificate obtained", timeout: .seconds(60)), "\(gateway.logText)")
+        #expect(gateway.logText.contains("renewal=true"), "\(gateway.logText)")
+        let second = try await served()
+        #expect(second != first)
+        let secondID = ARICertificateIdentifier.of(second)
+        #expect(try await eventually { asked(secondID) == 1 }, "\(ari.asked.all)")
+        #expect(try await eventually { try renewAt().map { $0 >= ahead.start && $0 <= ahead.end } == true })
+        #expect(gateway.logText.components(separatedBy: "ordering a certificate").count - 1 == 1)
+        await ari.close()
     }
 }

@@ -25,6 +25,23 @@ public enum RenewalSchedule {
         return notAfter.addingTimeInterval(-lifetime / 3)
     }
 
+    /// The renewal time after a new ARI answer: `current` when it still lies inside the
+    /// window (a client keeps its pick while the CA's advice stands, so repeated checks do
+    /// not move the renewal around), else a new pick as ``renewalTime(notBefore:notAfter:renewBefore:window:now:random:)``.
+    public static func renewalTime(
+        keeping current: Date?, window: ACMERenewalInfo.Window, notBefore: Date, notAfter: Date, now: Date,
+        random: (ClosedRange<TimeInterval>) -> TimeInterval = { TimeInterval.random(in: $0) }
+    ) -> Date {
+        if let current, current >= window.start, current <= window.end { return max(current, now) }
+        return renewalTime(notBefore: notBefore, notAfter: notAfter, window: window, now: now, random: random)
+    }
+
+    /// When to ask the CA for a certificate's renewal window again (RFC 9773 §4.3): after
+    /// its `Retry-After`, else 6 hours; never sooner than a minute nor later than a day.
+    public static func nextRenewalInfoCheck(retryAfter: TimeInterval?) -> TimeInterval {
+        min(max(retryAfter ?? 6 * 3_600, 60), 86_400)
+    }
+
     /// The wait after `failures` consecutive failures (1 → 1 min, 2 → 2 min, … ≤ 1 day).
     public static func backoff(failures: Int) -> TimeInterval {
         guard failures > 0 else { return 0 }

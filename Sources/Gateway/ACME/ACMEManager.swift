@@ -31,6 +31,9 @@ final class ACMEManager: Sendable {
         var uncommitted = false
         /// The uncommitted certificate replaces one the entry served (for the event).
         var uncommittedRenewal = false
+        /// When to ask the CA's ARI for the certificate's renewal window (again); nil: at
+        /// the next turn of the loop.
+        var renewalInfoCheck: Date?
     }
 
     /// An entry for listings: its CA, status and certificate dates.
@@ -175,6 +178,17 @@ final class ACMEManager: Sendable {
                     if Task.isCancelled { break }
                     await commitObtained(name, conf: conf, record: stored, renewal: renewal)
                 }
+                // A CA that cannot be reached is not asked again for its other entries in
+                // this turn (each would wait for the same timeout before any order is made).
+                var unreachable: Set<String> = []
+                for (name, conf, stored) in renewalInfoDue(now: Date()) {
+                    if Task.isCancelled { break }
+                    guard let issuer = conf.acme, !unreachable.contains(issuer) else {
+                        postponeRenewalInfo(name, by: 3_600)
+                        continue
+                    }
+                    if await !checkRenewalInfo(name, conf: conf, stored: stored) { unreachable.insert(issuer) }
+                }
                 for (name, conf) in due(now: Date()) {
                     if Task.isCancelled { break }
                     await obtain(name, conf)
@@ -236,6 +250,78 @@ final class ACMEManager: Sendable {
         }
     }
 
+    /// Entries with a current certificate whose renewal window is to be asked (again).
+    private func renewalInfoDue(now: Date) -> [(String, CertificateConf, StoredACMECertificate)] {
+        state.withLock { state in
+            state.wanted.sorted { $0.key < $1.key }.compactMap { name, conf in
+                guard !state.renewRequested.contains(name), let stored = state.obtained[name], stored.issuer == conf.acme,
+                      stored.domains == ACMEEntries.orderNames(conf), (state.status[name]?.renewalInfoCheck ?? now) <= now else { return nil }
+                return (name, conf, stored)
+            }
+        }
+    }
+
+    /// Asks the CA's ARI when to renew a certificate (RFC 9773 §4.2): a window in the past
+    /// makes it due now, one in the future puts the renewal inside it (a time already chosen
+    /// there is kept). Without ARI, or when the CA cannot be asked, the renewal follows the
+    /// certificate's lifetime; the question is asked again after the CA's `Retry-After`
+    /// (6 h by default; a failed one after an hour).
+    /// - Returns: false when the CA could not be reached.
+    private func checkRenewalInfo(_ name: String, conf: CertificateConf, stored: StoredACMECertificate) async -> Bool {
+        guard let issuerName = conf.acme,
+              let issuer = state.withLock({ $0.issuers[issuerName] }) ?? ACMEIssuerConfiguration.builtIn[issuerName] else {
+            postponeRenewalInfo(name, by: 86_400)  // no such CA: the order fails and says so
+            return true
+        }
+        var reachable = true
+        let now = Date()
+        var window: ACMERenewalInfo.Window?
+        var nextCheck = now.addingTimeInterval(86_400)  // no ARI: the directory is asked again daily
+        do throws(ACMEError) {
+            let client = try await client(for: issuerName, issuer)
+            if let leaf = Self.leaf(stored), let identifier = ARICertificateIdentifier.of(leaf),
+               let answer = try await client.renewalInfo(certificateIdentifier: identifier) {
+                window = answer.info.suggestedWindow
+                nextCheck = now.addingTimeInterval(RenewalSchedule.nextRenewalInfoCheck(retryAfter: answer.retryAfter))
+            }
+        } catch {
+            if case .transport = error { reachable = false }
+            nextCheck = now.addingTimeInterval(3_600)
+            logger.notice("no renewal window from the CA (ARI); renewing by the certificate's lifetime meanwhile", metadata: [
+                "entry": "\(name)", "acme": "\(issuerName)", "reason": "\(error.description)",
+            ])
+        }
+        let (before, after) = state.withLock { state -> (Date?, Date?) in
+            guard state.obtained[name] == stored else { return (nil, nil) }  // renewed meanwhile
+            var status = state.status[name] ?? Status(state: .valid)
+            let before = status.renewAt
+            if let window {
+                status.renewAt = RenewalSchedule.renewalTime(
+                    keeping: status.renewAt, window: window, notBefore: stored.notBefore, notAfter: stored.notAfter, now: now)
+            } else if status.renewAt == nil {
+                status.renewAt = Self.renewalTime(stored, issuer: issuer, now: now)
+            }
+            status.renewalInfoCheck = nextCheck
+            state.status[name] = status
+            return (before, status.renewAt)
+        }
+        if let window, let after, before != after {
+            logger.info("renewal scheduled by the CA's window (ARI)", metadata: [
+                "entry": "\(name)", "acme": "\(issuerName)", "window_start": "\(window.start)", "window_end": "\(window.end)",
+                "renew_at": "\(after)",
+            ])
+        }
+        return reachable
+    }
+
+    private func postponeRenewalInfo(_ name: String, by seconds: TimeInterval) {
+        state.withLock { state in
+            var status = state.status[name] ?? Status(state: .valid)
+            status.renewalInfoCheck = Date().addingTimeInterval(seconds)
+            state.status[name] = status
+        }
+    }
+
     /// Entries with no certificate from their CA, one for other names, or due for renewal,
     /// and not backing off; by name.
     private func due(now: Date) -> [(String, CertificateConf)] {
@@ -247,9 +333,8 @@ final class ACMEManager: Sendable {
                     return true
                 }
                 let renewAt = state.status[name]?.renewAt ?? Self.renewalTime(stored, issuer: conf.acme.flatMap { state.issuers[$0] ?? ACMEIssuerConfiguration.builtIn[$0] }, now: now)
-                if state.status[name] == nil {
-                    state.status[name] = Status(state: .valid, renewAt: renewAt)
-                }
+                if state.status[name] == nil { state.status[name] = Status(state: .valid) }
+                if state.status[name]?.renewAt == nil { state.status[name]?.renewAt = renewAt }
                 return renewAt <= now
             }
         }
@@ -321,10 +406,15 @@ final class ACMEManager: Sendable {
                 return
             }
             var window: ACMERenewalInfo.Window?
+            var renewalInfoCheck = Date().addingTimeInterval(86_400)
             if let identifier = ARICertificateIdentifier.of(leaf) {
                 do {
-                    window = try await client.renewalInfo(certificateIdentifier: identifier)?.info.suggestedWindow
+                    if let answer = try await client.renewalInfo(certificateIdentifier: identifier) {
+                        window = answer.info.suggestedWindow
+                        renewalInfoCheck = Date().addingTimeInterval(RenewalSchedule.nextRenewalInfoCheck(retryAfter: answer.retryAfter))
+                    }
                 } catch {
+                    renewalInfoCheck = Date().addingTimeInterval(3_600)
                     // ARI is advice: without it the renewal time follows the certificate's lifetime.
                     logger.notice("no renewal window from the CA (ARI); renewing by the certificate's lifetime", metadata: [
                         "entry": "\(name)", "reason": "\(error.description)",
@@ -334,7 +424,7 @@ final class ACMEManager: Sendable {
             let renewAt = Self.renewalTime(record, issuer: issuer, now: Date(), window: window)
             state.withLock { state in
                 state.obtained[name] = record
-                state.status[name] = Status(state: .valid, renewAt: renewAt)
+                state.status[name] = Status(state: .valid, renewAt: renewAt, renewalInfoCheck: renewalInfoCheck)
             }
             Counter(label: "certgate_acme_orders_total", dimensions: [("acme", issuerName), ("result", "valid")]).increment()
             logger.notice("certificate obtained", metadata: [
