@@ -158,7 +158,8 @@ struct ControlCommand: AsyncParsableCommand {
     static func entries(fromYAML path: String) throws -> [Certgate_Control_V1_CertificateEntry] {
         let configuration: GatewayConfiguration
         do {
-            configuration = try GatewayConfiguration.load(path: path)
+            // The CAs of acme entries are the gateway's (it checks them), not this file's.
+            configuration = try GatewayConfiguration.load(path: path, acmeIssuersElsewhere: true)
         } catch {
             // A file that does not load is a failure (exit 1), not a usage error (64).
             for problem in error.errors { printError("\(problem)") }

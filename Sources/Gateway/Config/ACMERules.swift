@@ -3,7 +3,9 @@ import CertificateKit
 
 /// The rules of `acme:` and of `certificates:` entries that name an ACME CA.
 enum ACMERules {
-    static func problems(in configuration: GatewayConfiguration) -> [ConfigurationRules.Problem] {
+    /// - Parameter issuersElsewhere: the entries' CAs are the gateway's, not this file's (a
+    ///   file of entries for `ctl apply`/`upsert`): an unknown CA name is left to the gateway.
+    static func problems(in configuration: GatewayConfiguration, issuersElsewhere: Bool = false) -> [ConfigurationRules.Problem] {
         var problems: [ConfigurationRules.Problem] = []
         for (name, issuer) in configuration.acme.sorted(by: { $0.key < $1.key }) {
             let path = ["acme", name]
@@ -23,33 +25,44 @@ enum ACMERules {
             }
         }
         for (name, conf) in configuration.certificates.sorted(by: { $0.key < $1.key }) {
-            guard let issuerName = conf.acme else { continue }
-            let path = ["certificates", name]
-            guard let issuer = configuration.acmeIssuer(named: issuerName) else {
-                let known = (Array(configuration.acme.keys) + ACMEIssuerConfiguration.builtIn.keys).sorted().joined(separator: ", ")
-                problems.append(.init(path: path + ["acme"], reason: "no ACME CA is called \(QuotedValue.quote(issuerName)) (known: \(known))"))
-                continue
-            }
-            if conf.isCA == true {
-                problems.append(.init(path: path + ["is_ca"], reason: "an acme entry cannot sign leaves"))
-            }
-            let domains = conf.domains?.items ?? []
-            if domains.isEmpty {
-                problems.append(.init(path: path + ["domains"], reason: "an acme entry needs the names to obtain a certificate for"))
-            }
-            for (offset, raw) in domains.enumerated() {
-                switch NamePattern.parse(raw) {
-                case .success(.exact):
-                    break
-                case .success(.wildcard):
-                    if !issuer.challenges.contains(.dns01) {
-                        problems.append(.init(path: path + ["domains", "\(offset)"], reason: "a wildcard name is validated only by dns-01: add dns-01 to acme.\(issuerName).challenges"))
-                    }
-                case .success(.ip), .success(.any):
-                    problems.append(.init(path: path + ["domains", "\(offset)"], reason: "\(QuotedValue.quote(raw)) is not a DNS name an ACME CA can validate"))
-                case .failure:
-                    break  // reported by the entry's own validation
+            let found = entryProblems(conf, issuers: configuration.acme, unknownIssuerAllowed: issuersElsewhere)
+            problems += found.map { .init(path: ["certificates", name] + $0.path, reason: $0.reason) }
+        }
+        return problems
+    }
+
+    /// The problems of one entry that names an ACME CA (none for another entry), each with
+    /// its path inside the entry (`acme`, `domains.N`, `is_ca`), given the `acme:` section
+    /// in force (the built-in CAs are added).
+    static func entryProblems(
+        _ conf: CertificateConf, issuers: [String: ACMEIssuerConfiguration], unknownIssuerAllowed: Bool = false
+    ) -> [ConfigurationRules.Problem] {
+        guard let issuerName = conf.acme else { return [] }
+        var problems: [ConfigurationRules.Problem] = []
+        let issuer = issuers[issuerName] ?? ACMEIssuerConfiguration.builtIn[issuerName]
+        if issuer == nil, !unknownIssuerAllowed {
+            let known = (Array(issuers.keys) + ACMEIssuerConfiguration.builtIn.keys).sorted().joined(separator: ", ")
+            return [.init(path: ["acme"], reason: "no ACME CA is called \(QuotedValue.quote(issuerName)) (known: \(known))")]
+        }
+        if conf.isCA == true {
+            problems.append(.init(path: ["is_ca"], reason: "an acme entry cannot sign leaves"))
+        }
+        let domains = conf.domains?.items ?? []
+        if domains.isEmpty {
+            problems.append(.init(path: ["domains"], reason: "an acme entry needs the names to obtain a certificate for"))
+        }
+        for (offset, raw) in domains.enumerated() {
+            switch NamePattern.parse(raw) {
+            case .success(.exact):
+                break
+            case .success(.wildcard):
+                if let issuer, !issuer.challenges.contains(.dns01) {
+                    problems.append(.init(path: ["domains", "\(offset)"], reason: "a wildcard name is validated only by dns-01: add dns-01 to acme.\(issuerName).challenges"))
                 }
+            case .success(.ip), .success(.any):
+                problems.append(.init(path: ["domains", "\(offset)"], reason: "\(QuotedValue.quote(raw)) is not a DNS name an ACME CA can validate"))
+            case .failure:
+                break  // reported by the entry's own validation
             }
         }
         return problems

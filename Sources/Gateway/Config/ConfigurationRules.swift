@@ -7,7 +7,7 @@ enum ConfigurationRules {
         let reason: String
     }
 
-    static func problems(in configuration: GatewayConfiguration) -> [Problem] {
+    static func problems(in configuration: GatewayConfiguration, acmeIssuersElsewhere: Bool = false) -> [Problem] {
         var problems: [Problem] = []
         var listenerNames: [String: Int] = [:]
         var addresses: [HostAndPort: Int] = [:]
@@ -95,7 +95,7 @@ enum ConfigurationRules {
         if let control = configuration.control {
             check(control.maxMessageBytes, in: Ranges.maxMessageBytes, ["control", "max_message_bytes"], &problems)
         }
-        return problems + ACMERules.problems(in: configuration)
+        return problems + ACMERules.problems(in: configuration, issuersElsewhere: acmeIssuersElsewhere)
     }
 
     /// `tchar` of RFC 9110 §5.6.2.

@@ -63,7 +63,10 @@ public struct GatewayConfiguration: Sendable {
     }
 
     /// Reads and decodes a configuration file.
-    public static func load(path: String) throws(ConfigurationErrors) -> GatewayConfiguration {
+    /// - Parameter acmeIssuersElsewhere: the file holds entries for a running gateway
+    ///   (`ctl apply`/`upsert`): the CAs their `acme` fields name are the gateway's, which
+    ///   checks them; this file's own `acme:` section is not where they must be.
+    public static func load(path: String, acmeIssuersElsewhere: Bool = false) throws(ConfigurationErrors) -> GatewayConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationErrors(ConfigurationError(file: path, key: "", reason: "cannot read the file"))
         }
@@ -71,7 +74,7 @@ public struct GatewayConfiguration: Sendable {
             throw ConfigurationErrors(ConfigurationError(file: path, key: "", reason: "not UTF-8 text"))
         }
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        return try parse(yaml: text, file: path, baseDirectory: folder)
+        return try parse(yaml: text, file: path, baseDirectory: folder, acmeIssuersElsewhere: acmeIssuersElsewhere)
     }
 
     /// Decodes and checks configuration text; `file` names it in errors.
@@ -79,7 +82,7 @@ public struct GatewayConfiguration: Sendable {
     /// Time is linear in the text's size: the `certificates:` mapping is walked once, pair
     /// by pair (Yams' keyed lookup is a linear search per key, which made 10,000 entries
     /// take seconds). Unknown keys anywhere are errors with the closest known key.
-    public static func parse(yaml: String, file: String, baseDirectory: String) throws(ConfigurationErrors) -> GatewayConfiguration {
+    public static func parse(yaml: String, file: String, baseDirectory: String, acmeIssuersElsewhere: Bool = false) throws(ConfigurationErrors) -> GatewayConfiguration {
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: yaml) else {
@@ -122,7 +125,7 @@ public struct GatewayConfiguration: Sendable {
             control: document.control,
             acme: document.acme ?? [:],
             baseDirectory: baseDirectory)
-        let problems = unknown + ConfigurationRules.problems(in: configuration).map { problem in
+        let problems = unknown + ConfigurationRules.problems(in: configuration, acmeIssuersElsewhere: acmeIssuersElsewhere).map { problem in
             let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
             return ConfigurationError(
                 file: file, key: problem.path.joined(separator: "."), line: mark?.line, column: mark?.column,

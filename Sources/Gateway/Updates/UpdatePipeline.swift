@@ -48,10 +48,13 @@ final class UpdatePipeline: Sendable {
         let result = await updater.exclusively { transaction in
             Result { () throws(CertificateUpdateFailure) -> CertificateUpdateOutcome in
                 do throws(CertificateUpdateFailure) {
-                    var materialized = request
-                    materialized.change = Self.materialize(request.change, acme: acme, current: transaction.current.set)
-                    let outcome = try transaction.apply(materialized)
-                    if !request.dryRun { acme.updated(by: request.change) }
+                    var checked = request
+                    let acmeErrors = try Self.withoutInvalidACMEEntries(&checked, issuers: self.configuration.acme, current: transaction.current.set)
+                    var materialized = checked
+                    materialized.change = Self.materialize(checked.change, acme: acme, current: transaction.current.set)
+                    var outcome = try transaction.apply(materialized)
+                    if !request.dryRun { acme.updated(by: checked.change) }
+                    outcome.errors = (acmeErrors + outcome.errors).sorted { ($0.entry, $0.field) < ($1.entry, $1.field) }
                     return outcome
                 } catch {
                     if !request.dryRun { reporter.rejected(.update(error), source: request.source, reload: false) }
@@ -60,6 +63,40 @@ final class UpdatePipeline: Sendable {
             }
         }
         return try result.get()
+    }
+
+    /// Checks the entries that name an ACME CA against the `acme:` section in force (a CA
+    /// that exists, DNS names, a wildcard only with dns-01), as `certgate check` does for the
+    /// file. Under ``CertificateUpdateRequest/Policy/reject`` any problem rejects the update;
+    /// under `keepLastGood` the entry keeps its current version (or stays out) and the
+    /// problems are returned for the reply.
+    static func withoutInvalidACMEEntries(
+        _ request: inout CertificateUpdateRequest, issuers: [String: ACMEIssuerConfiguration], current: CertificateSet
+    ) throws(CertificateUpdateFailure) -> [CertificateEntryError] {
+        let confs: [String: CertificateConf]
+        switch request.change {
+        case .replace(let all): confs = all
+        case .batch(let upserts, _): confs = upserts
+        }
+        var errors: [CertificateEntryError] = []
+        for (name, conf) in confs where conf.acme != nil {
+            for problem in ACMERules.entryProblems(conf, issuers: issuers) {
+                errors.append(CertificateEntryError(entry: name, field: problem.path.joined(separator: "."), reason: problem.reason))
+            }
+        }
+        guard !errors.isEmpty else { return [] }
+        errors.sort { ($0.entry, $0.field) < ($1.entry, $1.field) }
+        guard request.policy == .keepLastGood else { throw .invalid(errors) }
+        let invalid = Set(errors.map(\.entry))
+        switch request.change {
+        case .replace(var all):
+            for name in invalid { all[name] = current.entries[name]?.conf }
+            request.change = .replace(all)
+        case .batch(var upserts, let deletions):
+            for name in invalid { upserts[name] = nil }
+            request.change = .batch(upserts: upserts, deletions: deletions)
+        }
+        return errors
     }
 
     /// The change with ACME entries given their obtained certificates; one with none yet is

@@ -1,0 +1,84 @@
+import CertificateTestSupport
+import ControlProtocol
+import Foundation
+import GRPCCore
+import Testing
+
+/// `acme` entries sent to a running gateway (ctl upsert/apply, UpdateCertificates) are
+/// checked against the gateway's own `acme:` section, as `certgate check` checks the file:
+/// a CA it does not have, an IP, or a wildcard without dns-01 is an entry error (entry,
+/// field, reason) under the update's policy — not an order that fails later.
+@Suite("acme entries through the control plane", .serialized, .timeLimit(.minutes(2)))
+struct ACMEUpdateInteropTests {
+    /// A gateway with one CA, `ca` (http-01 only, at a directory nothing answers: no order
+    /// in these tests can succeed, and none needs to).
+    static let config = ControlInteropTests.config(extra: """
+        acme:
+          ca: { directory: "https://127.0.0.1:9/dir", challenges: [http-01] }
+
+        """)
+
+    @Test("ctl upsert of a file whose acme entry names the gateway's CA (not in the file) is accepted and listed as an acme entry")
+    func gatewaysCA() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config, folder: folder)
+        defer { gateway.stop() }
+        let socket = ControlInteropTests.socket(folder)
+        try folder.write("certificates:\n  shop: { acme: ca, domains: \"shop.test,www.shop.test\" }\n", to: "shop.yaml")
+        let upserted = try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("shop.yaml").path])
+        #expect(upserted.status == 0, "\(upserted.stderr)")
+        #expect(upserted.stderr == "")
+        let list = try runCtl(socket: socket, ["list"])
+        #expect(list.stdout.contains("\nshop      acme            shop.test,www.shop.test  -                     -          pending  -\n"), "\(list.stdout)")
+        // Pending until its CA answers (here never: it fails and backs off).
+        #expect(list.stdout.contains("\nshop: acme ca, pending\n") || list.stdout.contains("\nshop: acme ca, failed"), "\(list.stdout)")
+    }
+
+    @Test("an acme entry naming a CA the gateway does not have, an IP, or a wildcard its CA cannot validate is rejected with entry, field and reason; under KEEP_LAST_GOOD the other entries apply and the invalid ones are reported")
+    func invalidEntries() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config, folder: folder)
+        defer { gateway.stop() }
+        let socket = ControlInteropTests.socket(folder)
+        func acme(_ name: String, _ issuer: String, _ domains: [String]) -> Certgate_Control_V1_CertificateEntry {
+            .with { $0.name = name; $0.acme = issuer; $0.domains = domains }
+        }
+        let entries = [
+            ControlInteropTests.entry("fresh", GatewayInteropTests.authority.leaf(dnsNames: ["fresh.test"])),
+            acme("nowhere", "elsewhere", ["nowhere.test"]),
+            acme("numeric", "ca", ["numeric.test", "192.0.2.7"]),
+            acme("starry", "ca", ["*.starry.test"]),
+        ]
+        let expected = [
+            ("nowhere", "acme", "no ACME CA is called 'elsewhere' (known: ca, letsencrypt, letsencrypt-staging)"),
+            ("numeric", "domains.1", "'192.0.2.7' is not a DNS name an ACME CA can validate"),
+            ("starry", "domains.0", "a wildcard name is validated only by dns-01: add dns-01 to acme.ca.challenges"),
+        ]
+        try await ControlInteropTests.withControl(socket: socket) { control in
+            do {
+                _ = try await control.updateCertificates(.with { $0.upsert = entries })
+                Issue.record("an update with invalid acme entries was applied")
+            } catch let error as RPCError {
+                #expect(error.code == .invalidArgument)
+                #expect(error.message == expected.map { "\($0.0): \($0.1): \($0.2)" }.joined(separator: "\n"))
+            }
+            #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 0)
+
+            let kept = try await control.updateCertificates(.with { $0.upsert = entries; $0.policy = .keepLastGood })
+            #expect(kept.generation == 1)
+            #expect(kept.added == ["fresh"])
+            #expect(kept.errors.map { [$0.entry, $0.field, $0.reason] } == expected.map { [$0.0, $0.1, $0.2] })
+            let listed = try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
+            #expect(Set(listed.certificates.map(\.name)) == ["by-ip", "exact", "fallback", "fresh", "wild"])
+        }
+
+        // Through ctl: the file's check leaves the CA to the gateway, which refuses it.
+        try folder.write("certificates:\n  nowhere: { acme: elsewhere, domains: nowhere.test }\n", to: "nowhere.yaml")
+        let refused = try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("nowhere.yaml").path])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "invalidArgument: nowhere: acme: no ACME CA is called 'elsewhere' (known: ca, letsencrypt, letsencrypt-staging)\n")
+        #expect(!gateway.logText.contains("ordering a certificate"))
+    }
+}
