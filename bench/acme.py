@@ -15,8 +15,7 @@ authorization reuse).
             handshake latency while no order runs (idle) and while one does (ordering). An
             event loop held up by an order would show as a tail (p99, max) grown in the
             second column. The probe, Pebble and certgate share the same 2 cores, so some
-            of any growth is CPU contention, not a stall; certgate's own CPU time per order
-            is shown too.
+            of any growth is CPU contention, not a stall.
 
 usage: bench/acme.py ROUNDS     (ROUNDS orders per challenge type)
 """
@@ -105,11 +104,6 @@ def handshake_seconds(port, name, context):
         return None
 
 
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -196,10 +190,8 @@ control:
             ctl_alone.append(time.monotonic() - start)
         results = {}
         ordering = []  # (start, end)
-        cpu_per_kind = {}
         for kind in ["alpn", "http", "dns"]:
             times = []
-            cpu_before = cpu_seconds(gateway.pid)
             for index in range(rounds):
                 name = f"{kind}-{index}-{int(time.time())}.bench.test"
                 entry = f"{work}/{kind}-{index}.yaml"
@@ -214,7 +206,6 @@ control:
                 times.append(end - start)
                 ordering.append((start, end))
                 time.sleep(1)  # idle between orders
-            cpu_per_kind[kind] = (cpu_seconds(gateway.pid) - cpu_before) / rounds
             results[kind] = times
         time.sleep(2)
         stop.set()
@@ -224,11 +215,11 @@ control:
         idle = [s for t, s in samples if not any(a - 0.2 <= t <= b + 0.2 for a, b in ordering)]
         ms = lambda seconds: f"{seconds * 1000:.0f} ms"
         print(f"ACME obtain, {rounds} orders per challenge type (median, min–max); `ctl` process alone: {ms(statistics.median(ctl_alone))}\n")
-        print("| challenge | upsert → first verified handshake | certgate CPU per order |")
-        print("|---|---|---|")
+        print("| challenge | upsert → first verified handshake |")
+        print("|---|---|")
         labels = {"alpn": "tls-alpn-01", "http": "http-01", "dns": "dns-01 (hook)"}
         for kind, times in results.items():
-            print(f"| {labels[kind]} | {ms(statistics.median(times))} ({ms(min(times))}–{ms(max(times))}) | {ms(cpu_per_kind[kind])} |")
+            print(f"| {labels[kind]} | {ms(statistics.median(times))} ({ms(min(times))}–{ms(max(times))}) |")
         print(f"\nHandshakes for another name (static.bench.test), {len(idle)} while idle, {len(during)} during orders:\n")
         print("| handshake latency | idle | during orders |")
         print("|---|---|---|")

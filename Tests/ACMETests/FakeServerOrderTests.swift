@@ -43,6 +43,20 @@ struct FakeServerOrderTests {
         #expect(!server.log.contains { $0.request.method == .head })  // no newNonce needed
     }
 
+    @Test("without Retry-After, polls wait 0.25 s, then 0.5, 1 and 2 s (each poll of its own resource starts again at 0.25 s)")
+    func pollsWithoutRetryAfter() async throws {
+        let server = FakeACMEServer()
+        server.authorizationRetryAfter = ""
+        server.orderRetryAfter = ""
+        server.authorizationValidAtPoll = 7
+        let client = try await Self.registered(server)
+        let sleeps = Sleeps()
+        let order = CertificateOrder(client: client, solvers: [Answering()]) { sleeps.record($0) }
+        _ = try await order.obtain(CertificateOrderRequest(names: ["a.test"]))
+        // Authorization: fetched (1), answered, then polls 2…6 pending, 7 valid; the order: processing once.
+        #expect(sleeps.all == [.milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(2), .milliseconds(250)])
+    }
+
     @Test("polls wait as Retry-After says (3 s for the authorization, 2 s for the order); the preferred chain is the alternate whose top issuer matches")
     func retryAfterAndPreferredChain() async throws {
         let server = FakeACMEServer()

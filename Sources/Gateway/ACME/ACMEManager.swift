@@ -73,6 +73,8 @@ final class ACMEManager: Sendable {
     private let commit = Mutex<Commit?>(nil)
     private let events = Mutex<EventHub?>(nil)
     private let loop = Mutex<Task<Void, Never>?>(nil)
+    /// Wakes the loop when an entry starts wanting a certificate, or one is to be renewed now.
+    private let wakeup = LoopWakeup()
 
     /// - Throws: the state cannot be read.
     init(configuration: GatewayConfiguration, store: StateStore?, responses: ChallengeResponses, logger: Logger) throws(GatewayStartupError) {
@@ -108,6 +110,7 @@ final class ACMEManager: Sendable {
             }
             for name in state.status.keys where state.wanted[name] == nil { state.status[name] = nil }
         }
+        wakeup.signal()
     }
 
     /// A reload's `acme:` section (orders from now on use it).
@@ -116,17 +119,20 @@ final class ACMEManager: Sendable {
             state.issuers = issuers
             state.clients = [:]  // a changed directory, key binding or roots needs a new client
         }
+        wakeup.signal()
     }
 
     /// Renews `name` at the next turn of the loop (`ctl renew`). False when it is not an
     /// ACME entry.
     func renewNow(_ name: String) -> Bool {
-        state.withLock { state in
+        let known = state.withLock { state in
             guard state.wanted[name] != nil else { return false }
             state.renewRequested.insert(name)
             state.status[name]?.nextAttempt = nil
             return true
         }
+        if known { wakeup.signal() }
+        return known
     }
 
     func status(of name: String) -> Status? {
@@ -193,7 +199,8 @@ final class ACMEManager: Sendable {
                     if Task.isCancelled { break }
                     await obtain(name, conf)
                 }
-                try? await Task.sleep(for: .milliseconds(500))
+                // Due renewals and backoffs are checked each second; a change wakes it at once.
+                await wakeup.wait(atMost: .seconds(1))
             }
         }
         loop.withLock { $0 = task }
@@ -205,6 +212,7 @@ final class ACMEManager: Sendable {
             return task
         }
         task?.cancel()
+        wakeup.signal()
         await task?.value
         let transports = state.withLock { state -> [HTTPClientTransport] in
             defer { state.transports = [] }

@@ -21,8 +21,11 @@ final class FakeACMEServer: ACMETransport, @unchecked Sendable {
     /// Nonces to refuse once with `badNonce` (the first ones handed out).
     var rejectNonces: Set<String> = []
     /// `Retry-After` (seconds) on the first poll of the pending authorization and of the processing order.
+    /// Empty: no `Retry-After`.
     var authorizationRetryAfter = "3"
     var orderRetryAfter = "2"
+    /// The authorization turns valid at this poll (the first is the fetch before answering).
+    var authorizationValidAtPoll = 3
     /// ARI's answer (RFC 9773 §4.2), when set.
     var renewalWindow: (start: String, end: String)?
 
@@ -78,16 +81,16 @@ final class FakeACMEServer: ACMETransport, @unchecked Sendable {
             return json(201, order(status: "pending"), [("Location", "\(base)/order/1")])
         case (.post, "\(base)/authz/1"):
             authorizationPolls += 1
-            let challengeStatus = authorizationPolls >= 3 ? "valid" : "pending"
-            let status = authorizationPolls >= 3 ? "valid" : "pending"
-            let retry: [(String, String)] = authorizationPolls == 2 ? [("Retry-After", authorizationRetryAfter)] : []
+            let challengeStatus = authorizationPolls >= authorizationValidAtPoll ? "valid" : "pending"
+            let status = challengeStatus
+            let retry: [(String, String)] = authorizationPolls == 2 && !authorizationRetryAfter.isEmpty ? [("Retry-After", authorizationRetryAfter)] : []
             return json(200, #"{"identifier":{"type":"dns","value":"a.test"},"status":"\#(status)","challenges":[{"type":"http-01","url":"\#(base)/chall/1","status":"\#(challengeStatus)","token":"token-abc_DEF-0123456789xyz"}]}"#, retry)
         case (.post, "\(base)/chall/1"):
             return json(200, #"{"type":"http-01","url":"\#(base)/chall/1","status":"processing","token":"token-abc_DEF-0123456789xyz"}"#)
         case (.post, "\(base)/order/1"):
             orderPolls += 1
             if !finalized { return json(200, order(status: "ready")) }
-            if orderPolls == 2 { return json(200, order(status: "processing"), [("Retry-After", orderRetryAfter)]) }
+            if orderPolls == 2 { return json(200, order(status: "processing"), orderRetryAfter.isEmpty ? [] : [("Retry-After", orderRetryAfter)]) }
             return json(200, order(status: "valid"))
         case (.post, "\(base)/finalize/1"):
             guard let payload, let csrText = (try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: String])?["csr"],
