@@ -43,6 +43,26 @@ struct FakeServerOrderTests {
         #expect(!server.log.contains { $0.request.method == .head })  // no newNonce needed
     }
 
+    @Test("a renewal's newOrder names the certificate it replaces (RFC 9773 §5) and the profile; a first order names neither")
+    func newOrderPayload() async throws {
+        func newOrderPayload(replaces: String?, profile: String?) async throws -> [String: Any] {
+            let server = FakeACMEServer()
+            let client = try await Self.registered(server)
+            _ = try await CertificateOrder(client: client, solvers: [Answering()]) { _ in }
+                .obtain(CertificateOrderRequest(names: ["a.test"], profile: profile, replaces: replaces))
+            let post = try #require(server.log.first { $0.request.url == "\(Self.base)/order" })
+            let jws = try #require(try JSONSerialization.jsonObject(with: Data(post.request.body ?? [])) as? [String: String])
+            let payload = try #require(jws["payload"].flatMap(Base64URL.decode))
+            return try #require(try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any])
+        }
+        let renewal = try await newOrderPayload(replaces: "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE", profile: "shortlived")
+        #expect(renewal["replaces"] as? String == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE")
+        #expect(renewal["profile"] as? String == "shortlived")
+        #expect((renewal["identifiers"] as? [[String: String]]) == [["type": "dns", "value": "a.test"]])
+        let first = try await newOrderPayload(replaces: nil, profile: nil)
+        #expect(Set(first.keys) == ["identifiers"])
+    }
+
     @Test("without Retry-After, polls wait 0.25 s, then 0.5, 1 and 2 s (each poll of its own resource starts again at 0.25 s)")
     func pollsWithoutRetryAfter() async throws {
         let server = FakeACMEServer()

@@ -116,21 +116,22 @@ struct ValidityMonitorInteropTests {
         #expect(try await eventually { holder.bodies.all.count >= 1 })
         let start = ContinuousClock.now
         let (cn, output) = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder)
-        let handshake = ContinuousClock.now - start
+        let handshake = ContinuousClock.now - start  // an openssl s_client process; far below the 5 s hold
         #expect(cn == "exact.test", "\(output)")
         try gateway.reload(with: GatewayInteropTests.config(extraCertificates: soonEntry + "\n  soon2: { tls_cert: certs/soon2.pem, tls_key: certs/soon2.key }") + notify)
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        let reloaded = ContinuousClock.now - start
-        let logWhenReloaded = gateway.logText
         // The reload's notification is sent while the first is still held.
         #expect(try await eventually { holder.bodies.all.count >= 2 })
 
         let givingUp = "error certgate: attempt=1 entry=soon reason=no answer in time url=\(url) [Gateway] webhook notification failed; giving up"
         #expect(try await gateway.waitForLine(givingUp, timeout: .seconds(15)), "\(gateway.logText)")
-        // Both were done before the held webhook's timeout ran out.
-        #expect(!untimedLogLines(logWhenReloaded).contains(givingUp))
+        // The reload was done before the held webhook's timeout ran out: the gateway logged
+        // it first (its own order, whatever delays this test process had reading the log).
+        let lines = untimedLogLines(gateway.logText)
+        let reloadedAt = lines.firstIndex { $0.hasSuffix("[Gateway] configuration reloaded") }
+        let gaveUpAt = lines.firstIndex(of: givingUp)
+        #expect(reloadedAt != nil && gaveUpAt != nil && reloadedAt! < gaveUpAt!, "\(lines)")
         #expect(handshake < .seconds(5), "handshake took \(handshake)")
-        #expect(reloaded < .seconds(5), "handshake and reload took \(reloaded)")
         let entries = holder.bodies.all.compactMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }.compactMap { $0["entry"] as? String }
         #expect(entries == ["soon", "soon2"])
         await holder.close()

@@ -15,6 +15,8 @@ enum ACMERules {
             if issuer.challenges.contains(.dns01) {
                 if issuer.dnsHook?.first?.hasPrefix("/") != true {
                     problems.append(.init(path: path + ["dns_hook"], reason: "dns-01 needs dns_hook: a list whose first item is an absolute path (it runs without a shell)"))
+                } else if let program = issuer.dnsHook?.first, let reason = ConfigurationRules.unrunnable(program) {
+                    problems.append(.init(path: path + ["dns_hook"], reason: reason))
                 }
             }
             if let eab = issuer.eab, Base64URL.decode(eab.hmacKey)?.isEmpty != false {

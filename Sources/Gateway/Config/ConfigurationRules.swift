@@ -1,3 +1,4 @@
+import Foundation
 import CertificateKit
 
 /// Checks of a decoded configuration that the types alone cannot express.
@@ -5,6 +6,22 @@ enum ConfigurationRules {
     struct Problem {
         let path: [String]
         let reason: String
+    }
+
+    /// Why the program at absolute `path` cannot be run (a hook or notifier command, run
+    /// without a shell), or nil when it can: it must exist, be a regular file, and be
+    /// executable by this process.
+    static func unrunnable(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return nil }  // reported by the decoder
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            return "\(QuotedValue.quote(path, limit: 255)) does not exist"
+        }
+        if isDirectory.boolValue { return "\(QuotedValue.quote(path, limit: 255)) is a directory, not a program" }
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            return "\(QuotedValue.quote(path, limit: 255)) is not executable"
+        }
+        return nil
     }
 
     static func problems(in configuration: GatewayConfiguration, acmeIssuersElsewhere: Bool = false) -> [Problem] {
@@ -90,6 +107,9 @@ enum ConfigurationRules {
             case .webhook(_, let value, _), .command(_, let value): timeout = value
             }
             check(timeout, in: Ranges.notifyTimeout, ["validity", "notify", "\(index)", "timeout"], &problems)
+            if case .command(let arguments, _) = notifier, let program = arguments.first, let reason = Self.unrunnable(program) {
+                problems.append(Problem(path: ["validity", "notify", "\(index)", "command"], reason: reason))
+            }
         }
         check(configuration.shutdownTimeout, in: Ranges.shutdownTimeout, ["shutdown_timeout"], &problems)
         if let control = configuration.control {

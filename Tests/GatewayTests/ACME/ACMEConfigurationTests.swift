@@ -24,7 +24,7 @@ struct ACMEConfigurationTests {
                 email: ops@example.test
                 ca_roots: pebble-root.pem
                 challenges: [dns-01, http-01]
-                dns_hook: ["/usr/local/bin/dns-txt", "--zone", "example.test"]
+                dns_hook: ["/bin/echo", "--zone", "example.test"]
                 eab: { kid: kid-1, hmac_key: c2VjcmV0LW1hYy1rZXk }
                 preferred_chain: ISRG Root X1
                 profile: tlsserver
@@ -37,7 +37,7 @@ struct ACMEConfigurationTests {
         let pebble = try #require(configuration.acme["pebble"])
         #expect(pebble.directory == "https://127.0.0.1:14000/dir")
         #expect(pebble.challenges == [.dns01, .http01])
-        #expect(pebble.dnsHook == ["/usr/local/bin/dns-txt", "--zone", "example.test"])
+        #expect(pebble.dnsHook == ["/bin/echo", "--zone", "example.test"])
         #expect(pebble.eab == ACMEIssuerConfiguration.ExternalAccount(kid: "kid-1", hmacKey: "c2VjcmV0LW1hYy1rZXk"))
         #expect(pebble.renewBefore?.duration == .seconds(30 * 86_400))
         #expect(configuration.acme["plain"]?.challenges == [.tlsALPN01, .http01])
@@ -61,6 +61,14 @@ struct ACMEConfigurationTests {
          "an acme entry cannot sign leaves"),
         ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [dns-01] }\n", "acme.c.dns_hook",
          "dns-01 needs dns_hook: a list whose first item is an absolute path (it runs without a shell)"),
+        ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [dns-01], dns_hook: [/nonexistent/dns-txt] }\n", "acme.c.dns_hook",
+         "'/nonexistent/dns-txt' does not exist"),
+        ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [dns-01], dns_hook: [/tmp] }\n", "acme.c.dns_hook",
+         "'/tmp' is a directory, not a program"),
+        ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [dns-01], dns_hook: [/etc/passwd, present] }\n", "acme.c.dns_hook",
+         "'/etc/passwd' is not executable"),
+        ("validity:\n  notify:\n    - command: [/nonexistent/cert-alert, --team, edge]\n", "validity.notify.0.command",
+         "'/nonexistent/cert-alert' does not exist"),
         ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [] }\n", "acme.c.challenges",
          "at least one of tls-alpn-01, http-01, dns-01"),
         ("acme:\n  c: { directory: \"https://ca.test/dir\", eab: { kid: k, hmac_key: \"not base64!\" } }\n", "acme.c.eab.hmac_key",

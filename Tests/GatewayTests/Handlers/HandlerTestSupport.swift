@@ -201,10 +201,12 @@ final class LoopbackListener: Sendable {
     /// Accepted connections, in order.
     let accepted: Collected<any Channel>
 
-    init(group: any EventLoopGroup, port: Int = 0, initialize: @escaping @Sendable (any Channel) throws -> Void) async throws {
+    /// - Parameter reserved: listen on this reserved port's own socket (see
+    ///   ``refusedPort()``) instead of a new ephemeral port.
+    init(group: any EventLoopGroup, reserved: ReservedPort? = nil, initialize: @escaping @Sendable (any Channel) throws -> Void) async throws {
         let accepted = Collected<any Channel>()
         self.accepted = accepted
-        channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
@@ -213,14 +215,18 @@ final class LoopbackListener: Sendable {
                     try initialize(channel)
                 }
             }
-            .bind(host: "127.0.0.1", port: port).get()
+        if let reserved {
+            channel = try await bootstrap.withBoundSocket(try reserved.listen()).get()
+        } else {
+            channel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+        }
         self.port = channel.localAddress?.port ?? 0
     }
 
     /// A listener whose connections each record what they receive into `connections`.
-    static func recording(group: any EventLoopGroup, port: Int = 0) async throws -> (LoopbackListener, Collected<Recorded>) {
+    static func recording(group: any EventLoopGroup, reserved: ReservedPort? = nil) async throws -> (LoopbackListener, Collected<Recorded>) {
         let connections = Collected<Recorded>()
-        let listener = try await LoopbackListener(group: group, port: port) { channel in
+        let listener = try await LoopbackListener(group: group, reserved: reserved) { channel in
             let recorded = Recorded()
             connections.append(recorded)
             try channel.pipeline.syncOperations.addHandler(RecordingHandler(recorded: recorded))
@@ -245,11 +251,10 @@ func connectRecordingClient(group: any EventLoopGroup, port: Int) async throws -
     return (channel, recorded)
 }
 
-/// A port on 127.0.0.1 that refuses connections (a listener bound, then closed).
-func refusedPort(group: any EventLoopGroup) async throws -> Int {
-    let listener = try await LoopbackListener(group: group) { _ in }
-    await listener.close()
-    return listener.port
+/// A port on 127.0.0.1 that refuses connections: its socket is bound and not listening, so
+/// no other test can take it; ``LoopbackListener`` can later listen on that very socket.
+func refusedPort() throws -> ReservedPort {
+    try ReservedPort()
 }
 
 /// Runs `body` with a one-thread event loop group, shut down afterwards.

@@ -175,7 +175,9 @@ struct UpstreamConnectorTests {
         try await withEventLoopGroup { group in
             let store = LogStore()
             let log = UpstreamFailureLog(logger: store.makeLogger())
-            let port = try await refusedPort(group: group)
+            // Bound but not listening: refused, and no other test can take the port.
+            let reserved = try refusedPort()
+            let port = reserved.port
             let gateway = try await Self.gateway(group: group, target: Self.target(port: port, proxyProtocol: .v1), log: log)
 
             for _ in 0..<2 {
@@ -192,7 +194,7 @@ struct UpstreamConnectorTests {
             #expect(warnings.first?.metadata["reason"] == "Connection refused (errno 111)")
 
             // The upstream comes up on the same port: the next client gets through, and that is logged once.
-            let (upstream, upstreamConnections) = try await LoopbackListener.recording(group: group, port: port)
+            let (upstream, upstreamConnections) = try await LoopbackListener.recording(group: group, reserved: reserved)
             for _ in 0..<2 {
                 let (client, _) = try await connectRecordingClient(group: group, port: gateway.port)
                 try await client.writeAndFlush(client.allocator.buffer(string: "x")).get()

@@ -145,6 +145,8 @@ struct GatewayProcessError: Error, CustomStringConvertible {
 final class ReservedPort: Sendable {
     let port: Int
     private let descriptor: Int32
+    /// Whether the socket was handed to a listener (which closes it), see ``listen()``.
+    private let handedOver = Mutex(false)
 
     init() throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -164,7 +166,18 @@ final class ReservedPort: Sendable {
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 
-    deinit { close(descriptor) }
+    /// Makes the bound socket listen and hands it over (to NIO's
+    /// `ServerBootstrap.withBoundSocket`): the port goes from refusing connections to
+    /// accepting them without ever being free for another test to take.
+    func listen() throws -> Int32 {
+        guard Glibc.listen(descriptor, 128) == 0 else { throw GatewayProcessError(message: "listen() failed") }
+        handedOver.withLock { $0 = true }
+        return descriptor
+    }
+
+    deinit {
+        if !handedOver.withLock({ $0 }) { close(descriptor) }
+    }
 }
 
 /// A TCP port on 127.0.0.1 nobody listens on right now (it may be taken before it is used:
