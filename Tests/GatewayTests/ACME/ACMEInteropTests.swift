@@ -315,7 +315,7 @@ struct ACMEInteropTests {
         func asked(_ identifier: String?) -> Int { ari.asked.all.filter { $0 == identifier }.count }
 
         var gateway = try await GatewayProcess(config: config, folder: folder)
-        #expect(try await gateway.waitForLog("certificate obtained", timeout: .seconds(60)), "\(gateway.logText)")
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", timeout: .seconds(60)), "\(gateway.logText)")
         let first = try await served()
         let firstID = try #require(ARICertificateIdentifier.of(first))
         #expect(try await eventually { asked(firstID) == 1 }, "\(ari.asked.all)")
@@ -335,7 +335,7 @@ struct ACMEInteropTests {
         ari.setWindow(.init(start: now.addingTimeInterval(-7_200), end: now.addingTimeInterval(-3_600)), for: firstID)
         gateway = try await GatewayProcess(config: config, folder: folder)
         defer { _ = gateway.stop() }
-        #expect(try await gateway.waitForLog("certificate obtained", timeout: .seconds(60)), "\(gateway.logText)")
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", timeout: .seconds(60)), "\(gateway.logText)")
         #expect(gateway.logText.contains("renewal=true"), "\(gateway.logText)")
         let second = try await served()
         #expect(second != first)
