@@ -228,7 +228,9 @@ struct ACMEInteropTests {
                 $0.upsert = [.with { $0.name = "astray"; $0.acme = "pebble-http"; $0.domains = ["astray.example.test"] }]
             })
         }
-        #expect(try await eventually(timeout: .seconds(60)) { acmeLines().count == 3 }, "\(json.lines)")
+        // Both watchers, each on its own connection, have seen all three.
+        func tableACMELines() -> [String] { table.lines.filter { $0.contains(": acme ") } }
+        #expect(try await eventually(timeout: .seconds(60)) { acmeLines().count == 3 && tableACMELines().count == 3 }, "\(json.lines)\n\(table.lines)")
 
         // Each line as JSON: its members, with the times taken out and checked below.
         let events = try acmeLines().map { line -> [String: String] in
@@ -260,7 +262,7 @@ struct ACMEInteropTests {
         let nextAttempt = events[2]["next_attempt"].flatMap { ControlCommandInteropTests.date($0) }
         #expect(nextAttempt.map { $0 > Date().addingTimeInterval(30) && $0 < Date().addingTimeInterval(61) } == true, "\(events)")
 
-        let tableLines = table.lines.filter { $0.contains(": acme ") }.map { ControlCommandInteropTests.stamped($0).rest }
+        let tableLines = tableACMELines().map { ControlCommandInteropTests.stamped($0).rest }
         #expect(tableLines.count == 3, "\(table.lines)")
         #expect(tableLines.first?.hasPrefix("late: acme pebble-alpn obtained (not after ") == true, "\(tableLines)")
         #expect(tableLines.dropFirst().first?.hasPrefix("late: acme pebble-alpn renewed (not after ") == true, "\(tableLines)")
