@@ -22,10 +22,12 @@ public final class NIOServingMaterial: Sendable {
     private let keyPEM: [UInt8]
     private let built: Mutex<Built?>
 
-    private init(chainDER: [[UInt8]], keyPEM: [UInt8], keepBuilt: Bool) throws {
+    /// - Parameter check: make the NIOSSL objects now (BoringSSL must accept them); false
+    ///   for material BoringSSL accepted when it was committed and that has not changed.
+    private init(chainDER: [[UInt8]], keyPEM: [UInt8], keepBuilt: Bool, check: Bool = true) throws {
         self.chainDER = chainDER
         self.keyPEM = keyPEM
-        let made = try Self.build(chainDER: chainDER, keyPEM: keyPEM)
+        let made = check || keepBuilt ? try Self.build(chainDER: chainDER, keyPEM: keyPEM) : nil
         self.built = Mutex(keepBuilt ? made : nil)
     }
 
@@ -73,13 +75,16 @@ public final class NIOServingMaterial: Sendable {
     }
 
     /// The factory to put in a ``CertificateBuildContext`` so sets carry NIOSSL material.
-    public static let factory: ServingMaterialFactory = { chain, key in
-        try NIOServingMaterial.lazy(chain: chain, key: key)
+    /// Material already accepted (``ServingMaterialInput/alreadyAccepted``) is not built
+    /// until its first handshake.
+    public static let factory: ServingMaterialFactory = { input in
+        try NIOServingMaterial(
+            chainDER: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), keepBuilt: false, check: !input.alreadyAccepted)
     }
 
     /// The factory for issued leaves, which are served as soon as they are signed.
-    public static let eagerFactory: ServingMaterialFactory = { chain, key in
-        try NIOServingMaterial.eager(chain: chain, key: key)
+    public static let eagerFactory: ServingMaterialFactory = { input in
+        try NIOServingMaterial(chainDER: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), keepBuilt: true)
     }
 }
 

@@ -49,7 +49,8 @@ struct StateStoreTests {
             #expect(stored.generation == 0 && stored.source == .config)
             #expect(stored.entries.count == 4)
             for (name, entry) in change.set.entries {
-                #expect(stored.entries[name] == StoredCertificateEntry(conf: entry.conf, content: try #require(change.contents[name])), "\(name)")
+                // Written by a commit of a validated entry: proven unchanged when read back.
+                #expect(stored.entries[name] == StoredCertificateEntry(conf: entry.conf, content: try #require(change.contents[name]), verified: true), "\(name)")
             }
 
             // The file changes on disk: the restore still serves what was committed...
@@ -84,7 +85,57 @@ struct StateStoreTests {
             let stored = try #require(try store.load())
             #expect(stored.generation == 2 && stored.source == .control)
             #expect(stored.entries.count == 299 && stored.entries["e8"] == nil)
-            #expect(stored.entries["e7"] == StoredCertificateEntry(conf: try #require(upsert.set.entries["e7"]).conf, content: try #require(upsert.contents["e7"])))
+            #expect(stored.entries["e7"] == StoredCertificateEntry(
+                conf: try #require(upsert.set.entries["e7"]).conf, content: try #require(upsert.contents["e7"]), verified: true))
+        }
+    }
+
+    @Test("a row changed outside certgate (its key swapped for another valid key, or its configuration edited), or written before rows carried a proof, is not proven: its restore validates it in full, so the swapped key is found not to match; untouched rows restore to the same entries as a full build")
+    func rowProof() throws {
+        try withStore { store, _ in
+            let confs: [String: CertificateConf] = [
+                "kept": Self.authority.leaf(dnsNames: ["kept.test"]).conf(),
+                "swapped": Self.authority.leaf(dnsNames: ["swapped.test"]).conf(),
+                "edited": Self.authority.leaf(dnsNames: ["edited.test"]).conf(),
+                "old": Self.authority.leaf(dnsNames: ["old.test"]).conf(),
+            ]
+            let built = try set(confs)
+            try store.commit(built, generation: 0, source: .config)
+            let otherKey = Self.authority.leaf(dnsNames: ["other.test"]).key.pkcs8PEM
+            let database = try DatabaseQueue(path: store.path)
+            try database.write { db in
+                try db.execute(sql: "UPDATE certificates SET key_pem = ? WHERE name = 'swapped'", arguments: [otherKey])
+                try db.execute(sql: "UPDATE certificates SET conf = conf || ' ' WHERE name = 'edited'")  // still the same JSON
+                try db.execute(sql: "UPDATE certificates SET verified = NULL WHERE name = 'old'")
+            }
+            try database.close()
+            let stored = try #require(try store.load())
+            #expect(stored.entries.mapValues(\.verified) == ["kept": true, "swapped": false, "edited": false, "old": false])
+
+            do throws(CertificateSetError) {
+                _ = try CertificateSet.restore(from: stored.entries, context: CertificateBuildContext())
+                Issue.record("a swapped key was restored")
+            } catch {
+                #expect(error.errors.map(\.entry) == ["swapped"])
+                #expect(error.errors.first?.field == "tls_key")
+                #expect(error.errors.first?.reason.hasPrefix("the private key does not match the certificate") == true)
+            }
+            // Without the swapped row, the restore (proven rows fast, others in full) gives
+            // entries with the same facts as the full build.
+            var rest = stored.entries
+            rest["swapped"] = nil
+            let restored = try CertificateSet.restore(from: rest, context: CertificateBuildContext())
+            for name in ["kept", "edited", "old"] {
+                let original = try #require(built.set.entries[name])
+                let again = try #require(restored.entries[name])
+                #expect(again.fingerprint == original.fingerprint, "\(name)")
+                #expect(again.chainFingerprints == original.chainFingerprints, "\(name)")
+                #expect(again.patterns == original.patterns, "\(name)")
+                #expect(again.leaf == original.leaf, "\(name)")
+                #expect(again.warnings == original.warnings, "\(name)")
+                #expect(again.contentDigest == original.contentDigest, "\(name)")
+                #expect(again.kind == original.kind && again.isDefault == original.isDefault, "\(name)")
+            }
         }
     }
 

@@ -22,10 +22,18 @@ struct ChainHygiene {
     var keyMismatch = false
     var warnings: [String] = []
 
-    init(_ certificates: [ParsedCertificate], key: Certificate.PublicKey) {
+    /// - Parameter key: the private key's public half; nil for material whose key and chain
+    ///   order were checked when it was committed (only the chain sent and the warnings are
+    ///   worked out: no key comparison, no signature check).
+    init(_ certificates: [ParsedCertificate], key: Certificate.PublicKey?) {
         // Positions in the file, from 1, of the certificates kept (first copies only).
         let kept = certificates.count == 1 ? [(position: 1, certificate: certificates[0])] : firstCopies(of: certificates)
         guard let leaf = kept.first else { return }
+        guard let key else {
+            served = [leaf.certificate] + kept.dropFirst().filter { !$0.certificate.certificate.isSelfSigned }.map(\.certificate)
+            warnings += kept.dropFirst().filter { $0.certificate.certificate.isSelfSigned }.map(Self.selfSignedRootWarning)
+            return
+        }
 
         if leaf.certificate.certificate.publicKey != key {
             if let match = kept.dropFirst().first(where: { $0.certificate.certificate.publicKey == key }) {
@@ -48,11 +56,15 @@ struct ChainHygiene {
         served = [leaf.certificate]
         for item in kept.dropFirst() {
             if item.certificate.certificate.isSelfSigned {
-                warnings.append("certificate \(item.position) (\(Self.describe(item.certificate.certificate))) is a self-signed root; it is not sent (clients use their own trust store)")
+                warnings.append(Self.selfSignedRootWarning(item))
             } else {
                 served.append(item.certificate)
             }
         }
+    }
+
+    private static func selfSignedRootWarning(_ item: (position: Int, certificate: ParsedCertificate)) -> String {
+        "certificate \(item.position) (\(describe(item.certificate.certificate))) is a self-signed root; it is not sent (clients use their own trust store)"
     }
 
     /// Each certificate once, at its first position; a warning for every later copy.

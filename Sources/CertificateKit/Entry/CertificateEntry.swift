@@ -55,7 +55,7 @@ public final class CertificateEntry: Sendable {
 
     init(
         name: String, conf: CertificateConf, content: EntryContent, fileStamps: [FileStamp], leaf: ParsedCertificate,
-        chain: [ParsedCertificate], chainWasCompleted: Bool, privateKey: ParsedPrivateKey,
+        chain: [ParsedCertificate], chainWasCompleted: Bool, privateKey: ParsedPrivateKey?,
         patterns: [NamePattern], kind: Kind, isDefault: Bool, warnings: [String],
         servingMaterial: (any Sendable)?
     ) {
@@ -74,7 +74,8 @@ public final class CertificateEntry: Sendable {
         self.isDefault = isDefault
         self.warnings = warnings
         self.servingMaterial = servingMaterial
-        self.authority = kind == .issuer ? AuthorityMaterial(certificate: leaf, privateKey: privateKey, chain: chain) : nil
+        // An issuer is always validated in full, so it always has its parsed key.
+        self.authority = kind == .issuer ? privateKey.map { AuthorityMaterial(certificate: leaf, privateKey: $0, chain: chain) } : nil
     }
 
     /// The leaf's validity against the entry's `buffer_days`.

@@ -1,9 +1,27 @@
 import Foundation
 import X509
 
+/// What a ``ServingMaterialFactory`` turns into an entry's TLS form.
+public struct ServingMaterialInput: Sendable {
+    /// The certificates a handshake sends, leaf first.
+    public var chain: [ParsedCertificate]
+    /// The PEM block of the private key.
+    public var keyPEM: String
+    /// The TLS library accepted exactly this material when it was committed, and it has
+    /// provably not changed since (a restart from the state): no need to check it again.
+    public var alreadyAccepted: Bool
+
+    public init(chain: [ParsedCertificate], keyPEM: String, alreadyAccepted: Bool = false) {
+        self.chain = chain
+        self.keyPEM = keyPEM
+        self.alreadyAccepted = alreadyAccepted
+    }
+}
+
 /// Turns the ready-made TLS form of an entry out of a validated entry's parts
 /// (CertificateKitNIO builds NIOSSL objects); it runs once per new or changed entry.
-public typealias ServingMaterialFactory = @Sendable (_ chain: [ParsedCertificate], _ key: ParsedPrivateKey) throws -> any Sendable
+/// - Throws: the TLS library refuses the material (checked unless `alreadyAccepted`).
+public typealias ServingMaterialFactory = @Sendable (ServingMaterialInput) throws -> any Sendable
 
 /// What a build needs from its surroundings: where relative paths start, the clock's
 /// reading, the CA certificates chains are completed from, and the TLS layer's factory.
@@ -59,8 +77,27 @@ enum CertificateEntryValidator {
 
     /// Parses and checks everything about one entry; every problem becomes an error
     /// naming the entry and field.
+    ///
+    /// - Parameter verified: the content was validated in full when it was committed and
+    ///   provably has not changed since (a restart from the state). A static entry then
+    ///   skips the checks whose answer cannot have changed — the key is not parsed (no
+    ///   curve arithmetic) nor matched, the chain's signatures are not checked again, the
+    ///   TLS library does not parse the material until a handshake needs it. What depends
+    ///   on the clock (validity, chain completion) and what listings need (the leaf's facts,
+    ///   names, warnings) is computed as always. An issuer entry is validated in full.
     static func validate(
         name: String, conf: CertificateConf, content: EntryContent, fileStamps: [FileStamp] = [],
+        context: CertificateBuildContext, verified: Bool = false
+    ) -> Result<CertificateEntry, CertificateSetError> {
+        if verified, conf.isCA != true, let keyPEM = PEMMaterialParser.verifiedPrivateKeyPEM(fromPEM: content.keyPEM),
+           case .success(let entry) = validateVerified(name: name, conf: conf, content: content, keyPEM: keyPEM, context: context) {
+            return .success(entry)
+        }
+        return validateInFull(name: name, conf: conf, content: content, fileStamps: fileStamps, context: context)
+    }
+
+    private static func validateInFull(
+        name: String, conf: CertificateConf, content: EntryContent, fileStamps: [FileStamp],
         context: CertificateBuildContext
     ) -> Result<CertificateEntry, CertificateSetError> {
         func error(_ field: String, _ reason: String) -> CertificateEntryError {
@@ -160,7 +197,7 @@ enum CertificateEntryValidator {
         var material: (any Sendable)?
         if let factory = context.servingMaterialFactory {
             do {
-                material = try factory([leaf] + chain, privateKey)
+                material = try factory(ServingMaterialInput(chain: [leaf] + chain, keyPEM: privateKey.pem))
             } catch {
                 return .failure(CertificateSetError([self.error(name, "tls_cert", "the TLS library (BoringSSL) refused the certificate chain or the private key")]))
             }
@@ -170,6 +207,66 @@ enum CertificateEntryValidator {
             chainWasCompleted: chainWasCompleted, privateKey: privateKey, patterns: patterns,
             kind: isCA ? .issuer : .static, isDefault: conf.isDefault ?? false,
             warnings: warnings, servingMaterial: material))
+    }
+
+    /// A static entry whose stored content was validated when it was committed: the leaf
+    /// and chain are parsed for their facts; nothing that was proven then is proven again.
+    /// Any surprise (a parse failure, a chain that no longer reads the same) fails, and the
+    /// caller validates in full, which reports it as usual.
+    private static func validateVerified(
+        name: String, conf: CertificateConf, content: EntryContent, keyPEM: String, context: CertificateBuildContext
+    ) -> Result<CertificateEntry, CertificateSetError> {
+        guard let certificates = try? PEMMaterialParser.certificates(fromPEM: content.certificatePEM),
+              let leaf = certificates.first else {
+            return .failure(CertificateSetError([error(name, "tls_cert", "the stored certificate no longer parses")]))
+        }
+        let hygiene = ChainHygiene(certificates, key: nil)
+        var warnings = hygiene.warnings
+        var patterns: [NamePattern] = []
+        if let domains = conf.domains {
+            patterns = domains.items.compactMap { try? NamePattern.parse($0).get() }
+        } else {
+            for dnsName in leaf.certificate.dnsNames {
+                switch NamePattern.parse(dnsName) {
+                case .success(let pattern): patterns.append(pattern)
+                case .failure(let failure): warnings.append("SAN skipped: \(failure)")
+                }
+            }
+            patterns += leaf.certificate.ipAddresses.map(NamePattern.ip)
+        }
+        patterns = Array(Set(patterns)).sorted()
+        if conf.domains != nil {
+            let sanPatterns = leaf.certificate.dnsNames.compactMap { try? NamePattern.parse($0).get() }
+            let sanIPs = Set(leaf.certificate.ipAddresses)
+            for pattern in patterns where !isCovered(pattern, byDNS: sanPatterns, ips: sanIPs) {
+                warnings.append("'\(pattern)' is not among the certificate's subjectAlternativeNames; clients will reject it for that name")
+            }
+        }
+        var chain = Array(hygiene.served.dropFirst())
+        var chainWasCompleted = false
+        if chain.isEmpty && !leaf.certificate.isSelfSigned {
+            chain = context.chainCompletion.chain(for: leaf.certificate, at: context.now)
+            chainWasCompleted = !chain.isEmpty
+        }
+        let validity = CertificateValidity(
+            notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter,
+            bufferDays: conf.effectiveBufferDays, now: context.now)
+        switch validity.state {
+        case .expired: warnings.append("expired \(-validity.daysLeft) days ago; still served")
+        case .notYetValid: warnings.append("not valid before \(leaf.certificate.notValidBefore); still served")
+        case .expiring, .ok: break
+        }
+        var material: (any Sendable)?
+        if let factory = context.servingMaterialFactory {
+            guard let made = try? factory(ServingMaterialInput(chain: [leaf] + chain, keyPEM: keyPEM, alreadyAccepted: true)) else {
+                return .failure(CertificateSetError([error(name, "tls_cert", "the TLS library refused the stored material")]))
+            }
+            material = made
+        }
+        return .success(CertificateEntry(
+            name: name, conf: conf, content: content, fileStamps: [], leaf: leaf, chain: chain,
+            chainWasCompleted: chainWasCompleted, privateKey: nil, patterns: patterns,
+            kind: .static, isDefault: conf.isDefault ?? false, warnings: warnings, servingMaterial: material))
     }
 
     private static func error(_ entry: String, _ field: String, _ reason: String) -> CertificateEntryError {

@@ -207,7 +207,7 @@ public final class IssuedCertificateCache: Sendable {
         let chain = [leaf] + authority.material.servedChain
         let key = try PEMMaterialParser.privateKey(fromPEM: record.keyPEM)
         let issued = IssuedLeaf(chain: chain, key: key, notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter)
-        return CachedLeaf(leaf: issued, servingMaterial: try servingMaterialFactory?(chain, key))
+        return CachedLeaf(leaf: issued, servingMaterial: try servingMaterialFactory?(ServingMaterialInput(chain: chain, keyPEM: key.pem)))
     }
 
     private static func takeToken(_ state: inout State, now: Date) -> Bool {
@@ -228,7 +228,7 @@ public final class IssuedCertificateCache: Sendable {
             let started = Date()
             let result: Result<CachedLeaf, any Error> = Result {
                 let leaf = try authority.sign(subject, now: now)
-                let material = try servingMaterialFactory?(leaf.chain, leaf.key)
+                let material = try servingMaterialFactory?(ServingMaterialInput(chain: leaf.chain, keyPEM: leaf.key.pem))
                 return CachedLeaf(leaf: leaf, servingMaterial: material)
             }
             var next: (Key, LocalAuthority, LocalAuthority.Subject, Date)?

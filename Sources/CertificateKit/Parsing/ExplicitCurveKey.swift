@@ -26,6 +26,11 @@ enum ExplicitCurveKey {
         return .success(key)
     }
 
+    /// Whether a key block carries explicit curve parameters (a DER walk, no arithmetic).
+    static func hasExplicitParameters(_ block: PEMDocument) -> Bool {
+        explicitParameters(in: block) != nil
+    }
+
     /// The explicit `ECParameters` and the SEC 1 `ECPrivateKey` node of a key block.
     private static func explicitParameters(in block: PEMDocument) -> (ASN1Node, ASN1Node)? {
         guard let root = try? DER.parse(block.derBytes) else { return nil }

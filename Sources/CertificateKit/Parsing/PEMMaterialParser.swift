@@ -97,6 +97,18 @@ public enum PEMMaterialParser {
         }
     }
 
+    /// The one private key block of `text` as the TLS layer takes it, found without
+    /// parsing the key (no curve arithmetic): for material that was checked in full when it
+    /// was committed and provably has not changed since (a restart from the state). Nil when
+    /// the text needs the full path: no or several key blocks, an encrypted key, or explicit
+    /// curve parameters (those are converted by ``privateKey(fromPEM:)``).
+    static func verifiedPrivateKeyPEM(fromPEM text: String) -> String? {
+        guard !OctetSearch.contains("ENCRYPTED", in: text), let documents = try? documents(in: text) else { return nil }
+        let keys = documents.filter { privateKeyLabels.contains($0.discriminator) }
+        guard keys.count == 1, let block = keys.first, !ExplicitCurveKey.hasExplicitParameters(block) else { return nil }
+        return block.pemString
+    }
+
     /// Whether `text` holds a private key block (a combined cert+key file).
     public static func containsPrivateKey(_ text: String) -> Bool {
         OctetSearch.contains("PRIVATE KEY-----", in: text)

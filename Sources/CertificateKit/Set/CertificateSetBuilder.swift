@@ -49,6 +49,7 @@ extension CertificateSet {
         upserting upserts: [String: CertificateConf],
         deleting deletions: some Collection<String>,
         knownContent: [String: EntryContent],
+        verified: Set<String> = [],
         context: CertificateBuildContext
     ) throws(CertificateSetError) -> CertificateSetChange {
         var errors: [CertificateEntryError] = []
@@ -105,7 +106,8 @@ extension CertificateSet {
         // 2. Parse and validate the new and changed entries, on every core.
         let results = ConcurrentMap.map(pending) { item in
             CertificateEntryValidator.validate(
-                name: item.name, conf: item.conf, content: item.content, fileStamps: item.stamps, context: context)
+                name: item.name, conf: item.conf, content: item.content, fileStamps: item.stamps, context: context,
+                verified: verified.contains(item.name))
         }
         var fresh: [CertificateEntry] = []
         var contents: [String: EntryContent] = [:]

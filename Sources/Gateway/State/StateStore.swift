@@ -122,7 +122,7 @@ public final class StateStore: Sendable {
                     return nil
                 }
                 var entries: [String: StoredCertificateEntry] = [:]
-                let rows = try Row.fetchCursor(db, sql: "SELECT name, conf, certificate_pem, key_pem, cert_inline, key_inline FROM certificates")
+                let rows = try Row.fetchCursor(db, sql: "SELECT name, conf, certificate_pem, key_pem, cert_inline, key_inline, verified FROM certificates")
                 while let row = try rows.next() {
                     let name: String = row["name"]
                     entries[name] = try Self.entry(from: row, name: name)
@@ -264,8 +264,8 @@ public final class StateStore: Sendable {
     private static func upsert(_ entries: [(CertificateEntry, EntryContent)], generation: UInt64, db: Database) throws {
         guard !entries.isEmpty else { return }
         let statement = try db.cachedStatement(sql: """
-            INSERT OR REPLACE INTO certificates (name, conf, certificate_pem, key_pem, cert_inline, key_inline, generation)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT OR REPLACE INTO certificates (name, conf, certificate_pem, key_pem, cert_inline, key_inline, generation, verified)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -277,8 +277,11 @@ public final class StateStore: Sendable {
             if keyInline { conf.tlsKey = nil }
             let json = String(decoding: try encoder.encode(conf), as: UTF8.self)
             let keyPEM: String? = content.keyPEM == content.certificatePEM ? nil : content.keyPEM
+            // Every row written here holds an entry the transaction validated in full.
+            let proof = RowProof.digest(name: entry.name, conf: json, certificatePEM: content.certificatePEM, keyPEM: keyPEM,
+                                        certInline: certInline, keyInline: keyInline)
             try statement.execute(arguments: [
-                entry.name, json, content.certificatePEM, keyPEM, certInline, keyInline, Int64(generation),
+                entry.name, json, content.certificatePEM, keyPEM, certInline, keyInline, Int64(generation), Data(proof),
             ])
         }
     }
@@ -292,10 +295,19 @@ public final class StateStore: Sendable {
             throw StoredEntryUnreadable(entry: name, reason: "its configuration does not decode: \(error)")
         }
         let certificatePEM: String = row["certificate_pem"]
-        let keyPEM: String = row["key_pem"] ?? certificatePEM
-        if row["cert_inline"] as Bool { conf.tlsCert = certificatePEM }
-        if row["key_inline"] as Bool { conf.tlsKey = keyPEM }
-        return StoredCertificateEntry(conf: conf, content: EntryContent(certificatePEM: certificatePEM, keyPEM: keyPEM))
+        let storedKeyPEM: String? = row["key_pem"]
+        let keyPEM = storedKeyPEM ?? certificatePEM
+        let certInline: Bool = row["cert_inline"]
+        let keyInline: Bool = row["key_inline"]
+        // The row is what was validated at its commit if its proof still matches it.
+        let proof: Data? = row["verified"]
+        let verified = proof.map {
+            Array($0) == RowProof.digest(name: name, conf: json, certificatePEM: certificatePEM, keyPEM: storedKeyPEM,
+                                         certInline: certInline, keyInline: keyInline)
+        } ?? false
+        if certInline { conf.tlsCert = certificatePEM }
+        if keyInline { conf.tlsKey = keyPEM }
+        return StoredCertificateEntry(conf: conf, content: EntryContent(certificatePEM: certificatePEM, keyPEM: keyPEM), verified: verified)
     }
 
     private static func restrictMode(_ path: String) throws(StateStoreError) {
@@ -357,6 +369,11 @@ public final class StateStore: Sendable {
                     obtained_at REAL NOT NULL
                 );
                 """)
+        }
+        migrator.registerMigration("v3-verified") { db in
+            // A digest of each row as written by a commit of a validated entry; rows from
+            // before (NULL) are validated in full at the next start and proven at their next commit.
+            try db.execute(sql: "ALTER TABLE certificates ADD COLUMN verified BLOB")
         }
         return migrator
     }
