@@ -34,14 +34,7 @@ import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CERTGATE = os.path.join(ROOT, ".build/release/certgate")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchlib import CERTGATE, free_port
 
 
 def listening(port):

@@ -143,24 +143,10 @@ enum CertificateEntryValidator {
             errors.append(error("is_ca", "the certificate (\(ChainHygiene.describe(leaf.certificate))) is not a CA allowed to sign certificates (needs basicConstraints CA:TRUE and, if key usage is present, keyCertSign)"))
         }
 
-        var patterns: [NamePattern] = []
-        if let domains = conf.domains {
-            for item in domains.items {
-                switch NamePattern.parse(item) {
-                case .success(let pattern): patterns.append(pattern)
-                case .failure(let failure): errors.append(error("domains", failure.description))
-                }
-            }
-        } else {
-            for dnsName in leaf.certificate.dnsNames {
-                switch NamePattern.parse(dnsName) {
-                case .success(let pattern): patterns.append(pattern)
-                case .failure(let failure): warnings.append("SAN skipped: \(failure)")
-                }
-            }
-            patterns += leaf.certificate.ipAddresses.map(NamePattern.ip)
-        }
-        patterns = Array(Set(patterns)).sorted()
+        let names = servedNames(conf: conf, leaf: leaf)
+        let patterns = names.patterns
+        errors += names.domainErrors.map { error("domains", $0) }
+        warnings += names.warnings
         if patterns.contains(.any) && !isCA {
             errors.append(error("domains", "'*' is only for an issuer (is_ca) entry; to serve every other name use is_default: true"))
         }
@@ -170,29 +156,11 @@ enum CertificateEntryValidator {
                 : "serves no name: domains is empty"
             errors.append(error("domains", reason))
         }
-        if !isCA, conf.domains != nil {
-            let sanPatterns = leaf.certificate.dnsNames.compactMap { try? NamePattern.parse($0).get() }
-            let sanIPs = Set(leaf.certificate.ipAddresses)
-            for pattern in patterns where !isCovered(pattern, byDNS: sanPatterns, ips: sanIPs) {
-                warnings.append("'\(pattern)' is not among the certificate's subjectAlternativeNames; clients will reject it for that name")
-            }
-        }
+        if !isCA { warnings += uncoveredNameWarnings(conf: conf, patterns: patterns, leaf: leaf) }
         guard errors.isEmpty else { return .failure(CertificateSetError(errors)) }
 
-        var chain = Array(hygiene.served.dropFirst())
-        var chainWasCompleted = false
-        if chain.isEmpty && !leaf.certificate.isSelfSigned {
-            chain = context.chainCompletion.chain(for: leaf.certificate, at: context.now)
-            chainWasCompleted = !chain.isEmpty
-        }
-        let validity = CertificateValidity(
-            notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter,
-            bufferDays: conf.effectiveBufferDays, now: context.now)
-        switch validity.state {
-        case .expired: warnings.append("expired \(-validity.daysLeft) days ago; still served")
-        case .notYetValid: warnings.append("not valid before \(leaf.certificate.notValidBefore); still served")
-        case .expiring, .ok: break
-        }
+        let (chain, chainWasCompleted) = sentChain(leaf: leaf, hygiene: hygiene, context: context)
+        warnings += validityWarnings(conf: conf, leaf: leaf, now: context.now)
 
         var material: (any Sendable)?
         if let factory = context.servingMaterialFactory {
@@ -221,41 +189,14 @@ enum CertificateEntryValidator {
             return .failure(CertificateSetError([error(name, "tls_cert", "the stored certificate no longer parses")]))
         }
         let hygiene = ChainHygiene(certificates, key: nil)
-        var warnings = hygiene.warnings
-        var patterns: [NamePattern] = []
-        if let domains = conf.domains {
-            patterns = domains.items.compactMap { try? NamePattern.parse($0).get() }
-        } else {
-            for dnsName in leaf.certificate.dnsNames {
-                switch NamePattern.parse(dnsName) {
-                case .success(let pattern): patterns.append(pattern)
-                case .failure(let failure): warnings.append("SAN skipped: \(failure)")
-                }
-            }
-            patterns += leaf.certificate.ipAddresses.map(NamePattern.ip)
+        let names = servedNames(conf: conf, leaf: leaf)
+        guard names.domainErrors.isEmpty else {
+            return .failure(CertificateSetError(names.domainErrors.map { error(name, "domains", $0) }))
         }
-        patterns = Array(Set(patterns)).sorted()
-        if conf.domains != nil {
-            let sanPatterns = leaf.certificate.dnsNames.compactMap { try? NamePattern.parse($0).get() }
-            let sanIPs = Set(leaf.certificate.ipAddresses)
-            for pattern in patterns where !isCovered(pattern, byDNS: sanPatterns, ips: sanIPs) {
-                warnings.append("'\(pattern)' is not among the certificate's subjectAlternativeNames; clients will reject it for that name")
-            }
-        }
-        var chain = Array(hygiene.served.dropFirst())
-        var chainWasCompleted = false
-        if chain.isEmpty && !leaf.certificate.isSelfSigned {
-            chain = context.chainCompletion.chain(for: leaf.certificate, at: context.now)
-            chainWasCompleted = !chain.isEmpty
-        }
-        let validity = CertificateValidity(
-            notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter,
-            bufferDays: conf.effectiveBufferDays, now: context.now)
-        switch validity.state {
-        case .expired: warnings.append("expired \(-validity.daysLeft) days ago; still served")
-        case .notYetValid: warnings.append("not valid before \(leaf.certificate.notValidBefore); still served")
-        case .expiring, .ok: break
-        }
+        let patterns = names.patterns
+        var warnings = hygiene.warnings + names.warnings + uncoveredNameWarnings(conf: conf, patterns: patterns, leaf: leaf)
+        let (chain, chainWasCompleted) = sentChain(leaf: leaf, hygiene: hygiene, context: context)
+        warnings += validityWarnings(conf: conf, leaf: leaf, now: context.now)
         var material: (any Sendable)?
         if let factory = context.servingMaterialFactory {
             guard let made = try? factory(ServingMaterialInput(chain: [leaf] + chain, keyPEM: keyPEM, alreadyAccepted: true)) else {
@@ -267,6 +208,61 @@ enum CertificateEntryValidator {
             name: name, conf: conf, content: content, fileStamps: [], leaf: leaf, chain: chain,
             chainWasCompleted: chainWasCompleted, privateKey: nil, patterns: patterns,
             kind: .static, isDefault: conf.isDefault ?? false, warnings: warnings, servingMaterial: material))
+    }
+
+    /// The names an entry serves: its `domains`, or else its leaf's DNS and IP SANs (a SAN
+    /// that is no valid name is skipped with a warning); sorted, each once.
+    private static func servedNames(conf: CertificateConf, leaf: ParsedCertificate) -> (patterns: [NamePattern], domainErrors: [String], warnings: [String]) {
+        var patterns: [NamePattern] = []
+        var domainErrors: [String] = []
+        var warnings: [String] = []
+        if let domains = conf.domains {
+            for item in domains.items {
+                switch NamePattern.parse(item) {
+                case .success(let pattern): patterns.append(pattern)
+                case .failure(let failure): domainErrors.append(failure.description)
+                }
+            }
+        } else {
+            for dnsName in leaf.certificate.dnsNames {
+                switch NamePattern.parse(dnsName) {
+                case .success(let pattern): patterns.append(pattern)
+                case .failure(let failure): warnings.append("SAN skipped: \(failure)")
+                }
+            }
+            patterns += leaf.certificate.ipAddresses.map(NamePattern.ip)
+        }
+        return (Array(Set(patterns)).sorted(), domainErrors, warnings)
+    }
+
+    /// A warning for each of a static entry's `domains` its leaf's SANs do not cover.
+    private static func uncoveredNameWarnings(conf: CertificateConf, patterns: [NamePattern], leaf: ParsedCertificate) -> [String] {
+        guard conf.domains != nil else { return [] }
+        let sanPatterns = leaf.certificate.dnsNames.compactMap { try? NamePattern.parse($0).get() }
+        let sanIPs = Set(leaf.certificate.ipAddresses)
+        return patterns.filter { !isCovered($0, byDNS: sanPatterns, ips: sanIPs) }.map {
+            "'\($0)' is not among the certificate's subjectAlternativeNames; clients will reject it for that name"
+        }
+    }
+
+    /// What follows the leaf in a handshake: the file's own chain, or the completed one.
+    private static func sentChain(leaf: ParsedCertificate, hygiene: ChainHygiene, context: CertificateBuildContext) -> (chain: [ParsedCertificate], completed: Bool) {
+        let own = Array(hygiene.served.dropFirst())
+        guard own.isEmpty && !leaf.certificate.isSelfSigned else { return (own, false) }
+        let completed = context.chainCompletion.chain(for: leaf.certificate, at: context.now)
+        return (completed, !completed.isEmpty)
+    }
+
+    /// An expired or not-yet-valid leaf is served, with a warning.
+    private static func validityWarnings(conf: CertificateConf, leaf: ParsedCertificate, now: Date) -> [String] {
+        let validity = CertificateValidity(
+            notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter,
+            bufferDays: conf.effectiveBufferDays, now: now)
+        switch validity.state {
+        case .expired: return ["expired \(-validity.daysLeft) days ago; still served"]
+        case .notYetValid: return ["not valid before \(leaf.certificate.notValidBefore); still served"]
+        case .expiring, .ok: return []
+        }
     }
 
     private static func error(_ entry: String, _ field: String, _ reason: String) -> CertificateEntryError {

@@ -72,6 +72,14 @@ struct ACMEInteropTests {
         return Setup(pebble: pebble, folder: folder, httpsPort: httpsPort, httpPort: httpPort, config: config, root: root)
     }
 
+    /// The gateway of `setup` once its three entries' certificates are committed (so served),
+    /// and its control socket.
+    static func gatewayWithCertificates(_ setup: Setup) async throws -> (gateway: GatewayProcess, socket: String) {
+        let gateway = try await GatewayProcess(config: setup.config, folder: setup.folder)
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 3, timeout: .seconds(60)), "\(gateway.logText)")
+        return (gateway, setup.folder.url.appendingPathComponent("run/control.sock").path)
+    }
+
     /// The leaf served for `name`, verified against Pebble's root (chain and name).
     static func served(_ name: String, setup: Setup) async throws -> [UInt8]? {
         let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [setup.root])
@@ -121,11 +129,8 @@ struct ACMEInteropTests {
     func renewAndFailure() async throws {
         let setup = try await Self.setUp()
         defer { setup.pebble.stop(); setup.folder.remove() }
-        let gateway = try await GatewayProcess(config: setup.config, folder: setup.folder)
+        let (gateway, socket) = try await Self.gatewayWithCertificates(setup)
         defer { _ = gateway.stop() }
-        let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
-        #expect(try await gateway.waitForLog("certificate obtained", occurrences: 3, timeout: .seconds(60)), "\(gateway.logText)")
-        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 3))
 
         let list = try runCtl(socket: socket, ["list"])
         #expect(list.status == 0)
@@ -197,10 +202,8 @@ struct ACMEInteropTests {
     func watchReportsResults() async throws {
         let setup = try await Self.setUp()
         defer { setup.pebble.stop(); setup.folder.remove() }
-        let gateway = try await GatewayProcess(config: setup.config, folder: setup.folder)
+        let (gateway, socket) = try await Self.gatewayWithCertificates(setup)
         defer { _ = gateway.stop() }
-        let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
-        #expect(try await gateway.waitForLog("certificate obtained", occurrences: 3, timeout: .seconds(60)), "\(gateway.logText)")
         let json = try RunningCommand(["ctl", "--socket", socket, "watch", "--json"])
         defer { json.stop() }
         let table = try RunningCommand(["ctl", "--socket", socket, "watch"])
