@@ -25,4 +25,30 @@ struct NIOServingMaterialTests {
         let second = try CertificateSet.build(from: confs, context: context, reusing: first).set
         #expect(second.entries["nio"]?.nioServingMaterial === material)
     }
+
+    @Test("a stored entry proven unchanged is restored for every key type without BoringSSL parsing it; its first use makes the same chain and its key", arguments: TestKeyType.allCases)
+    func verifiedRestoreBuildsAtFirstUse(type: TestKeyType) throws {
+        let authority = TestCertificate.authority()
+        let intermediate = authority.intermediate(commonName: "Intermediate")
+        let leaf = intermediate.leaf(dnsNames: ["proven.test"], keyType: type)
+        let context = CertificateBuildContext(servingMaterialFactory: NIOServingMaterial.factory)
+        let built = try CertificateSet.build(from: ["proven": leaf.conf(chain: [intermediate])], context: context)
+        let content = try #require(built.contents["proven"])
+        let stored = ["proven": StoredCertificateEntry(conf: try #require(built.set.entries["proven"]).conf, content: content, verified: true)]
+        let restored = try CertificateSet.restore(from: stored, context: context)
+        let entry = try #require(restored.entries["proven"])
+        #expect(entry.fingerprint == built.set.entries["proven"]?.fingerprint)
+        let material = try #require(entry.nioServingMaterial)
+        #expect(!material.isBuilt)
+        let chain = try material.certificateChain()
+        #expect(try chain.map { try $0.toDERBytes() } == [leaf.parsed.der, intermediate.parsed.der])
+        // The key is made at first use too (that it is the leaf's key is what the restart
+        // interop tests prove with real handshakes).
+        let override = try material.contextOverride()
+        guard case .privateKey? = override.privateKey else {
+            Issue.record("no private key in the override")
+            return
+        }
+        #expect(material.isBuilt)
+    }
 }

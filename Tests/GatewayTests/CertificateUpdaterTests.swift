@@ -23,7 +23,7 @@ struct CertificateUpdaterTests {
         let store = CertificateKit.CertificateStore(initial: initial)
         let updater = CertificateUpdater(
             store: store, context: { CertificateBuildContext() },
-            persist: { _, _, _ in if persistFails { throw PersistFailed() } },
+            persist: { _, _, _, _ in if persistFails { throw PersistFailed() } },
             onCommit: { snapshot, _, _, _ in commits?.generations.withLock { $0.append(snapshot.generation) } })
         return (store, updater)
     }

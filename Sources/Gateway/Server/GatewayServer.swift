@@ -92,7 +92,9 @@ public final class GatewayServer: Sendable {
         let updater = CertificateUpdater(
             store: store,
             context: { CertificateBuildContext(baseDirectory: baseDirectory, servingMaterialFactory: NIOServingMaterial.factory) },
-            persist: { change, generation, source in try state?.commit(change, generation: generation, source: source) },
+            persist: { change, generation, source, acmeEntries in
+                try state?.commit(change, generation: generation, source: source, acmeEntries: acmeEntries)
+            },
             onCommit: { snapshot, change, warnings, source in reporter.committed(snapshot, change: change, warnings: warnings, source: source) })
         self.pipeline = UpdatePipeline(
             updater: updater, reporter: reporter, configuration: configuration, configurationPath: configurationPath,

@@ -26,11 +26,18 @@ enum InitialSet {
             throw GatewayStartupError(reasons: [error.description, "start with --reset-state to discard the stored state"])
         }
         if let state, let stored {
+            let committedACMEEntries: [String: CertificateConf]
+            do {
+                committedACMEEntries = try state.acmeEntries()
+            } catch {
+                throw GatewayStartupError(reasons: [error.description, "start with --reset-state to discard the stored state"])
+            }
             do {
                 let set = try CertificateSet.restore(from: stored.entries, context: context)
-                // The stored set's ACME entries, and the file's that never got a certificate
-                // (a pending entry is in no stored set).
+                // The committed acme entries (pending ones included), the stored set's (a state
+                // from before they were kept), and the file's that never got a certificate.
                 var wanted = stored.entries.mapValues(\.conf).filter { $0.value.acme != nil }
+                wanted.merge(committedACMEEntries) { _, committed in committed }
                 for (name, conf) in configuration.certificates where ACMEEntries.isUnmaterialized(conf) && wanted[name] == nil {
                     wanted[name] = conf
                 }
@@ -53,7 +60,7 @@ enum InitialSet {
         }
         if let state {
             do {
-                try state.commit(change, generation: 0, source: .config)
+                try state.commit(change, generation: 0, source: .config, acmeEntries: .replace(configuration.certificates))
             } catch {
                 throw GatewayStartupError(reasons: [error.description])
             }

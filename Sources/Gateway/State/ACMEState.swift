@@ -1,3 +1,4 @@
+import CertificateKit
 import Foundation
 import GRDB
 
@@ -35,6 +36,54 @@ extension StateStore {
             try db.execute(
                 sql: "INSERT INTO acme_accounts (directory, key_pem, account_url) VALUES (?, ?, ?) ON CONFLICT (directory) DO UPDATE SET key_pem = excluded.key_pem, account_url = excluded.account_url",
                 arguments: [directory, keyPEM, accountURL])
+        }
+    }
+
+    /// The `acme` entries of the committed set as configured (no certificate material),
+    /// pending ones included.
+    func acmeEntries() throws(StateStoreError) -> [String: CertificateConf] {
+        do {
+            return try database.read { db in
+                var result: [String: CertificateConf] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT name, conf FROM acme_entries") {
+                    let name: String = row["name"]
+                    let json: String = row["conf"]
+                    guard let conf = try? JSONDecoder().decode(CertificateConf.self, from: Data(json.utf8)) else {
+                        throw StateStoreError(path: path, operation: "read the acme entries", reason: "entry \(QuotedValue.quote(name)) does not decode")
+                    }
+                    result[name] = conf
+                }
+                return result
+            }
+        } catch let error as StateStoreError {
+            throw error
+        } catch {
+            throw StateStoreError(path: path, operation: "read the acme entries", reason: "the database refused the read")
+        }
+    }
+
+    /// Applies an update's `acme` entries to the stored ones (inside a commit's transaction):
+    /// a whole set replaces them; a batch upserts its acme entries and removes the names it
+    /// deletes or replaces with another kind of entry.
+    static func writeACMEEntries(_ change: CertificateUpdateRequest.Change, db: Database) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let upsert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO acme_entries (name, conf) VALUES (?, ?)")
+        let delete = try db.cachedStatement(sql: "DELETE FROM acme_entries WHERE name = ?")
+        func put(_ name: String, _ conf: CertificateConf) throws {
+            guard conf.acme != nil else { return try delete.execute(arguments: [name]) }
+            var bare = conf
+            bare.tlsCert = nil
+            bare.tlsKey = nil
+            try upsert.execute(arguments: [name, String(decoding: try encoder.encode(bare), as: UTF8.self)])
+        }
+        switch change {
+        case .replace(let confs):
+            try db.execute(sql: "DELETE FROM acme_entries")
+            for (name, conf) in confs where conf.acme != nil { try put(name, conf) }
+        case .batch(let upserts, let deletions):
+            for (name, conf) in upserts { try put(name, conf) }
+            for name in deletions { try delete.execute(arguments: [name]) }
         }
     }
 

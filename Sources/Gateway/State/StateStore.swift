@@ -148,8 +148,15 @@ public final class StateStore: Sendable {
     /// Makes one update durable: the rows of the added and changed entries, the removal of
     /// the removed ones and the new generation, in one transaction. When it throws,
     /// nothing was written.
-    public func commit(_ change: CertificateSetChange, generation: UInt64, source: UpdateSource, at time: Date = Date()) throws(StateStoreError) {
+    ///
+    /// - Parameter acmeEntries: the update's `acme` entries as sent (see
+    ///   ``CertificateUpdateRequest/acmeEntries``), kept in the same transaction.
+    public func commit(
+        _ change: CertificateSetChange, generation: UInt64, source: UpdateSource, acmeEntries: CertificateUpdateRequest.Change? = nil,
+        at time: Date = Date()
+    ) throws(StateStoreError) {
         try write(operation: "commit generation \(generation)") { db in
+            if let acmeEntries { try Self.writeACMEEntries(acmeEntries, db: db) }
             let previous = try Int64.fetchOne(db, sql: "SELECT generation FROM set_state WHERE id = 1")
             if let previous, previous != Int64(generation) - 1 {
                 throw StateStoreError(
@@ -374,6 +381,10 @@ public final class StateStore: Sendable {
             // A digest of each row as written by a commit of a validated entry; rows from
             // before (NULL) are validated in full at the next start and proven at their next commit.
             try db.execute(sql: "ALTER TABLE certificates ADD COLUMN verified BLOB")
+        }
+        migrator.registerMigration("v4-acme-entries") { db in
+            // Every acme entry of the committed set as configured, pending ones included.
+            try db.execute(sql: "CREATE TABLE acme_entries (name TEXT PRIMARY KEY NOT NULL, conf TEXT NOT NULL)")
         }
         return migrator
     }

@@ -26,6 +26,10 @@ public struct CertificateUpdateRequest: Sendable {
     public var dryRun: Bool
     public var policy: Policy
     public var source: UpdateSource
+    /// The update as sent, before `acme` entries got their obtained certificates (or were
+    /// left out, pending): the state stores its `acme` entries with the commit, so a restart
+    /// knows every entry that wants a certificate — a pending one too. Nil: no change to them.
+    public var acmeEntries: Change?
 
     public init(change: Change, expectedGeneration: UInt64? = nil, dryRun: Bool = false, policy: Policy = .reject, source: UpdateSource) {
         self.change = change
@@ -70,7 +74,10 @@ public enum CertificateUpdateFailure: Error, Sendable, CustomStringConvertible {
 /// failure at any step changes nothing. The store it is given must be swapped through it alone.
 public final class CertificateUpdater: Sendable {
     /// Makes the update durable before it is swapped in; throwing aborts it.
-    public typealias Persist = @Sendable (_ change: CertificateSetChange, _ generation: UInt64, _ source: UpdateSource) throws -> Void
+    /// `acmeEntries`: the request's ``CertificateUpdateRequest/acmeEntries``, stored in the same commit.
+    public typealias Persist = @Sendable (
+        _ change: CertificateSetChange, _ generation: UInt64, _ source: UpdateSource, _ acmeEntries: CertificateUpdateRequest.Change?
+    ) throws -> Void
     /// Runs right after a swap, still alone on the queue, so reports follow generation order.
     public typealias OnCommit = @Sendable (CertificateSnapshot, CertificateSetChange, _ warnings: [CertificateEntryError], UpdateSource) -> Void
 
@@ -84,7 +91,7 @@ public final class CertificateUpdater: Sendable {
     public init(
         store: CertificateKit.CertificateStore,
         context: @escaping @Sendable () -> CertificateBuildContext,
-        persist: @escaping Persist = { _, _, _ in },
+        persist: @escaping Persist = { _, _, _, _ in },
         onCommit: @escaping OnCommit = { _, _, _, _ in }
     ) {
         self.store = store
@@ -164,7 +171,7 @@ public final class CertificateUpdater: Sendable {
                 removed: change.removed, errors: kept, warnings: warnings, dryRun: true)
         }
         do {
-            try persist(change, generation, request.source)
+            try persist(change, generation, request.source, request.acmeEntries)
         } catch {
             throw .persistence("\(error)")
         }

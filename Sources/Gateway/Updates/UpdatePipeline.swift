@@ -52,6 +52,7 @@ final class UpdatePipeline: Sendable {
                     let acmeErrors = try Self.withoutInvalidACMEEntries(&checked, issuers: self.configuration.acme, current: transaction.current.set)
                     var materialized = checked
                     materialized.change = Self.materialize(checked.change, acme: acme, current: transaction.current.set)
+                    materialized.acmeEntries = checked.change
                     var outcome = try transaction.apply(materialized)
                     if !request.dryRun { acme.updated(by: checked.change) }
                     outcome.errors = (acmeErrors + outcome.errors).sorted { ($0.entry, $0.field) < ($1.entry, $1.field) }
@@ -161,7 +162,11 @@ final class UpdatePipeline: Sendable {
         let outcome: CertificateUpdateOutcome
         do {
             outcome = try transaction.apply(
-                CertificateUpdateRequest(change: .replace(targets.acme.materialize(next.certificates).servable), source: source),
+                {
+                    var request = CertificateUpdateRequest(change: .replace(targets.acme.materialize(next.certificates).servable), source: source)
+                    request.acmeEntries = .replace(next.certificates)
+                    return request
+                }(),
                 context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
             ) { _, _ in
                 apply(plan, next: next, prepared: prepared)

@@ -18,11 +18,11 @@ struct ACMEUpdateInteropTests {
 
         """)
 
-    @Test("ctl upsert of a file whose acme entry names the gateway's CA (not in the file) is accepted and listed as an acme entry")
+    @Test("ctl upsert of a file whose acme entry names the gateway's CA (not in the file) is accepted and listed as an acme entry; still pending, it survives a restart (and is ordered again), and a deleted one does not come back")
     func gatewaysCA() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let gateway = try await GatewayProcess(config: Self.config, folder: folder)
+        var gateway = try await GatewayProcess(config: Self.config, folder: folder)
         defer { gateway.stop() }
         let socket = ControlInteropTests.socket(folder)
         try folder.write("certificates:\n  shop: { acme: ca, domains: \"shop.test,www.shop.test\" }\n", to: "shop.yaml")
@@ -33,6 +33,18 @@ struct ACMEUpdateInteropTests {
         #expect(list.stdout.contains("\nshop      acme            shop.test,www.shop.test  -                     -          pending  -\n"), "\(list.stdout)")
         // Pending until its CA answers (here never: it fails and backs off).
         #expect(list.stdout.contains("\nshop: acme ca, pending\n") || list.stdout.contains("\nshop: acme ca, failed"), "\(list.stdout)")
+
+        // A restart: the committed, still pending entry is there and is ordered again.
+        try folder.write("certificates:\n  gone: { acme: ca, domains: gone.test }\n", to: "gone.yaml")
+        #expect(try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("gone.yaml").path]).status == 0)
+        #expect(try runCtl(socket: socket, ["delete", "gone"]).status == 0)
+        #expect(gateway.stop() == 0)
+        gateway = try await GatewayProcess(config: Self.config, folder: folder)
+        let again = try runCtl(socket: socket, ["list"])
+        #expect(again.stdout.contains("\nshop      acme            shop.test,www.shop.test  -"), "\(again.stdout)")
+        #expect(!again.stdout.contains("gone"), "\(again.stdout)")
+        #expect(try await gateway.waitForLog("entry=shop"), "\(gateway.logText)")
+        #expect(gateway.logText.contains("ordering a certificate"), "\(gateway.logText)")
     }
 
     @Test("an acme entry naming a CA the gateway does not have, an IP, or a wildcard its CA cannot validate is rejected with entry, field and reason; under KEEP_LAST_GOOD the other entries apply and the invalid ones are reported")
