@@ -160,7 +160,9 @@ extension CertificateSet {
         case failed(CertificateEntryError)
     }
 
-    static func invalidNameReason(_ name: String) -> String? {
+    /// Why `name` cannot name an entry (empty, over 253 bytes, spaces, control or format
+    /// characters), or nil.
+    public static func invalidNameReason(_ name: String) -> String? {
         if name.isEmpty { return "an entry needs a non-empty name" }
         if name.utf8.count > 253 { return "name longer than 253 bytes" }
         if name.unicodeScalars.contains(where: { [.control, .format].contains($0.properties.generalCategory) || $0 == " " }) {

@@ -54,7 +54,8 @@ enum ACMERules {
             problems.append(.init(path: ["domains"], reason: "an acme entry needs the names to obtain a certificate for"))
         }
         for (offset, raw) in domains.enumerated() {
-            switch NamePattern.parse(raw) {
+            let parsed = NamePattern.parse(raw)
+            switch parsed {
             case .success(.exact):
                 break
             case .success(.wildcard):
@@ -63,8 +64,9 @@ enum ACMERules {
                 }
             case .success(.ip), .success(.any):
                 problems.append(.init(path: ["domains", "\(offset)"], reason: "\(QuotedValue.quote(raw)) is not a DNS name an ACME CA can validate"))
-            case .failure:
-                break  // reported by the entry's own validation
+            case .failure(let failure):
+                // A pending entry is in no set, so the set's validation never sees it.
+                problems.append(.init(path: ["domains", "\(offset)"], reason: failure.description))
             }
         }
         return problems

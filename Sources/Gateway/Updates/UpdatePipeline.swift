@@ -80,15 +80,22 @@ final class UpdatePipeline: Sendable {
         case .batch(let upserts, _): confs = upserts
         }
         var errors: [CertificateEntryError] = []
+        var invalid: Set<String> = []
         for (name, conf) in confs where conf.acme != nil {
+            // A pending entry is in no set, so the set's own name check never sees it.
+            if let reason = CertificateSet.invalidNameReason(name) {
+                errors.append(CertificateEntryError(entry: QuotedValue.shown(name, limit: 253), field: "name", reason: reason))
+                invalid.insert(name)
+                continue
+            }
             for problem in ACMERules.entryProblems(conf, issuers: issuers) {
                 errors.append(CertificateEntryError(entry: name, field: problem.path.joined(separator: "."), reason: problem.reason))
+                invalid.insert(name)
             }
         }
         guard !errors.isEmpty else { return [] }
         errors.sort { ($0.entry, $0.field) < ($1.entry, $1.field) }
         guard request.policy == .keepLastGood else { throw .invalid(errors) }
-        let invalid = Set(errors.map(\.entry))
         switch request.change {
         case .replace(var all):
             for name in invalid { all[name] = current.entries[name]?.conf }

@@ -62,26 +62,31 @@ struct ACMEUpdateInteropTests {
             acme("nowhere", "elsewhere", ["nowhere.test"]),
             acme("numeric", "ca", ["numeric.test", "192.0.2.7"]),
             acme("starry", "ca", ["*.starry.test"]),
+            acme("under_score", "ca", ["a_b.example.test"]),
+            acme(String(repeating: "n", count: 254), "ca", ["long.example.test"]),
         ]
         let expected = [
             ("nowhere", "acme", "no ACME CA is called 'elsewhere' (known: ca, letsencrypt, letsencrypt-staging)"),
             ("numeric", "domains.1", "'192.0.2.7' is not a DNS name an ACME CA can validate"),
             ("starry", "domains.0", "a wildcard name is validated only by dns-01: add dns-01 to acme.ca.challenges"),
+            ("under_score", "domains.0", "'a_b.example.test' is not a valid DNS name (letters, digits and hyphens; labels of 1-63 octets; 253 in all)"),
         ]
+        // A name no entry can have, given to a pending entry: refused, and not echoed (it could be pasted key text).
+        let tooLong = ("(254 characters, not shown)", "name", "name longer than 253 bytes")
         try await ControlInteropTests.withControl(socket: socket) { control in
             do {
                 _ = try await control.updateCertificates(.with { $0.upsert = entries })
                 Issue.record("an update with invalid acme entries was applied")
             } catch let error as RPCError {
                 #expect(error.code == .invalidArgument)
-                #expect(error.message == expected.map { "\($0.0): \($0.1): \($0.2)" }.joined(separator: "\n"))
+                #expect(error.message == ([tooLong] + expected).map { "\($0.0): \($0.1): \($0.2)" }.joined(separator: "\n"))
             }
             #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 0)
 
             let kept = try await control.updateCertificates(.with { $0.upsert = entries; $0.policy = .keepLastGood })
             #expect(kept.generation == 1)
             #expect(kept.added == ["fresh"])
-            #expect(kept.errors.map { [$0.entry, $0.field, $0.reason] } == expected.map { [$0.0, $0.1, $0.2] })
+            #expect(kept.errors.map { [$0.entry, $0.field, $0.reason] } == ([tooLong] + expected).map { [$0.0, $0.1, $0.2] })
             let listed = try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
             #expect(Set(listed.certificates.map(\.name)) == ["by-ip", "exact", "fallback", "fresh", "wild"])
         }
