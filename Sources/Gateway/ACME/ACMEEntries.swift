@@ -11,15 +11,16 @@ enum ACMEEntries {
     }
 
     /// The entries the set can hold now, and the ACME entries that have no certificate yet.
-    /// An ACME entry with a stored certificate (from its CA) gets it inline, even when its
-    /// domains changed since (it keeps serving while the new order runs).
+    /// An ACME entry with a stored certificate gets it inline, even when its domains or its
+    /// CA changed since: it keeps serving while the new order runs (the manager orders again
+    /// when the stored certificate is for other names or from another CA).
     static func materialize(
         _ confs: [String: CertificateConf], obtained: [String: StoredACMECertificate]
     ) -> (servable: [String: CertificateConf], pending: [String: CertificateConf]) {
         var servable: [String: CertificateConf] = [:]
         var pending: [String: CertificateConf] = [:]
         for (name, conf) in confs {
-            if conf.acme != nil, let stored = obtained[name], stored.issuer == conf.acme {
+            if conf.acme != nil, let stored = obtained[name] {
                 servable[name] = with(conf, stored)
             } else if isUnmaterialized(conf) {
                 pending[name] = conf

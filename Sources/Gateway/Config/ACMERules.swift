@@ -1,3 +1,4 @@
+import Foundation
 import ACME
 import CertificateKit
 
@@ -12,8 +13,24 @@ enum ACMERules {
             if issuer.challenges.isEmpty {
                 problems.append(.init(path: path + ["challenges"], reason: "at least one of tls-alpn-01, http-01, dns-01"))
             }
+            // At least one listed challenge must be one this gateway can answer.
+            let answerable = issuer.challenges.contains { challenge in
+                switch challenge {
+                case .tlsALPN01: return configuration.listeners.contains { $0.protocol == .tls }
+                case .http01: return configuration.listeners.contains { $0.protocol == .http }
+                case .dns01: return true
+                }
+            }
+            if !issuer.challenges.isEmpty, !answerable {
+                problems.append(.init(path: path + ["challenges"], reason: "none can be answered: http-01 needs a listener with protocol: http, tls-alpn-01 a TLS listener"))
+            }
+            if let roots = issuer.caRoots, let reason = Self.unusableRoots(roots, baseDirectory: configuration.baseDirectory) {
+                problems.append(.init(path: path + ["ca_roots"], reason: reason))
+            }
             if issuer.challenges.contains(.dns01) {
-                if issuer.dnsHook?.first?.hasPrefix("/") != true {
+                if issuer.dnsHook?.first.map({ !$0.hasPrefix("/") }) == true {
+                    problems.append(.init(path: path + ["dns_hook"], reason: "the hook's first item must be an absolute path (it runs without a shell, and not relative to the configuration)"))
+                } else if issuer.dnsHook?.first == nil {
                     problems.append(.init(path: path + ["dns_hook"], reason: "dns-01 needs dns_hook: a list whose first item is an absolute path (it runs without a shell)"))
                 } else if let program = issuer.dnsHook?.first, let reason = ConfigurationRules.unrunnable(program) {
                     problems.append(.init(path: path + ["dns_hook"], reason: reason))
@@ -70,5 +87,19 @@ enum ACMERules {
             }
         }
         return problems
+    }
+
+    /// Why `ca_roots` (relative to the configuration's folder) cannot serve as extra roots
+    /// for the directory's HTTPS, or nil: it must be a readable file of PEM certificates.
+    private static func unusableRoots(_ value: String, baseDirectory: String) -> String? {
+        let path = MaterialSource.resolve(path: value, baseDirectory: baseDirectory)
+        guard FileManager.default.fileExists(atPath: path) else { return "\(QuotedValue.quote(path, limit: 255)) does not exist" }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            return "\(QuotedValue.quote(path, limit: 255)) cannot be read as text"
+        }
+        guard let certificates = try? PEMMaterialParser.certificates(fromPEM: text), !certificates.isEmpty else {
+            return "\(QuotedValue.quote(path, limit: 255)) holds no PEM certificate"
+        }
+        return nil
     }
 }

@@ -1,3 +1,4 @@
+import CertificateTestSupport
 import Foundation
 import Testing
 @testable import Gateway
@@ -17,6 +18,9 @@ struct ACMEConfigurationTests {
 
     @Test("a full acme: section reads as written; the built-in CAs need no section; the challenge order defaults to tls-alpn-01, http-01")
     func reads() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try folder.write(TestCertificate.authority(commonName: "Pebble HTTPS CA").pem, to: "pebble-root.pem")
         let configuration = try GatewayConfiguration.parse(yaml: Self.listener + """
             acme:
               pebble:
@@ -33,8 +37,9 @@ struct ACMEConfigurationTests {
             certificates:
               shop: { acme: pebble, domains: "shop.example.test,*.shop.example.test" }
               le: { acme: letsencrypt, domains: le.example.test }
-            """, file: "certgate.yaml", baseDirectory: "/etc/certgate")
+            """, file: "certgate.yaml", baseDirectory: folder.url.path)
         let pebble = try #require(configuration.acme["pebble"])
+        #expect(pebble.caRoots == "pebble-root.pem")
         #expect(pebble.directory == "https://127.0.0.1:14000/dir")
         #expect(pebble.challenges == [.dns01, .http01])
         #expect(pebble.dnsHook == ["/bin/echo", "--zone", "example.test"])
@@ -65,6 +70,14 @@ struct ACMEConfigurationTests {
          "an acme entry needs the names to obtain a certificate for"),
         ("certificates:\n  x: { acme: letsencrypt, domains: x.test, is_ca: true }\n", "certificates.x.is_ca",
          "an acme entry cannot sign leaves"),
+        ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [dns-01], dns_hook: [hooks/dns-txt] }\n", "acme.c.dns_hook",
+         "the hook's first item must be an absolute path (it runs without a shell, and not relative to the configuration)"),
+        ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [http-01] }\n", "acme.c.challenges",
+         "none can be answered: http-01 needs a listener with protocol: http, tls-alpn-01 a TLS listener"),
+        ("acme:\n  c: { directory: \"https://ca.test/dir\", ca_roots: missing-root.pem }\n", "acme.c.ca_roots",
+         "'/etc/certgate/missing-root.pem' does not exist"),
+        ("acme:\n  c: { directory: \"https://ca.test/dir\", ca_roots: /etc/passwd }\n", "acme.c.ca_roots",
+         "'/etc/passwd' holds no PEM certificate"),
         ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [dns-01] }\n", "acme.c.dns_hook",
          "dns-01 needs dns_hook: a list whose first item is an absolute path (it runs without a shell)"),
         ("acme:\n  c: { directory: \"https://ca.test/dir\", challenges: [dns-01], dns_hook: [/nonexistent/dns-txt] }\n", "acme.c.dns_hook",

@@ -350,4 +350,23 @@ struct ACMEInteropTests {
         #expect(gateway.logText.components(separatedBy: "ordering a certificate").count - 1 == 1)
         await ari.close()
     }
+
+    @Test("an entry moved to another CA (ctl upsert) keeps serving its certificate while the new CA's order runs, then serves the new one")
+    func changedCAKeepsServing() async throws {
+        let setup = try await Self.setUp()
+        defer { setup.pebble.stop(); setup.folder.remove() }
+        let (gateway, socket) = try await Self.gatewayWithCertificates(setup)
+        defer { _ = gateway.stop() }
+        let before = try #require(try await Self.served("alpn.example.test", setup: setup))
+        try setup.folder.write("certificates:\n  alpn: { acme: pebble-http, domains: alpn.example.test }\n", to: "moved.yaml")
+        let moved = try runCtl(socket: socket, ["upsert", setup.folder.url.appendingPathComponent("moved.yaml").path])
+        #expect(moved.status == 0, "\(moved.stderr)")
+        // At once after the reply: still served (the old certificate, or already the new one).
+        #expect(try await Self.served("alpn.example.test", setup: setup) != nil)
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 4, timeout: .seconds(60)), "\(gateway.logText)")
+        let after = try #require(try await Self.served("alpn.example.test", setup: setup))
+        #expect(after != before)
+        let list = try runCtl(socket: socket, ["list"])
+        #expect(list.stdout.contains("\nalpn: acme pebble-http, valid, renews at "), "\(list.stdout)")
+    }
 }

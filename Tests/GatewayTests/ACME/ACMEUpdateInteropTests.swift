@@ -10,11 +10,11 @@ import Testing
 /// field, reason) under the update's policy — not an order that fails later.
 @Suite("acme entries through the control plane", .serialized, .timeLimit(.minutes(2)))
 struct ACMEUpdateInteropTests {
-    /// A gateway with one CA, `ca` (http-01 only, at a directory nothing answers: no order
+    /// A gateway with one CA, `ca` (tls-alpn-01 only, at a directory nothing answers: no order
     /// in these tests can succeed, and none needs to).
     static let config = ControlInteropTests.config(extra: """
         acme:
-          ca: { directory: "https://127.0.0.1:9/dir", challenges: [http-01] }
+          ca: { directory: "https://127.0.0.1:9/dir", challenges: [tls-alpn-01] }
 
         """)
 
