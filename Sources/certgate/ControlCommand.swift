@@ -29,19 +29,20 @@ struct ControlCommand: AsyncParsableCommand {
         @Flag(name: .long, help: "Print JSON.")
         var json = false
 
+        /// The socket: `--socket`, or `control.socket` of `--config` — read even from a file
+        /// that is otherwise invalid (the gateway then says what is wrong with it, e.g. on
+        /// `reload`). A file with no socket is a usage error; one that cannot be read at all
+        /// exits 1 with its reasons.
         func socketPath() throws -> String {
             if let socket { return socket }
+            if let socket = GatewayConfiguration.controlSocket(inFileAt: config) { return socket }
             do {
-                let configuration = try GatewayConfiguration.load(path: config)
-                guard let control = configuration.control else {
-                    throw ValidationError("\(config) has no control.socket; pass --socket")
-                }
-                return MaterialSource.resolve(path: control.socket, baseDirectory: configuration.baseDirectory)
-            } catch let error as ValidationError {
-                throw error
+                _ = try GatewayConfiguration.load(path: config)
             } catch {
-                throw ValidationError("cannot read \(config): \(error)")
+                for problem in error.errors { printError("\(problem)") }
+                throw ExitCode(1)
             }
+            throw ValidationError("\(config) has no control.socket; pass --socket")
         }
 
         typealias Client = Certgate_Control_V1_CertificateControl.Client<HTTP2ClientTransport.Posix>

@@ -359,6 +359,29 @@ struct ControlCommandInteropTests {
         #expect(try runCtl(socket: socket, ["status"]).stdout.hasPrefix("generation   3\n"))
     }
 
+    @Test("ctl --config FILE reload with a file that has become invalid (but still names its socket) reaches the gateway, which refuses the file with its reasons: exit 1, nothing applied; a file ctl cannot read at all exits 1 with the reason, not a usage error")
+    func reloadInvalidFile() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: ControlInteropTests.config(), folder: folder)
+        defer { gateway.stop() }
+        let path = folder.url.appendingPathComponent("certgate.yaml").path
+        try (try String(contentsOfFile: path, encoding: .utf8) + "bogus_key: 1\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let refused = try CertgateProcess.run(["ctl", "--config", path, "reload"])
+        #expect(refused.status == 1)
+        #expect(refused.stdout == "")
+        #expect(refused.stderr.hasPrefix("invalidArgument: "), "\(refused.stderr)")
+        #expect(refused.stderr.contains("bogus_key"), "\(refused.stderr)")
+        #expect(try await gateway.waitForLog("reload rejected"), "\(gateway.logText)")
+        #expect(try runCtl(socket: ControlInteropTests.socket(folder), ["status"]).stdout.hasPrefix("generation   0\n"))
+
+        try "listeners: [".write(toFile: path, atomically: true, encoding: .utf8)
+        let unreadable = try CertgateProcess.run(["ctl", "--config", path, "status"])
+        #expect(unreadable.status == 1)
+        #expect(unreadable.stderr.hasPrefix(path + ":"), "\(unreadable.stderr)")
+        #expect(!unreadable.stderr.contains("Usage:"), "\(unreadable.stderr)")
+    }
+
     @Test("ctl watch prints the events of each update as it happens — set changes by source, a validity change — as lines and as JSON")
     func watch() async throws {
         let folder = try GatewayInteropTests.fixture()

@@ -77,6 +77,17 @@ public struct GatewayConfiguration: Sendable {
         return try parse(yaml: text, file: path, baseDirectory: folder, acmeIssuersElsewhere: acmeIssuersElsewhere)
     }
 
+    /// `control.socket` of the file at `path` (resolved against its folder), read even when
+    /// the rest of the file is invalid — so `ctl reload` can reach the gateway and let it say
+    /// why the file is refused. Nil when the file is unreadable YAML or names no socket.
+    public static func controlSocket(inFileAt path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8),
+              let root = try? Yams.compose(yaml: text), let socket = root["control"]?["socket"]?.string, !socket.isEmpty else {
+            return nil
+        }
+        return MaterialSource.resolve(path: socket, baseDirectory: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    }
+
     /// Decodes and checks configuration text; `file` names it in errors.
     ///
     /// Time is linear in the text's size: the `certificates:` mapping is walked once, pair
