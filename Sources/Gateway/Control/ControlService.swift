@@ -109,7 +109,10 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
             case .notACMEEntry:
                 throw RPCError(code: .notFound, message: "no acme entry named \(QuotedValue.quote(request.name, limit: 253))")
             case .failed(let reason):
-                throw RPCError(code: .unavailable, message: "\(request.name): \(reason); the current certificate keeps serving")
+                let serving = store.current.set.entries[request.name] != nil
+                    ? "the current certificate keeps serving"
+                    : "it has no certificate yet; the default entry answers its names"
+                throw RPCError(code: .unavailable, message: "\(request.name): \(reason); \(serving)")
             case .timedOut:
                 throw RPCError(code: .deadlineExceeded, message: "\(request.name): the order did not finish in time; it goes on")
             }

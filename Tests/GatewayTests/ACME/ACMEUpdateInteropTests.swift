@@ -34,6 +34,12 @@ struct ACMEUpdateInteropTests {
         // Pending until its CA answers (here never: it fails and backs off).
         #expect(list.stdout.contains("\nshop: acme ca, pending\n") || list.stdout.contains("\nshop: acme ca, failed"), "\(list.stdout)")
 
+        // Renewing it now fails (nothing answers at the directory) and says it serves nothing yet.
+        let renewed = try runCtl(socket: socket, ["renew", "shop"])
+        #expect(renewed.status == 1)
+        #expect(renewed.stderr.hasPrefix("unavailable: shop: "), "\(renewed.stderr)")
+        #expect(renewed.stderr.hasSuffix("; it has no certificate yet; the default entry answers its names\n"), "\(renewed.stderr)")
+
         // A restart: the committed, still pending entry is there and is ordered again.
         try folder.write("certificates:\n  gone: { acme: ca, domains: gone.test }\n", to: "gone.yaml")
         #expect(try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("gone.yaml").path]).status == 0)
