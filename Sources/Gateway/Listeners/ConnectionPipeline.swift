@@ -52,7 +52,7 @@ final class ConnectionPipeline: Sendable {
         try operations.addHandler(publisher)
         if challenges.hasTLSALPN01 {
             // A tls-alpn-01 validation may be this connection: read the ClientHello first.
-            try operations.addHandler(ClientHelloSniffer(listenerContext: context, challenges: challenges))
+            try operations.addHandler(ClientHelloSniffer(listenerContext: context, challenges: challenges, facts: facts))
         } else {
             try operations.addHandler(NIOSSLServerHandler(context: context))
         }

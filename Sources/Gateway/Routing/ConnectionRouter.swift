@@ -109,6 +109,11 @@ final class ConnectionRouter: ChannelInboundHandler, RemovableChannelHandler {
         // NIOSSL may report one failure more than once (the alert, then the unclean close).
         guard !failureLogged else { return }
         failureLogged = true
+        if facts.acmeValidation {
+            logger.debug("tls-alpn-01 validation connection ended", metadata: metadata(["reason": "\(TLSFailure.describe(error))"]))
+            context.close(promise: nil)
+            return
+        }
         let reason = facts.refusal ?? TLSFailure.describe(error)
         logger.info("TLS handshake failed", metadata: metadata(["reason": "\(reason)"]))
         context.close(promise: nil)

@@ -14,11 +14,15 @@ final class ClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private let listenerContext: NIOSSLContext
     private let challenges: ChallengeResponses
+    private let facts: HandshakeFacts
     private var buffered: ByteBuffer?
 
-    init(listenerContext: NIOSSLContext, challenges: ChallengeResponses) {
+    /// - Parameter facts: the connection's facts; a validation connection is marked there,
+    ///   with the name it asked for.
+    init(listenerContext: NIOSSLContext, challenges: ChallengeResponses, facts: HandshakeFacts) {
         self.listenerContext = listenerContext
         self.challenges = challenges
+        self.facts = facts
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -38,6 +42,9 @@ final class ClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandler {
         case .clientHello(let hello):
             if hello.alpn.contains(TLSALPNProtocol.name), let name = hello.serverName.flatMap(ServerName.normalize)?.text,
                let challenge = challenges.tlsALPN01(name: name) {
+                facts.requestedName = hello.serverName
+                facts.serverName = ServerName.normalize(name)
+                facts.acmeValidation = true
                 install(challenge, closeAfterHandshake: true, context: context)
             } else {
                 install(listenerContext, closeAfterHandshake: false, context: context)

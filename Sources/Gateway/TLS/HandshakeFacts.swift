@@ -20,6 +20,10 @@ final class HandshakeFacts: @unchecked Sendable {
     var entryName: String?
     /// Why no certificate was served, when none was.
     var refusal: String?
+    /// A tls-alpn-01 validation (RFC 8737): it got the validation certificate and is closed
+    /// after its handshake; how the CA's validator ends it is its own business (logged at
+    /// debug, not as a failed handshake).
+    var acmeValidation = false
 
     init(listener: String, localAddress: SocketAddress?, remoteAddress: SocketAddress?) {
         self.listener = listener
