@@ -109,6 +109,9 @@ final class ACMEManager: Sendable {
                 for (name, conf) in upserts { state.wanted[name] = conf.acme == nil ? nil : Self.unmaterialized(conf) }
             }
             for name in state.status.keys where state.wanted[name] == nil { state.status[name] = nil }
+            // The commit removed their certificates from the state too (an entry that is no
+            // longer an acme entry takes its key with it).
+            for name in state.obtained.keys where state.wanted[name] == nil { state.obtained[name] = nil }
         }
         wakeup.signal()
     }

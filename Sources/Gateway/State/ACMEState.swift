@@ -64,14 +64,20 @@ extension StateStore {
 
     /// Applies an update's `acme` entries to the stored ones (inside a commit's transaction):
     /// a whole set replaces them; a batch upserts its acme entries and removes the names it
-    /// deletes or replaces with another kind of entry.
+    /// deletes or replaces with another kind of entry. An entry that is no longer an acme
+    /// entry takes its obtained certificate and key with it.
     static func writeACMEEntries(_ change: CertificateUpdateRequest.Change, db: Database) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let upsert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO acme_entries (name, conf) VALUES (?, ?)")
-        let delete = try db.cachedStatement(sql: "DELETE FROM acme_entries WHERE name = ?")
+        let deleteEntry = try db.cachedStatement(sql: "DELETE FROM acme_entries WHERE name = ?")
+        let deleteCertificate = try db.cachedStatement(sql: "DELETE FROM acme_certificates WHERE name = ?")
+        func delete(_ name: String) throws {
+            try deleteEntry.execute(arguments: [name])
+            try deleteCertificate.execute(arguments: [name])
+        }
         func put(_ name: String, _ conf: CertificateConf) throws {
-            guard conf.acme != nil else { return try delete.execute(arguments: [name]) }
+            guard conf.acme != nil else { return try delete(name) }
             var bare = conf
             bare.tlsCert = nil
             bare.tlsKey = nil
@@ -79,11 +85,15 @@ extension StateStore {
         }
         switch change {
         case .replace(let confs):
+            let kept = confs.filter { $0.value.acme != nil }
+            for name in try String.fetchAll(db, sql: "SELECT name FROM acme_certificates") where kept[name] == nil {
+                try deleteCertificate.execute(arguments: [name])
+            }
             try db.execute(sql: "DELETE FROM acme_entries")
-            for (name, conf) in confs where conf.acme != nil { try put(name, conf) }
+            for (name, conf) in kept { try put(name, conf) }
         case .batch(let upserts, let deletions):
             for (name, conf) in upserts { try put(name, conf) }
-            for name in deletions { try delete.execute(arguments: [name]) }
+            for name in deletions { try delete(name) }
         }
     }
 

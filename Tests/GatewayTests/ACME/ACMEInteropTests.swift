@@ -1,6 +1,7 @@
 import ACME
 import CertificateTestSupport
 import Foundation
+import GRDB
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -370,5 +371,15 @@ struct ACMEInteropTests {
         #expect(after != before)
         let list = try runCtl(socket: socket, ["list"])
         #expect(list.stdout.contains("\nalpn: acme pebble-http, valid, renews at "), "\(list.stdout)")
+
+        // Deleted: its obtained certificate and key leave the state with it.
+        func storedCertificates() throws -> [String] {
+            let database = try DatabaseQueue(path: setup.folder.url.appendingPathComponent("state/certgate.db").path)
+            defer { try? database.close() }
+            return try database.read { try String.fetchAll($0, sql: "SELECT name FROM acme_certificates ORDER BY name") }
+        }
+        #expect(try storedCertificates() == ["alpn", "plain", "wild"])
+        #expect(try runCtl(socket: socket, ["delete", "alpn"]).status == 0)
+        #expect(try storedCertificates() == ["plain", "wild"])
     }
 }
