@@ -104,6 +104,23 @@ struct ACMEInteropTests {
             leaves[name] = leaf
         }
         #expect(leaves["plain.example.test"] == leaves["www.plain.example.test"])
+        // The same with the clients operators use: openssl verifying chain and name against
+        // Pebble's root, and curl.
+        try setup.folder.write(try setup.pebble.issuingRoot(), to: "pebble-issuing-root.pem")
+        let rootFile = setup.folder.url.appendingPathComponent("pebble-issuing-root.pem").path
+        for name in ["alpn.example.test", "www.plain.example.test", "a.wild.example.test"] {
+            let (status, output) = try runTool("/usr/bin/openssl", [
+                "s_client", "-connect", "127.0.0.1:\(setup.httpsPort)", "-servername", name, "-CAfile", rootFile,
+                "-verify_return_error", "-verify_hostname", name,
+            ], input: Data())
+            #expect(status == 0, "\(name): \(output)")
+            #expect(output.contains("Verify return code: 0 (ok)"), "\(name): \(output)")
+            let (curlStatus, body) = try runTool("/usr/bin/curl", [
+                "-sS", "--fail", "--cacert", rootFile, "--resolve", "\(name):\(setup.httpsPort):127.0.0.1", "https://\(name):\(setup.httpsPort)/",
+            ])
+            #expect(curlStatus == 0, "\(name): \(body)")
+            #expect(body == "served \(name)\n", "\(name): \(body)")
+        }
         #expect(Set(leaves.values).count == 3)
         #expect(gateway!.logText.components(separatedBy: "ordering a certificate").count - 1 == 3)
         #expect(!gateway!.logText.contains("obtaining a certificate failed"))
