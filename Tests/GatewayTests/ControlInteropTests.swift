@@ -53,86 +53,103 @@ struct ControlInteropTests {
         }
     }
 
-    @Test("upsert, list, status, CAS mismatch, invalid batch; new handshakes see the update; the socket is 0600; a second instance refuses it")
-    func controlPlane() async throws {
+    /// A gateway with a control socket; `body` gets it, its socket and its folder.
+    static func withGateway(_ body: (GatewayProcess, String, FixtureFolder) async throws -> Void) async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let socket = Self.socket(folder)
-        let config = Self.config()
-        let gateway = try await GatewayProcess(config: config, folder: folder)
+        let gateway = try await GatewayProcess(config: config(), folder: folder)
         defer { gateway.stop() }
         #expect(try await gateway.waitForLog("control socket listening"))
-        let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
-        #expect(mode == 0o600)
+        try await body(gateway, socket(folder), folder)
+    }
 
-        let fresh = GatewayInteropTests.authority.leaf(dnsNames: ["pushed.test"])
-        let bad = Certgate_Control_V1_CertificateEntry.with {
-            $0.name = "bad"
-            $0.tlsCert = GatewayInteropTests.authority.leaf(dnsNames: ["bad.test"]).pem
-            $0.tlsKey = TestKey.make().pkcs8PEM
-        }
-        try await Self.withControl(socket: socket) { control in
-            let before = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
-            #expect(before.generation == 0)
-            #expect(before.certificates == 4)
-            #expect(before.listeners.map(\.name) == ["https"])
+    /// An entry whose key belongs to another certificate.
+    static let mismatched = Certgate_Control_V1_CertificateEntry.with {
+        $0.name = "bad"
+        $0.tlsCert = GatewayInteropTests.authority.leaf(dnsNames: ["bad.test"]).pem
+        $0.tlsKey = TestKey.make().pkcs8PEM
+    }
 
-            // REJECT: one bad entry, nothing changes, INVALID_ARGUMENT.
-            let rejected = await Self.code {
-                _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh), bad] })
+    @Test("UpdateCertificates that cannot apply changes nothing: one invalid entry under REJECT is INVALID_ARGUMENT with its entry, field and reason; a stale expected_generation is FAILED_PRECONDITION; a dry run reports what it would do")
+    func refusedUpdatesChangeNothing() async throws {
+        try await Self.withGateway { _, socket, _ in
+            let fresh = GatewayInteropTests.authority.leaf(dnsNames: ["pushed.test"])
+            try await Self.withControl(socket: socket) { control in
+                let before = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
+                #expect(before.generation == 0)
+                #expect(before.certificates == 4)
+                #expect(before.listeners.map(\.name) == ["https"])
+                do {
+                    _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh), Self.mismatched] })
+                    Issue.record("an update with a mismatched key was applied")
+                } catch let error as RPCError {
+                    #expect(error.code == .invalidArgument)
+                    #expect(error.message == "bad: tls_key: the private key does not match the certificate (CN=bad.test)")
+                }
+                do {
+                    _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh)]; $0.expectedGeneration = 9 })
+                    Issue.record("a stale compare-and-swap was applied")
+                } catch let error as RPCError {
+                    #expect(error.code == .failedPrecondition)
+                    #expect(error.message == "expected generation 9, the current one is 0")
+                }
+                let dry = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh)]; $0.dryRun = true })
+                #expect(dry.dryRun && dry.added == ["pushed"] && dry.generation == 0)
+                let after = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
+                #expect(after.generation == 0 && after.certificates == 4)
             }
-            #expect(rejected == .invalidArgument)
-
-            // CAS mismatch: FAILED_PRECONDITION.
-            let mismatch = await Self.code {
-                _ = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh)]; $0.expectedGeneration = 9 })
-            }
-            #expect(mismatch == .failedPrecondition)
-
-            // A dry run changes nothing.
-            let dry = try await control.updateCertificates(.with { $0.upsert = [Self.entry("pushed", fresh)]; $0.dryRun = true })
-            #expect(dry.dryRun && dry.added == ["pushed"])
-            #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 0)
-
-            // KEEP_LAST_GOOD applies the valid entry and reports the bad one.
-            let applied = try await control.updateCertificates(.with {
-                $0.upsert = [Self.entry("pushed", fresh), bad]
-                $0.expectedGeneration = 0
-                $0.policy = .keepLastGood
-            })
-            #expect(applied.generation == 1)
-            #expect(applied.added == ["pushed"])
-            #expect(applied.errors.map(\.entry) == ["bad"])
-
-            let list = try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
-            #expect(list.generation == 1)
-            #expect(list.certificates.map(\.name).contains("pushed"))
-            let pushed = try #require(list.certificates.first { $0.name == "pushed" })
-            #expect(pushed.domains == ["pushed.test"])
-            #expect(pushed.state == "ok")
-            #expect(!pushed.sha256Fingerprint.isEmpty)
-            let status = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
-            #expect(status.lastUpdateSource == "control")
         }
-        // New handshakes get the pushed certificate.
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
+    }
 
-        // A second instance with the same socket refuses to start.
-        let second = Process()
-        second.executableURL = CertgateProcess.binary
-        let otherPort = try freePort()
-        // Its own state folder: the shared socket alone must stop it (a shared state folder would too).
-        try folder.write(config.replacingOccurrences(of: "PORT", with: String(otherPort)) + "state_dir: state2\n", to: "second.yaml")
-        second.arguments = ["run", "--config", folder.url.appendingPathComponent("second.yaml").path]
-        let errors = Pipe()
-        second.standardError = errors
-        try second.run()
-        second.waitUntilExit()
-        #expect(second.terminationStatus != 0)
-        #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("another certgate holds the control socket"))
-        // The first instance still answers.
-        let stillThere = try await Self.withControl(socket: socket) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()).generation }
-        #expect(stillThere == 1)
+    @Test("UpdateCertificates under KEEP_LAST_GOOD at the expected generation applies the valid entry and reports the invalid one; list and status show the new generation from control; new handshakes get the pushed certificate")
+    func keepLastGoodApplies() async throws {
+        try await Self.withGateway { gateway, socket, folder in
+            let fresh = GatewayInteropTests.authority.leaf(dnsNames: ["pushed.test"])
+            try await Self.withControl(socket: socket) { control in
+                let applied = try await control.updateCertificates(.with {
+                    $0.upsert = [Self.entry("pushed", fresh), Self.mismatched]
+                    $0.expectedGeneration = 0
+                    $0.policy = .keepLastGood
+                })
+                #expect(applied.generation == 1)
+                #expect(applied.added == ["pushed"])
+                #expect(applied.errors.map { [$0.entry, $0.field, $0.reason] } == [
+                    ["bad", "tls_key", "the private key does not match the certificate (CN=bad.test)"],
+                ])
+                let list = try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
+                #expect(list.generation == 1)
+                #expect(list.certificates.map(\.name).sorted() == ["by-ip", "exact", "fallback", "pushed", "wild"])
+                let pushed = try #require(list.certificates.first { $0.name == "pushed" })
+                #expect(pushed.domains == ["pushed.test"])
+                #expect(pushed.state == "ok")
+                #expect(pushed.sha256Fingerprint == (try ControlCommandInteropTests.opensslFingerprint(fresh.pem, folder: folder)))
+                let status = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
+                #expect(status.generation == 1 && status.lastUpdateSource == "control")
+            }
+            #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
+        }
+    }
+
+    @Test("the control socket is 0600; a second instance configured with the same socket refuses to start, and the first still answers")
+    func socketIsExclusive() async throws {
+        try await Self.withGateway { _, socket, folder in
+            let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            let second = Process()
+            second.executableURL = CertgateProcess.binary
+            // Its own port and state folder: the shared socket alone must stop it.
+            let otherPort = try freePort()
+            try folder.write(Self.config().replacingOccurrences(of: "PORT", with: String(otherPort)) + "state_dir: state2\n", to: "second.yaml")
+            second.arguments = ["run", "--config", folder.url.appendingPathComponent("second.yaml").path]
+            let errors = Pipe()
+            second.standardError = errors
+            try second.run()
+            second.waitUntilExit()
+            #expect(second.terminationStatus == 1)
+            #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("another certgate holds the control socket"))
+            let stillThere = try await Self.withControl(socket: socket) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()).generation }
+            #expect(stillThere == 0)
+        }
     }
 
     @Test("a watcher sees every generation in order, from control updates and SIGHUP reloads alike")
