@@ -85,6 +85,7 @@ struct ControlCommand: AsyncParsableCommand {
             for certificate in response.certificates where !certificate.acme.isEmpty {
                 var line = "\(certificate.name): acme \(certificate.acme), \(certificate.acmeStatus)"
                 if certificate.hasRenewAt { line += ", renews at \(OutputFormat.timestamp(certificate.renewAt.date))" }
+                if certificate.hasNextAttempt { line += ", next attempt \(OutputFormat.timestamp(certificate.nextAttempt.date))" }
                 if !certificate.lastError.isEmpty { line += "; last error: \(certificate.lastError)" }
                 Swift.print(line)
             }

@@ -58,6 +58,7 @@ extension Certgate_Control_V1_CertificateSummary {
         acmeStatus = summary.status?.state.rawValue ?? (summary.obtained ? "valid" : "pending")
         if let renewAt = summary.status?.renewAt { self.renewAt = Google_Protobuf_Timestamp(date: renewAt) }
         lastError = summary.status?.lastError ?? ""
+        if summary.status?.state == .failed, let next = summary.status?.nextAttempt { nextAttempt = Google_Protobuf_Timestamp(date: next) }
     }
 }
 

@@ -195,6 +195,11 @@ struct ACMEInteropTests {
         let listed = try runCtl(socket: socket, ["list"])
         #expect(listed.stdout.contains("\nplain: acme pebble-http, failed, renews at "), "\(listed.stdout)")
         #expect(listed.stdout.contains("; last error: newOrder: https://127.0.0.1:"), "\(listed.stdout)")
+        // When it is tried again: after the first failure's one-minute backoff.
+        let plainLine = listed.stdout.split(separator: "\n").first { $0.hasPrefix("plain: ") } ?? ""
+        let nextAttempt = plainLine.firstRange(of: ", next attempt ")
+            .flatMap { ControlCommandInteropTests.date(plainLine[$0.upperBound...].prefix(20)) }
+        #expect(nextAttempt.map { $0 > Date().addingTimeInterval(30) && $0 <= Date().addingTimeInterval(61) } == true, "\(listed.stdout)")
         #expect(try await Self.served("plain.example.test", setup: setup) == plainBefore)
         #expect(gateway.logText.contains("obtaining a certificate failed; the entry keeps what it serves"))
         let unknown = try runCtl(socket: socket, ["renew", "nobody"])

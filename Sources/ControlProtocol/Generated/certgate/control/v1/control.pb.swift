@@ -316,6 +316,16 @@ public nonisolated struct Certgate_Control_V1_CertificateSummary: @unchecked Sen
     set {_uniqueStorage()._lastError = newValue}
   }
 
+  /// When a failed entry is tried again (after its backoff), when it failed.
+  public var nextAttempt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._nextAttempt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._nextAttempt = newValue}
+  }
+  /// Returns true if `nextAttempt` has been explicitly set.
+  public var hasNextAttempt: Bool {_storage._nextAttempt != nil}
+  /// Clears the value of `nextAttempt`. Subsequent reads from it will return its default value.
+  public mutating func clearNextAttempt() {_uniqueStorage()._nextAttempt = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -937,7 +947,7 @@ nonisolated extension Certgate_Control_V1_ListCertificatesRequest: SwiftProtobuf
 
 nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CertificateSummary"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}domains\0\u{3}not_before\0\u{3}not_after\0\u{3}days_left\0\u{1}state\0\u{1}issuer\0\u{1}kind\0\u{3}is_default\0\u{3}chain_subjects\0\u{3}sha256_fingerprint\0\u{1}warnings\0\u{1}acme\0\u{3}acme_status\0\u{3}renew_at\0\u{3}last_error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}domains\0\u{3}not_before\0\u{3}not_after\0\u{3}days_left\0\u{1}state\0\u{1}issuer\0\u{1}kind\0\u{3}is_default\0\u{3}chain_subjects\0\u{3}sha256_fingerprint\0\u{1}warnings\0\u{1}acme\0\u{3}acme_status\0\u{3}renew_at\0\u{3}last_error\0\u{3}next_attempt\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -956,6 +966,7 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
     var _acmeStatus: String = String()
     var _renewAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _lastError: String = String()
+    var _nextAttempt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -982,6 +993,7 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
       _acmeStatus = source._acmeStatus
       _renewAt = source._renewAt
       _lastError = source._lastError
+      _nextAttempt = source._nextAttempt
     }
   }
 
@@ -1016,6 +1028,7 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
         case 14: try { try decoder.decodeSingularStringField(value: &_storage._acmeStatus) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._renewAt) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._lastError) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._nextAttempt) }()
         default: break
         }
       }
@@ -1076,6 +1089,9 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
       if !_storage._lastError.isEmpty {
         try visitor.visitSingularStringField(value: _storage._lastError, fieldNumber: 16)
       }
+      try { if let v = _storage._nextAttempt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1101,6 +1117,7 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
         if _storage._acmeStatus != rhs_storage._acmeStatus {return false}
         if _storage._renewAt != rhs_storage._renewAt {return false}
         if _storage._lastError != rhs_storage._lastError {return false}
+        if _storage._nextAttempt != rhs_storage._nextAttempt {return false}
         return true
       }
       if !storagesAreEqual {return false}
