@@ -34,12 +34,16 @@ struct UpstreamInteropTests {
             // side of the handshake is done (which may be a little before this client's side).
             let start = ContinuousClock.now
             let connection = try await probe.connect(port: gateway.port, serverName: "exact.test")
+            let handshook = ContinuousClock.now
             let (received, closed) = try await connection.readToEnd(sending: Array("ping".utf8), timeout: .seconds(10))
             let elapsed = ContinuousClock.now - start
+            let afterHandshake = ContinuousClock.now - handshook
             #expect(received.isEmpty)
             #expect(closed)
             #expect(elapsed >= .milliseconds(400), "attempt \(attempt): closed after \(elapsed)")
-            #expect(elapsed < .seconds(4), "attempt \(attempt): closed after \(elapsed)")  // well under the 5 s default, with room for a loaded machine
+            // Well under the 5 s default. Counted from this client's end of the handshake: on a
+            // loaded 2-core machine the handshake itself took seconds (6.1 s in all, once in CI).
+            #expect(afterHandshake < .seconds(4), "attempt \(attempt): closed \(afterHandshake) after the handshake")
         }
         let unreachable = "warning certgate: reason=no answer within 400 ms upstream=127.0.0.1:\(upstream.port) [Gateway] "
             + "upstream unreachable; client connections to it are closed (logged once until it answers again)"
