@@ -1,6 +1,7 @@
 import CertificateKit
 import CertificateKitNIO
 import CertificateTestSupport
+import Synchronization
 import Testing
 
 @Suite("NIOSSL serving material")
@@ -35,7 +36,17 @@ struct NIOServingMaterialTests {
         let built = try CertificateSet.build(from: ["proven": leaf.conf(chain: [intermediate])], context: context)
         let content = try #require(built.contents["proven"])
         let stored = ["proven": StoredCertificateEntry(conf: try #require(built.set.entries["proven"]).conf, content: content, verified: true)]
-        let restored = try CertificateSet.restore(from: stored, context: context)
+        // What the restore asks of the TLS layer: material already accepted, not to be checked again.
+        let asked = Mutex<[Bool]>([])
+        let recording = CertificateBuildContext(servingMaterialFactory: { input in
+            asked.withLock { $0.append(input.alreadyAccepted) }
+            return try NIOServingMaterial.factory(input)
+        })
+        let restored = try CertificateSet.restore(from: stored, context: recording)
+        #expect(asked.withLock { $0 } == [true])
+        // A row not proven is checked as at any build.
+        _ = try CertificateSet.restore(from: ["proven": StoredCertificateEntry(conf: stored["proven"]!.conf, content: content)], context: recording)
+        #expect(asked.withLock { $0 } == [true, false])
         let entry = try #require(restored.entries["proven"])
         #expect(entry.fingerprint == built.set.entries["proven"]?.fingerprint)
         let material = try #require(entry.nioServingMaterial)

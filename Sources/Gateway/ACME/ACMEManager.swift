@@ -446,7 +446,12 @@ final class ACMEManager: Sendable {
             if error.isAccountUnknown, !accountRenewed {
                 // The CA lost the account (its state was reset, or the account was removed):
                 // register a new one and order again at once.
-                forgetAccount(issuerName, issuer)
+                do {
+                    try forgetAccount(issuerName, issuer)
+                } catch {
+                    failed(name, issuer: issuerName, reason: error.description, result: "error")
+                    return
+                }
                 await obtain(name, conf, accountRenewed: true)
                 return
             }
@@ -486,14 +491,14 @@ final class ACMEManager: Sendable {
 
     /// Drops the client and the stored account of a CA that no longer knows the account: the
     /// next order registers a new account with a new key.
-    private func forgetAccount(_ issuerName: String, _ issuer: ACMEIssuerConfiguration) {
+    /// - Throws: the state refused to drop the account (the attempt fails with that reason:
+    ///   ordering on would find the stale account again).
+    private func forgetAccount(_ issuerName: String, _ issuer: ACMEIssuerConfiguration) throws(ACMEError) {
         state.withLock { $0.clients[issuerName] = nil }
         do throws(StateStoreError) {
             try store?.forgetACMEAccount(directory: issuer.directory)
         } catch {
-            logger.error("the ACME account the CA no longer knows could not be removed from the state", metadata: [
-                "acme": "\(issuerName)", "reason": "\(error.description)",
-            ])
+            throw ACMEError.unexpected(step: "account", reason: "the CA no longer knows the account, and it cannot be removed from the state: \(error.description)")
         }
         logger.warning("the CA does not know the ACME account any more; registering a new one", metadata: ["acme": "\(issuerName)"])
     }
