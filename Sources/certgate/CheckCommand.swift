@@ -16,6 +16,9 @@ struct CheckCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Also reach shared_state's database (exit 1 when it cannot be used).")
+    var connect = false
+
     func run() throws {
         let now = Date()
         var report: CertificateCheckReport
@@ -28,6 +31,17 @@ struct CheckCommand: ParsableCommand {
                 report.storedSet = try StateStore.storedSetSummary(inDirectory: configuration.resolvedStateDirectory)
             } catch {
                 printError("warning: \(error)")
+            }
+            if connect {
+                guard configuration.sharedState != nil else {
+                    throw ConfigurationErrors(ConfigurationError(file: config, key: "shared_state", reason: "--connect needs a shared_state section"))
+                }
+                do {
+                    report.sharedState = try SharedStateProbe.check(configuration)
+                } catch {
+                    report.errors.append(CertificateEntryError(entry: "shared_state", field: "postgres", reason: error.description))
+                    report.valid = false
+                }
             }
         } catch {
             if json {
@@ -73,6 +87,7 @@ enum CheckTable {
         } else {
             out += "configuration is invalid: \(report.errors.count) error\(report.errors.count == 1 ? "" : "s")\n"
         }
+        if let shared = report.sharedState { out += "shared state: \(shared)\n" }
         if let stored = report.storedSet {
             out += "note: \(stored.path) holds a stored set (generation \(stored.generation), \(stored.certificates) certificate\(stored.certificates == 1 ? "" : "s"), "
                 + "committed \(OutputFormat.timestamp(stored.committedAt)) by \(stored.source)); certgate run serves it instead of the certificates above "

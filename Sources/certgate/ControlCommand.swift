@@ -130,6 +130,13 @@ struct ControlCommand: AsyncParsableCommand {
             Swift.print("certificates \(status.certificates) (\(status.issuedCached) issued leaves cached)")
             Swift.print("last update  \(OutputFormat.timestamp(status.lastUpdate.date)) (\(status.lastUpdateSource))")
             for listener in status.listeners { Swift.print("listener     \(listener.name) \(listener.address)") }
+            if status.hasSharedState {
+                let shared = status.sharedState
+                let behind = shared.fleetGeneration > status.generation ? shared.fleetGeneration - status.generation : 0
+                Swift.print("node         \(shared.node)")
+                Swift.print("fleet        generation \(shared.fleetGeneration); this node serves \(status.generation)\(behind > 0 ? " (\(behind) behind)" : "")")
+                Swift.print("database     \(shared.connected ? "connected" : "unreachable: \(shared.reason)")")
+            }
         }
     }
 

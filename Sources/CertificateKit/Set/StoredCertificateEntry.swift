@@ -32,4 +32,17 @@ extension CertificateSet {
             knownContent: stored.mapValues(\.content), verified: Set(stored.filter(\.value.verified).keys), context: context
         ).set
     }
+
+    /// Applies stored rows committed elsewhere (by another node of a fleet) to this set:
+    /// each upsert is built from its stored PEM text, never from files, and, like
+    /// ``restore(from:context:)``, not proven again when its row was proven unchanged.
+    /// All-or-nothing.
+    public func applyingStored(
+        upserting stored: [String: StoredCertificateEntry], deleting deletions: some Collection<String>,
+        context: CertificateBuildContext
+    ) throws(CertificateSetError) -> CertificateSetChange {
+        try updating(
+            upserting: stored.mapValues(\.conf), deleting: deletions,
+            knownContent: stored.mapValues(\.content), verified: Set(stored.filter(\.value.verified).keys), context: context)
+    }
 }

@@ -4,7 +4,8 @@ import Synchronization
 /// One committed certificate set with its generation number.
 public final class CertificateSnapshot: Sendable {
     public let set: CertificateSet
-    /// Starts at 0 for the initial set; every swap adds one.
+    /// Starts at 0 for the initial set; every swap adds one (a node of a fleet installs
+    /// the fleet's generation, see ``CertificateStore/install(_:generation:committedAt:)``).
     public let generation: UInt64
     public let committedAt: Date
 
@@ -25,13 +26,13 @@ public final class CertificateSnapshot: Sendable {
 public final class CertificateStore: Sendable {
     private let slot: Mutex<CertificateSnapshot>
     private let writerLock = Mutex(())
-    /// The generation of `slot`, published after it: what a ``CertificateStoreReader``
-    /// checks with one atomic load before using the snapshot it already holds.
-    let publishedGeneration: Atomic<UInt64>
+    /// How many snapshots were installed, published after `slot`: what a
+    /// ``CertificateStoreReader`` checks with one atomic load before using the snapshot it
+    /// already holds. (Not the generation: a follower may install any generation.)
+    let publishedVersion = Atomic<UInt64>(0)
 
     public init(initial: CertificateSet = .empty, generation: UInt64 = 0, now: Date = Date()) {
         slot = Mutex(CertificateSnapshot(set: initial, generation: generation, committedAt: now))
-        publishedGeneration = Atomic(generation)
     }
 
     /// A reader for one thread (an event loop): its lookups cost one atomic load of the
@@ -54,23 +55,40 @@ public final class CertificateStore: Sendable {
             let old = current
             if let expectedGeneration, expectedGeneration != old.generation { return nil }
             let new = CertificateSnapshot(set: set, generation: old.generation + 1, committedAt: now)
-            slot.withLock { $0 = new }
-            publishedGeneration.store(new.generation, ordering: .releasing)
+            publish(new)
             return new
         }
+    }
+
+    /// Installs `set` as `generation`, whatever the current one: how a node of a fleet
+    /// serves what another node committed (generations are the fleet's, so they may jump).
+    @discardableResult
+    public func install(_ set: CertificateSet, generation: UInt64, committedAt: Date) -> CertificateSnapshot {
+        writerLock.withLock { _ in
+            let new = CertificateSnapshot(set: set, generation: generation, committedAt: committedAt)
+            publish(new)
+            return new
+        }
+    }
+
+    private func publish(_ snapshot: CertificateSnapshot) {
+        slot.withLock { $0 = snapshot }
+        publishedVersion.add(1, ordering: .releasing)
     }
 }
 
 /// One thread's view of a ``CertificateStore``. It keeps the snapshot it last read and
-/// takes the store's lock only when the published generation has moved, so a handshake's
+/// takes the store's lock only when a new snapshot was published, so a handshake's
 /// lookup costs one atomic load plus the set's lookup. Use one reader per thread
 /// (e.g. per event loop); a reader is not shared between threads.
 public final class CertificateStoreReader {
     private let store: CertificateStore
     private var cached: CertificateSnapshot
+    private var cachedVersion: UInt64
 
     init(store: CertificateStore) {
         self.store = store
+        self.cachedVersion = store.publishedVersion.load(ordering: .acquiring)
         self.cached = store.current
     }
 
@@ -88,8 +106,10 @@ public final class CertificateStoreReader {
 
     @inline(__always)
     private func refresh() {
-        if store.publishedGeneration.load(ordering: .acquiring) != cached.generation {
+        let version = store.publishedVersion.load(ordering: .acquiring)
+        if version != cachedVersion {
             cached = store.current
+            cachedVersion = version
         }
     }
 }

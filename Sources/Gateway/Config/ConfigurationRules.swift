@@ -26,6 +26,9 @@ enum ConfigurationRules {
 
     static func problems(in configuration: GatewayConfiguration, acmeIssuersElsewhere: Bool = false) -> [Problem] {
         var problems: [Problem] = []
+        if let sharedState = configuration.sharedState {
+            problems += sharedState.problems(baseDirectory: configuration.baseDirectory)
+        }
         var listenerNames: [String: Int] = [:]
         var addresses: [HostAndPort: Int] = [:]
         for (index, listener) in configuration.listeners.enumerated() {

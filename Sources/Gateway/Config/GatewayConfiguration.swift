@@ -24,6 +24,8 @@ public struct GatewayConfiguration: Sendable {
     public var control: ControlConfiguration?
     /// ACME CAs by name (`acme:`), besides the built-in ones.
     public var acme: [String: ACMEIssuerConfiguration]
+    /// The fleet's PostgreSQL (`shared_state:`), if any.
+    public var sharedState: SharedStateConfiguration?
     /// The config file's folder: where relative paths start.
     public var baseDirectory: String
 
@@ -35,10 +37,11 @@ public struct GatewayConfiguration: Sendable {
         logLevel: Logger.Level = .info, shutdownTimeout: ConfigDuration = GatewayConfiguration.defaultShutdownTimeout,
         issuing: IssuingConfiguration = IssuingConfiguration(), metrics: MetricsConfiguration? = nil,
         validity: ValidityConfiguration = ValidityConfiguration(), control: ControlConfiguration? = nil,
-        acme: [String: ACMEIssuerConfiguration] = [:],
+        acme: [String: ACMEIssuerConfiguration] = [:], sharedState: SharedStateConfiguration? = nil,
         baseDirectory: String
     ) {
         self.acme = acme
+        self.sharedState = sharedState
         self.listeners = listeners
         self.routes = routes
         self.certificates = certificates
@@ -135,6 +138,7 @@ public struct GatewayConfiguration: Sendable {
             validity: document.validity ?? ValidityConfiguration(),
             control: document.control,
             acme: document.acme ?? [:],
+            sharedState: document.sharedState,
             baseDirectory: baseDirectory)
         let problems = unknown + ConfigurationRules.problems(in: configuration, acmeIssuersElsewhere: acmeIssuersElsewhere).map { problem in
             let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
@@ -215,6 +219,7 @@ public struct GatewayConfiguration: Sendable {
             "notify": .list(.section(NotifierConfiguration.CodingKeys.self)),
         ]),
         "control": .section(ControlConfiguration.CodingKeys.self),
+        "shared_state": .section(SharedStateConfiguration.CodingKeys.self),
         "acme": .named(.section(ACMEIssuerConfiguration.CodingKeys.self, nested: [
             "eab": .section(ACMEIssuerConfiguration.ExternalAccount.CodingKeys.self),
         ])),
@@ -257,10 +262,12 @@ public struct GatewayConfiguration: Sendable {
         var validity: ValidityConfiguration?
         var control: ControlConfiguration?
         var acme: [String: ACMEIssuerConfiguration]?
+        var sharedState: SharedStateConfiguration?
 
         /// Every top-level key; `certificates` is decoded apart (see `decodeCertificates`).
         enum CodingKeys: String, CodingKey, CaseIterable {
             case listeners, routes, certificates, issuing, metrics, validity, control, acme
+            case sharedState = "shared_state"
             case stateDirectory = "state_dir"
             case logLevel = "log_level"
             case shutdownTimeout = "shutdown_timeout"
@@ -278,6 +285,7 @@ public struct GatewayConfiguration: Sendable {
             validity = try container.decodeIfPresent(ValidityConfiguration.self, forKey: .validity)
             control = try container.decodeIfPresent(ControlConfiguration.self, forKey: .control)
             acme = try container.decodeIfPresent([String: ACMEIssuerConfiguration].self, forKey: .acme)
+            sharedState = try container.decodeIfPresent(SharedStateConfiguration.self, forKey: .sharedState)
         }
     }
 }

@@ -136,6 +136,14 @@ extension Certgate_Control_V1_Status {
         }
         lastUpdate = Google_Protobuf_Timestamp(date: status.lastUpdate)
         lastUpdateSource = status.lastUpdateSource.rawValue
+        if let shared = status.sharedState {
+            sharedState = .with {
+                $0.node = shared.node
+                $0.fleetGeneration = shared.fleetGeneration
+                $0.connected = shared.connected
+                $0.reason = shared.reason ?? ""
+            }
+        }
     }
 }
 
@@ -154,7 +162,7 @@ extension RPCError {
                 self.init(code: .invalidArgument, message: errors.map(\.description).joined(separator: "\n"))
             case .generationMismatch:
                 self.init(code: .failedPrecondition, message: failure.description)
-            case .persistence:
+            case .persistence, .unavailable:
                 self.init(code: .unavailable, message: failure.description)
             }
         }

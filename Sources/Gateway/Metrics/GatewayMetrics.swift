@@ -68,4 +68,11 @@ public final class GatewayMetrics: Sendable {
         Gauge(label: "certgate_certificate_set_generation").record(Double(generation))
         Gauge(label: "certgate_certificates_loaded").record(Double(count))
     }
+
+    /// `certgate_shared_state_connected` (1 or 0) and `certgate_shared_state_lag_generations`
+    /// (the fleet's latest generation known minus the one served).
+    public func recordSharedState(connected: Bool, lag: UInt64) {
+        Gauge(label: "certgate_shared_state_connected").record(connected ? 1 : 0)
+        Gauge(label: "certgate_shared_state_lag_generations").record(Double(lag))
+    }
 }

@@ -12,6 +12,7 @@ struct ReloadPlan: Sendable, Equatable {
     enum Section: String, Sendable, CaseIterable {
         case listeners, routes, certificates, issuing, metrics, validity, control, acme
         case stateDirectory = "state_dir"
+        case sharedState = "shared_state"
         case logLevel = "log_level"
         case shutdownTimeout = "shutdown_timeout"
     }
@@ -71,6 +72,10 @@ struct ReloadPlan: Sendable, Equatable {
             case .stateDirectory:
                 if next.resolvedStateDirectory != running.resolvedStateDirectory {
                     restartNeeded.append(.init(section: section, change: "state_dir moves from \(running.resolvedStateDirectory) to \(next.resolvedStateDirectory)"))
+                }
+            case .sharedState:
+                if next.sharedState != running.sharedState {
+                    restartNeeded.append(.init(section: section, change: "the shared_state settings changed"))
                 }
             case .control:
                 if next.control != running.control {

@@ -63,11 +63,14 @@ public struct CertificateCheckReport: Codable, Sendable {
     public var storedSet: StoredSetSummary?
     /// Entries obtained by ACME when certgate runs (name → the `acme:` CA), not checked here.
     public var acmeEntries: [String: String] = [:]
+    /// With `check --connect`: what the fleet's database said.
+    public var sharedState: String?
 
     enum CodingKeys: String, CodingKey {
         case valid, certificates, errors
         case storedSet = "stored_set"
         case acmeEntries = "acme_entries"
+        case sharedState = "shared_state"
     }
 
     public init(valid: Bool, certificates: [CertificateReportRow], errors: [CertificateEntryError]) {

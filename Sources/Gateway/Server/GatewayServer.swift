@@ -25,6 +25,9 @@ public final class GatewayServer: Sendable {
     private let leafWriter: IssuedLeafWriter?
     private let state: StateStore?
     private let acme: ACMEManager
+    /// With `shared_state`: this node's membership of the fleet, and what follows it.
+    private let fleet: FleetMember?
+    private let follower: FleetFollower?
     /// Every change of the set and of the running configuration.
     let pipeline: UpdatePipeline
 
@@ -53,13 +56,26 @@ public final class GatewayServer: Sendable {
         let responses = ChallengeResponses()
         let acme = try ACMEManager(configuration: configuration, store: state, responses: responses, logger: logger)
         self.acme = acme
-        let initial = try InitialSet.load(configuration: configuration, state: state, acme: acme, logger: logger)
+        let fleet = try Self.fleetMember(configuration: configuration, state: state, group: group, metrics: metrics, logger: logger)
+        self.fleet = fleet
+        let initial: InitialSet.Loaded
+        if let fleet, let state {
+            do {
+                initial = try InitialSet.join(fleet: fleet, configuration: configuration, state: state, acme: acme, logger: logger)
+            } catch {
+                fleet.database.close()
+                throw error
+            }
+        } else {
+            initial = try InitialSet.load(configuration: configuration, state: state, acme: acme, logger: logger)
+        }
         // Made once the set is known to be good: an HTTPClient must be shut down before it
         // goes away, also when a later step of this init throws.
         let httpClient = HTTPClient(eventLoopGroup: group)
         self.httpClient = httpClient
         func failing(_ error: GatewayStartupError) -> GatewayStartupError {
             try? httpClient.syncShutdown()
+            fleet?.database.close()
             return error
         }
         let reporter = CommitReporter(
@@ -95,11 +111,16 @@ public final class GatewayServer: Sendable {
             persist: { change, generation, source, acmeEntries in
                 try state?.commit(change, generation: generation, source: source, acmeEntries: acmeEntries)
             },
-            onCommit: { snapshot, change, warnings, source in reporter.committed(snapshot, change: change, warnings: warnings, source: source) })
+            onCommit: { snapshot, change, warnings, source in reporter.committed(snapshot, change: change, warnings: warnings, source: source) },
+            fleet: fleet)
         self.pipeline = UpdatePipeline(
             updater: updater, reporter: reporter, configuration: configuration, configurationPath: configurationPath,
             targets: .init(listeners: listeners, issued: issued, maintenance: maintenance, logLevel: logLevel, acme: acme),
             logger: logger)
+        let pipeline = self.pipeline
+        follower = fleet.map { fleet in
+            FleetFollower(member: fleet, pollInterval: fleet.database.configuration.pollInterval.duration) { await pipeline.followFleet() }
+        }
         reporter.serving(store.current, committedAt: initial.committedAt, source: initial.source, now: now())
         // What building the first set read and decoded is garbage now.
         FreedMemory.release()
@@ -118,6 +139,7 @@ public final class GatewayServer: Sendable {
         logger.notice("serving", metadata: ["certificates": "\(store.current.set.count)", "generation": "\(store.current.generation)"])
         let configuration = pipeline.configuration
         maintenance.start(validityInterval: configuration.validity.interval.duration)
+        follower?.start()
         let pipeline = self.pipeline
         acme.start(events: pipeline.reporter.events) { name, conf in
             do throws(CertificateUpdateFailure) {
@@ -168,7 +190,23 @@ public final class GatewayServer: Sendable {
         let (time, source) = pipeline.reporter.lastCommit
         return GatewayStatus(
             generation: snapshot.generation, certificates: snapshot.set.count, issuedCached: issued.count,
-            listeners: listeners.status, lastUpdate: time, lastUpdateSource: source)
+            listeners: listeners.status, lastUpdate: time, lastUpdateSource: source, sharedState: fleet?.status)
+    }
+
+    /// The fleet membership `shared_state:` asks for (nil without it).
+    private static func fleetMember(
+        configuration: GatewayConfiguration, state: StateStore?, group: any EventLoopGroup, metrics: GatewayMetrics, logger: Logger
+    ) throws(GatewayStartupError) -> FleetMember? {
+        guard let shared = configuration.sharedState else { return nil }
+        guard let state else {
+            throw GatewayStartupError(reasons: ["shared_state: a node of a fleet keeps its local snapshot in state_dir, and this gateway runs without one"])
+        }
+        let password: String?
+        switch shared.password(baseDirectory: configuration.baseDirectory) {
+        case .success(let value): password = value
+        case .failure(let error): throw GatewayStartupError(reasons: [error.description])
+        }
+        return FleetMember(database: FleetDatabase(configuration: shared, password: password, group: group), snapshot: state, metrics: metrics, logger: logger)
     }
 
     /// How long a shutdown waits for open connections (`shutdown_timeout`, as last reloaded).
@@ -178,12 +216,15 @@ public final class GatewayServer: Sendable {
     /// what is left; then makes what is pending durable.
     public func shutdown(timeout: Duration) async {
         maintenance.stop()
+        await follower?.stop()
         await acme.stop()
         if let channel = metricsChannel.withLock({ $0 }) { try? await channel.close() }
         await listeners.close()
         await listeners.drain(timeout: timeout)
         // Pending issued leaves, then the write-ahead log folded into the database file.
         leafWriter?.flush()
+        // After the last update (the listeners are closed; the control plane stopped before).
+        await runBlocking(on: .global()) { [fleet] in fleet?.database.close() }
         do {
             try state?.checkpoint()
         } catch {

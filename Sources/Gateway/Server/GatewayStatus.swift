@@ -17,4 +17,6 @@ public struct GatewayStatus: Sendable, Equatable {
     /// When and by what the served set was committed.
     public var lastUpdate: Date
     public var lastUpdateSource: UpdateSource
+    /// With `shared_state`: the node's name, the fleet's generation, the connection.
+    public var sharedState: FleetMember.Status? = nil
 }

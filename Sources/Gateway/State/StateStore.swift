@@ -20,6 +20,9 @@ public final class StateStore: Sendable {
         public let committedAt: Date
         public let source: UpdateSource
         public let entries: [String: StoredCertificateEntry]
+        /// With `shared_state`: the fleet whose generation this is (the set is the node's
+        /// local snapshot of it); nil for a set committed here.
+        public var fleet: String? = nil
     }
 
     /// What `--reset-state` discarded.
@@ -118,7 +121,7 @@ public final class StateStore: Sendable {
     public func load() throws(StateStoreError) -> StoredSet? {
         do {
             return try database.read { db -> StoredSet? in
-                guard let state = try Row.fetchOne(db, sql: "SELECT generation, committed_at, source FROM set_state WHERE id = 1") else {
+                guard let state = try Row.fetchOne(db, sql: "SELECT generation, committed_at, source, fleet FROM set_state WHERE id = 1") else {
                     return nil
                 }
                 var entries: [String: StoredCertificateEntry] = [:]
@@ -136,7 +139,7 @@ public final class StateStore: Sendable {
                 return StoredSet(
                     generation: UInt64(state["generation"] as Int64),
                     committedAt: Date(timeIntervalSince1970: state["committed_at"]),
-                    source: source, entries: entries)
+                    source: source, entries: entries, fleet: state["fleet"])
             }
         } catch let error as StateStoreError {
             throw error
@@ -183,9 +186,9 @@ public final class StateStore: Sendable {
             }
             try db.execute(
                 sql: """
-                INSERT INTO set_state (id, generation, committed_at, source) VALUES (1, ?, ?, ?)
+                INSERT INTO set_state (id, generation, committed_at, source, fleet) VALUES (1, ?, ?, ?, NULL)
                 ON CONFLICT (id) DO UPDATE SET generation = excluded.generation,
-                    committed_at = excluded.committed_at, source = excluded.source
+                    committed_at = excluded.committed_at, source = excluded.source, fleet = NULL
                 """,
                 arguments: [Int64(generation), time.timeIntervalSince1970, source.rawValue])
         }
@@ -266,55 +269,33 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// One row per entry. Inline material is kept once (in the PEM columns, flagged), not
-    /// twice; a key that lives in the certificate's PEM is not repeated.
+    /// One row per entry (see ``StoredRow``).
     private static func upsert(_ entries: [(CertificateEntry, EntryContent)], generation: UInt64, db: Database) throws {
         guard !entries.isEmpty else { return }
+        let encoder = StoredRow.makeEncoder()
+        // Every row written here holds an entry the transaction validated in full.
+        try upsert(rows: entries.map { try StoredRow(entry: $0.0, content: $0.1, encoder: encoder) }, generation: generation, db: db)
+    }
+
+    static func upsert(rows: [StoredRow], generation: UInt64, db: Database) throws {
+        guard !rows.isEmpty else { return }
         let statement = try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO certificates (name, conf, certificate_pem, key_pem, cert_inline, key_inline, generation, verified)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        for (entry, content) in entries {
-            var conf = entry.conf
-            let certInline = conf.tlsCert == content.certificatePEM
-            let keyInline = conf.tlsKey != nil && conf.tlsKey == content.keyPEM
-            if certInline { conf.tlsCert = nil }
-            if keyInline { conf.tlsKey = nil }
-            let json = String(decoding: try encoder.encode(conf), as: UTF8.self)
-            let keyPEM: String? = content.keyPEM == content.certificatePEM ? nil : content.keyPEM
-            // Every row written here holds an entry the transaction validated in full.
-            let proof = RowProof.digest(name: entry.name, conf: json, certificatePEM: content.certificatePEM, keyPEM: keyPEM,
-                                        certInline: certInline, keyInline: keyInline)
+        for row in rows {
             try statement.execute(arguments: [
-                entry.name, json, content.certificatePEM, keyPEM, certInline, keyInline, Int64(generation), Data(proof),
+                row.name, row.conf, row.certificatePEM, row.keyPEM, row.certInline, row.keyInline, Int64(generation), row.proof.map { Data($0) },
             ])
         }
     }
 
     private static func entry(from row: Row, name: String) throws -> StoredCertificateEntry {
-        let json: String = row["conf"]
-        var conf: CertificateConf
-        do {
-            conf = try JSONDecoder().decode(CertificateConf.self, from: Data(json.utf8))
-        } catch {
-            throw StoredEntryUnreadable(entry: name, reason: "its configuration does not decode: \(error)")
-        }
-        let certificatePEM: String = row["certificate_pem"]
-        let storedKeyPEM: String? = row["key_pem"]
-        let keyPEM = storedKeyPEM ?? certificatePEM
-        let certInline: Bool = row["cert_inline"]
-        let keyInline: Bool = row["key_inline"]
-        // The row is what was validated at its commit if its proof still matches it.
         let proof: Data? = row["verified"]
-        let verified = proof.map {
-            Array($0) == RowProof.digest(name: name, conf: json, certificatePEM: certificatePEM, keyPEM: storedKeyPEM,
-                                         certInline: certInline, keyInline: keyInline)
-        } ?? false
-        if certInline { conf.tlsCert = certificatePEM }
-        if keyInline { conf.tlsKey = keyPEM }
-        return StoredCertificateEntry(conf: conf, content: EntryContent(certificatePEM: certificatePEM, keyPEM: keyPEM), verified: verified)
+        return try StoredRow(
+            name: name, conf: row["conf"], certificatePEM: row["certificate_pem"], keyPEM: row["key_pem"],
+            certInline: row["cert_inline"], keyInline: row["key_inline"], proof: proof.map { Array($0) }
+        ).stored()
     }
 
     private static func restrictMode(_ path: String) throws(StateStoreError) {
@@ -386,6 +367,10 @@ public final class StateStore: Sendable {
             // Every acme entry of the committed set as configured, pending ones included.
             try db.execute(sql: "CREATE TABLE acme_entries (name TEXT PRIMARY KEY NOT NULL, conf TEXT NOT NULL)")
         }
+        migrator.registerMigration("v5-fleet") { db in
+            // With shared_state, the set here is a snapshot of this fleet's generation.
+            try db.execute(sql: "ALTER TABLE set_state ADD COLUMN fleet TEXT")
+        }
         return migrator
     }
 }
@@ -413,9 +398,4 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
     public var description: String { "state \(path): cannot \(operation): \(reason)" }
 }
 
-/// A stored row that no longer reads back (reported through ``StateStoreError``).
-private struct StoredEntryUnreadable: Error, CustomStringConvertible {
-    let entry: String
-    let reason: String
-    var description: String { "entry '\(entry)': \(reason)" }
-}
+

@@ -58,12 +58,15 @@ public enum CertificateUpdateFailure: Error, Sendable, CustomStringConvertible {
     case invalid([CertificateEntryError])
     case generationMismatch(expected: UInt64, current: UInt64)
     case persistence(String)
+    /// The fleet's shared state cannot be reached (or cannot be followed): nothing changed.
+    case unavailable(String)
 
     public var description: String {
         switch self {
         case .invalid(let errors): return errors.map(\.description).joined(separator: "\n")
         case .generationMismatch(let expected, let current): return "expected generation \(expected), the current one is \(current)"
         case .persistence(let reason): return "could not persist the update; nothing changed: \(reason)"
+        case .unavailable(let reason): return "the update was not applied; nothing changed: \(reason)"
         }
     }
 }
@@ -85,6 +88,8 @@ public final class CertificateUpdater: Sendable {
     private let context: @Sendable () -> CertificateBuildContext
     private let persist: Persist
     private let onCommit: OnCommit
+    /// With `shared_state`: where every commit happens and what this node follows.
+    let fleet: FleetMember?
     /// Updates wait in line here, not as blocked threads, however many clients send them.
     private let queue = DispatchQueue(label: "certgate.updates")
 
@@ -92,12 +97,14 @@ public final class CertificateUpdater: Sendable {
         store: CertificateKit.CertificateStore,
         context: @escaping @Sendable () -> CertificateBuildContext,
         persist: @escaping Persist = { _, _, _, _ in },
-        onCommit: @escaping OnCommit = { _, _, _, _ in }
+        onCommit: @escaping OnCommit = { _, _, _, _ in },
+        fleet: FleetMember? = nil
     ) {
         self.store = store
         self.context = context
         self.persist = persist
         self.onCommit = onCommit
+        self.fleet = fleet
     }
 
     /// Runs one update alone, with the usual build context.
@@ -134,6 +141,50 @@ public final class CertificateUpdater: Sendable {
             dispatchPrecondition(condition: .onQueue(updater.queue))
             return try updater.applyAlone(request, context: context ?? updater.context(), whenCommitted: whenCommitted)
         }
+
+        /// Serves what the fleet committed since this node's generation, if anything (see
+        /// ``FleetMember``); returns the snapshot installed, nil when there was nothing new
+        /// or the database cannot be reached (which the member reports). Throws when the
+        /// fleet's set cannot be built here: the node keeps serving what it serves.
+        @discardableResult
+        public func followFleet() throws(CertificateUpdateFailure) -> CertificateSnapshot? {
+            dispatchPrecondition(condition: .onQueue(updater.queue))
+            guard let fleet = updater.fleet else { return nil }
+            let changes: FleetChanges?
+            do {
+                changes = try fleet.database.changes(after: fleet.position)
+            } catch {
+                fleet.unreachable(error)
+                return nil
+            }
+            fleet.reached(fleetGeneration: changes?.position.generation)
+            guard let changes else { return nil }
+            return try updater.follow(changes, context: updater.context())
+        }
+    }
+
+    /// Installs what other nodes of the fleet committed: the stored rows (never files),
+    /// as one snapshot at the fleet's generation; reported like any commit.
+    private func follow(_ changes: FleetChanges, context: CertificateBuildContext) throws(CertificateUpdateFailure) -> CertificateSnapshot {
+        let current = store.current
+        var stored: [String: StoredCertificateEntry] = [:]
+        stored.reserveCapacity(changes.rows.count)
+        do {
+            for row in changes.rows { stored[row.name] = try row.stored() }
+        } catch {
+            throw .unavailable("cannot follow \(changes.position): \(error.description)")
+        }
+        let deletions = changes.whole ? current.set.entries.keys.filter { stored[$0] == nil } : changes.removed
+        let change: CertificateSetChange
+        do {
+            change = try current.set.applyingStored(upserting: stored, deleting: deletions, context: context)
+        } catch {
+            throw .unavailable("cannot follow \(changes.position): " + error.errors.map(\.description).joined(separator: "; "))
+        }
+        let snapshot = store.install(change.set, generation: changes.position.generation, committedAt: changes.committedAt)
+        fleet?.followed(changes)
+        onCommit(snapshot, change, UpdateWarnings.of(change, previous: current.set), changes.source)
+        return snapshot
     }
 
     /// The transaction itself; runs on `queue`.
@@ -141,7 +192,77 @@ public final class CertificateUpdater: Sendable {
         _ request: CertificateUpdateRequest, context: CertificateBuildContext,
         whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void
     ) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+        if let fleet, !request.dryRun {
+            return try applyInFleet(request, fleet: fleet, context: context, whenCommitted: whenCommitted)
+        }
         let current = store.current
+        let prepared = try prepare(request, current: current, context: context)
+        if request.dryRun {
+            return CertificateUpdateOutcome(
+                generation: current.generation, added: prepared.change.added, changed: prepared.change.changed,
+                removed: prepared.change.removed, errors: prepared.kept, warnings: prepared.warnings, dryRun: true)
+        }
+        let generation = current.generation + 1
+        do {
+            try persist(prepared.change, generation, request.source, request.acmeEntries)
+        } catch {
+            throw .persistence("\(error)")
+        }
+        // Every swap of this store goes through here, one at a time: the compare cannot fail
+        // unless something swaps the store behind the updater's back, which would leave the
+        // state one generation ahead of what is served — a defect, not an input error.
+        guard let snapshot = store.swap(to: prepared.change.set, expectedGeneration: current.generation) else {
+            preconditionFailure("the certificate store was swapped outside CertificateUpdater (expected generation \(current.generation), found \(store.current.generation))")
+        }
+        return finish(request, prepared, snapshot: snapshot, whenCommitted: whenCommitted)
+    }
+
+    /// The same transaction on the fleet's database: the fleet's write lock first; what other
+    /// nodes committed meanwhile is followed; the update is checked against that (its
+    /// expected generation too, fleet-wide) and committed there before it is served here.
+    private func applyInFleet(
+        _ request: CertificateUpdateRequest, fleet: FleetMember, context: CertificateBuildContext,
+        whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void
+    ) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
+        let committedAt = Date()
+        let result: Result<(Prepared, FleetCommit), CertificateUpdateFailure>
+        do {
+            result = try fleet.database.write(after: fleet.position) { behind, writer in
+                do {
+                    if let behind { _ = try follow(behind, context: context) }
+                    let current = store.current
+                    let prepared = try prepare(request, current: current, context: context)
+                    let generation = current.generation + 1
+                    let rows = try FleetCommit.rows(of: prepared.change)
+                    let position = try writer.commit(
+                        rows: rows, removed: prepared.change.removed, generation: generation, source: request.source, committedAt: committedAt)
+                    return .success((prepared, FleetCommit(position: position, rows: rows)))
+                } catch let failure as CertificateUpdateFailure {
+                    return .failure(failure)
+                }
+            }
+        } catch {
+            fleet.unreachable(error)
+            throw .unavailable(error.description)
+        }
+        let (prepared, commit) = try result.get()
+        fleet.reached(fleetGeneration: commit.position.generation)
+        let snapshot = store.install(prepared.change.set, generation: commit.position.generation, committedAt: committedAt)
+        fleet.committed(commit, change: prepared.change, source: request.source, committedAt: committedAt, acmeEntries: request.acmeEntries)
+        return finish(request, prepared, snapshot: snapshot, whenCommitted: whenCommitted)
+    }
+
+    /// A validated update, not yet committed.
+    private struct Prepared {
+        var change: CertificateSetChange
+        var kept: [CertificateEntryError]
+        var warnings: [CertificateEntryError]
+    }
+
+    /// Checks the expected generation and validates the update against `current`.
+    private func prepare(
+        _ request: CertificateUpdateRequest, current: CertificateSnapshot, context: CertificateBuildContext
+    ) throws(CertificateUpdateFailure) -> Prepared {
         if let expected = request.expectedGeneration, expected != current.generation {
             throw .generationMismatch(expected: expected, current: current.generation)
         }
@@ -163,29 +284,18 @@ public final class CertificateUpdater: Sendable {
                 throw .invalid(kept + error.errors)
             }
         }
-        let generation = current.generation + 1
-        let warnings = UpdateWarnings.of(change, previous: current.set)
-        if request.dryRun {
-            return CertificateUpdateOutcome(
-                generation: current.generation, added: change.added, changed: change.changed,
-                removed: change.removed, errors: kept, warnings: warnings, dryRun: true)
-        }
-        do {
-            try persist(change, generation, request.source, request.acmeEntries)
-        } catch {
-            throw .persistence("\(error)")
-        }
-        // Every swap of this store goes through here, one at a time: the compare cannot fail
-        // unless something swaps the store behind the updater's back, which would leave the
-        // state one generation ahead of what is served — a defect, not an input error.
-        guard let snapshot = store.swap(to: change.set, expectedGeneration: current.generation) else {
-            preconditionFailure("the certificate store was swapped outside CertificateUpdater (expected generation \(current.generation), found \(store.current.generation))")
-        }
-        whenCommitted(snapshot, change)
-        onCommit(snapshot, change, warnings, request.source)
+        return Prepared(change: change, kept: kept, warnings: UpdateWarnings.of(change, previous: current.set))
+    }
+
+    private func finish(
+        _ request: CertificateUpdateRequest, _ prepared: Prepared, snapshot: CertificateSnapshot,
+        whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void
+    ) -> CertificateUpdateOutcome {
+        whenCommitted(snapshot, prepared.change)
+        onCommit(snapshot, prepared.change, prepared.warnings, request.source)
         return CertificateUpdateOutcome(
-            generation: snapshot.generation, added: change.added, changed: change.changed,
-            removed: change.removed, errors: kept, warnings: warnings, dryRun: false)
+            generation: snapshot.generation, added: prepared.change.added, changed: prepared.change.changed,
+            removed: prepared.change.removed, errors: prepared.kept, warnings: prepared.warnings, dryRun: false)
     }
 
     /// A replacement as a batch against the current set: upsert everything given, delete the rest.

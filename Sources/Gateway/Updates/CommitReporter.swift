@@ -79,6 +79,11 @@ final class CommitReporter: Sendable {
         let level: Logger.Level = reload ? .error : .notice
         let sourceLabel: Logger.Metadata.Value = "\(source.rawValue)"
         switch failure {
+        case .update(.unavailable):
+            logger.warning(reload
+                ? "configuration reload not applied (shared state unreachable); the previous configuration keeps serving"
+                : "certificate update not applied (shared state unreachable); nothing changed",
+                metadata: ["source": sourceLabel, "reason": "\(failure)"])
         case .update(.persistence):
             logger.error(reload
                 ? "configuration reload not applied; the previous configuration keeps serving"

@@ -66,6 +66,20 @@ final class UpdatePipeline: Sendable {
         return try result.get()
     }
 
+    /// Serves what the fleet committed since this node's generation (with `shared_state`);
+    /// a database that cannot be reached is the ``FleetMember``'s to report; a set that
+    /// cannot be followed is logged here (the node keeps serving what it serves).
+    func followFleet() async {
+        let logger = self.logger
+        await updater.exclusively { transaction in
+            do throws(CertificateUpdateFailure) {
+                try transaction.followFleet()
+            } catch {
+                logger.error("the fleet's latest set cannot be served here; serving the last one followed", metadata: ["reason": "\(error.description)"])
+            }
+        }
+    }
+
     /// Checks the entries that name an ACME CA against the `acme:` section in force (a CA
     /// that exists, DNS names, a wildcard only with dns-01), as `certgate check` does for the
     /// file. Under ``CertificateUpdateRequest/Policy/reject`` any problem rejects the update;
@@ -234,6 +248,7 @@ final class UpdatePipeline: Sendable {
             }
             kept.stateDirectory = running.stateDirectory
             kept.control = running.control
+            kept.sharedState = running.sharedState
             if kept.metrics?.listen != running.metrics?.listen { kept.metrics = running.metrics }
             running = kept
         }

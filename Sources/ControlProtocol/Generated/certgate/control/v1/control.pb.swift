@@ -444,11 +444,45 @@ public nonisolated struct Certgate_Control_V1_Status: Sendable {
   /// config, control, signal
   public var lastUpdateSource: String = String()
 
+  /// Set when the gateway is a node of a fleet (shared_state).
+  public var sharedState: Certgate_Control_V1_SharedState {
+    get {_sharedState ?? Certgate_Control_V1_SharedState()}
+    set {_sharedState = newValue}
+  }
+  /// Returns true if `sharedState` has been explicitly set.
+  public var hasSharedState: Bool {self._sharedState != nil}
+  /// Clears the value of `sharedState`. Subsequent reads from it will return its default value.
+  public mutating func clearSharedState() {self._sharedState = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _lastUpdate: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _sharedState: Certgate_Control_V1_SharedState? = nil
+}
+
+/// A node's view of its fleet's shared state.
+public nonisolated struct Certgate_Control_V1_SharedState: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// This node's name (shared_state.node).
+  public var node: String = String()
+
+  /// The fleet's latest generation this node knows of; `generation` above is the node's own.
+  public var fleetGeneration: UInt64 = 0
+
+  /// Whether the node is in touch with the database now.
+  public var connected: Bool = false
+
+  /// Why not, when it is not.
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Certgate_Control_V1_ReloadConfigRequest: Sendable {
@@ -1297,7 +1331,7 @@ nonisolated extension Certgate_Control_V1_Listener: SwiftProtobuf.Message, Swift
 
 nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Status"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}certificates\0\u{3}issued_cached\0\u{1}listeners\0\u{3}last_update\0\u{3}last_update_source\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}certificates\0\u{3}issued_cached\0\u{1}listeners\0\u{3}last_update\0\u{3}last_update_source\0\u{3}shared_state\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1311,6 +1345,7 @@ nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftPr
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.listeners) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._lastUpdate) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.lastUpdateSource) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._sharedState) }()
       default: break
       }
     }
@@ -1339,6 +1374,9 @@ nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftPr
     if !self.lastUpdateSource.isEmpty {
       try visitor.visitSingularStringField(value: self.lastUpdateSource, fieldNumber: 6)
     }
+    try { if let v = self._sharedState {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1349,6 +1387,52 @@ nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftPr
     if lhs.listeners != rhs.listeners {return false}
     if lhs._lastUpdate != rhs._lastUpdate {return false}
     if lhs.lastUpdateSource != rhs.lastUpdateSource {return false}
+    if lhs._sharedState != rhs._sharedState {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Certgate_Control_V1_SharedState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SharedState"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}fleet_generation\0\u{1}connected\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.fleetGeneration) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.connected) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 1)
+    }
+    if self.fleetGeneration != 0 {
+      try visitor.visitSingularUInt64Field(value: self.fleetGeneration, fieldNumber: 2)
+    }
+    if self.connected != false {
+      try visitor.visitSingularBoolField(value: self.connected, fieldNumber: 3)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Certgate_Control_V1_SharedState, rhs: Certgate_Control_V1_SharedState) -> Bool {
+    if lhs.node != rhs.node {return false}
+    if lhs.fleetGeneration != rhs.fleetGeneration {return false}
+    if lhs.connected != rhs.connected {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,112 @@
+import CertificateKit
+import Foundation
+
+/// `shared_state:` — a fleet of gateways sharing one certificate set through PostgreSQL
+/// (DESIGN.md "A fleet"). Absent: the set lives in `state_dir`'s SQLite alone.
+///
+/// ```yaml
+/// shared_state:
+///   postgres: postgres://certgate@127.0.0.1:5432/certgate
+///   password_file: secrets/pg.pass      # or PGPASSWORD
+///   node: edge-1                        # default: the host name
+/// ```
+public struct SharedStateConfiguration: Sendable, Decodable, Equatable {
+    /// The database (the URL holds no password).
+    public var location: PostgresLocation
+    /// A file holding the password (its first line), relative to the config file's folder.
+    /// Without one, `PGPASSWORD`; without that, no password.
+    public var passwordFile: String?
+    /// This node's name in logs, `ctl status` and the fleet's records.
+    public var node: String
+    /// How often a node asks for commits it was not told about (a lost notification, a
+    /// reconnection); default 5 s, 100 ms – 1 h.
+    public var pollInterval: ConfigDuration
+    /// How long connecting to the database may take; default 5 s, 100 ms – 1 min.
+    public var connectTimeout: ConfigDuration
+
+    public static let defaultPollInterval = ConfigDuration(.seconds(5), text: "5s")
+    public static let defaultConnectTimeout = ConfigDuration(.seconds(5), text: "5s")
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case postgres
+        case passwordFile = "password_file"
+        case node
+        case pollInterval = "poll_interval"
+        case connectTimeout = "connect_timeout"
+    }
+
+    public init(
+        location: PostgresLocation, passwordFile: String? = nil, node: String,
+        pollInterval: ConfigDuration = Self.defaultPollInterval, connectTimeout: ConfigDuration = Self.defaultConnectTimeout
+    ) {
+        self.location = location
+        self.passwordFile = passwordFile
+        self.node = node
+        self.pollInterval = pollInterval
+        self.connectTimeout = connectTimeout
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let url = try container.decode(String.self, forKey: .postgres)
+        do {
+            location = try PostgresLocation(url: url)
+        } catch {
+            throw DecodingError.dataCorruptedError(forKey: .postgres, in: container, debugDescription: error.reason)
+        }
+        passwordFile = try container.decodeIfPresent(String.self, forKey: .passwordFile)
+        node = try container.decodeIfPresent(String.self, forKey: .node) ?? ProcessInfo.processInfo.hostName
+        pollInterval = try container.decodeIfPresent(ConfigDuration.self, forKey: .pollInterval) ?? Self.defaultPollInterval
+        connectTimeout = try container.decodeIfPresent(ConfigDuration.self, forKey: .connectTimeout) ?? Self.defaultConnectTimeout
+    }
+
+    /// What is wrong beyond decoding, each with its key.
+    func problems(baseDirectory: String) -> [ConfigurationRules.Problem] {
+        var problems: [ConfigurationRules.Problem] = []
+        let section = ["shared_state"]
+        if node.isEmpty || node.utf8.count > 63 || !node.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            problems.append(.init(path: section + ["node"], reason: "a node name is 1 to 63 letters, digits, '-', '_' or '.'"))
+        }
+        if pollInterval.duration < .milliseconds(100) || pollInterval.duration > .seconds(3_600) {
+            problems.append(.init(path: section + ["poll_interval"], reason: "must be from 100ms to 1h"))
+        }
+        if connectTimeout.duration < .milliseconds(100) || connectTimeout.duration > .seconds(60) {
+            problems.append(.init(path: section + ["connect_timeout"], reason: "must be from 100ms to 1m"))
+        }
+        if let passwordFile {
+            let path = MaterialSource.resolve(path: passwordFile, baseDirectory: baseDirectory)
+            if case .failure(let problem) = Self.readPassword(path: path) {
+                problems.append(.init(path: section + ["password_file"], reason: problem.description))
+            }
+        }
+        return problems
+    }
+
+    /// The password to log in with: `password_file`'s first line, else `PGPASSWORD`, else none.
+    public func password(baseDirectory: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> Result<String?, SharedStateError> {
+        guard let passwordFile else { return .success(environment["PGPASSWORD"]) }
+        let path = MaterialSource.resolve(path: passwordFile, baseDirectory: baseDirectory)
+        switch Self.readPassword(path: path) {
+        case .success(let password): return .success(password)
+        case .failure(let problem): return .failure(SharedStateError(operation: "read shared_state.password_file", reason: problem.description))
+        }
+    }
+
+    /// The file's first line (never quoted back: it is the secret).
+    private static func readPassword(path: String) -> Result<String, PasswordFileProblem> {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            return .failure(PasswordFileProblem("\(QuotedValue.shown(path, limit: 255)) cannot be read"))
+        }
+        guard let text = String(data: data, encoding: .utf8) else { return .failure(PasswordFileProblem("the file is not UTF-8 text")) }
+        let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let password = line.hasSuffix("\r") ? String(line.dropLast()) : line
+        guard !password.isEmpty else { return .failure(PasswordFileProblem("the file's first line is empty")) }
+        return .success(password)
+    }
+}
+
+/// Why `password_file` gives no password (never quoting its content).
+struct PasswordFileProblem: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

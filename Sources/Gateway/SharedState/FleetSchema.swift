@@ -1,0 +1,47 @@
+/// The fleet's tables in PostgreSQL, created and migrated by certgate: each migration is
+/// applied once, in order, recorded in `certgate_schema`, under an advisory lock so nodes
+/// starting together do not race. A database that records a migration this binary does
+/// not know was written by a newer certgate and is refused, as a newer SQLite state is.
+enum FleetSchema {
+    struct Migration {
+        let version: String
+        let sql: [String]
+    }
+
+    /// The advisory lock key taken while migrating and seeding ("certgate" in ASCII).
+    static let setupLock: Int64 = 0x6365_7274_6761_7465
+
+    static let migrations: [Migration] = [
+        Migration(version: "v1", sql: [
+            """
+            CREATE TABLE certgate_fleet (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                fleet_id TEXT NOT NULL,
+                generation BIGINT NOT NULL,
+                committed_at DOUBLE PRECISION NOT NULL,
+                source TEXT NOT NULL,
+                node TEXT NOT NULL,
+                forgotten_through BIGINT NOT NULL DEFAULT -1
+            )
+            """,
+            """
+            CREATE TABLE certgate_certificates (
+                name TEXT PRIMARY KEY,
+                conf TEXT NOT NULL,
+                certificate_pem TEXT NOT NULL,
+                key_pem TEXT,
+                cert_inline BOOLEAN NOT NULL,
+                key_inline BOOLEAN NOT NULL,
+                verified BYTEA,
+                generation BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX certgate_certificates_generation ON certgate_certificates (generation)",
+            "CREATE TABLE certgate_removed (name TEXT PRIMARY KEY, generation BIGINT NOT NULL)",
+            "CREATE INDEX certgate_removed_generation ON certgate_removed (generation)",
+        ]),
+    ]
+
+    /// Removals are listed for this many generations; a node further behind loads the whole set.
+    static let removalsKept: UInt64 = 10_000
+}

@@ -1,0 +1,76 @@
+import CertificateKit
+import Foundation
+
+/// One certificate entry as a state row — the same columns in the local SQLite state and in
+/// a fleet's PostgreSQL: its configuration as JSON (inline material taken out, kept once in
+/// the PEM columns and flagged), the PEM text it was built from (a key that lives in the
+/// certificate's PEM is not repeated) and the ``RowProof`` of the whole row.
+struct StoredRow: Sendable {
+    var name: String
+    var conf: String
+    var certificatePEM: String
+    /// Nil when the key is in `certificatePEM`.
+    var keyPEM: String?
+    var certInline: Bool
+    var keyInline: Bool
+    /// The ``RowProof`` as written; nil for rows from before proofs were kept.
+    var proof: [UInt8]?
+
+    /// The row a commit writes for a validated entry (so it carries a proof).
+    init(entry: CertificateEntry, content: EntryContent, encoder: JSONEncoder) throws {
+        var conf = entry.conf
+        certInline = conf.tlsCert == content.certificatePEM
+        keyInline = conf.tlsKey != nil && conf.tlsKey == content.keyPEM
+        if certInline { conf.tlsCert = nil }
+        if keyInline { conf.tlsKey = nil }
+        name = entry.name
+        self.conf = String(decoding: try encoder.encode(conf), as: UTF8.self)
+        certificatePEM = content.certificatePEM
+        keyPEM = content.keyPEM == content.certificatePEM ? nil : content.keyPEM
+        proof = RowProof.digest(name: name, conf: self.conf, certificatePEM: certificatePEM, keyPEM: keyPEM,
+                                certInline: certInline, keyInline: keyInline)
+    }
+
+    /// A row as read back.
+    init(name: String, conf: String, certificatePEM: String, keyPEM: String?, certInline: Bool, keyInline: Bool, proof: [UInt8]?) {
+        self.name = name
+        self.conf = conf
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+        self.certInline = certInline
+        self.keyInline = keyInline
+        self.proof = proof
+    }
+
+    /// The encoder rows are written with (sorted keys: equal configurations, equal text).
+    static func makeEncoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }
+
+    /// The entry the row holds; `verified` when its proof still matches it.
+    func stored() throws(StoredRowUnreadable) -> StoredCertificateEntry {
+        var decoded: CertificateConf
+        do {
+            decoded = try JSONDecoder().decode(CertificateConf.self, from: Data(conf.utf8))
+        } catch {
+            throw StoredRowUnreadable(entry: name, reason: "its configuration does not decode")
+        }
+        let key = keyPEM ?? certificatePEM
+        let verified = proof.map {
+            $0 == RowProof.digest(name: name, conf: conf, certificatePEM: certificatePEM, keyPEM: keyPEM,
+                                  certInline: certInline, keyInline: keyInline)
+        } ?? false
+        if certInline { decoded.tlsCert = certificatePEM }
+        if keyInline { decoded.tlsKey = key }
+        return StoredCertificateEntry(conf: decoded, content: EntryContent(certificatePEM: certificatePEM, keyPEM: key), verified: verified)
+    }
+}
+
+/// A stored row that no longer reads back: which entry, and why.
+struct StoredRowUnreadable: Error, CustomStringConvertible {
+    let entry: String
+    let reason: String
+    var description: String { "entry \(QuotedValue.quote(entry)): \(reason)" }
+}
