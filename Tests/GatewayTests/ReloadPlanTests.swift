@@ -26,7 +26,7 @@ struct ReloadPlanTests {
     @Test("every top-level key of the file is a section the plan decides on, and no other")
     func sectionsAreTheFilesKeys() {
         #expect(Set(ReloadPlan.Section.allCases.map(\.rawValue)) == Set(GatewayConfiguration.topLevelKeys))
-        #expect(ReloadPlan.Section.allCases.count == 11)
+        #expect(ReloadPlan.Section.allCases.count == 12)
     }
 
     @Test("the same file plans nothing; certificates: always go through the update transaction, so they are not planned")
@@ -77,6 +77,12 @@ struct ReloadPlanTests {
             == ["control: the control socket settings changed"])
         #expect(try restart(Self.base + "\nmetrics: { listen: 127.0.0.1:9100 }\n")
             == ["metrics: metrics.listen changes from none to 127.0.0.1:9100"])
+        #expect(try restart(Self.base + "\nshared_state: { postgres: \"postgres://certgate@db.example:5432/certgate\", node: edge-1 }\n")
+            == ["shared_state: the shared_state settings changed"])
+        #expect(try restart(
+            Self.base + "\nshared_state: { postgres: \"postgres://certgate@db.example:5432/certgate\", node: edge-2 }\n",
+            running: Self.base + "\nshared_state: { postgres: \"postgres://certgate@db.example:5432/certgate\", node: edge-1 }\n")
+            == ["shared_state: the shared_state settings changed"])
     }
 
     @Test("a listener whose address and ALPN both change: the ALPN live, the address at the restart")

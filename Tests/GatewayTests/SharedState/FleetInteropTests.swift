@@ -1,0 +1,259 @@
+import CertificateKit
+import CertificateTestSupport
+import ControlProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import NIOPosix
+import NIOSSL
+import Testing
+import X509
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Three real `certgate` processes sharing one throw-away PostgreSQL cluster
+/// (`shared_state`), driven through their control sockets and checked by handshakes.
+@Suite("A fleet on PostgreSQL (three real binaries)", .serialized, .timeLimit(.minutes(5)))
+struct FleetInteropTests {
+    typealias Control = ControlInteropTests.Control
+
+    /// One node: its process and folder.
+    struct Node {
+        let name: String
+        let gateway: GatewayProcess
+        let folder: FixtureFolder
+        var socket: String { ControlInteropTests.socket(folder) }
+        var port: Int { gateway.port }
+    }
+
+    /// A node's configuration: the standard interop one with a control socket, and
+    /// `shared_state` on `cluster` with the password in a file. `pollInterval` 1h: a node
+    /// learns of commits by notification alone unless a test says otherwise.
+    static func config(node: String, cluster: PostgresCluster, pollInterval: String = "1h") -> String {
+        ControlInteropTests.config() + """
+            shared_state:
+              postgres: \(cluster.url)
+              password_file: pg.pass
+              node: \(node)
+              poll_interval: \(pollInterval)
+
+            """
+    }
+
+    static func startNode(_ name: String, cluster: PostgresCluster, folder: FixtureFolder? = nil, pollInterval: String = "1h") async throws -> Node {
+        let folder = try folder ?? GatewayInteropTests.fixture()
+        try folder.write(cluster.password + "\n", to: "pg.pass")
+        let gateway = try await GatewayProcess(config: config(node: name, cluster: cluster, pollInterval: pollInterval), folder: folder)
+        return Node(name: name, gateway: gateway, folder: folder)
+    }
+
+    /// Starts three nodes one after the other (node-1 seeds the fleet with its configuration's set).
+    static func withFleet(pollInterval: String = "1h", _ body: (PostgresCluster, [Node]) async throws -> Void) async throws {
+        let cluster = try await PostgresCluster()
+        var nodes: [Node] = []
+        defer {
+            for node in nodes {
+                node.gateway.stop()
+                node.folder.remove()
+            }
+        }
+        for index in 1...3 { nodes.append(try await startNode("node-\(index)", cluster: cluster, pollInterval: pollInterval)) }
+        try await body(cluster, nodes)
+    }
+
+    static func status(_ node: Node) async throws -> Certgate_Control_V1_Status {
+        try await ControlInteropTests.withControl(socket: node.socket) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()) }
+    }
+
+    /// The leaf a handshake for `serverName` gets from `node`, verified against the interop CA
+    /// with host name verification (nil: the handshake failed).
+    static func servedLeaf(_ node: Node, _ serverName: String) async -> [UInt8]? {
+        let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [try! NIOSSLCertificate(bytes: GatewayInteropTests.authority.parsed.der, format: .der)])
+        guard let connection = try? await probe.connect(port: node.port, serverName: serverName) else { return nil }
+        await connection.close()
+        return connection.servedLeaf
+    }
+
+    /// Upserts `leaf` as `name` through `node`'s socket: nil when applied, else the code.
+    static func upsert(_ leaf: TestCertificate, named name: String, through node: Node) async throws -> RPCError.Code? {
+        do {
+            _ = try await ControlInteropTests.withControl(socket: node.socket) { control in
+                try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry(name, leaf)] })
+            }
+            return nil
+        } catch let error as RPCError {
+            return error.code
+        }
+    }
+
+    static func fleetGeneration(_ cluster: PostgresCluster) throws -> UInt64 {
+        UInt64(try cluster.psql("SELECT generation FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max
+    }
+
+    @Test("an upsert through node-1's socket is served by node-2 and node-3 within 1 s, told by notification (their periodic check is 1 h); status shows each node's name and the fleet's generation")
+    func upsertReachesEveryNode() async throws {
+        try await Self.withFleet { cluster, nodes in
+            let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["pushed.test"])
+            let reply = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+                try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("pushed", leaf)] })
+            }
+            let committed = ContinuousClock.now
+            #expect(reply.generation == 1 && reply.added == ["pushed"])
+            #expect(try Self.fleetGeneration(cluster) == 1)
+            for node in nodes[1...] {
+                let served = try await eventually(timeout: .seconds(1)) { await Self.servedLeaf(node, "pushed.test") == leaf.parsed.der }
+                #expect(served, "\(node.name) did not serve the pushed certificate within 1 s")
+            }
+            #expect(ContinuousClock.now - committed < .seconds(1))
+            for (index, node) in nodes.enumerated() {
+                let status = try await Self.status(node)
+                #expect(status.generation == 1)
+                #expect(status.certificates == 5)
+                #expect(status.lastUpdateSource == "control")
+                #expect(status.sharedState.node == "node-\(index + 1)")
+                #expect(status.sharedState.fleetGeneration == 1)
+                #expect(status.sharedState.connected)
+            }
+        }
+    }
+
+    @Test("200 updates spread over the three sockets at once converge: every node at the fleet's generation (201 commits: 200 + the seed), with the same names and fingerprints")
+    func concurrentUpdatesConverge() async throws {
+        try await Self.withFleet { cluster, nodes in
+            let leaves = (0..<20).map { GatewayInteropTests.authority.leaf(dnsNames: ["n\($0).test"]) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, node) in nodes.enumerated() {
+                    group.addTask {
+                        try await ControlInteropTests.withControl(socket: node.socket) { control in
+                            var update = index
+                            while update < 200 {
+                                // Names shared by the nodes: the same entry is changed by several.
+                                let name = "n\(update % 20)"
+                                _ = try await control.updateCertificates(.with {
+                                    $0.upsert = [ControlInteropTests.entry(name, leaves[(update * 7) % 20])]
+                                })
+                                update += 3
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try Self.fleetGeneration(cluster) == 200)
+            let converged = try await eventually(timeout: .seconds(5)) {
+                var generations: [UInt64] = []
+                for node in nodes { generations.append(try await Self.status(node).generation) }
+                return generations == [200, 200, 200]
+            }
+            #expect(converged)
+            var listings: [[String]] = []
+            for node in nodes {
+                let list = try await ControlInteropTests.withControl(socket: node.socket) { try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()) }
+                listings.append(list.certificates.map { "\($0.name)=\($0.sha256Fingerprint)" }.sorted())
+            }
+            #expect(listings[0].count == 24)
+            #expect(listings[1] == listings[0])
+            #expect(listings[2] == listings[0])
+        }
+    }
+
+    @Test("two nodes sending the same expected_generation at once: exactly one applies, the other gets FAILED_PRECONDITION naming the fleet's generation (ten rounds)")
+    func compareAndSwapIsFleetWide() async throws {
+        try await Self.withFleet { cluster, nodes in
+            for round in 0..<10 {
+                let expected = UInt64(round)
+                let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["race\(round).test"])
+                let codes = try await withThrowingTaskGroup(of: RPCError.Code?.self) { group in
+                    for node in nodes[0...1] {
+                        group.addTask {
+                            await ControlInteropTests.code {
+                                _ = try await ControlInteropTests.withControl(socket: node.socket) { control in
+                                    try await control.updateCertificates(.with {
+                                        $0.upsert = [ControlInteropTests.entry("race-\(node.name)", leaf)]
+                                        $0.expectedGeneration = expected
+                                    })
+                                }
+                            }
+                        }
+                    }
+                    var codes: [RPCError.Code?] = []
+                    for try await code in group { codes.append(code) }
+                    return codes
+                }
+                #expect(codes.filter { $0 == nil }.count == 1, "round \(round): \(codes)")
+                #expect(codes.filter { $0 == .failedPrecondition }.count == 1, "round \(round): \(codes)")
+                #expect(try Self.fleetGeneration(cluster) == expected + 1)
+            }
+        }
+    }
+
+    @Test("PostgreSQL stopped: every node serves on, updates get UNAVAILABLE, status says unreachable; a node restarted meanwhile serves its local snapshot; PostgreSQL back: all catch up with the next update")
+    func outage() async throws {
+        try await Self.withFleet(pollInterval: "500ms") { cluster, started in
+            let before = GatewayInteropTests.authority.leaf(dnsNames: ["before.test"])
+            _ = try await ControlInteropTests.withControl(socket: started[0].socket) { control in
+                try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("before", before)] })
+            }
+            for node in started {
+                #expect(try await eventually(timeout: .seconds(2)) { await Self.servedLeaf(node, "before.test") == before.parsed.der })
+            }
+            try cluster.stop()
+            let during = GatewayInteropTests.authority.leaf(dnsNames: ["during.test"])
+            for node in started {
+                #expect(try await Self.upsert(during, named: "during", through: node) == .unavailable, "\(node.name)")
+                #expect(await Self.servedLeaf(node, "before.test") == before.parsed.der, "\(node.name) stopped serving")
+                let status = try await Self.status(node)
+                #expect(!status.sharedState.connected)
+                #expect(status.sharedState.reason.hasPrefix("cannot reach the database: "), "\(status.sharedState.reason)")
+                #expect(status.generation == 1)
+            }
+            // A node restarted during the outage serves its snapshot.
+            started[2].gateway.stop()
+            let restarted = try await Self.startNode("node-3", cluster: cluster, folder: started[2].folder, pollInterval: "500ms")
+            let nodes = [started[0], started[1], restarted]
+            #expect(restarted.gateway.logText.contains("shared state unreachable at start: serving the local snapshot until it returns"))
+            #expect(await Self.servedLeaf(restarted, "before.test") == before.parsed.der)
+            #expect(try await Self.status(restarted).generation == 1)
+
+            try cluster.start()
+            // Each node reconnects (backoff up to 5 s); an update then commits and reaches all.
+            let deadline = ContinuousClock.now + .seconds(15)
+            var applied = false
+            while !applied, ContinuousClock.now < deadline {
+                applied = try await Self.upsert(during, named: "during", through: nodes[1]) == nil
+                if !applied { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(applied)
+            for node in nodes {
+                #expect(try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "during.test") == during.parsed.der }, "\(node.name)")
+                let status = try await Self.status(node)
+                #expect(status.generation == 2 && status.sharedState.connected && status.sharedState.fleetGeneration == 2, "\(node.name)")
+            }
+            restarted.gateway.stop()
+        }
+    }
+
+    @Test("kill -9 of a node during a stream of updates; restarted, it serves the latest committed set")
+    func killedNodeCatchesUp() async throws {
+        try await Self.withFleet { cluster, nodes in
+            let leaves = (0..<5).map { GatewayInteropTests.authority.leaf(dnsNames: ["s\($0).test"]) }
+            var second = nodes[1]
+            for update in 0..<60 {
+                if update == 20 { second.gateway.kill9() }
+                _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+                    try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("s\(update % 5)", leaves[update % 5])] })
+                }
+                if update == 40 { second = try await Self.startNode("node-2", cluster: cluster, folder: second.folder) }
+            }
+            let restarted = second
+            let latest = try Self.fleetGeneration(cluster)
+            #expect(latest == 60)
+            #expect(try await eventually(timeout: .seconds(2)) { try await Self.status(restarted).generation == latest })
+            for index in 0..<5 {
+                #expect(await Self.servedLeaf(restarted, "s\(index).test") == leaves[index].parsed.der)
+            }
+            restarted.gateway.stop()
+        }
+    }
+}
