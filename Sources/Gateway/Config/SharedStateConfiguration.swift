@@ -98,8 +98,8 @@ public struct SharedStateConfiguration: Sendable, Decodable, Equatable {
             return .failure(PasswordFileProblem("\(QuotedValue.shown(path, limit: 255)) cannot be read"))
         }
         guard let text = String(data: data, encoding: .utf8) else { return .failure(PasswordFileProblem("the file is not UTF-8 text")) }
-        let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        let password = line.hasSuffix("\r") ? String(line.dropLast()) : line
+        // "\r\n" is one Character: any line break ends the line.
+        let password = text.split(maxSplits: 1, omittingEmptySubsequences: false, whereSeparator: \.isNewline).first.map(String.init) ?? ""
         guard !password.isEmpty else { return .failure(PasswordFileProblem("the file's first line is empty")) }
         return .success(password)
     }

@@ -91,21 +91,19 @@ struct FleetInteropTests {
         UInt64(try cluster.psql("SELECT generation FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max
     }
 
-    @Test("an upsert through node-1's socket is served by node-2 and node-3 within 1 s, told by notification (their periodic check is 1 h); status shows each node's name and the fleet's generation")
+    @Test("an upsert through node-1's socket is served by node-2 and node-3, told by notification (their periodic check is 1 h, the test waits 10 s; the latency is bench/fleet.py's); status shows each node's name and the fleet's generation")
     func upsertReachesEveryNode() async throws {
         try await Self.withFleet { cluster, nodes in
             let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["pushed.test"])
             let reply = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
                 try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("pushed", leaf)] })
             }
-            let committed = ContinuousClock.now
             #expect(reply.generation == 1 && reply.added == ["pushed"])
             #expect(try Self.fleetGeneration(cluster) == 1)
             for node in nodes[1...] {
-                let served = try await eventually(timeout: .seconds(1)) { await Self.servedLeaf(node, "pushed.test") == leaf.parsed.der }
-                #expect(served, "\(node.name) did not serve the pushed certificate within 1 s")
+                let served = try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "pushed.test") == leaf.parsed.der }
+                #expect(served, "\(node.name) did not serve the pushed certificate")
             }
-            #expect(ContinuousClock.now - committed < .seconds(1))
             for (index, node) in nodes.enumerated() {
                 let status = try await Self.status(node)
                 #expect(status.generation == 1)
@@ -255,5 +253,43 @@ struct FleetInteropTests {
             }
             restarted.gateway.stop()
         }
+    }
+
+    @Test("check --connect reaches the database: says there is no fleet yet, then its generation; a wrong password fails with the server's reason (exit 1) and no output holds it; run refuses a database set up by a newer certgate")
+    func checkConnectAndNewerSchema() async throws {
+        let cluster = try await PostgresCluster()
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        try folder.write(Self.config(node: "edge-1", cluster: cluster).replacingOccurrences(of: "PORT", with: "18999"), to: "certgate.yaml")
+        let configPath = folder.url.appendingPathComponent("certgate.yaml").path
+        try folder.write(cluster.password + "\n", to: "pg.pass")
+        let empty = try CertgateProcess.run(["check", "--config", configPath, "--connect"])
+        #expect(empty.status == 0)
+        #expect(empty.stdout.contains("\nshared state: reached certgate@127.0.0.1:\(cluster.port)/certgate: no fleet there yet (the first node to start sets it up)\n"), "\(empty.stdout)")
+
+        let node = try await Self.startNode("edge-1", cluster: cluster, folder: folder)
+        node.gateway.stop()
+        let joined = try CertgateProcess.run(["check", "--config", configPath, "--connect"])
+        #expect(joined.status == 0)
+        #expect(joined.stdout.contains("\nshared state: reached certgate@127.0.0.1:\(cluster.port)/certgate: the fleet is at generation 0 (last committed by edge-1)\n"), "\(joined.stdout)")
+
+        let wrong = "not-the-password-\(UUID().uuidString)"
+        try folder.write(wrong + "\n", to: "pg.pass")
+        let refused = try CertgateProcess.run(["check", "--config", configPath, "--connect"])
+        #expect(refused.status == 1)
+        #expect(refused.stdout.contains("shared_state: postgres: shared state: cannot connect to certgate@127.0.0.1:\(cluster.port)/certgate: password authentication failed (SQLSTATE 28P01)"), "\(refused.stdout)")
+        for output in [empty, joined, refused] {
+            #expect(!(output.stdout + output.stderr).contains(wrong))
+            #expect(!(output.stdout + output.stderr).contains(cluster.password))
+        }
+        let json = try CertgateProcess.run(["--json", "check", "--config", configPath, "--connect"].filter { $0 != "--json" } + ["--json"])
+        #expect(!json.stdout.contains(wrong))
+
+        try folder.write(cluster.password + "\n", to: "pg.pass")
+        try cluster.psql("INSERT INTO certgate_schema (version, applied_at) VALUES ('v99-future', 0)")
+        let newer = try CertgateProcess.run(["run", "--config", configPath])
+        #expect(newer.status == 1)
+        #expect(newer.stderr.contains("shared state: cannot set up the tables: the database was set up by a newer certgate (schema v99-future); run that version"), "\(newer.stderr)")
+        #expect(!newer.stderr.contains(cluster.password))
     }
 }
