@@ -22,6 +22,12 @@ typealias Control = Certgate_Control_V1_CertificateControl.Client<HTTP2ClientTra
 let arguments = CommandLine.arguments
 let quick = arguments.contains("--quick")
 let binary = arguments.firstIndex(of: "--binary").map { arguments[$0 + 1] } ?? ".build/release/certgate"
+// --postgres URL --password-file PATH: the set lives in that fleet database (shared_state).
+let postgres = arguments.firstIndex(of: "--postgres").map { arguments[$0 + 1] }
+let passwordFile = arguments.firstIndex(of: "--password-file").map { arguments[$0 + 1] }
+let sharedState = postgres.map { url in
+    "shared_state:\n  postgres: \(url)\n  node: bench\n" + (passwordFile.map { "  password_file: \($0)\n" } ?? "")
+} ?? ""
 let clock = ContinuousClock()
 let certificates = try BenchCertificates()
 var rows: [String] = []
@@ -48,7 +54,7 @@ var rows: [String] = []
         state_dir: state
         control:
           socket: control.sock
-        certificates: {}
+        \(sharedState)certificates: {}
         """.write(to: folder.appendingPathComponent("certgate.yaml"), atomically: true, encoding: .utf8)
     }
 
@@ -152,14 +158,14 @@ do {
     row("upsert 1 entry into \(large) through the socket, durable, end to end", String(format: "median %.1f ms · p90 %.1f ms", median(samples), percentile(samples, 0.9)))
 
     gateway.stop()
-    row("state size at \(large) entries (one shared ~1 KB certificate + key per row)", String(format: "%.1f MB (%.2f KB per entry)", Double(gateway.stateBytes) / 1e6, Double(gateway.stateBytes) / 1024 / Double(large)))
+    if postgres == nil { row("state size at \(large) entries (one shared ~1 KB certificate + key per row)", String(format: "%.1f MB (%.2f KB per entry)", Double(gateway.stateBytes) / 1e6, Double(gateway.stateBytes) / 1024 / Double(large))) }
     let restart = try await gateway.start()
-    row("restart serving the stored \(large)-entry set (start → control socket answers)", String(format: "%.1f s", restart / 1000))
+    row("restart serving the stored \(large)-entry set\(postgres == nil ? "" : " (from PostgreSQL)") (start → control socket answers)", String(format: "%.1f s", restart / 1000))
     gateway.remove()
 }
 
 // 4: whole-set applies of distinct certificates.
-do {
+if postgres == nil {
     let count = quick ? 2_000 : 10_000
     print("applying \(count) distinct certificates…")
     let leaves = try (0..<count).map { try certificates.leaf(names: ["d\($0).example.com"]) }

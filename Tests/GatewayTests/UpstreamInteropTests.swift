@@ -34,16 +34,14 @@ struct UpstreamInteropTests {
             // side of the handshake is done (which may be a little before this client's side).
             let start = ContinuousClock.now
             let connection = try await probe.connect(port: gateway.port, serverName: "exact.test")
-            let handshook = ContinuousClock.now
             let (received, closed) = try await connection.readToEnd(sending: Array("ping".utf8), timeout: .seconds(10))
             let elapsed = ContinuousClock.now - start
-            let afterHandshake = ContinuousClock.now - handshook
             #expect(received.isEmpty)
             #expect(closed)
             #expect(elapsed >= .milliseconds(400), "attempt \(attempt): closed after \(elapsed)")
-            // Well under the 5 s default. Counted from this client's end of the handshake: on a
-            // loaded 2-core machine the handshake itself took seconds (6.1 s in all, once in CI).
-            #expect(afterHandshake < .seconds(4), "attempt \(attempt): closed \(afterHandshake) after the handshake")
+            // That the 400 ms setting (not the 5 s default) cut it is the gateway's own log reason
+            // below, "no answer within 400 ms": a wall-clock bound here failed under a loaded
+            // full run in CI (closed 6.3 s after this client's handshake, the machine saturated).
         }
         let unreachable = "warning certgate: reason=no answer within 400 ms upstream=127.0.0.1:\(upstream.port) [Gateway] "
             + "upstream unreachable; client connections to it are closed (logged once until it answers again)"
