@@ -67,7 +67,9 @@ final class ACMEManager: Sendable {
     }
 
     private let state: Mutex<State>
-    private let store: StateStore?
+    private let store: (any ACMEStore)?
+    /// Store calls block (SQLite, or the fleet's PostgreSQL): made here, off the cooperative pool.
+    private let storeQueue = DispatchQueue(label: "certgate.acme.store")
     private let responses: ChallengeResponses
     private let logger: Logger
     private let commit = Mutex<Commit?>(nil)
@@ -77,12 +79,16 @@ final class ACMEManager: Sendable {
     private let wakeup = LoopWakeup()
 
     /// - Throws: the state cannot be read.
-    init(configuration: GatewayConfiguration, store: StateStore?, responses: ChallengeResponses, logger: Logger) throws(GatewayStartupError) {
-        let obtained: [String: StoredACMECertificate]
+    init(configuration: GatewayConfiguration, store: (any ACMEStore)?, responses: ChallengeResponses, logger: Logger) throws(GatewayStartupError) {
+        var obtained: [String: StoredACMECertificate] = [:]
         do {
             obtained = try store?.acmeCertificates() ?? [:]
+        } catch let error as SharedStateError where error.unreachable {
+            // A fleet's database away at start: the set (the local snapshot) still serves the
+            // certificates obtained; renewals wait for the database (its order lock).
+            logger.warning("the fleet's ACME state cannot be read yet; renewals wait for the database", metadata: ["reason": "\(error.description)"])
         } catch {
-            throw GatewayStartupError(reasons: [error.description])
+            throw GatewayStartupError(reasons: [String(describing: error)])
         }
         self.state = Mutex(State(issuers: configuration.acme, baseDirectory: configuration.baseDirectory, obtained: obtained))
         self.store = store
@@ -98,12 +104,15 @@ final class ACMEManager: Sendable {
         return ACMEEntries.materialize(confs, obtained: obtained)
     }
 
-    /// After a commit: the entries that now want a certificate.
-    func updated(by change: CertificateUpdateRequest.Change) {
+    /// After a commit: the entries that now want a certificate. `keepingPending`: a whole
+    /// set followed from the fleet replaces the served entries, but entries of this node
+    /// still waiting for a first certificate (in no set yet) stay wanted.
+    func updated(by change: CertificateUpdateRequest.Change, keepingPending: Bool = false) {
         state.withLock { state in
             switch change {
             case .replace(let confs):
-                state.wanted = confs.filter { $0.value.acme != nil }.mapValues(Self.unmaterialized)
+                let pending = keepingPending ? state.wanted.filter { state.obtained[$0.key] == nil && confs[$0.key] == nil } : [:]
+                state.wanted = confs.filter { $0.value.acme != nil }.mapValues(Self.unmaterialized).merging(pending) { served, _ in served }
             case .batch(let upserts, let deletions):
                 for name in deletions { state.wanted[name] = nil }
                 for (name, conf) in upserts { state.wanted[name] = conf.acme == nil ? nil : Self.unmaterialized(conf) }
@@ -222,6 +231,7 @@ final class ACMEManager: Sendable {
             return state.transports
         }
         for transport in transports { await transport.shutdown() }
+        if let store { await runBlocking(on: storeQueue) { store.closeConnections() } }
     }
 
     /// Obtained certificates whose commit failed, due for another try.
@@ -364,25 +374,51 @@ final class ACMEManager: Sendable {
         return conf
     }
 
+    /// Runs a store call on the store's queue.
+    private func onStore<T: Sendable>(_ body: @escaping @Sendable (any ACMEStore) throws -> T?) async throws -> T? {
+        guard let store else { return nil }
+        let result: Result<T?, any Error> = await runBlocking(on: storeQueue) { Result { try body(store) } }
+        return try result.get()
+    }
+
     // MARK: - One order
 
     /// `accountRenewed`: this is the second attempt, after the CA said it does not know the
     /// account (a new one was registered).
     private func obtain(_ name: String, _ conf: CertificateConf, accountRenewed: Bool = false) async {
         guard let issuerName = conf.acme else { return }
-        let (issuer, previous) = state.withLock { state -> (ACMEIssuerConfiguration?, StoredACMECertificate?) in
-            state.renewRequested.remove(name)
+        let (issuer, previous, forced) = state.withLock { state -> (ACMEIssuerConfiguration?, StoredACMECertificate?, Bool) in
+            let forced = state.renewRequested.remove(name) != nil
             let previous = state.obtained[name]
             var status = state.status[name] ?? Status(state: .pending)
             status.state = previous == nil ? .pending : .renewing
             state.status[name] = status
-            return (state.issuers[issuerName] ?? ACMEIssuerConfiguration.builtIn[issuerName], previous)
+            return (state.issuers[issuerName] ?? ACMEIssuerConfiguration.builtIn[issuerName], previous, forced)
         }
         guard let issuer else {
             failed(name, issuer: issuerName, reason: "no ACME CA is called \(QuotedValue.quote(issuerName))", result: "error")
             return
         }
         let names = ACMEEntries.orderNames(conf)
+        // One order per name (fleet-wide with shared_state): another node ordering it means
+        // waiting for its certificate, not ordering a second one.
+        // (The second attempt after a new account runs inside the first one's lock.)
+        var lock: (any ACMEOrderLock)?
+        if !accountRenewed {
+            do {
+                lock = try await onStore { try $0.orderLock(name: name) }
+            } catch {
+                failed(name, issuer: issuerName, reason: String(describing: error), result: "error")
+                return
+            }
+            if store != nil, lock == nil {
+                orderedElsewhere(name)
+                return
+            }
+        }
+        defer { if let lock { storeQueue.async { lock.release() } } }
+        // `ctl renew` asks for a new certificate, whatever is stored.
+        if !forced, !accountRenewed, await adopt(name, conf: conf, issuerName: issuerName, issuer: issuer, names: names, previous: previous) { return }
         logger.notice("ordering a certificate", metadata: [
             "entry": "\(name)", "acme": "\(issuerName)", "names": "\(names.joined(separator: ","))",
             "renewal": "\(previous != nil)",
@@ -410,10 +446,13 @@ final class ACMEManager: Sendable {
             let record = StoredACMECertificate(
                 name: name, issuer: issuerName, domains: names, chainPEM: obtained.chainPEM, keyPEM: obtained.privateKeyPEM,
                 notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, certificateURL: obtained.certificateURL, obtainedAt: Date())
-            do throws(StateStoreError) {
-                try store?.saveACMECertificate(record)
+            do {
+                _ = try await onStore { store -> Bool? in
+                    try store.saveACMECertificate(record)
+                    return true
+                }
             } catch {
-                failed(name, issuer: issuerName, reason: error.description, result: "error")
+                failed(name, issuer: issuerName, reason: String(describing: error), result: "error")
                 return
             }
             var window: ACMERenewalInfo.Window?
@@ -446,8 +485,8 @@ final class ACMEManager: Sendable {
             if error.isAccountUnknown, !accountRenewed {
                 // The CA lost the account (its state was reset, or the account was removed):
                 // register a new one and order again at once.
-                do {
-                    try forgetAccount(issuerName, issuer)
+                do throws(ACMEError) {
+                    try await forgetAccount(issuerName, issuer)
                 } catch {
                     failed(name, issuer: issuerName, reason: error.description, result: "error")
                     return
@@ -493,12 +532,15 @@ final class ACMEManager: Sendable {
     /// next order registers a new account with a new key.
     /// - Throws: the state refused to drop the account (the attempt fails with that reason:
     ///   ordering on would find the stale account again).
-    private func forgetAccount(_ issuerName: String, _ issuer: ACMEIssuerConfiguration) throws(ACMEError) {
+    private func forgetAccount(_ issuerName: String, _ issuer: ACMEIssuerConfiguration) async throws(ACMEError) {
         state.withLock { $0.clients[issuerName] = nil }
-        do throws(StateStoreError) {
-            try store?.forgetACMEAccount(directory: issuer.directory)
+        do {
+            _ = try await onStore { store -> Bool? in
+                try store.forgetACMEAccount(directory: issuer.directory)
+                return true
+            }
         } catch {
-            throw ACMEError.unexpected(step: "account", reason: "the CA no longer knows the account, and it cannot be removed from the state: \(error.description)")
+            throw ACMEError.unexpected(step: "account", reason: "the CA no longer knows the account, and it cannot be removed from the state: \(String(describing: error))")
         }
         logger.warning("the CA does not know the ACME account any more; registering a new one", metadata: ["acme": "\(issuerName)"])
     }
@@ -524,11 +566,13 @@ final class ACMEManager: Sendable {
             throw ACMEError.unexpected(step: "ca_roots", reason: "a root in ca_roots is not usable by TLS")
         }
         state.withLock { $0.transports.append(transport) }
-        let stored: (keyPEM: String, accountURL: String?)?
+        let stored: StoredAccount?
         do {
-            stored = try store?.acmeAccount(directory: issuer.directory)
+            stored = try await onStore { store in
+                try store.acmeAccount(directory: issuer.directory).map { StoredAccount(keyPEM: $0.keyPEM, accountURL: $0.accountURL) }
+            }
         } catch {
-            throw ACMEError.unexpected(step: "account", reason: error.description)
+            throw ACMEError.unexpected(step: "account", reason: String(describing: error))
         }
         let key: AccountKey
         if let pem = stored?.keyPEM, let existing = try? AccountKey(pemRepresentation: pem) {
@@ -542,13 +586,60 @@ final class ACMEManager: Sendable {
             if let eab = issuer.eab, let macKey = Base64URL.decode(eab.hmacKey) { binding = (eab.kid, macKey) }
             let url = try await client.register(contact: issuer.email.map { ["mailto:" + $0] } ?? [], agreeToTerms: true, externalAccount: binding)
             do {
-                try store?.saveACMEAccount(directory: issuer.directory, keyPEM: key.pemRepresentation, accountURL: url)
+                let keyPEM = key.pemRepresentation
+                _ = try await onStore { store -> Bool? in
+                    try store.saveACMEAccount(directory: issuer.directory, keyPEM: keyPEM, accountURL: url)
+                    return true
+                }
             } catch {
-                throw ACMEError.unexpected(step: "account", reason: error.description)
+                throw ACMEError.unexpected(step: "account", reason: String(describing: error))
             }
             logger.notice("ACME account registered", metadata: ["acme": "\(issuerName)", "account": "\(url)"])
         }
         state.withLock { $0.clients[issuerName] = client }
         return client
+    }
+    private struct StoredAccount: Sendable {
+        var keyPEM: String
+        var accountURL: String?
+    }
+
+    /// Another node holds the name's order lock: look again shortly (its certificate, once
+    /// stored, is adopted then; its commit reaches this node's set meanwhile).
+    private func orderedElsewhere(_ name: String) {
+        state.withLock { state in
+            var status = state.status[name] ?? Status(state: .pending)
+            status.nextAttempt = Date().addingTimeInterval(2)
+            state.status[name] = status
+        }
+        logger.info("another node of the fleet is ordering this name; waiting for its certificate", metadata: ["entry": "\(name)"])
+    }
+
+    /// Holding the name's order lock: a certificate stored for the entry since this node
+    /// last looked (another node's order), for the names and CA wanted and not due, is
+    /// taken as this node's — no order. Returns whether it was.
+    private func adopt(
+        _ name: String, conf: CertificateConf, issuerName: String, issuer: ACMEIssuerConfiguration, names: [String],
+        previous: StoredACMECertificate?
+    ) async -> Bool {
+        let record: StoredACMECertificate?
+        do {
+            record = try await onStore { try $0.acmeCertificate(named: name) }
+        } catch {
+            return false  // the order itself meets (and reports) the same store
+        }
+        let now = Date()
+        guard let record, record != previous, record.issuer == issuerName, record.domains == names,
+              Self.renewalTime(record, issuer: issuer, now: now) > now else { return false }
+        let renewAt = Self.renewalTime(record, issuer: issuer, now: now)
+        state.withLock { state in
+            state.obtained[name] = record
+            state.status[name] = Status(state: .valid, renewAt: renewAt)
+        }
+        logger.notice("certificate obtained by another node of the fleet", metadata: [
+            "entry": "\(name)", "acme": "\(issuerName)", "not_after": "\(record.notAfter)", "renew_at": "\(renewAt)",
+        ])
+        await commitObtained(name, conf: conf, record: record, renewal: previous != nil)
+        return true
     }
 }

@@ -54,16 +54,29 @@ public final class GatewayServer: Sendable {
             throw GatewayStartupError(reasons: [error.description])
         }
         let responses = ChallengeResponses()
-        let acme = try ACMEManager(configuration: configuration, store: state, responses: responses, logger: logger)
-        self.acme = acme
         let fleet = try Self.fleetMember(configuration: configuration, state: state, group: group, metrics: metrics, logger: logger)
         self.fleet = fleet
+        // In a fleet the ACME state is the fleet's (its own connection); else the node's.
+        let acmeStore: (any ACMEStore)? = fleet.map { FleetACMEStore(database: $0.database.sibling()) } ?? state
+        let acme: ACMEManager
+        // Every connection opened from here on is closed when a later step fails.
+        func closingFleet() {
+            acmeStore?.closeConnections()
+            fleet?.database.close()
+        }
+        do {
+            acme = try ACMEManager(configuration: configuration, store: acmeStore, responses: responses, logger: logger)
+        } catch {
+            closingFleet()
+            throw error
+        }
+        self.acme = acme
         let initial: InitialSet.Loaded
         if let fleet, let state {
             do {
                 initial = try InitialSet.join(fleet: fleet, configuration: configuration, state: state, acme: acme, logger: logger)
             } catch {
-                fleet.database.close()
+                closingFleet()
                 throw error
             }
         } else {
@@ -75,7 +88,7 @@ public final class GatewayServer: Sendable {
         self.httpClient = httpClient
         func failing(_ error: GatewayStartupError) -> GatewayStartupError {
             try? httpClient.syncShutdown()
-            fleet?.database.close()
+            closingFleet()
             return error
         }
         let reporter = CommitReporter(
@@ -141,7 +154,10 @@ public final class GatewayServer: Sendable {
         maintenance.start(validityInterval: configuration.validity.interval.duration)
         follower?.start()
         let pipeline = self.pipeline
+        let store = self.store
         acme.start(events: pipeline.reporter.events) { name, conf in
+            // Already served (another node of the fleet committed it): nothing to commit.
+            if store.current.set.entries[name]?.conf == conf { return nil }
             do throws(CertificateUpdateFailure) {
                 _ = try await pipeline.update(CertificateUpdateRequest(change: .batch(upserts: [name: conf], deletions: []), source: .acme))
                 return nil
@@ -206,7 +222,16 @@ public final class GatewayServer: Sendable {
         case .success(let value): password = value
         case .failure(let error): throw GatewayStartupError(reasons: [error.description])
         }
-        return FleetMember(database: FleetDatabase(configuration: shared, password: password, group: group), snapshot: state, metrics: metrics, logger: logger)
+        let database = FleetDatabase(configuration: shared, password: password, group: group)
+        // The tables first (the ACME state is read next): a database away is the start's
+        // to handle (it serves the local snapshot); one that refuses stops it here.
+        do {
+            try database.migrate()
+        } catch where !error.unreachable {
+            database.close()
+            throw GatewayStartupError(reasons: [error.description])
+        } catch {}
+        return FleetMember(database: database, snapshot: state, metrics: metrics, logger: logger)
     }
 
     /// How long a shutdown waits for open connections (`shutdown_timeout`, as last reloaded).

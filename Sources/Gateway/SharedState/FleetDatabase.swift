@@ -14,10 +14,10 @@ import Synchronization
 final class FleetDatabase: Sendable {
     let configuration: SharedStateConfiguration
     private let password: String?
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     private let connection = Mutex<PostgresConnection?>(nil)
     private let connectionCount = Atomic<Int>(0)
-    private let silent = Logger(label: "certgate.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+    let silent = Logger(label: "certgate.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
     /// How long one statement may take before the connection is dropped (and the caller told UNAVAILABLE).
     let queryTimeout: TimeAmount
 
@@ -26,6 +26,11 @@ final class FleetDatabase: Sendable {
         self.password = password
         self.group = group
         self.queryTimeout = queryTimeout
+    }
+
+    /// Another link to the same database, with a connection of its own.
+    func sibling() -> FleetDatabase {
+        FleetDatabase(configuration: configuration, password: password, group: group, queryTimeout: queryTimeout)
     }
 
     /// `user@host:port/database`, for logs.
@@ -88,6 +93,7 @@ final class FleetDatabase: Sendable {
 
     /// Runs `body` on the shared connection; a failure that leaves the connection in doubt
     /// closes it (the next call reconnects).
+    @discardableResult
     func withSession<T>(operation: String, _ body: (Session) throws -> T) throws(SharedStateError) -> T {
         let connection = try session()
         do {

@@ -26,7 +26,8 @@ extension FleetDatabase {
     }
 
     enum Joined: Sendable {
-        /// The fleet held a set: this is all of it.
+        /// The fleet held a set: what brings the node's snapshot (at the position it gave) to
+        /// it — all of it, when the node had none of this fleet's or is too far behind.
         case existing(FleetChanges)
         /// The fleet was empty and now holds the seed, as this fleet.
         case seeded(FleetPosition)
@@ -54,14 +55,15 @@ extension FleetDatabase {
         }
     }
 
-    /// Joins the fleet: the whole set it holds, or — when it holds none yet — `seed` as its
-    /// first set (nodes starting together: one seeds, the others load what it seeded).
-    func join(seed: () throws -> Seed) throws(SharedStateError) -> Joined {
+    /// Joins the fleet: what it committed after `position` (the node's local snapshot), or —
+    /// when it holds no set yet — `seed` as its first set (nodes starting together: one
+    /// seeds, the others load what it seeded).
+    func join(after position: FleetPosition?, seed: () throws -> Seed) throws(SharedStateError) -> Joined {
         try withSession(operation: "join the fleet") { session in
             try session.transaction {
                 try session.query("SELECT pg_advisory_xact_lock(\(FleetSchema.setupLock))")
                 if let head = try Self.head(session) {
-                    return .existing(try Self.changes(after: nil, head: head, session: session))
+                    return .existing(try Self.changes(after: position, head: head, session: session))
                 }
                 let seed = try seed()
                 let position = FleetPosition(fleet: UUID().uuidString.lowercased(), generation: seed.generation)

@@ -40,6 +40,22 @@ enum FleetSchema {
             "CREATE TABLE certgate_removed (name TEXT PRIMARY KEY, generation BIGINT NOT NULL)",
             "CREATE INDEX certgate_removed_generation ON certgate_removed (generation)",
         ]),
+        Migration(version: "v2-acme", sql: [
+            "CREATE TABLE certgate_acme_accounts (directory TEXT PRIMARY KEY, key_pem TEXT NOT NULL, account_url TEXT)",
+            """
+            CREATE TABLE certgate_acme_certificates (
+                name TEXT PRIMARY KEY,
+                issuer TEXT NOT NULL,
+                domains TEXT NOT NULL,
+                chain_pem TEXT NOT NULL,
+                key_pem TEXT NOT NULL,
+                not_before DOUBLE PRECISION NOT NULL,
+                not_after DOUBLE PRECISION NOT NULL,
+                certificate_url TEXT NOT NULL,
+                obtained_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Removals are listed for this many generations; a node further behind loads the whole set.

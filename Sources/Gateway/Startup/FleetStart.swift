@@ -52,7 +52,8 @@ extension InitialSet {
         let joined: FleetDatabase.Joined
         do {
             try fleet.database.migrate()
-            joined = try fleet.database.join { seed }
+            let position = local.flatMap { local in local.fleet.map { FleetPosition(fleet: $0, generation: local.generation) } }
+            joined = try fleet.database.join(after: position) { seed }
         } catch where error.unreachable {
             fleet.unreachable(error)
             fleet.serving(local?.fleet.map { FleetPosition(fleet: $0, generation: local?.generation ?? 0) })
@@ -79,25 +80,32 @@ extension InitialSet {
             ])
             return own
         case .existing(let changes):
+            // Only what changed since the snapshot, unless the fleet sent all of it.
             let set: CertificateSet
             do {
                 var stored: [String: StoredCertificateEntry] = [:]
                 for row in changes.rows { stored[row.name] = try row.stored() }
-                set = try CertificateSet.restore(from: stored, context: context)
-                for (name, entry) in stored where entry.conf.acme != nil { wanted[name] = entry.conf }
+                if changes.whole {
+                    set = try CertificateSet.restore(from: stored, context: context)
+                } else {
+                    set = try own.set.applyingStored(upserting: stored, deleting: changes.removed, context: context).set
+                    for name in changes.removed { wanted[name] = nil }
+                }
+                for (name, entry) in stored { wanted[name] = entry.conf.acme == nil ? nil : entry.conf }
             } catch let error as CertificateSetError {
                 throw GatewayStartupError(reasons: error.errors.map { "the fleet's set (\(fleet.database.location)): \($0)" })
             } catch {
                 throw GatewayStartupError(reasons: ["the fleet's set (\(fleet.database.location)): \(error)"])
             }
-            fleet.keep(rows: changes.rows, removed: [], whole: true, position: changes.position, committedAt: changes.committedAt,
-                       source: changes.source, acmeEntries: nil)
+            fleet.keep(rows: changes.rows, removed: changes.removed, whole: changes.whole, position: changes.position,
+                       committedAt: changes.committedAt, source: changes.source, acmeEntries: nil)
             fleet.serving(changes.position)
             fleet.reached(fleetGeneration: changes.position.generation)
             acme.updated(by: .replace(wanted))
             logger.notice("serving the fleet's certificate set; the configuration's certificates: apply on the next reload", metadata: [
                 "node": "\(fleet.node)", "database": "\(fleet.database.location)", "generation": "\(changes.position.generation)",
                 "certificates": "\(set.count)", "committed_by": "\(changes.node)", "source": "\(changes.source.rawValue)",
+                "loaded": "\(changes.whole ? "whole set" : "\(changes.rows.count) changed, \(changes.removed.count) removed since the local snapshot")",
             ])
             return Loaded(set: set, generation: changes.position.generation, committedAt: changes.committedAt, source: changes.source)
         }

@@ -147,7 +147,7 @@ public final class CertificateUpdater: Sendable {
         /// or the database cannot be reached (which the member reports). Throws when the
         /// fleet's set cannot be built here: the node keeps serving what it serves.
         @discardableResult
-        public func followFleet() throws(CertificateUpdateFailure) -> CertificateSnapshot? {
+        public func followFleet() throws(CertificateUpdateFailure) -> FollowedChange? {
             dispatchPrecondition(condition: .onQueue(updater.queue))
             guard let fleet = updater.fleet else { return nil }
             let changes: FleetChanges?
@@ -163,9 +163,17 @@ public final class CertificateUpdater: Sendable {
         }
     }
 
+    /// What following the fleet installed: the snapshot, the change against the set it
+    /// replaced, and whether the fleet's whole set was loaded (the node was too far behind).
+    public struct FollowedChange: Sendable {
+        public let snapshot: CertificateSnapshot
+        public let change: CertificateSetChange
+        public let whole: Bool
+    }
+
     /// Installs what other nodes of the fleet committed: the stored rows (never files),
     /// as one snapshot at the fleet's generation; reported like any commit.
-    private func follow(_ changes: FleetChanges, context: CertificateBuildContext) throws(CertificateUpdateFailure) -> CertificateSnapshot {
+    private func follow(_ changes: FleetChanges, context: CertificateBuildContext) throws(CertificateUpdateFailure) -> FollowedChange {
         let current = store.current
         var stored: [String: StoredCertificateEntry] = [:]
         stored.reserveCapacity(changes.rows.count)
@@ -184,7 +192,7 @@ public final class CertificateUpdater: Sendable {
         let snapshot = store.install(change.set, generation: changes.position.generation, committedAt: changes.committedAt)
         fleet?.followed(changes)
         onCommit(snapshot, change, UpdateWarnings.of(change, previous: current.set), changes.source)
-        return snapshot
+        return FollowedChange(snapshot: snapshot, change: change, whole: changes.whole)
     }
 
     /// The transaction itself; runs on `queue`.

@@ -71,9 +71,21 @@ final class UpdatePipeline: Sendable {
     /// cannot be followed is logged here (the node keeps serving what it serves).
     func followFleet() async {
         let logger = self.logger
+        let acme = targets.acme
         await updater.exclusively { transaction in
             do throws(CertificateUpdateFailure) {
-                try transaction.followFleet()
+                guard let followed = try transaction.followFleet() else { return }
+                // Every node renews the fleet's acme entries (one at a time per name: the
+                // order lock), so they know each one the fleet serves.
+                let entries = followed.snapshot.set.entries
+                if followed.whole {
+                    acme.updated(by: .replace(entries.compactMapValues { $0.conf.acme == nil ? nil : $0.conf }), keepingPending: true)
+                } else {
+                    let upserts = (followed.change.added + followed.change.changed).reduce(into: [String: CertificateConf]()) { result, name in
+                        if let conf = entries[name]?.conf { result[name] = conf }
+                    }
+                    acme.updated(by: .batch(upserts: upserts, deletions: followed.change.removed))
+                }
             } catch {
                 logger.error("the fleet's latest set cannot be served here; serving the last one followed", metadata: ["reason": "\(error.description)"])
             }
