@@ -23,8 +23,10 @@ struct FleetInteropTests {
         let name: String
         let gateway: GatewayProcess
         let folder: FixtureFolder
+        /// The listener's port when the configuration names it (else the one GatewayProcess chose).
+        var fixedPort: Int? = nil
         var socket: String { ControlInteropTests.socket(folder) }
-        var port: Int { gateway.port }
+        var port: Int { fixedPort ?? gateway.port }
     }
 
     /// A node's configuration: the standard interop one with a control socket, and
@@ -291,5 +293,105 @@ struct FleetInteropTests {
         #expect(newer.status == 1)
         #expect(newer.stderr.contains("shared state: cannot set up the tables: the database was set up by a newer certgate (schema v99-future); run that version"), "\(newer.stderr)")
         #expect(!newer.stderr.contains(cluster.password))
+    }
+
+    @Test("three nodes start with the same new acme entry: one order fleet-wide (Pebble validates node-1's tls-alpn-01 answer), the certificate is stored in the fleet and every node serves the same one, verifying with Pebble's root; nodes 2 and 3 order nothing")
+    func oneOrderForTheFleet() async throws {
+        let cluster = try await PostgresCluster()
+        let firstPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
+        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        var nodes: [Node] = []
+        defer {
+            for node in nodes {
+                node.gateway.stop()
+                node.folder.remove()
+            }
+        }
+        for index in 1...3 {
+            let folder = try FixtureFolder()
+            try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
+            try folder.write(cluster.password + "\n", to: "pg.pass")
+            let config = """
+                log_level: info
+                shutdown_timeout: 2s
+                listeners:
+                  - name: https
+                    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")
+                routes:
+                  - server_names: ["*"]
+                    respond: { body: "ok\\n" }
+                acme:
+                  pebble: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
+                certificates:
+                  shop: { acme: pebble, domains: "shop.example.test" }
+                control:
+                  socket: run/control.sock
+                shared_state:
+                  postgres: \(cluster.url)
+                  password_file: pg.pass
+                  node: node-\(index)
+                  poll_interval: 1h
+
+                """
+            let gateway = try await GatewayProcess(config: config, folder: folder)
+            nodes.append(Node(name: "node-\(index)", gateway: gateway, folder: folder, fixedPort: index == 1 ? firstPort : nil))
+        }
+        let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+        var leaves: [[UInt8]] = []
+        for node in nodes {
+            let lastError = Collected<String>()
+            let served = try await eventually(timeout: .seconds(60)) {
+                do {
+                    let connection = try await probe.connect(port: node.port, serverName: "shop.example.test")
+                    await connection.close()
+                    return connection.servedLeaf != nil
+                } catch {
+                    lastError.append("\(error)")
+                    return false
+                }
+            }
+            #expect(served, "\(node.name) does not serve a certificate from Pebble for shop.example.test (\(lastError.all.last ?? "")):\n\(node.gateway.logText)")
+            if let connection = try? await probe.connect(port: node.port, serverName: "shop.example.test"), let leaf = connection.servedLeaf {
+                leaves.append(leaf)
+                await connection.close()
+            }
+        }
+        #expect(leaves.count == 3 && Set(leaves).count == 1, "the nodes serve different certificates")
+        #expect(try cluster.psql("SELECT count(*) FROM certgate_acme_certificates WHERE name = 'shop'").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
+        #expect(orders.reduce(0, +) == 1, "orders per node: \(orders)")
+        #expect(orders[0] == 1)
+        // (Nodes 2 and 3 read the stored certificate at their start, or — started while node-1
+        // was still ordering — take it once node-1 stored it: either way, no order.)
+        // The fleet's set changed once for it (node-1's commit); the others committed nothing.
+        #expect(try cluster.psql("SELECT generation, source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "1|acme|node-1")
+
+        // A new acme entry sent to node-1 while all run: node-1 orders it; nodes 2 and 3 learn
+        // the entry by following the set, find the certificate stored, and order nothing.
+        _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+            try await control.updateCertificates(.with {
+                $0.upsert = [.with {
+                    $0.name = "shop2"
+                    $0.acme = "pebble"
+                    $0.domains = ["shop2.example.test"]
+                }]
+            })
+        }
+        for node in nodes {
+            let served = try await eventually(timeout: .seconds(60)) {
+                guard let connection = try? await probe.connect(port: node.port, serverName: "shop2.example.test") else { return false }
+                await connection.close()
+                return connection.servedLeaf != nil
+            }
+            #expect(served, "\(node.name) does not serve shop2:\n\(node.gateway.logText)")
+        }
+        for node in nodes[1...] {
+            #expect(try await node.gateway.waitForLog("entry=shop2 not_after="), "\(node.name):\n\(node.gateway.logText)")
+            #expect(node.gateway.logText.contains("[Gateway] certificate obtained by another node of the fleet"), "\(node.name):\n\(node.gateway.logText)")
+        }
+        let allOrders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
+        #expect(allOrders == [2, 0, 0], "orders per node: \(allOrders)")
+        #expect(try Self.fleetGeneration(cluster) == 3)  // the upsert (pending), then node-1's commit of the certificate
     }
 }
