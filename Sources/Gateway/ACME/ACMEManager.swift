@@ -71,6 +71,8 @@ final class ACMEManager: Sendable {
     /// Store calls block (SQLite, or the fleet's PostgreSQL): made here, off the cooperative pool.
     private let storeQueue = DispatchQueue(label: "certgate.acme.store")
     private let responses: ChallengeResponses
+    /// In a fleet: where challenge answers are shared with the other nodes.
+    private let sharedChallenges: FleetChallenges?
     private let logger: Logger
     private let commit = Mutex<Commit?>(nil)
     private let events = Mutex<EventHub?>(nil)
@@ -79,7 +81,10 @@ final class ACMEManager: Sendable {
     private let wakeup = LoopWakeup()
 
     /// - Throws: the state cannot be read.
-    init(configuration: GatewayConfiguration, store: (any ACMEStore)?, responses: ChallengeResponses, logger: Logger) throws(GatewayStartupError) {
+    init(
+        configuration: GatewayConfiguration, store: (any ACMEStore)?, responses: ChallengeResponses, sharedChallenges: FleetChallenges? = nil,
+        logger: Logger
+    ) throws(GatewayStartupError) {
         var obtained: [String: StoredACMECertificate] = [:]
         do {
             obtained = try store?.acmeCertificates() ?? [:]
@@ -93,6 +98,7 @@ final class ACMEManager: Sendable {
         self.state = Mutex(State(issuers: configuration.acme, baseDirectory: configuration.baseDirectory, obtained: obtained))
         self.store = store
         self.responses = responses
+        self.sharedChallenges = sharedChallenges
         self.logger = logger
     }
 
@@ -427,8 +433,8 @@ final class ACMEManager: Sendable {
             let client = try await client(for: issuerName, issuer)
             let solvers: [any ChallengeSolver] = issuer.challenges.map { challenge in
                 switch challenge {
-                case .tlsALPN01: return TLSALPN01Solver(responses: responses)
-                case .http01: return HTTP01Solver(responses: responses)
+                case .tlsALPN01: return TLSALPN01Solver(responses: responses, fleet: sharedChallenges)
+                case .http01: return HTTP01Solver(responses: responses, fleet: sharedChallenges)
                 case .dns01: return DNS01HookSolver(hook: issuer.dnsHook ?? [], timeout: .seconds(120), logger: logger)
                 }
             }

@@ -3,38 +3,59 @@ import Foundation
 import Logging
 
 /// `tls-alpn-01` answered by the TLS listeners: the validation certificate goes to
-/// ``ChallengeResponses``, where ``ClientHelloSniffer`` finds it.
+/// ``ChallengeResponses``, where ``ClientHelloSniffer`` finds it — and, in a fleet, to every
+/// node (``FleetChallenges``).
 struct TLSALPN01Solver: ChallengeSolver {
     let challengeType = "tls-alpn-01"
     let responses: ChallengeResponses
+    var fleet: FleetChallenges? = nil
 
     func present(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async throws(ChallengeSetupError) {
+        let name = identifier.value.lowercased()
+        let certificate: [UInt8]
+        let privateKey: [UInt8]
         do {
-            let answer = try TLSALPNChallengeCertificate(name: identifier.value.lowercased(), keyAuthorization: keyAuthorization)
-            let context = try ListenerTLS.makeChallengeContext(
-                certificateDER: try answer.derBytes(), privateKeyDER: Array(answer.privateKey.derRepresentation))
-            responses.setTLSALPN01(name: identifier.value.lowercased(), context: context)
+            let answer = try TLSALPNChallengeCertificate(name: name, keyAuthorization: keyAuthorization)
+            certificate = try answer.derBytes()
+            privateKey = Array(answer.privateKey.derRepresentation)
+            responses.setTLSALPN01(name: name, context: try ListenerTLS.makeChallengeContext(certificateDER: certificate, privateKeyDER: privateKey))
         } catch {
             throw ChallengeSetupError("the validation certificate could not be made")
+        }
+        guard let fleet else { return }
+        do {
+            try await fleet.publish(.tlsALPN01, key: name, answer: "", certificate: certificate, privateKey: privateKey)
+        } catch {
+            throw ChallengeSetupError("the answer could not be shared with the fleet: \(String(describing: error))")
         }
     }
 
     func cleanup(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async {
         responses.removeTLSALPN01(name: identifier.value.lowercased())
+        await fleet?.withdraw(.tlsALPN01, key: identifier.value.lowercased())
     }
 }
 
-/// `http-01` answered by the `protocol: http` listeners from ``ChallengeResponses``.
+/// `http-01` answered by the `protocol: http` listeners from ``ChallengeResponses`` — in a
+/// fleet, those of every node (``FleetChallenges``).
 struct HTTP01Solver: ChallengeSolver {
     let challengeType = "http-01"
     let responses: ChallengeResponses
+    var fleet: FleetChallenges? = nil
 
     func present(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async throws(ChallengeSetupError) {
         responses.setHTTP01(token: keyAuthorization.token, keyAuthorization: keyAuthorization.http01Body)
+        guard let fleet else { return }
+        do {
+            try await fleet.publish(.http01, key: keyAuthorization.token, answer: keyAuthorization.http01Body)
+        } catch {
+            throw ChallengeSetupError("the answer could not be shared with the fleet: \(String(describing: error))")
+        }
     }
 
     func cleanup(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async {
         responses.removeHTTP01(token: keyAuthorization.token)
+        await fleet?.withdraw(.http01, key: keyAuthorization.token)
     }
 }
 

@@ -58,14 +58,16 @@ public final class GatewayServer: Sendable {
         self.fleet = fleet
         // In a fleet the ACME state is the fleet's (its own connection); else the node's.
         let acmeStore: (any ACMEStore)? = fleet.map { FleetACMEStore(database: $0.database.sibling()) } ?? state
+        let sharedChallenges = fleet.map { FleetChallenges(database: $0.database.sibling(), responses: responses, node: $0.node, logger: logger) }
         let acme: ACMEManager
         // Every connection opened from here on is closed when a later step fails.
         func closingFleet() {
             acmeStore?.closeConnections()
+            sharedChallenges?.close()
             fleet?.database.close()
         }
         do {
-            acme = try ACMEManager(configuration: configuration, store: acmeStore, responses: responses, logger: logger)
+            acme = try ACMEManager(configuration: configuration, store: acmeStore, responses: responses, sharedChallenges: sharedChallenges, logger: logger)
         } catch {
             closingFleet()
             throw error
@@ -132,7 +134,9 @@ public final class GatewayServer: Sendable {
             logger: logger)
         let pipeline = self.pipeline
         follower = fleet.map { fleet in
-            FleetFollower(member: fleet, pollInterval: fleet.database.configuration.pollInterval.duration) { await pipeline.followFleet() }
+            FleetFollower(member: fleet, pollInterval: fleet.database.configuration.pollInterval.duration, challenges: sharedChallenges) {
+                await pipeline.followFleet()
+            }
         }
         reporter.serving(store.current, committedAt: initial.committedAt, source: initial.source, now: now())
         // What building the first set read and decoded is garbage now.

@@ -4,27 +4,36 @@ import Synchronization
 
 /// Makes a node follow its fleet: a connection of its own `LISTEN`s for commits (each
 /// announces its generation) and asks for a catch-up on every one; a periodic check asks
-/// too (a notification lost, a reconnection). Lost connections are reopened with backoff
-/// (100 ms doubling to 5 s). Catch-ups are coalesced: however many commits are announced
-/// while one runs, one more runs after it.
+/// too (a notification lost, a reconnection). The same connection listens for challenge
+/// answers (``FleetChallenges``), mirrored on each notification and every 5 s, when the
+/// node also says it is alive. Lost connections are reopened with backoff (100 ms doubling
+/// to 5 s). Catch-ups are coalesced: however many commits are announced while one runs,
+/// one more runs after it.
 final class FleetFollower: Sendable {
     private let member: FleetMember
     private let pollInterval: Duration
     private let trigger: CatchUpTrigger
+    private let challenges: FleetChallenges?
+    private let challengeTrigger: CatchUpTrigger?
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
     /// - Parameter catchUp: brings the served set to the fleet's latest generation.
-    init(member: FleetMember, pollInterval: Duration, catchUp: @escaping @Sendable () async -> Void) {
+    init(member: FleetMember, pollInterval: Duration, challenges: FleetChallenges? = nil, catchUp: @escaping @Sendable () async -> Void) {
         self.member = member
         self.pollInterval = pollInterval
         self.trigger = CatchUpTrigger(work: catchUp)
+        self.challenges = challenges
+        self.challengeTrigger = challenges.map { challenges in
+            CatchUpTrigger { await runBlocking(on: challenges.queue) { challenges.mirror() } }
+        }
     }
 
     func start() {
         let member = self.member
         let trigger = self.trigger
         let pollInterval = self.pollInterval
-        let listening = Task { await Self.listen(member: member, trigger: trigger) }
+        let challengeTrigger = self.challengeTrigger
+        let listening = Task { await Self.listen(member: member, trigger: trigger, challengeTrigger: challengeTrigger) }
         let polling = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: pollInterval)
@@ -32,7 +41,17 @@ final class FleetFollower: Sendable {
                 trigger.fire()
             }
         }
-        tasks.withLock { $0 = [listening, polling] }
+        var started = [listening, polling]
+        if let challenges, let challengeTrigger {
+            started.append(Task {
+                while !Task.isCancelled {
+                    await runBlocking(on: challenges.queue) { challenges.heartbeat() }
+                    challengeTrigger.fire()
+                    try? await Task.sleep(for: .seconds(5))
+                }
+            })
+        }
+        tasks.withLock { $0 = started }
     }
 
     func stop() async {
@@ -40,22 +59,39 @@ final class FleetFollower: Sendable {
         for task in running { task.cancel() }
         for task in running { await task.value }
         await trigger.idle()
+        await challengeTrigger?.idle()
+        if let challenges { await runBlocking(on: challenges.queue) { challenges.close() } }
     }
 
-    private static func listen(member: FleetMember, trigger: CatchUpTrigger) async {
+    private static func listen(member: FleetMember, trigger: CatchUpTrigger, challengeTrigger: CatchUpTrigger?) async {
         var backoff = Duration.milliseconds(100)
         while !Task.isCancelled {
             do {
                 let connection = try await member.database.connect()
                 do {
-                    try await connection.listen(on: FleetDatabase.channel) { notifications in
-                        backoff = .milliseconds(100)
-                        // Whatever was committed while this node was not listening.
-                        trigger.fire()
-                        for try await notification in notifications {
-                            if let generation = UInt64(notification.payload) { member.announced(generation: generation) }
-                            trigger.fire()
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            try await connection.listen(on: FleetDatabase.channel) { notifications in
+                                // Whatever was committed while this node was not listening.
+                                trigger.fire()
+                                for try await notification in notifications {
+                                    if let generation = UInt64(notification.payload) { member.announced(generation: generation) }
+                                    trigger.fire()
+                                }
+                            }
                         }
+                        if let challengeTrigger {
+                            group.addTask {
+                                try await connection.listen(on: FleetChallenges.channel) { notifications in
+                                    challengeTrigger.fire()
+                                    for try await _ in notifications { challengeTrigger.fire() }
+                                }
+                            }
+                        }
+                        backoff = .milliseconds(100)
+                        // The first to end (the connection went away) ends both.
+                        try await group.next()
+                        group.cancelAll()
                     }
                 } catch {
                     if !Task.isCancelled { member.unreachable(SharedStateError.from(error, operation: "listen for the fleet's commits")) }

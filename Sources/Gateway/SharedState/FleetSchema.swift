@@ -56,6 +56,25 @@ enum FleetSchema {
             )
             """,
         ]),
+        Migration(version: "v3-challenges", sql: [
+            // The answers to challenges in progress, for whichever node the CA reaches:
+            // http-01 by token (answer: the key authorization), tls-alpn-01 by name (the
+            // validation certificate and its throw-away key, DER).
+            """
+            CREATE TABLE certgate_challenges (
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                answer TEXT NOT NULL,
+                certificate BYTEA,
+                private_key BYTEA,
+                node TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (kind, key)
+            )
+            """,
+            "CREATE TABLE certgate_challenge_seen (kind TEXT NOT NULL, key TEXT NOT NULL, node TEXT NOT NULL, PRIMARY KEY (kind, key, node))",
+            "CREATE TABLE certgate_nodes (node TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+        ]),
     ]
 
     /// Removals are listed for this many generations; a node further behind loads the whole set.

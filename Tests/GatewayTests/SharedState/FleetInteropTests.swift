@@ -394,4 +394,81 @@ struct FleetInteropTests {
         #expect(allOrders == [2, 0, 0], "orders per node: \(allOrders)")
         #expect(try Self.fleetGeneration(cluster) == 3)  // the upsert (pending), then node-1's commit of the certificate
     }
+
+    @Test("an order placed by node-1 whose challenges Pebble validates at node-2 (tls-alpn-01 and http-01 answers shared through the fleet) succeeds; all three nodes serve both certificates; only node-1 ordered")
+    func challengeAnsweredByAnotherNode() async throws {
+        let cluster = try await PostgresCluster()
+        let (secondTLS, secondHTTP) = (unusedLocalPort(), unusedLocalPort())
+        let pebble = try await PebbleServer(validationPorts: (http: secondHTTP, tls: secondTLS))
+        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        var nodes: [Node] = []
+        defer {
+            for node in nodes {
+                node.gateway.stop()
+                node.folder.remove()
+            }
+        }
+        for index in 1...3 {
+            let folder = try FixtureFolder()
+            try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
+            try folder.write(cluster.password + "\n", to: "pg.pass")
+            let (tls, http) = index == 2 ? (String(secondTLS), String(secondHTTP)) : ("PORT", String(unusedLocalPort()))
+            let config = """
+                log_level: info
+                shutdown_timeout: 2s
+                listeners:
+                  - name: https
+                    listen: 127.0.0.1:\(tls)
+                  - name: http
+                    listen: 127.0.0.1:\(http)
+                    protocol: http
+                routes:
+                  - server_names: ["*"]
+                    respond: { body: "ok\\n" }
+                acme:
+                  pebble-alpn: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
+                  pebble-http: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [http-01] }
+                certificates: {}
+                control:
+                  socket: run/control.sock
+                shared_state:
+                  postgres: \(cluster.url)
+                  password_file: pg.pass
+                  node: node-\(index)
+                  poll_interval: 1h
+
+                """
+            let gateway = try await GatewayProcess(config: config, folder: folder)
+            nodes.append(Node(name: "node-\(index)", gateway: gateway, folder: folder, fixedPort: index == 2 ? secondTLS : nil))
+        }
+        // Every node has said it is alive (the publisher waits for the live ones).
+        #expect(try await eventually(timeout: .seconds(10)) {
+            try cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
+        })
+        _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+            try await control.updateCertificates(.with {
+                $0.upsert = [
+                    .with { $0.name = "alpn"; $0.acme = "pebble-alpn"; $0.domains = ["alpn.example.test"] },
+                    .with { $0.name = "plain"; $0.acme = "pebble-http"; $0.domains = ["plain.example.test"] },
+                ]
+            })
+        }
+        let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+        for node in nodes {
+            for name in ["alpn.example.test", "plain.example.test"] {
+                let served = try await eventually(timeout: .seconds(60)) {
+                    guard let connection = try? await probe.connect(port: node.port, serverName: name) else { return false }
+                    await connection.close()
+                    return connection.servedLeaf != nil
+                }
+                #expect(served, "\(node.name) does not serve a certificate from Pebble for \(name):\n\(nodes[0].gateway.logText)")
+            }
+        }
+        let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
+        #expect(orders == [2, 0, 0], "orders per node: \(orders)")
+        // The answers are gone from the fleet once the orders are over.
+        #expect(try await eventually(timeout: .seconds(5)) {
+            try cluster.psql("SELECT count(*) FROM certgate_challenges").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+        })
+    }
 }
