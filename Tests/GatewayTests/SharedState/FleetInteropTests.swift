@@ -25,6 +25,7 @@ struct FleetInteropTests {
         let folder: FixtureFolder
         /// The listener's port when the configuration names it (else the one GatewayProcess chose).
         var fixedPort: Int? = nil
+        var metricsPort: Int? = nil
         var socket: String { ControlInteropTests.socket(folder) }
         var port: Int { fixedPort ?? gateway.port }
     }
@@ -32,8 +33,8 @@ struct FleetInteropTests {
     /// A node's configuration: the standard interop one with a control socket, and
     /// `shared_state` on `cluster` with the password in a file. `pollInterval` 1h: a node
     /// learns of commits by notification alone unless a test says otherwise.
-    static func config(node: String, cluster: PostgresCluster, pollInterval: String = "1h") -> String {
-        ControlInteropTests.config() + """
+    static func config(node: String, cluster: PostgresCluster, pollInterval: String = "1h", metricsPort: Int? = nil) -> String {
+        ControlInteropTests.config() + (metricsPort.map { "metrics:\n  listen: 127.0.0.1:\($0)\n" } ?? "") + """
             shared_state:
               postgres: \(cluster.url)
               password_file: pg.pass
@@ -43,24 +44,31 @@ struct FleetInteropTests {
             """
     }
 
-    static func startNode(_ name: String, cluster: PostgresCluster, folder: FixtureFolder? = nil, pollInterval: String = "1h") async throws -> Node {
+    static func startNode(
+        _ name: String, cluster: PostgresCluster, folder: FixtureFolder? = nil, pollInterval: String = "1h", metricsPort: Int? = nil
+    ) async throws -> Node {
         let folder = try folder ?? GatewayInteropTests.fixture()
         try folder.write(cluster.password + "\n", to: "pg.pass")
-        let gateway = try await GatewayProcess(config: config(node: name, cluster: cluster, pollInterval: pollInterval), folder: folder)
-        return Node(name: name, gateway: gateway, folder: folder)
+        let gateway = try await GatewayProcess(
+            config: config(node: name, cluster: cluster, pollInterval: pollInterval, metricsPort: metricsPort), folder: folder)
+        return Node(name: name, gateway: gateway, folder: folder, metricsPort: metricsPort)
     }
 
     /// Starts three nodes one after the other (node-1 seeds the fleet with its configuration's set).
+    /// Every node's log is checked for the database password at the end.
     static func withFleet(pollInterval: String = "1h", _ body: (PostgresCluster, [Node]) async throws -> Void) async throws {
         let cluster = try await PostgresCluster()
         var nodes: [Node] = []
         defer {
             for node in nodes {
                 node.gateway.stop()
+                #expect(!node.gateway.logText.contains(cluster.password), "\(node.name) logged the database password")
                 node.folder.remove()
             }
         }
-        for index in 1...3 { nodes.append(try await startNode("node-\(index)", cluster: cluster, pollInterval: pollInterval)) }
+        for index in 1...3 {
+            nodes.append(try await startNode("node-\(index)", cluster: cluster, pollInterval: pollInterval, metricsPort: unusedLocalPort()))
+        }
         try await body(cluster, nodes)
     }
 
@@ -207,10 +215,15 @@ struct FleetInteropTests {
                 #expect(!status.sharedState.connected)
                 #expect(status.sharedState.reason.hasPrefix("cannot reach the database: "), "\(status.sharedState.reason)")
                 #expect(status.generation == 1)
+                if let metricsPort = node.metricsPort {
+                    let scrape = try scrapeMetrics(port: metricsPort)
+                    #expect(scrape.value("certgate_shared_state_connected") == 0, "\(node.name)")
+                    #expect(scrape.value("certgate_shared_state_lag_generations") == 0, "\(node.name)")
+                }
             }
             // A node restarted during the outage serves its snapshot.
             started[2].gateway.stop()
-            let restarted = try await Self.startNode("node-3", cluster: cluster, folder: started[2].folder, pollInterval: "500ms")
+            let restarted = try await Self.startNode("node-3", cluster: cluster, folder: started[2].folder, pollInterval: "500ms", metricsPort: unusedLocalPort())
             let nodes = [started[0], started[1], restarted]
             #expect(restarted.gateway.logText.contains("shared state unreachable at start: serving the local snapshot until it returns"))
             #expect(await Self.servedLeaf(restarted, "before.test") == before.parsed.der)
@@ -229,6 +242,9 @@ struct FleetInteropTests {
                 #expect(try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "during.test") == during.parsed.der }, "\(node.name)")
                 let status = try await Self.status(node)
                 #expect(status.generation == 2 && status.sharedState.connected && status.sharedState.fleetGeneration == 2, "\(node.name)")
+                if let metricsPort = node.metricsPort {
+                    #expect(try scrapeMetrics(port: metricsPort).value("certgate_shared_state_connected") == 1, "\(node.name)")
+                }
             }
             restarted.gateway.stop()
         }
@@ -470,5 +486,62 @@ struct FleetInteropTests {
         #expect(try await eventually(timeout: .seconds(5)) {
             try cluster.psql("SELECT count(*) FROM certgate_challenges").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
         })
+    }
+
+    @Test("handshakes with host name verification against all three nodes while 1,000 updates go through their sockets: none fails, and each gets a leaf of its own name (an older or a newer version), never another name's")
+    func handshakesDuringUpdates() async throws {
+        try await Self.withFleet { cluster, nodes in
+            let names = (0..<4).map { "live\($0).test" }
+            let versions = names.map { name in (0..<3).map { _ in GatewayInteropTests.authority.leaf(dnsNames: [name]) } }
+            let known = Set(versions.flatMap { $0.map(\.parsed.der) })
+            // Every name exists before the handshakes start.
+            _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+                try await control.updateCertificates(.with { $0.upsert = names.indices.map { ControlInteropTests.entry("live\($0)", versions[$0][0]) } })
+            }
+            for node in nodes {
+                #expect(try await eventually { await Self.servedLeaf(node, "live3.test") != nil })
+            }
+            let done = Collected<Bool>()
+            let results = Collected<String>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for node in nodes {
+                    group.addTask {
+                        var round = 0
+                        while done.all.isEmpty {
+                            let name = names[round % names.count]
+                            round += 1
+                            guard let leaf = await Self.servedLeaf(node, name) else {
+                                results.append("\(node.name) \(name): handshake failed")
+                                continue
+                            }
+                            let versionsOfName = Set(versions[names.firstIndex(of: name)!].map(\.parsed.der))
+                            results.append(versionsOfName.contains(leaf) ? "ok" : "\(node.name) \(name): \(known.contains(leaf) ? "another name's leaf" : "an unknown leaf")")
+                        }
+                    }
+                }
+                group.addTask {
+                    defer { done.append(true) }
+                    // One client per node's socket, the updates taking turns.
+                    try await ControlInteropTests.withControl(socket: nodes[0].socket) { first in
+                        try await ControlInteropTests.withControl(socket: nodes[1].socket) { second in
+                            try await ControlInteropTests.withControl(socket: nodes[2].socket) { third in
+                                let controls = [first, second, third]
+                                for update in 0..<1_000 {
+                                    let index = update % names.count
+                                    _ = try await controls[update % 3].updateCertificates(.with {
+                                        $0.upsert = [ControlInteropTests.entry("live\(index)", versions[index][update % 3])]
+                                    })
+                                }
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let all = results.all
+            #expect(all.count > 100, "only \(all.count) handshakes")
+            #expect(all.filter { $0 != "ok" }.isEmpty, "\(all.filter { $0 != "ok" }.prefix(10))")
+            #expect(try Self.fleetGeneration(cluster) == 1_001)
+        }
     }
 }
