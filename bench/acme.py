@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.request
 
-from benchlib import CERTGATE, free_port
+from benchlib import CERTGATE, free_port, percentile
 
 
 def listening(port):
@@ -95,11 +95,6 @@ def handshake_seconds(port, name, context):
                 return time.perf_counter() - start
     except (OSError, ssl.SSLError):
         return None
-
-
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main():

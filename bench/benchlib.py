@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: where the release binary is, and a free port."""
+"""What the benchmark scripts share: where the release binary is, a free port, percentiles."""
 import os
 import socket
 
@@ -11,3 +11,9 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def percentile(values, q):
+    """The value at quantile q (0..1) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

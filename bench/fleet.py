@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 
-from benchlib import CERTGATE, free_port
+from benchlib import CERTGATE, free_port, percentile
 from acme import make_ca_and_leaf, wait_until, listening
 
 
@@ -83,6 +83,13 @@ class Cluster:
     def stop(self):
         self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
+    def close(self):
+        """Stops the server if it still runs (at the end of a benchmark, whatever happened)."""
+        try:
+            self.stop()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+
 
 class Node:
     def __init__(self, work, name, cluster, certificates):
@@ -133,11 +140,6 @@ def served_leaf(port, context):
                 return tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError):
         return None
-
-
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main():
@@ -231,10 +233,7 @@ def main():
         for node in nodes:
             node.stop()
         if cluster:
-            try:
-                cluster.stop()
-            except Exception:
-                pass
+            cluster.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -22,10 +22,7 @@ def main():
                         "--password-file", password_file], check=True, cwd=ROOT)
     finally:
         if cluster:
-            try:
-                cluster.stop()
-            except Exception:
-                pass
+            cluster.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

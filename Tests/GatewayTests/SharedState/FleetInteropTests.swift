@@ -55,17 +55,20 @@ struct FleetInteropTests {
     }
 
     /// Starts three nodes one after the other (node-1 seeds the fleet with its configuration's set).
+    /// Stops the nodes, checks that no log holds the database password, removes their folders.
+    static func stopAll(_ nodes: [Node], cluster: PostgresCluster) {
+        for node in nodes {
+            node.gateway.stop()
+            #expect(!node.gateway.logText.contains(cluster.password), "\(node.name) logged the database password")
+            node.folder.remove()
+        }
+    }
+
     /// Every node's log is checked for the database password at the end.
     static func withFleet(pollInterval: String = "1h", _ body: (PostgresCluster, [Node]) async throws -> Void) async throws {
         let cluster = try await PostgresCluster()
         var nodes: [Node] = []
-        defer {
-            for node in nodes {
-                node.gateway.stop()
-                #expect(!node.gateway.logText.contains(cluster.password), "\(node.name) logged the database password")
-                node.folder.remove()
-            }
-        }
+        defer { Self.stopAll(nodes, cluster: cluster) }
         for index in 1...3 {
             nodes.append(try await startNode("node-\(index)", cluster: cluster, pollInterval: pollInterval, metricsPort: unusedLocalPort()))
         }
@@ -311,19 +314,16 @@ struct FleetInteropTests {
         #expect(!newer.stderr.contains(cluster.password))
     }
 
-    @Test("three nodes start with the same new acme entry: one order fleet-wide (Pebble validates node-1's tls-alpn-01 answer), the certificate is stored in the fleet and every node serves the same one, verifying with Pebble's root; nodes 2 and 3 order nothing")
-    func oneOrderForTheFleet() async throws {
-        let cluster = try await PostgresCluster()
-        let firstPort = unusedLocalPort()
-        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
-        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+    /// Three nodes on `cluster` with Pebble's CAs (`acme`, YAML lines under `acme:`), each
+    /// node's listeners from `listeners(index)` (YAML list items) and `certificates`; the
+    /// node whose TLS listener is `fixedPort` is told so. Stops them and checks their logs
+    /// hold no password at the end.
+    static func withACMEFleet(
+        cluster: PostgresCluster, pebble: PebbleServer, acme: String, certificates: String, fixedPort: (index: Int, port: Int),
+        listeners: (Int) -> String, _ body: ([Node]) async throws -> Void
+    ) async throws {
         var nodes: [Node] = []
-        defer {
-            for node in nodes {
-                node.gateway.stop()
-                node.folder.remove()
-            }
-        }
+        defer { Self.stopAll(nodes, cluster: cluster) }
         for index in 1...3 {
             let folder = try FixtureFolder()
             try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
@@ -332,15 +332,14 @@ struct FleetInteropTests {
                 log_level: info
                 shutdown_timeout: 2s
                 listeners:
-                  - name: https
-                    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")
+                \(listeners(index))
                 routes:
                   - server_names: ["*"]
                     respond: { body: "ok\\n" }
                 acme:
-                  pebble: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
+                \(acme)
                 certificates:
-                  shop: { acme: pebble, domains: "shop.example.test" }
+                \(certificates)
                 control:
                   socket: run/control.sock
                 shared_state:
@@ -351,64 +350,85 @@ struct FleetInteropTests {
 
                 """
             let gateway = try await GatewayProcess(config: config, folder: folder)
-            nodes.append(Node(name: "node-\(index)", gateway: gateway, folder: folder, fixedPort: index == 1 ? firstPort : nil))
+            nodes.append(Node(name: "node-\(index)", gateway: gateway, folder: folder, fixedPort: index == fixedPort.index ? fixedPort.port : nil))
         }
-        let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
-        var leaves: [[UInt8]] = []
-        for node in nodes {
-            let lastError = Collected<String>()
-            let served = try await eventually(timeout: .seconds(60)) {
-                do {
-                    let connection = try await probe.connect(port: node.port, serverName: "shop.example.test")
+        try await body(nodes)
+    }
+
+    /// Whether `node` serves a certificate for `name` that verifies with `probe`'s roots (within 60 s).
+    static func servesVerified(_ node: Node, _ name: String, probe: TLSProbe) async throws -> Bool {
+        try await eventually(timeout: .seconds(60)) {
+            guard let connection = try? await probe.connect(port: node.port, serverName: name) else { return false }
+            await connection.close()
+            return connection.servedLeaf != nil
+        }
+    }
+
+    @Test("three nodes start with the same new acme entry: one order fleet-wide (Pebble validates node-1's tls-alpn-01 answer), the certificate is stored in the fleet and every node serves the same one, verifying with Pebble's root; nodes 2 and 3 order nothing")
+    func oneOrderForTheFleet() async throws {
+        let cluster = try await PostgresCluster()
+        let firstPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
+        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        try await Self.withACMEFleet(
+            cluster: cluster, pebble: pebble,
+            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }",
+            certificates: "  shop: { acme: pebble, domains: \"shop.example.test\" }",
+            fixedPort: (1, firstPort),
+            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
+        ) { nodes in
+            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+            var leaves: [[UInt8]] = []
+            for node in nodes {
+                let lastError = Collected<String>()
+                let served = try await eventually(timeout: .seconds(60)) {
+                    do {
+                        let connection = try await probe.connect(port: node.port, serverName: "shop.example.test")
+                        await connection.close()
+                        return connection.servedLeaf != nil
+                    } catch {
+                        lastError.append("\(error)")
+                        return false
+                    }
+                }
+                #expect(served, "\(node.name) does not serve a certificate from Pebble for shop.example.test (\(lastError.all.last ?? "")):\n\(node.gateway.logText)")
+                if let connection = try? await probe.connect(port: node.port, serverName: "shop.example.test"), let leaf = connection.servedLeaf {
+                    leaves.append(leaf)
                     await connection.close()
-                    return connection.servedLeaf != nil
-                } catch {
-                    lastError.append("\(error)")
-                    return false
                 }
             }
-            #expect(served, "\(node.name) does not serve a certificate from Pebble for shop.example.test (\(lastError.all.last ?? "")):\n\(node.gateway.logText)")
-            if let connection = try? await probe.connect(port: node.port, serverName: "shop.example.test"), let leaf = connection.servedLeaf {
-                leaves.append(leaf)
-                await connection.close()
-            }
-        }
-        #expect(leaves.count == 3 && Set(leaves).count == 1, "the nodes serve different certificates")
-        #expect(try cluster.psql("SELECT count(*) FROM certgate_acme_certificates WHERE name = 'shop'").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
-        let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
-        #expect(orders.reduce(0, +) == 1, "orders per node: \(orders)")
-        #expect(orders[0] == 1)
-        // (Nodes 2 and 3 read the stored certificate at their start, or — started while node-1
-        // was still ordering — take it once node-1 stored it: either way, no order.)
-        // The fleet's set changed once for it (node-1's commit); the others committed nothing.
-        #expect(try cluster.psql("SELECT generation, source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "1|acme|node-1")
+            #expect(leaves.count == 3 && Set(leaves).count == 1, "the nodes serve different certificates")
+            #expect(try cluster.psql("SELECT count(*) FROM certgate_acme_certificates WHERE name = 'shop'").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
+            #expect(orders.reduce(0, +) == 1, "orders per node: \(orders)")
+            #expect(orders[0] == 1)
+            // (Nodes 2 and 3 read the stored certificate at their start, or — started while node-1
+            // was still ordering — take it once node-1 stored it: either way, no order.)
+            // The fleet's set changed once for it (node-1's commit); the others committed nothing.
+            #expect(try cluster.psql("SELECT generation, source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "1|acme|node-1")
 
-        // A new acme entry sent to node-1 while all run: node-1 orders it; nodes 2 and 3 learn
-        // the entry by following the set, find the certificate stored, and order nothing.
-        _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
-            try await control.updateCertificates(.with {
-                $0.upsert = [.with {
-                    $0.name = "shop2"
-                    $0.acme = "pebble"
-                    $0.domains = ["shop2.example.test"]
-                }]
-            })
-        }
-        for node in nodes {
-            let served = try await eventually(timeout: .seconds(60)) {
-                guard let connection = try? await probe.connect(port: node.port, serverName: "shop2.example.test") else { return false }
-                await connection.close()
-                return connection.servedLeaf != nil
+            // A new acme entry sent to node-1 while all run: node-1 orders it; nodes 2 and 3 learn
+            // the entry by following the set, find the certificate stored, and order nothing.
+            _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+                try await control.updateCertificates(.with {
+                    $0.upsert = [.with {
+                        $0.name = "shop2"
+                        $0.acme = "pebble"
+                        $0.domains = ["shop2.example.test"]
+                    }]
+                })
             }
-            #expect(served, "\(node.name) does not serve shop2:\n\(node.gateway.logText)")
+            for node in nodes {
+                #expect(try await Self.servesVerified(node, "shop2.example.test", probe: probe), "\(node.name) does not serve shop2:\n\(node.gateway.logText)")
+            }
+            for node in nodes[1...] {
+                #expect(try await node.gateway.waitForLog("entry=shop2 not_after="), "\(node.name):\n\(node.gateway.logText)")
+                #expect(node.gateway.logText.contains("[Gateway] certificate obtained by another node of the fleet"), "\(node.name):\n\(node.gateway.logText)")
+            }
+            let allOrders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
+            #expect(allOrders == [2, 0, 0], "orders per node: \(allOrders)")
+            #expect(try Self.fleetGeneration(cluster) == 3)  // the upsert (pending), then node-1's commit of the certificate
         }
-        for node in nodes[1...] {
-            #expect(try await node.gateway.waitForLog("entry=shop2 not_after="), "\(node.name):\n\(node.gateway.logText)")
-            #expect(node.gateway.logText.contains("[Gateway] certificate obtained by another node of the fleet"), "\(node.name):\n\(node.gateway.logText)")
-        }
-        let allOrders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
-        #expect(allOrders == [2, 0, 0], "orders per node: \(allOrders)")
-        #expect(try Self.fleetGeneration(cluster) == 3)  // the upsert (pending), then node-1's commit of the certificate
     }
 
     @Test("an order placed by node-1 whose challenges Pebble validates at node-2 (tls-alpn-01 and http-01 answers shared through the fleet) succeeds; all three nodes serve both certificates; only node-1 ordered")
@@ -417,75 +437,42 @@ struct FleetInteropTests {
         let (secondTLS, secondHTTP) = (unusedLocalPort(), unusedLocalPort())
         let pebble = try await PebbleServer(validationPorts: (http: secondHTTP, tls: secondTLS))
         let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
-        var nodes: [Node] = []
-        defer {
-            for node in nodes {
-                node.gateway.stop()
-                node.folder.remove()
+        let acme = """
+              pebble-alpn: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
+              pebble-http: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [http-01] }
+            """
+        try await Self.withACMEFleet(
+            cluster: cluster, pebble: pebble, acme: acme, certificates: "  {}", fixedPort: (2, secondTLS),
+            listeners: { index in
+                let (tls, http) = index == 2 ? (String(secondTLS), String(secondHTTP)) : ("PORT", String(unusedLocalPort()))
+                return "  - name: https\n    listen: 127.0.0.1:\(tls)\n  - name: http\n    listen: 127.0.0.1:\(http)\n    protocol: http"
             }
-        }
-        for index in 1...3 {
-            let folder = try FixtureFolder()
-            try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
-            try folder.write(cluster.password + "\n", to: "pg.pass")
-            let (tls, http) = index == 2 ? (String(secondTLS), String(secondHTTP)) : ("PORT", String(unusedLocalPort()))
-            let config = """
-                log_level: info
-                shutdown_timeout: 2s
-                listeners:
-                  - name: https
-                    listen: 127.0.0.1:\(tls)
-                  - name: http
-                    listen: 127.0.0.1:\(http)
-                    protocol: http
-                routes:
-                  - server_names: ["*"]
-                    respond: { body: "ok\\n" }
-                acme:
-                  pebble-alpn: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
-                  pebble-http: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [http-01] }
-                certificates: {}
-                control:
-                  socket: run/control.sock
-                shared_state:
-                  postgres: \(cluster.url)
-                  password_file: pg.pass
-                  node: node-\(index)
-                  poll_interval: 1h
-
-                """
-            let gateway = try await GatewayProcess(config: config, folder: folder)
-            nodes.append(Node(name: "node-\(index)", gateway: gateway, folder: folder, fixedPort: index == 2 ? secondTLS : nil))
-        }
-        // Every node has said it is alive (the publisher waits for the live ones).
-        #expect(try await eventually(timeout: .seconds(10)) {
-            try cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
-        })
-        _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
-            try await control.updateCertificates(.with {
-                $0.upsert = [
-                    .with { $0.name = "alpn"; $0.acme = "pebble-alpn"; $0.domains = ["alpn.example.test"] },
-                    .with { $0.name = "plain"; $0.acme = "pebble-http"; $0.domains = ["plain.example.test"] },
-                ]
+        ) { nodes in
+            // Every node has said it is alive (the publisher waits for the live ones).
+            #expect(try await eventually(timeout: .seconds(10)) {
+                try cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
+            })
+            _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+                try await control.updateCertificates(.with {
+                    $0.upsert = [
+                        .with { $0.name = "alpn"; $0.acme = "pebble-alpn"; $0.domains = ["alpn.example.test"] },
+                        .with { $0.name = "plain"; $0.acme = "pebble-http"; $0.domains = ["plain.example.test"] },
+                    ]
+                })
+            }
+            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+            for node in nodes {
+                for name in ["alpn.example.test", "plain.example.test"] {
+                    #expect(try await Self.servesVerified(node, name, probe: probe), "\(node.name) does not serve a certificate from Pebble for \(name):\n\(nodes[0].gateway.logText)")
+                }
+            }
+            let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
+            #expect(orders == [2, 0, 0], "orders per node: \(orders)")
+            // The answers are gone from the fleet once the orders are over.
+            #expect(try await eventually(timeout: .seconds(5)) {
+                try cluster.psql("SELECT count(*) FROM certgate_challenges").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
             })
         }
-        let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
-        for node in nodes {
-            for name in ["alpn.example.test", "plain.example.test"] {
-                let served = try await eventually(timeout: .seconds(60)) {
-                    guard let connection = try? await probe.connect(port: node.port, serverName: name) else { return false }
-                    await connection.close()
-                    return connection.servedLeaf != nil
-                }
-                #expect(served, "\(node.name) does not serve a certificate from Pebble for \(name):\n\(nodes[0].gateway.logText)")
-            }
-        }
-        let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
-        #expect(orders == [2, 0, 0], "orders per node: \(orders)")
-        // The answers are gone from the fleet once the orders are over.
-        #expect(try await eventually(timeout: .seconds(5)) {
-            try cluster.psql("SELECT count(*) FROM certgate_challenges").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
-        })
     }
 
     @Test("handshakes with host name verification against all three nodes while 1,000 updates go through their sockets: none fails, and each gets a leaf of its own name (an older or a newer version), never another name's")
