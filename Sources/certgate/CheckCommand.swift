@@ -22,11 +22,13 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         let now = Date()
         var report: CertificateCheckReport
+        var inFleet = false
         do throws(ConfigurationErrors) {
             let configuration = try GatewayConfiguration.load(path: config)
             let servingProblems = configuration.problemsForServing(file: config)
             guard servingProblems.isEmpty else { throw ConfigurationErrors(servingProblems) }
             report = CertificateCheckReport.check(configuration, now: now)
+            inFleet = configuration.sharedState != nil
             do {
                 report.storedSet = try StateStore.storedSetSummary(inDirectory: configuration.resolvedStateDirectory)
             } catch {
@@ -39,8 +41,7 @@ struct CheckCommand: ParsableCommand {
                 do {
                     report.sharedState = try SharedStateProbe.check(configuration)
                 } catch {
-                    report.errors.append(CertificateEntryError(entry: "shared_state", field: "postgres", reason: error.description))
-                    report.valid = false
+                    report.sharedStateError = error.description
                 }
             }
         } catch {
@@ -58,14 +59,16 @@ struct CheckCommand: ParsableCommand {
         if json {
             print(try OutputFormat.json(report))
         } else {
-            print(CheckTable.render(report), terminator: "")
+            print(CheckTable.render(report, inFleet: inFleet), terminator: "")
         }
-        if !report.valid { throw ExitCode(1) }
+        if !report.valid || report.sharedStateError != nil { throw ExitCode(1) }
     }
 }
 
 enum CheckTable {
-    static func render(_ report: CertificateCheckReport) -> String {
+    /// - Parameter inFleet: the configuration has `shared_state` (the stored set is then the
+    ///   node's local snapshot of the fleet's).
+    static func render(_ report: CertificateCheckReport, inFleet: Bool = false) -> String {
         var out = ""
         if !report.certificates.isEmpty {
             let header = ["NAME", "KIND", "DOMAINS", "NOT AFTER", "DAYS LEFT", "STATE", "ISSUER"]
@@ -88,7 +91,11 @@ enum CheckTable {
             out += "configuration is invalid: \(report.errors.count) error\(report.errors.count == 1 ? "" : "s")\n"
         }
         if let shared = report.sharedState { out += "shared state: \(shared)\n" }
-        if let stored = report.storedSet {
+        if let failure = report.sharedStateError { out += "\(failure)\n" }
+        if let stored = report.storedSet, inFleet {
+            out += "note: \(stored.path) holds this node's local snapshot of the fleet's set (generation \(stored.generation), \(stored.certificates) certificate\(stored.certificates == 1 ? "" : "s")); "
+                + "certgate run serves the fleet's set, and this snapshot while the database cannot be reached\n"
+        } else if let stored = report.storedSet {
             out += "note: \(stored.path) holds a stored set (generation \(stored.generation), \(stored.certificates) certificate\(stored.certificates == 1 ? "" : "s"), "
                 + "committed \(OutputFormat.timestamp(stored.committedAt)) by \(stored.source)); certgate run serves it instead of the certificates above "
                 + "until a reload (SIGHUP, certgate ctl reload) or --reset-state\n"

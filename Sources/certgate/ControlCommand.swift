@@ -134,7 +134,11 @@ struct ControlCommand: AsyncParsableCommand {
                 let shared = status.sharedState
                 let behind = shared.fleetGeneration > status.generation ? shared.fleetGeneration - status.generation : 0
                 Swift.print("node         \(shared.node)")
-                Swift.print("fleet        generation \(shared.fleetGeneration); this node serves \(status.generation)\(behind > 0 ? " (\(behind) behind)" : "")")
+                if shared.fleetGenerationKnown {
+                    Swift.print("fleet        generation \(shared.fleetGeneration); this node serves \(status.generation)\(behind > 0 ? " (\(behind) behind)" : "")")
+                } else {
+                    Swift.print("fleet        generation unknown (the database was not reached since the start); this node serves \(status.generation)")
+                }
                 Swift.print("database     \(shared.connected ? "connected" : "unreachable: \(shared.reason)")")
             }
         }
@@ -295,7 +299,7 @@ struct ControlCommand: AsyncParsableCommand {
                         } else {
                             switch event.kind {
                             case .setChanged(let change):
-                                emitLine("\(OutputFormat.timestamp(event.time.date)) generation \(change.generation) (\(change.source)): "
+                                emitLine("\(OutputFormat.timestamp(event.time.date)) generation \(change.generation) (\(change.source)\(change.node.isEmpty ? "" : " on \(change.node)")): "
                                     + "+\(change.added.count) ~\(change.changed.count) -\(change.removed.count)")
                             case .validityChanged(let change):
                                 emitLine("\(OutputFormat.timestamp(event.time.date)) \(change.entry): \(change.previousState.isEmpty ? "-" : change.previousState) → \(change.state) (\(change.daysLeft) days)")

@@ -24,7 +24,7 @@ struct CertificateUpdaterTests {
         let updater = CertificateUpdater(
             store: store, context: { CertificateBuildContext() },
             persist: { _, _, _, _ in if persistFails { throw PersistFailed() } },
-            onCommit: { snapshot, _, _, _ in commits?.generations.withLock { $0.append(snapshot.generation) } })
+            onCommit: { snapshot, _, _, _, _ in commits?.generations.withLock { $0.append(snapshot.generation) } })
         return (store, updater)
     }
 

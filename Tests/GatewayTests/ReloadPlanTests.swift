@@ -78,11 +78,11 @@ struct ReloadPlanTests {
         #expect(try restart(Self.base + "\nmetrics: { listen: 127.0.0.1:9100 }\n")
             == ["metrics: metrics.listen changes from none to 127.0.0.1:9100"])
         #expect(try restart(Self.base + "\nshared_state: { postgres: \"postgres://certgate@db.example:5432/certgate\", node: edge-1 }\n")
-            == ["shared_state: the shared_state settings changed"])
+            == ["shared_state: shared_state is added (the node would join the fleet at certgate@db.example:5432/certgate)"])
         #expect(try restart(
             Self.base + "\nshared_state: { postgres: \"postgres://certgate@db.example:5432/certgate\", node: edge-2 }\n",
             running: Self.base + "\nshared_state: { postgres: \"postgres://certgate@db.example:5432/certgate\", node: edge-1 }\n")
-            == ["shared_state: the shared_state settings changed"])
+            == ["shared_state: shared_state changes: node from edge-1 to edge-2"])
     }
 
     @Test("a listener whose address and ALPN both change: the ALPN live, the address at the restart")

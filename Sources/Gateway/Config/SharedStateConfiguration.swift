@@ -64,14 +64,14 @@ public struct SharedStateConfiguration: Sendable, Decodable, Equatable {
     func problems(baseDirectory: String) -> [ConfigurationRules.Problem] {
         var problems: [ConfigurationRules.Problem] = []
         let section = ["shared_state"]
-        if node.isEmpty || node.utf8.count > 63 || !node.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
-            problems.append(.init(path: section + ["node"], reason: "a node name is 1 to 63 letters, digits, '-', '_' or '.'"))
+        if let reason = Self.nodeNameProblem(node) {
+            problems.append(.init(path: section + ["node"], reason: reason))
         }
         if pollInterval.duration < .milliseconds(100) || pollInterval.duration > .seconds(3_600) {
-            problems.append(.init(path: section + ["poll_interval"], reason: "must be from 100ms to 1h"))
+            problems.append(.init(path: section + ["poll_interval"], reason: "must be from 100ms to 1h (got \(pollInterval))"))
         }
         if connectTimeout.duration < .milliseconds(100) || connectTimeout.duration > .seconds(60) {
-            problems.append(.init(path: section + ["connect_timeout"], reason: "must be from 100ms to 1m"))
+            problems.append(.init(path: section + ["connect_timeout"], reason: "must be from 100ms to 1m (got \(connectTimeout))"))
         }
         if let passwordFile {
             let path = MaterialSource.resolve(path: passwordFile, baseDirectory: baseDirectory)
@@ -82,7 +82,15 @@ public struct SharedStateConfiguration: Sendable, Decodable, Equatable {
         return problems
     }
 
-    /// The password to log in with: `password_file`'s first line, else `PGPASSWORD`, else none.
+    /// Where the password comes from, for errors: the file wins over the environment.
+    public func passwordSource(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if passwordFile != nil { return "shared_state.password_file" }
+        return environment["PGPASSWORD"] != nil ? "PGPASSWORD" : "none given (no password_file, no PGPASSWORD)"
+    }
+
+    /// The password to log in with: `password_file`'s first line, else `PGPASSWORD`, else
+    /// none. An explicit `password_file` wins over the environment (unlike libpq's own
+    /// precedence, where PGPASSWORD beats ~/.pgpass: here the file is configuration).
     public func password(baseDirectory: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> Result<String?, SharedStateError> {
         guard let passwordFile else { return .success(environment["PGPASSWORD"]) }
         let path = MaterialSource.resolve(path: passwordFile, baseDirectory: baseDirectory)
@@ -92,10 +100,28 @@ public struct SharedStateConfiguration: Sendable, Decodable, Equatable {
         }
     }
 
+    /// Why `name` is not a node name: 1 to 63 ASCII letters, digits, '-', '_' or '.', the
+    /// first a letter or a digit (it names the node in logs, metrics and the fleet's tables).
+    static func nodeNameProblem(_ name: String) -> String? {
+        if name.isEmpty { return "a node name cannot be empty" }
+        if name.utf8.count > 63 { return "the node name is \(name.utf8.count) bytes; at most 63" }
+        if let bad = name.first(where: { !($0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0))) }) {
+            return "the node name holds \(QuotedValue.quote(String(bad))); use letters, digits, '-', '_' and '.'"
+        }
+        if let first = name.first, !(first.isLetter || first.isNumber) { return "a node name starts with a letter or a digit" }
+        return nil
+    }
+
     /// The file's first line (never quoted back: it is the secret).
     private static func readPassword(path: String) -> Result<String, PasswordFileProblem> {
+        let shown = QuotedValue.shown(path, limit: 255)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            return .failure(PasswordFileProblem("\(shown) does not exist"))
+        }
+        guard !isDirectory.boolValue else { return .failure(PasswordFileProblem("\(shown) is a folder, not a file")) }
         guard let data = FileManager.default.contents(atPath: path) else {
-            return .failure(PasswordFileProblem("\(QuotedValue.shown(path, limit: 255)) cannot be read"))
+            return .failure(PasswordFileProblem("\(shown) cannot be read (permission denied)"))
         }
         guard let text = String(data: data, encoding: .utf8) else { return .failure(PasswordFileProblem("the file is not UTF-8 text")) }
         // "\r\n" is one Character: any line break ends the line.

@@ -96,6 +96,7 @@ extension Certgate_Control_V1_Event {
                 $0.added = change.added
                 $0.changed = change.changed
                 $0.removed = change.removed
+                $0.node = change.node ?? ""
             }
         case .validityChanged(let change):
             time = Google_Protobuf_Timestamp(date: change.time)
@@ -142,6 +143,7 @@ extension Certgate_Control_V1_Status {
                 $0.fleetGeneration = shared.fleetGeneration
                 $0.connected = shared.connected
                 $0.reason = shared.reason ?? ""
+                $0.fleetGenerationKnown = shared.fleetGenerationKnown
             }
         }
     }

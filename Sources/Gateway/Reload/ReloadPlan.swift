@@ -75,7 +75,7 @@ struct ReloadPlan: Sendable, Equatable {
                 }
             case .sharedState:
                 if next.sharedState != running.sharedState {
-                    restartNeeded.append(.init(section: section, change: "the shared_state settings changed"))
+                    restartNeeded.append(.init(section: section, change: Self.describeSharedStateChange(from: running.sharedState, to: next.sharedState)))
                 }
             case .control:
                 if next.control != running.control {
@@ -113,5 +113,18 @@ struct ReloadPlan: Sendable, Equatable {
         for added in next where !running.contains(where: { $0.name == added.name }) {
             restartNeeded.append(.init(section: .listeners, change: "listener \(added.name) (\(added.listen)) is new"))
         }
+    }
+
+    /// Which `shared_state` settings a reload would change (never a password: none is in it).
+    private static func describeSharedStateChange(from old: SharedStateConfiguration?, to new: SharedStateConfiguration?) -> String {
+        guard let old else { return "shared_state is added (the node would join the fleet at \(new?.location.description ?? "-"))" }
+        guard let new else { return "shared_state is removed (the node would leave the fleet at \(old.location.description))" }
+        var changes: [String] = []
+        if old.location != new.location { changes.append("postgres from \(old.location) to \(new.location)") }
+        if old.node != new.node { changes.append("node from \(old.node) to \(new.node)") }
+        if old.passwordFile != new.passwordFile { changes.append("password_file") }
+        if old.pollInterval.duration != new.pollInterval.duration { changes.append("poll_interval from \(old.pollInterval) to \(new.pollInterval)") }
+        if old.connectTimeout.duration != new.connectTimeout.duration { changes.append("connect_timeout from \(old.connectTimeout) to \(new.connectTimeout)") }
+        return "shared_state changes: " + changes.joined(separator: ", ")
     }
 }

@@ -63,14 +63,17 @@ public struct CertificateCheckReport: Codable, Sendable {
     public var storedSet: StoredSetSummary?
     /// Entries obtained by ACME when certgate runs (name → the `acme:` CA), not checked here.
     public var acmeEntries: [String: String] = [:]
-    /// With `check --connect`: what the fleet's database said.
+    /// With `check --connect`: what the fleet's database said, or why it could not be used
+    /// (the configuration may still be valid: `check` then exits 1 for the database).
     public var sharedState: String?
+    public var sharedStateError: String?
 
     enum CodingKeys: String, CodingKey {
         case valid, certificates, errors
         case storedSet = "stored_set"
         case acmeEntries = "acme_entries"
         case sharedState = "shared_state"
+        case sharedStateError = "shared_state_error"
     }
 
     public init(valid: Bool, certificates: [CertificateReportRow], errors: [CertificateEntryError]) {

@@ -126,7 +126,9 @@ public final class GatewayServer: Sendable {
             persist: { change, generation, source, acmeEntries in
                 try state?.commit(change, generation: generation, source: source, acmeEntries: acmeEntries)
             },
-            onCommit: { snapshot, change, warnings, source in reporter.committed(snapshot, change: change, warnings: warnings, source: source) },
+            onCommit: { snapshot, change, warnings, source, node in
+                reporter.committed(snapshot, change: change, warnings: warnings, source: source, committedBy: node)
+            },
             fleet: fleet)
         self.pipeline = UpdatePipeline(
             updater: updater, reporter: reporter, configuration: configuration, configurationPath: configurationPath,

@@ -34,6 +34,11 @@ final class FleetChallenges: Sendable {
     let queue = DispatchQueue(label: "certgate.fleet.challenges")
     /// The answers of other nodes this node mirrors now, by kind and key.
     private let mirrored = Mutex<[String: Answer]>([:])
+    /// This process, in the heartbeat: another process heartbeating under the same node name
+    /// is a configuration mistake, said once.
+    private let instance = UUID().uuidString
+    private let namesakeReported = Mutex(false)
+    private let heartbeats = Mutex(0)
 
     static let channel = "certgate_challenges"
     /// How long a publisher waits for the other nodes at most.
@@ -141,14 +146,28 @@ final class FleetChallenges: Sendable {
         }
     }
 
-    /// Says this node is alive (publishers wait for the live nodes' confirmations). Runs on ``queue``.
+    /// Says this node is alive (publishers wait for the live nodes' confirmations); says,
+    /// once, when another live process uses the same node name. Runs on ``queue``.
     func heartbeat() {
-        let node = self.node
-        _ = try? database.withSession(operation: "record the node's heartbeat") { session in
+        let (node, instance) = (self.node, self.instance)
+        let now = Date().timeIntervalSince1970
+        let namesake = try? database.withSession(operation: "record the node's heartbeat") { session -> Double? in
+            let previous = try session.query("SELECT instance, seen_at FROM certgate_nodes WHERE node = \(node)").first
+                .map { try $0.decode((String, Double).self) }
             try session.query("""
-                INSERT INTO certgate_nodes (node, seen_at) VALUES (\(node), \(Date().timeIntervalSince1970))
-                ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at
+                INSERT INTO certgate_nodes (node, instance, seen_at) VALUES (\(node), \(instance), \(now))
+                ON CONFLICT (node) DO UPDATE SET instance = excluded.instance, seen_at = excluded.seen_at
                 """)
+            // Another instance's row right after a start is this node's previous life; one that
+            // overwrote this process's own heartbeat since the last one is alive now.
+            guard let previous, previous.0 != instance, now - previous.1 < 15 else { return nil }
+            return now - previous.1
+        }
+        let beatenBefore = heartbeats.withLock { count in defer { count += 1 }; return count > 0 }
+        if beatenBefore, let seconds = namesake ?? nil, !namesakeReported.withLock({ reported in defer { reported = true }; return reported }) {
+            logger.error("another certgate process uses this node name in the fleet; node names must be unique (shared_state.node)", metadata: [
+                "node": "\(node)", "other_seen_seconds_ago": "\(Int(seconds))",
+            ])
         }
     }
 

@@ -14,6 +14,8 @@ import Synchronization
 final class FleetDatabase: Sendable {
     let configuration: SharedStateConfiguration
     private let password: String?
+    /// Where `password` came from, named when the server refuses it.
+    private let passwordSource: String
     let group: any EventLoopGroup
     private let connection = Mutex<PostgresConnection?>(nil)
     private let connectionCount = Atomic<Int>(0)
@@ -24,6 +26,7 @@ final class FleetDatabase: Sendable {
     init(configuration: SharedStateConfiguration, password: String?, group: any EventLoopGroup, queryTimeout: TimeAmount = .seconds(10)) {
         self.configuration = configuration
         self.password = password
+        self.passwordSource = configuration.passwordSource()
         self.group = group
         self.queryTimeout = queryTimeout
     }
@@ -60,7 +63,7 @@ final class FleetDatabase: Sendable {
         var result = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.user, password: password, database: location.database, tls: tls)
         result.options.connectTimeout = TimeAmount(configuration.connectTimeout.duration)
-        result.options.additionalStartupParameters = [("application_name", "certgate \(configuration.node)")]
+        result.options.additionalStartupParameters = [("application_name", location.applicationName ?? "certgate \(configuration.node)")]
         return result
     }
 
@@ -71,7 +74,7 @@ final class FleetDatabase: Sendable {
             return try await PostgresConnection.connect(
                 on: group.any(), configuration: settings, id: connectionCount.add(1, ordering: .relaxed).newValue, logger: silent)
         } catch {
-            throw SharedStateError.from(error, operation: "connect to \(location)")
+            throw SharedStateError.from(error, operation: "connect to \(location)", passwordSource: passwordSource)
         }
     }
 
@@ -85,7 +88,7 @@ final class FleetDatabase: Sendable {
                 on: group.any(), configuration: settings, id: connectionCount.add(1, ordering: .relaxed).newValue, logger: silent
             ).wait()
         } catch {
-            throw SharedStateError.from(error, operation: "connect to \(location)")
+            throw SharedStateError.from(error, operation: "connect to \(location)", passwordSource: passwordSource)
         }
         connection.withLock { $0 = opened }
         return opened

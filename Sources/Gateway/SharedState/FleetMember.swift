@@ -12,8 +12,10 @@ public final class FleetMember: Sendable {
     /// What `ctl status` and the metrics say about the fleet.
     public struct Status: Sendable, Equatable {
         public var node: String
-        /// The fleet's latest generation this node knows of.
+        /// The fleet's latest generation this node knows of (what it serves, while unknown).
         public var fleetGeneration: UInt64
+        /// Whether the node has reached the database since it started.
+        public var fleetGenerationKnown: Bool
         /// Whether the node is in touch with the database now.
         public var connected: Bool
         /// Why not, when it is not.
@@ -125,7 +127,9 @@ public final class FleetMember: Sendable {
     var status: Status {
         let served = position?.generation ?? 0
         return health.withLock { health in
-            Status(node: node, fleetGeneration: max(health.fleetGeneration ?? served, served), connected: health.connected, reason: health.reason)
+            Status(
+                node: node, fleetGeneration: max(health.fleetGeneration ?? served, served), fleetGenerationKnown: health.fleetGeneration != nil,
+                connected: health.connected, reason: health.reason)
         }
     }
 

@@ -73,7 +73,8 @@ enum FleetSchema {
             )
             """,
             "CREATE TABLE certgate_challenge_seen (kind TEXT NOT NULL, key TEXT NOT NULL, node TEXT NOT NULL, PRIMARY KEY (kind, key, node))",
-            "CREATE TABLE certgate_nodes (node TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+            // Each node's heartbeat, with the process (instance) that sent it.
+            "CREATE TABLE certgate_nodes (node TEXT PRIMARY KEY, instance TEXT NOT NULL, seen_at DOUBLE PRECISION NOT NULL)",
         ]),
     ]
 

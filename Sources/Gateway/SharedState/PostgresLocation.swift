@@ -1,10 +1,11 @@
 import CertificateKit
 import Foundation
 
-/// Where a fleet's PostgreSQL is, from a `postgres://` URL as libpq reads it
-/// (`postgres[ql]://[user@]host[:port][/database][?sslmode=...]`): the host (a name, an
-/// IPv4 address or a bracketed IPv6 one), the port (5432), the user (`PGUSER`, else the
-/// system user), the database (the user's name) and whether to use TLS.
+/// Where a fleet's PostgreSQL is, from a `postgres://` URL with libpq's defaults
+/// (`postgres[ql]://[user@]host[:port][/database][?sslmode=...&application_name=...]`): one
+/// host over TCP (a name, an IPv4 address or a bracketed IPv6 one), the port (5432), the user
+/// (`PGUSER`, else the system user), the database (the user's name) and whether to use TLS.
+/// libpq's `key=value` strings, several hosts and Unix-socket hosts are not accepted.
 ///
 /// A password in the URL is refused — the URL is configuration that `check` echoes and
 /// operators paste; the password comes from `password_file` or `PGPASSWORD`. Errors never
@@ -24,6 +25,8 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     public var user: String
     public var database: String
     public var tls: TLSMode
+    /// `application_name`, when the URL sets it (else certgate names itself and the node).
+    public var applicationName: String?
 
     /// `user@host:port/database`: no password (there is none in it).
     public var description: String {
@@ -34,6 +37,10 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
     /// Parses `text`; the error says which part is wrong without quoting the URL.
     public init(url text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(PostgresLocationError) {
         guard let schemeEnd = text.range(of: "://") else { throw .init("expected a URL like postgres://user@host:5432/database") }
+        guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw .init("the URL holds a control character")
+        }
+        guard !text.contains("#") else { throw .init("a URL fragment ('#...') is not allowed") }
         let scheme = text[..<schemeEnd.lowerBound].lowercased()
         guard scheme == "postgres" || scheme == "postgresql" else {
             throw .init("the scheme must be postgres:// or postgresql://")
@@ -87,6 +94,7 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         }
         let decodedUser = try userPart.map { part throws(PostgresLocationError) -> String in
             guard let user = String(part).removingPercentEncoding, !user.isEmpty else { throw .init("the user name is empty or badly %-encoded") }
+            try Self.checkIdentifier(user, what: "user name")
             return user
         }
         guard let user = decodedUser ?? environment["PGUSER"] ?? Self.systemUser, !user.isEmpty else {
@@ -95,6 +103,7 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         self.user = user
         guard let database = String(path).removingPercentEncoding else { throw .init("the database name is badly %-encoded") }
         guard !database.contains("/") else { throw .init("the database name cannot hold '/'") }
+        try Self.checkIdentifier(database, what: "database name")
         self.database = database.isEmpty ? user : database
         var tls = TLSMode.prefer
         for item in query.split(separator: "&") where !item.isEmpty {
@@ -110,15 +119,30 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                 case "verify-ca", "verify-full": tls = .verifyFull
                 default: throw .init("sslmode must be disable, allow, prefer, require, verify-ca or verify-full")
                 }
-            case "application_name", "connect_timeout":
-                continue
+            case "application_name":
+                guard let name = value.removingPercentEncoding, !name.isEmpty, name.utf8.count <= 63,
+                      name.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F }) else {
+                    throw .init("application_name must be 1 to 63 printable ASCII characters")
+                }
+                applicationName = name
+            case "connect_timeout":
+                throw .init("set shared_state.connect_timeout instead of the URL's connect_timeout")
             case "password":
                 throw .init("the URL holds a password; put it in password_file or PGPASSWORD instead")
             default:
-                throw .init("the URL parameter \(QuotedValue.shown(key, limit: 40)) is not one certgate knows (sslmode)")
+                throw .init("the URL parameter \(QuotedValue.shown(key, limit: 40)) is not one certgate knows (sslmode, application_name)")
             }
         }
         self.tls = tls
+    }
+
+    /// PostgreSQL truncates identifiers past 63 bytes (NAMEDATALEN - 1); control characters
+    /// are refused earlier, a %-encoded one here.
+    private static func checkIdentifier(_ value: String, what: String) throws(PostgresLocationError) {
+        guard value.utf8.count <= 63 else { throw .init("the \(what) is \(value.utf8.count) bytes; PostgreSQL's limit is 63") }
+        guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw .init("the \(what) holds a control character")
+        }
     }
 
     private static var systemUser: String? {

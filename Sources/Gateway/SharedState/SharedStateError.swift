@@ -20,7 +20,8 @@ public struct SharedStateError: Error, Sendable, CustomStringConvertible {
     public var description: String { "shared state: cannot \(operation): \(reason)" }
 
     /// `error` from the driver (or the socket under it) as certgate's reason.
-    static func from(_ error: any Error, operation: String) -> SharedStateError {
+    /// - Parameter passwordSource: where the password came from, named when the server refuses it.
+    static func from(_ error: any Error, operation: String, passwordSource: String? = nil) -> SharedStateError {
         if let error = error as? SharedStateError { return error }
         if let error = error as? PostgresTransactionError {
             let inner = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
@@ -35,7 +36,9 @@ public struct SharedStateError: Error, Sendable, CustomStringConvertible {
         switch error.code {
         case .server:
             let state = error.serverInfo?[.sqlState] ?? "?"
-            return SharedStateError(operation: operation, reason: serverReason(sqlState: state), unreachable: unreachableStates.contains(state))
+            var reason = serverReason(sqlState: state)
+            if state == "28P01", let passwordSource { reason += "; the password came from \(passwordSource)" }
+            return SharedStateError(operation: operation, reason: reason, unreachable: unreachableStates.contains(state))
         case .connectionError:
             let reason = error.underlying.map { SocketFailure.describe($0) } ?? "cannot connect"
             return SharedStateError(operation: operation, reason: "cannot reach the database: \(reason)", unreachable: true)

@@ -19,7 +19,9 @@ enum SocketFailure {
             if case .connectTimeout(let amount) = error { return "no answer within \(amount.nanoseconds / 1_000_000) ms" }
             return error == .ioOnClosedChannel ? "the connection closed" : "the connection failed"
         case let error as NIOConnectionError:
-            return error.connectionErrors.first.map { describe($0.error) } ?? "cannot connect"
+            if let first = error.connectionErrors.first { return describe(first.error) }
+            // No address to try: the name did not resolve.
+            return error.dnsAError != nil || error.dnsAAAAError != nil ? "the host name does not resolve" : "cannot connect"
         case let error as HTTPClientError:
             if error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout { return "no answer in time" }
             return "the HTTP exchange failed"

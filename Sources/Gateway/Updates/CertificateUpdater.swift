@@ -82,7 +82,10 @@ public final class CertificateUpdater: Sendable {
         _ change: CertificateSetChange, _ generation: UInt64, _ source: UpdateSource, _ acmeEntries: CertificateUpdateRequest.Change?
     ) throws -> Void
     /// Runs right after a swap, still alone on the queue, so reports follow generation order.
-    public typealias OnCommit = @Sendable (CertificateSnapshot, CertificateSetChange, _ warnings: [CertificateEntryError], UpdateSource) -> Void
+    /// `committedBy`: with `shared_state`, the node that committed it (this one or another).
+    public typealias OnCommit = @Sendable (
+        CertificateSnapshot, CertificateSetChange, _ warnings: [CertificateEntryError], UpdateSource, _ committedBy: String?
+    ) -> Void
 
     private let store: CertificateKit.CertificateStore
     private let context: @Sendable () -> CertificateBuildContext
@@ -97,7 +100,7 @@ public final class CertificateUpdater: Sendable {
         store: CertificateKit.CertificateStore,
         context: @escaping @Sendable () -> CertificateBuildContext,
         persist: @escaping Persist = { _, _, _, _ in },
-        onCommit: @escaping OnCommit = { _, _, _, _ in },
+        onCommit: @escaping OnCommit = { _, _, _, _, _ in },
         fleet: FleetMember? = nil
     ) {
         self.store = store
@@ -157,7 +160,8 @@ public final class CertificateUpdater: Sendable {
                 fleet.unreachable(error)
                 return nil
             }
-            fleet.reached(fleetGeneration: changes?.position.generation)
+            // No changes: the node is at the fleet's generation.
+            fleet.reached(fleetGeneration: changes?.position.generation ?? fleet.position?.generation)
             guard let changes else { return nil }
             return try updater.follow(changes, context: updater.context())
         }
@@ -191,7 +195,7 @@ public final class CertificateUpdater: Sendable {
         }
         let snapshot = store.install(change.set, generation: changes.position.generation, committedAt: changes.committedAt)
         fleet?.followed(changes)
-        onCommit(snapshot, change, UpdateWarnings.of(change, previous: current.set), changes.source)
+        onCommit(snapshot, change, UpdateWarnings.of(change, previous: current.set), changes.source, changes.node)
         return FollowedChange(snapshot: snapshot, change: change, whole: changes.whole)
     }
 
@@ -300,7 +304,7 @@ public final class CertificateUpdater: Sendable {
         whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void
     ) -> CertificateUpdateOutcome {
         whenCommitted(snapshot, prepared.change)
-        onCommit(snapshot, prepared.change, prepared.warnings, request.source)
+        onCommit(snapshot, prepared.change, prepared.warnings, request.source, fleet?.node)
         return CertificateUpdateOutcome(
             generation: snapshot.generation, added: prepared.change.added, changed: prepared.change.changed,
             removed: prepared.change.removed, errors: prepared.kept, warnings: prepared.warnings, dryRun: false)

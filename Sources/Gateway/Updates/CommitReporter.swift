@@ -50,21 +50,27 @@ final class CommitReporter: Sendable {
 
     /// After a commit: facts, event, metrics, validity, and the update's warnings logged
     /// (see ``UpdateWarnings``).
-    func committed(_ snapshot: CertificateSnapshot, change: CertificateSetChange, warnings: [CertificateEntryError], source: UpdateSource) {
+    /// - Parameter committedBy: with `shared_state`, the node that committed it.
+    func committed(
+        _ snapshot: CertificateSnapshot, change: CertificateSetChange, warnings: [CertificateEntryError], source: UpdateSource,
+        committedBy: String? = nil
+    ) {
         let now = Date()
         lastUpdate.withLock { $0 = (now, source) }
         events.publish(.setChanged(.init(
             time: now, generation: snapshot.generation, source: source,
-            added: change.added, changed: change.changed, removed: change.removed)))
+            added: change.added, changed: change.changed, removed: change.removed, node: committedBy)))
         metrics.recordUpdate(source: source, applied: true)
         metrics.recordSet(generation: snapshot.generation, count: change.set.count)
         let touched = (change.added + change.changed).compactMap { change.set.entries[$0] }
         for warning in warnings { log(warning: warning, source: source) }
         report(validityStates.update(entries: touched, removed: change.removed, set: change.set, now: now), set: change.set, now: now)
-        logger.notice("certificate set committed", metadata: [
+        var metadata: Logger.Metadata = [
             "source": "\(source.rawValue)", "generation": "\(snapshot.generation)", "added": "\(change.added.count)",
             "changed": "\(change.changed.count)", "removed": "\(change.removed.count)",
-        ])
+        ]
+        if let committedBy { metadata["committed_by"] = "\(committedBy)" }
+        logger.notice("certificate set committed", metadata: metadata)
     }
 
     /// An update or a reload that changed nothing (dry runs are not reported): counted

@@ -22,6 +22,8 @@ public enum GatewayEvent: Sendable, Equatable {
         public var added: [String]
         public var changed: [String]
         public var removed: [String]
+        /// With `shared_state`: the node that committed it.
+        public var node: String? = nil
     }
 
     public struct ValidityChange: Sendable, Equatable {

@@ -117,9 +117,15 @@ struct FleetInteropTests {
                 let served = try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "pushed.test") == leaf.parsed.der }
                 #expect(served, "\(node.name) did not serve the pushed certificate")
             }
+            // Every node says who committed it.
+            for node in nodes {
+                #expect(try await node.gateway.waitForLog(
+                    "added=1 changed=0 committed_by=node-1 generation=1 removed=0 source=control [Gateway] certificate set committed"), "\(node.name)")
+            }
             for (index, node) in nodes.enumerated() {
                 let status = try await Self.status(node)
                 #expect(status.generation == 1)
+                #expect(status.sharedState.fleetGenerationKnown)
                 #expect(status.certificates == 5)
                 #expect(status.lastUpdateSource == "control")
                 #expect(status.sharedState.node == "node-\(index + 1)")
@@ -231,6 +237,17 @@ struct FleetInteropTests {
             #expect(restarted.gateway.logText.contains("shared state unreachable at start: serving the local snapshot until it returns"))
             #expect(await Self.servedLeaf(restarted, "before.test") == before.parsed.der)
             #expect(try await Self.status(restarted).generation == 1)
+            // A new node with no snapshot serves its configuration's set; the fleet's generation is unknown to it.
+            let newcomer = try await Self.startNode("node-4", cluster: cluster, pollInterval: "500ms")
+            defer {
+                newcomer.gateway.stop()
+                newcomer.folder.remove()
+            }
+            #expect(newcomer.gateway.logText.contains("shared state unreachable at start: serving the configuration's certificates until it returns"))
+            let unknown = try await Self.status(newcomer)
+            #expect(unknown.generation == 0 && !unknown.sharedState.fleetGenerationKnown && unknown.sharedState.fleetGeneration == 0)
+            let printed = try CertgateProcess.run(["ctl", "--socket", newcomer.socket, "status"])
+            #expect(printed.stdout.contains("fleet        generation unknown (the database was not reached since the start); this node serves 0\n"), "\(printed.stdout)")
 
             try cluster.start()
             // Each node reconnects (backoff up to 5 s); an update then commits and reaches all.
@@ -241,7 +258,7 @@ struct FleetInteropTests {
                 if !applied { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(applied)
-            for node in nodes {
+            for node in nodes + [newcomer] {
                 #expect(try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "during.test") == during.parsed.der }, "\(node.name)")
                 let status = try await Self.status(node)
                 #expect(status.generation == 2 && status.sharedState.connected && status.sharedState.fleetGeneration == 2, "\(node.name)")
@@ -298,7 +315,11 @@ struct FleetInteropTests {
         try folder.write(wrong + "\n", to: "pg.pass")
         let refused = try CertgateProcess.run(["check", "--config", configPath, "--connect"])
         #expect(refused.status == 1)
-        #expect(refused.stdout.contains("shared_state: postgres: shared state: cannot connect to certgate@127.0.0.1:\(cluster.port)/certgate: password authentication failed (SQLSTATE 28P01)"), "\(refused.stdout)")
+        #expect(refused.stdout.contains("\nconfiguration is valid: 4 certificates\n"), "\(refused.stdout)")
+        #expect(refused.stdout.contains(
+            "\nshared state: cannot connect to certgate@127.0.0.1:\(cluster.port)/certgate: password authentication failed (SQLSTATE 28P01); the password came from shared_state.password_file\n"),
+            "\(refused.stdout)")
+        #expect(refused.stdout.contains("note: ") && refused.stdout.contains("holds this node's local snapshot of the fleet's set (generation 0, 4 certificates); certgate run serves the fleet's set"), "\(refused.stdout)")
         for output in [empty, joined, refused] {
             #expect(!(output.stdout + output.stderr).contains(wrong))
             #expect(!(output.stdout + output.stderr).contains(cluster.password))
@@ -529,6 +550,25 @@ struct FleetInteropTests {
             #expect(all.count > 100, "only \(all.count) handshakes")
             #expect(all.filter { $0 != "ok" }.isEmpty, "\(all.filter { $0 != "ok" }.prefix(10))")
             #expect(try Self.fleetGeneration(cluster) == 1_001)
+        }
+    }
+
+    @Test("a second process started with a running node's name is reported as an error by one of the two (node names must be unique); both keep serving")
+    func namesakeIsReported() async throws {
+        try await Self.withFleet { cluster, nodes in
+            let namesake = try await Self.startNode("node-1", cluster: cluster)
+            defer {
+                namesake.gateway.stop()
+                namesake.folder.remove()
+            }
+            let line = "another certgate process uses this node name in the fleet; node names must be unique (shared_state.node)"
+            // Heartbeats every 5 s: the first process sees the second's within two of them.
+            let reported = try await eventually(timeout: .seconds(15)) {
+                nodes[0].gateway.logText.contains(line) || namesake.gateway.logText.contains(line)
+            }
+            #expect(reported, "\(nodes[0].gateway.logText)")
+            #expect(nodes[1...].allSatisfy { !$0.gateway.logText.contains(line) })
+            #expect(await Self.servedLeaf(nodes[0], "exact.test") != nil)
         }
     }
 }

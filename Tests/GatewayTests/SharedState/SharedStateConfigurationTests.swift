@@ -25,6 +25,7 @@ struct SharedStateConfigurationTests {
     func userFromEnvironment() throws {
         #expect(try PostgresLocation(url: "postgres://db:5432/fleet", environment: ["PGUSER": "ops"]).user == "ops")
         #expect(try PostgresLocation(url: "postgres://db:5432/fleet", environment: ["PGUSER": "ops"]).description == "ops@db:5432/fleet")
+        #expect(try PostgresLocation(url: "postgres://u@db/f?application_name=edge%20one", environment: [:]).applicationName == "edge one")
     }
 
     @Test("a bad URL says which part is wrong and never quotes the URL (it may hold a password)", arguments: [
@@ -36,6 +37,13 @@ struct SharedStateConfigurationTests {
         ("postgres://certgate@/fleet", "the URL names no host"),
         ("postgres://certgate@db/fleet?sslmode=always", "sslmode must be disable, allow, prefer, require, verify-ca or verify-full"),
         ("postgres://certgate@[::1/fleet", "an IPv6 host must be closed with ']'"),
+        ("postgres://certgate@db/cert%00gate", "the database name holds a control character"),
+        ("postgres://certgate@db/fleet\u{07}", "the URL holds a control character"),
+        ("postgres://certgate@db/fleet#main", "a URL fragment ('#...') is not allowed"),
+        ("postgres://certgate@db/" + String(repeating: "d", count: 64), "the database name is 64 bytes; PostgreSQL's limit is 63"),
+        ("postgres://certgate@db/fleet?connect_timeout=3", "set shared_state.connect_timeout instead of the URL's connect_timeout"),
+        ("postgres://certgate@db/fleet?foo=bar", "the URL parameter foo is not one certgate knows (sslmode, application_name)"),
+        ("postgres://certgate@db/fleet?application_name=%00", "application_name must be 1 to 63 printable ASCII characters"),
     ])
     func refusesBadURL(url: String, reason: String) {
         #expect(throws: PostgresLocationError(reason)) { try PostgresLocation(url: url, environment: [:]) }
@@ -65,11 +73,16 @@ struct SharedStateConfigurationTests {
         #expect(withPassword == ["shared_state.postgres: the URL holds a password; put it in password_file or PGPASSWORD instead"])
         #expect(!withPassword.joined().contains("hunter2"))
         #expect(errors("shared_state:\n  postgres: postgres://c@db/f\n  node: \"edge 1\"\n  poll_interval: 10ms\n  connect_timeout: 2m\n  password_file: pg.pass\n") == [
-            "shared_state.node: a node name is 1 to 63 letters, digits, '-', '_' or '.'",
-            "shared_state.poll_interval: must be from 100ms to 1h",
-            "shared_state.connect_timeout: must be from 100ms to 1m",
-            "shared_state.password_file: /nonexistent-certgate/pg.pass cannot be read",
+            "shared_state.node: the node name holds ' '; use letters, digits, '-', '_' and '.'",
+            "shared_state.poll_interval: must be from 100ms to 1h (got 10ms)",
+            "shared_state.connect_timeout: must be from 100ms to 1m (got 2m)",
+            "shared_state.password_file: /nonexistent-certgate/pg.pass does not exist",
         ])
+        #expect(SharedStateConfiguration.nodeNameProblem("-") == "a node name starts with a letter or a digit")
+        #expect(SharedStateConfiguration.nodeNameProblem(".") == "a node name starts with a letter or a digit")
+        #expect(SharedStateConfiguration.nodeNameProblem("") == "a node name cannot be empty")
+        #expect(SharedStateConfiguration.nodeNameProblem(String(repeating: "n", count: 64)) == "the node name is 64 bytes; at most 63")
+        #expect(SharedStateConfiguration.nodeNameProblem("edge-1.eu_west") == nil)
         #expect(errors("shared_state:\n  postgres: postgres://c@db/f\n  pasword_file: x\n").first?.hasPrefix("shared_state.pasword_file: ") == true)
     }
 
@@ -86,6 +99,15 @@ struct SharedStateConfigurationTests {
         let fromEnvironment = SharedStateConfiguration(location: location, node: "n")
         #expect(try fromEnvironment.password(baseDirectory: folder.path, environment: ["PGPASSWORD": "env"]).get() == "env")
         #expect(try fromEnvironment.password(baseDirectory: folder.path, environment: [:]).get() == nil)
+        let folderAsFile = SharedStateConfiguration(location: location, passwordFile: ".", node: "n")
+        if case .failure(let error) = folderAsFile.password(baseDirectory: folder.path) {
+            #expect(error.description == "shared state: cannot read shared_state.password_file: \(folder.path)/. is a folder, not a file")
+        } else {
+            Issue.record("a folder gave a password")
+        }
+        #expect(fromFile.passwordSource(environment: ["PGPASSWORD": "env"]) == "shared_state.password_file")
+        #expect(fromEnvironment.passwordSource(environment: ["PGPASSWORD": "env"]) == "PGPASSWORD")
+        #expect(fromEnvironment.passwordSource(environment: [:]) == "none given (no password_file, no PGPASSWORD)")
         let empty = SharedStateConfiguration(location: location, passwordFile: "empty.pass", node: "n")
         #expect(throws: SharedStateError.self) { try empty.password(baseDirectory: folder.path).get() }
         if case .failure(let error) = empty.password(baseDirectory: folder.path) {

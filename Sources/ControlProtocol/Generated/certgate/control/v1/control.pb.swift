@@ -480,6 +480,10 @@ public nonisolated struct Certgate_Control_V1_SharedState: Sendable {
   /// Why not, when it is not.
   public var reason: String = String()
 
+  /// False while the node has never reached the database since it started (then
+  /// fleet_generation is only what the node serves).
+  public var fleetGenerationKnown: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -574,6 +578,9 @@ public nonisolated struct Certgate_Control_V1_SetChanged: Sendable {
   public var changed: [String] = []
 
   public var removed: [String] = []
+
+  /// With shared_state: the node that committed it (this one or another of the fleet).
+  public var node: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1395,7 +1402,7 @@ nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Certgate_Control_V1_SharedState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SharedState"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}fleet_generation\0\u{1}connected\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}fleet_generation\0\u{1}connected\0\u{1}reason\0\u{3}fleet_generation_known\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1407,6 +1414,7 @@ nonisolated extension Certgate_Control_V1_SharedState: SwiftProtobuf.Message, Sw
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.fleetGeneration) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.connected) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.fleetGenerationKnown) }()
       default: break
       }
     }
@@ -1425,6 +1433,9 @@ nonisolated extension Certgate_Control_V1_SharedState: SwiftProtobuf.Message, Sw
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
     }
+    if self.fleetGenerationKnown != false {
+      try visitor.visitSingularBoolField(value: self.fleetGenerationKnown, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1433,6 +1444,7 @@ nonisolated extension Certgate_Control_V1_SharedState: SwiftProtobuf.Message, Sw
     if lhs.fleetGeneration != rhs.fleetGeneration {return false}
     if lhs.connected != rhs.connected {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.fleetGenerationKnown != rhs.fleetGenerationKnown {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1567,7 +1579,7 @@ nonisolated extension Certgate_Control_V1_Event: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Certgate_Control_V1_SetChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SetChanged"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}source\0\u{1}added\0\u{1}changed\0\u{1}removed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}source\0\u{1}added\0\u{1}changed\0\u{1}removed\0\u{1}node\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1580,6 +1592,7 @@ nonisolated extension Certgate_Control_V1_SetChanged: SwiftProtobuf.Message, Swi
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.added) }()
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.changed) }()
       case 5: try { try decoder.decodeRepeatedStringField(value: &self.removed) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.node) }()
       default: break
       }
     }
@@ -1601,6 +1614,9 @@ nonisolated extension Certgate_Control_V1_SetChanged: SwiftProtobuf.Message, Swi
     if !self.removed.isEmpty {
       try visitor.visitRepeatedStringField(value: self.removed, fieldNumber: 5)
     }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1610,6 +1626,7 @@ nonisolated extension Certgate_Control_V1_SetChanged: SwiftProtobuf.Message, Swi
     if lhs.added != rhs.added {return false}
     if lhs.changed != rhs.changed {return false}
     if lhs.removed != rhs.removed {return false}
+    if lhs.node != rhs.node {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
