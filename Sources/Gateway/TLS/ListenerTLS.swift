@@ -11,6 +11,13 @@ enum ListenerTLS {
     static func makeContext(
         for listener: ListenerConfiguration, selector: CertificateSelector, counters: GatewayMetrics.ListenerCounters
     ) throws -> NIOSSLContext {
+        try NIOSSLContext(configuration: configuration(for: listener, selector: selector, counters: counters))
+    }
+
+    /// The TLS settings of one listener (see ``makeContext(for:selector:counters:)``).
+    static func configuration(
+        for listener: ListenerConfiguration, selector: CertificateSelector, counters: GatewayMetrics.ListenerCounters
+    ) -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .none
         configuration.minimumTLSVersion = tlsVersion(listener.minTLSVersion)
@@ -21,7 +28,7 @@ enum ListenerTLS {
         // connection cut at the end of shutdown_timeout, or closed by the responder, is gone
         // within a second, not five.
         configuration.shutdownTimeout = Self.closeNotifyWait
-        return try NIOSSLContext(configuration: configuration)
+        return configuration
     }
 
     /// The context of one `tls-alpn-01` answer (RFC 8737 §3): the validation certificate,
