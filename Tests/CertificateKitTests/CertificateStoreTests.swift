@@ -19,6 +19,39 @@ struct CertificateStoreTests {
         #expect(store.swap(to: .empty, expectedGeneration: 1)?.generation == 2)
     }
 
+    @Test("a reader keeps the snapshot it last read until it reads again or catches up; after catchUp the previous set is released")
+    func readerLetsGoOfThePreviousSet() throws {
+        let authority = TestCertificate.authority()
+        let store = CertificateStore()
+        weak var previous: CertificateSet?
+        do {
+            let first = try CertificateSet.build(from: ["a": authority.leaf(dnsNames: ["a.test"]).conf()], context: CertificateBuildContext()).set
+            store.swap(to: first)
+            previous = first
+        }
+        let reader = store.makeReader()
+        #expect(reader.current.set === previous)
+        store.swap(to: .empty)
+        #expect(previous != nil)  // still the reader's
+        reader.catchUp()
+        #expect(previous == nil)
+        #expect(reader.current.generation == 2)
+    }
+
+    @Test("install puts any generation in place (a fleet's), and readers see it even when the number does not grow")
+    func installAnyGeneration() throws {
+        let authority = TestCertificate.authority()
+        let set = try CertificateSet.build(from: ["a": authority.leaf(dnsNames: ["a.test"]).conf()], context: CertificateBuildContext()).set
+        let store = CertificateStore(initial: .empty, generation: 7)
+        let reader = store.makeReader()
+        #expect(reader.current.generation == 7)
+        store.install(set, generation: 7, committedAt: Date(timeIntervalSince1970: 1_000))
+        #expect(reader.current.set === set)
+        store.install(.empty, generation: 3, committedAt: Date(timeIntervalSince1970: 2_000))
+        #expect(reader.current.generation == 3 && reader.current.set.count == 0)
+        #expect(store.swap(to: set)?.generation == 4)
+    }
+
     @Test("readers during 10,000 swaps only ever see whole sets that were swapped in")
     func readersSeeWholeSets() throws {
         let authority = TestCertificate.authority()

@@ -104,6 +104,12 @@ public final class CertificateStoreReader {
         return cached.set.lookup(serverName: serverName, localAddress: localAddress)
     }
 
+    /// Takes the latest snapshot now (letting go of the one held): run on the reader's own
+    /// thread after a swap, so a thread with no handshake since does not keep an old set alive.
+    public func catchUp() {
+        refresh()
+    }
+
     @inline(__always)
     private func refresh() {
         let version = store.publishedVersion.load(ordering: .acquiring)

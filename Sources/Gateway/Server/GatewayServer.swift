@@ -128,6 +128,7 @@ public final class GatewayServer: Sendable {
             },
             onCommit: { snapshot, change, warnings, source, node in
                 reporter.committed(snapshot, change: change, warnings: warnings, source: source, committedBy: node)
+                selector.releasePreviousSnapshots(on: group)
             },
             fleet: fleet)
         self.pipeline = UpdatePipeline(

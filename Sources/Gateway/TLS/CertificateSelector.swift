@@ -32,6 +32,14 @@ final class CertificateSelector: Sendable {
         self.now = now
     }
 
+    /// After a swap: every event loop's reader takes the new snapshot, so that a loop with no
+    /// handshake since does not hold the previous set (and its TLS objects) in memory.
+    func releasePreviousSnapshots(on group: any EventLoopGroup) {
+        for loop in group.makeIterator() {
+            loop.execute { [self] in readers.currentValue?.catchUp() }
+        }
+    }
+
     /// The callback for `TLSConfiguration.sslContextCallback`.
     func callback(counters: GatewayMetrics.ListenerCounters) -> NIOSSLContextCallback {
         { [self] values, promise in
