@@ -89,11 +89,6 @@ extension FleetDatabase {
         }
     }
 
-    /// The fleet's position (nil: no set yet).
-    func position() throws(SharedStateError) -> FleetPosition? {
-        try withSession(operation: "read the fleet's generation") { session in try Self.head(session)?.position }
-    }
-
     /// One commit, fleet-wide: takes the fleet's row lock (other writers wait), gives `body`
     /// what was committed after `position` meanwhile (nil: nothing) and a writer for its
     /// rows, and commits when `body` returns — or writes nothing when it throws.
