@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import CertificateKit
 import ControlProtocol
@@ -47,9 +50,15 @@ struct ControlCommand: AsyncParsableCommand {
 
         typealias Client = Certgate_Control_V1_CertificateControl.Client<HTTP2ClientTransport.Posix>
 
-        /// Runs `body` with a client; a failed RPC prints the server's reasons and exits 1.
+        /// Runs `body` with a client; a failed RPC prints the server's reasons and exits 1. A
+        /// socket nobody listens on is said in the system's words (not the transport's).
         func run<T: Sendable>(_ body: (Client) async throws -> T) async throws -> T {
-            let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: try socketPath()), transportSecurity: .plaintext)
+            let path = try socketPath()
+            if let problem = ControlCommand.unreachable(socket: path) {
+                printError("cannot reach the gateway at \(path): \(problem)")
+                throw ExitCode(1)
+            }
+            let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
             do {
                 return try await withGRPCClient(transport: transport) { client in try await body(Client(wrapping: client)) }
             } catch let error as RPCError {
@@ -289,8 +298,21 @@ struct ControlCommand: AsyncParsableCommand {
 
         func run() async throws {
             let json = connection.json
+            do {
+                try await watch(json: json)
+            } catch is StreamEnded {
+                printError("the gateway closed the watch (it stopped or restarted)")
+                throw ExitCode(1)
+            }
+        }
+
+        /// The stream ended from the gateway's side once it had started.
+        private struct StreamEnded: Error {}
+
+        private func watch(json: Bool) async throws {
             try await connection.run { client in
                 try await client.watchEvents(Certgate_Control_V1_WatchEventsRequest()) { response in
+                  do {
                     for try await event in response.messages {
                         if json {
                             var options = JSONEncodingOptions()
@@ -310,6 +332,10 @@ struct ControlCommand: AsyncParsableCommand {
                             }
                         }
                     }
+                  } catch let error as RPCError where [.unavailable, .cancelled, .unknown].contains(error.code) {
+                    // The transport's words ("RST_STREAM …") are not the operator's.
+                    throw StreamEnded()
+                  }
                 }
             }
         }
@@ -331,4 +357,32 @@ struct ControlCommand: AsyncParsableCommand {
 /// Writes one line straight to standard output (unbuffered, for streams read by pipes).
 func emitLine(_ text: String) {
     FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+extension ControlCommand {
+    /// Why nothing answers on the Unix socket at `path` (nil: something listens), in the
+    /// system's words.
+    static func unreachable(socket path: String) -> String? {
+        let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return "the socket path is too long" }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected != 0 else { return nil }
+        let code = errno
+        switch code {
+        case ENOENT: return "no such socket (is certgate running with this control.socket?)"
+        case ECONNREFUSED: return "nothing listens on the socket (certgate stopped?)"
+        case EACCES: return "permission denied (the socket's mode is control.mode)"
+        default: return "\(String(cString: strerror(code))) (errno \(code))"
+        }
+    }
 }

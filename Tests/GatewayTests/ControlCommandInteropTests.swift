@@ -436,6 +436,25 @@ struct ControlCommandInteropTests {
         #expect(table.errors == "" && json.errors == "")
     }
 
+    @Test("ctl watch says in its own words that the gateway closed the watch when the gateway stops (exit 1), not the transport's RST_STREAM text; ctl against a socket nobody serves says so")
+    func watchEndsPlainly() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: ControlInteropTests.config(), folder: folder)
+        let socket = ControlInteropTests.socket(folder)
+        let watcher = try RunningCommand(["ctl", "--socket", socket, "watch"])
+        defer { watcher.stop() }
+        _ = try await Self.subscribe([watcher], socket: socket)
+        #expect(gateway.stop() == 0)
+        #expect(try await eventually { !watcher.process.isRunning })
+        #expect(watcher.process.terminationStatus == 1)
+        #expect(watcher.errors == "the gateway closed the watch (it stopped or restarted)\n", "\(watcher.errors)")
+
+        let absent = try CertgateProcess.run(["ctl", "--socket", folder.url.appendingPathComponent("run/none.sock").path, "status"])
+        #expect(absent.status == 1)
+        #expect(absent.stderr == "cannot reach the gateway at \(folder.url.appendingPathComponent("run/none.sock").path): no such socket (is certgate running with this control.socket?)\n")
+    }
+
     // MARK: 2. Never a key
 
     @Test("no ctl subcommand — list, show, status, apply, upsert, delete, reload, watch; tables and --json; succeeding or failing — nor check or inspect prints a 16-character piece of a key it serves or is given")
