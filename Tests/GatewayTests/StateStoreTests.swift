@@ -10,6 +10,21 @@ import Testing
 struct StateStoreTests {
     static let authority = TestCertificate.authority(commonName: "State CA")
 
+    @Test("a state file that is not a database is refused with SQLite's code and message, not the driver's description of its statement")
+    func damagedFileIsRefusedPlainly() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let directory = folder.url.appendingPathComponent("state")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Data(repeating: 0x5A, count: 4096).write(to: directory.appendingPathComponent(StateStore.fileName))
+        do {
+            _ = try StateStore(directory: directory.path)
+            Issue.record("a damaged state opened")
+        } catch {
+            #expect(error.description == "state \(directory.path)/certgate.db: cannot open the state: SQLite error 26: file is not a database")
+        }
+    }
+
     /// A store in a fresh folder; the folder goes when `body` returns.
     func withStore<T>(_ body: (StateStore, FixtureFolder) throws -> T) throws -> T {
         let folder = try FixtureFolder()

@@ -93,7 +93,7 @@ final class ACMEManager: Sendable {
             // certificates obtained; renewals wait for the database (its order lock).
             logger.warning("the fleet's ACME state cannot be read yet; renewals wait for the database", metadata: ["reason": "\(error.description)"])
         } catch {
-            throw GatewayStartupError(reasons: [String(describing: error)])
+            throw GatewayStartupError(reasons: [describeStoreFailure(error)])
         }
         self.state = Mutex(State(issuers: configuration.acme, baseDirectory: configuration.baseDirectory, obtained: obtained))
         self.store = store
@@ -414,7 +414,7 @@ final class ACMEManager: Sendable {
             do {
                 lock = try await onStore { try $0.orderLock(name: name) }
             } catch {
-                failed(name, issuer: issuerName, reason: String(describing: error), result: "error")
+                failed(name, issuer: issuerName, reason: describeStoreFailure(error), result: "error")
                 return
             }
             if store != nil, lock == nil {
@@ -458,7 +458,7 @@ final class ACMEManager: Sendable {
                     return true
                 }
             } catch {
-                failed(name, issuer: issuerName, reason: String(describing: error), result: "error")
+                failed(name, issuer: issuerName, reason: describeStoreFailure(error), result: "error")
                 return
             }
             var window: ACMERenewalInfo.Window?
@@ -546,7 +546,7 @@ final class ACMEManager: Sendable {
                 return true
             }
         } catch {
-            throw ACMEError.unexpected(step: "account", reason: "the CA no longer knows the account, and it cannot be removed from the state: \(String(describing: error))")
+            throw ACMEError.unexpected(step: "account", reason: "the CA no longer knows the account, and it cannot be removed from the state: \(describeStoreFailure(error))")
         }
         logger.warning("the CA does not know the ACME account any more; registering a new one", metadata: ["acme": "\(issuerName)"])
     }
@@ -578,7 +578,7 @@ final class ACMEManager: Sendable {
                 try store.acmeAccount(directory: issuer.directory).map { StoredAccount(keyPEM: $0.keyPEM, accountURL: $0.accountURL) }
             }
         } catch {
-            throw ACMEError.unexpected(step: "account", reason: String(describing: error))
+            throw ACMEError.unexpected(step: "account", reason: describeStoreFailure(error))
         }
         let key: AccountKey
         if let pem = stored?.keyPEM, let existing = try? AccountKey(pemRepresentation: pem) {
@@ -598,7 +598,7 @@ final class ACMEManager: Sendable {
                     return true
                 }
             } catch {
-                throw ACMEError.unexpected(step: "account", reason: String(describing: error))
+                throw ACMEError.unexpected(step: "account", reason: describeStoreFailure(error))
             }
             logger.notice("ACME account registered", metadata: ["acme": "\(issuerName)", "account": "\(url)"])
         }

@@ -21,6 +21,16 @@ protocol ACMEStore: Sendable {
     func closeConnections()
 }
 
+/// A store's failure in certgate's words: the state's and the fleet's errors describe
+/// themselves (their reasons are certgate's own); anything else is not quoted.
+func describeStoreFailure(_ error: any Error) -> String {
+    switch error {
+    case let error as StateStoreError: return error.description
+    case let error as SharedStateError: return error.description
+    default: return "the ACME state failed unexpectedly"
+    }
+}
+
 /// The right to order one name (see ``ACMEStore/orderLock(name:)``).
 protocol ACMEOrderLock: Sendable {
     func release()

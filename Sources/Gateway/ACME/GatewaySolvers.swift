@@ -26,7 +26,7 @@ struct TLSALPN01Solver: ChallengeSolver {
         do {
             try await fleet.publish(.tlsALPN01, key: name, answer: "", certificate: certificate, privateKey: privateKey)
         } catch {
-            throw ChallengeSetupError("the answer could not be shared with the fleet: \(String(describing: error))")
+            throw ChallengeSetupError("the answer could not be shared with the fleet: \(describeStoreFailure(error))")
         }
     }
 
@@ -49,7 +49,7 @@ struct HTTP01Solver: ChallengeSolver {
         do {
             try await fleet.publish(.http01, key: keyAuthorization.token, answer: keyAuthorization.http01Body)
         } catch {
-            throw ChallengeSetupError("the answer could not be shared with the fleet: \(String(describing: error))")
+            throw ChallengeSetupError("the answer could not be shared with the fleet: \(describeStoreFailure(error))")
         }
     }
 

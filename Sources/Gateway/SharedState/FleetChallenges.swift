@@ -104,7 +104,7 @@ final class FleetChallenges: Sendable {
             }
         } catch {
             logger.warning("a challenge answer could not be withdrawn from the fleet; it is ignored once the order is over", metadata: [
-                "challenge": "\(kind.rawValue)", "reason": "\(String(describing: error))",
+                "challenge": "\(kind.rawValue)", "reason": "\(describeStoreFailure(error))",
             ])
         }
     }

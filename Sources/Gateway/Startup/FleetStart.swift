@@ -45,8 +45,10 @@ extension InitialSet {
             throw GatewayStartupError(reasons: error.errors.map { local == nil ? $0.description : "local snapshot (\(state.path)): \($0)" })
         } catch let error as StateStoreError {
             throw GatewayStartupError(reasons: [error.description])
+        } catch let error as CertificateUpdateFailure {
+            throw GatewayStartupError(reasons: [error.description])
         } catch {
-            throw GatewayStartupError(reasons: ["\(error)"])
+            throw GatewayStartupError(reasons: ["the starting set cannot be made ready for the fleet"])
         }
 
         let joined: FleetDatabase.Joined
@@ -94,8 +96,10 @@ extension InitialSet {
                 for (name, entry) in stored { wanted[name] = entry.conf.acme == nil ? nil : entry.conf }
             } catch let error as CertificateSetError {
                 throw GatewayStartupError(reasons: error.errors.map { "the fleet's set (\(fleet.database.location)): \($0)" })
+            } catch let error as StoredRowUnreadable {
+                throw GatewayStartupError(reasons: ["the fleet's set (\(fleet.database.location)): \(error.description)"])
             } catch {
-                throw GatewayStartupError(reasons: ["the fleet's set (\(fleet.database.location)): \(error)"])
+                throw GatewayStartupError(reasons: ["the fleet's set (\(fleet.database.location)) cannot be read"])
             }
             fleet.keep(rows: changes.rows, removed: changes.removed, whole: changes.whole, position: changes.position,
                        committedAt: changes.committedAt, source: changes.source, acmeEntries: nil)

@@ -12,7 +12,8 @@ import Glibc
 ///
 /// Every update is one SQLite transaction that writes only what changed (an upsert of
 /// one entry is one row), committed before the update is swapped in and answered. A lock
-/// file keeps a second certgate off the same state.
+/// file keeps a second certgate off the same state. With `shared_state`, the set here is the
+/// node's local snapshot of the fleet's (see ``keepFleetSnapshot(rows:removed:whole:position:committedAt:source:acmeEntries:)``).
 public final class StateStore: Sendable {
     /// The stored set and when and by what it was committed.
     public struct StoredSet: Sendable {
@@ -51,14 +52,14 @@ public final class StateStore: Sendable {
                 try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
         } catch {
-            throw StateStoreError(path: directory, operation: "create the state folder", reason: "\(error)")
+            throw StateStoreError(path: directory, operation: "create the state folder", reason: Self.reason(error))
         }
         do {
             lock = try ExclusiveFileLock(path: path + ".lock")
         } catch .held(let lockPath) {
             throw StateStoreError(path: path, operation: "open the state", reason: "another certgate uses this state (lock \(lockPath) is held)")
         } catch {
-            throw StateStoreError(path: path, operation: "open the state", reason: "\(error)")
+            throw StateStoreError(path: path, operation: "open the state", reason: Self.reason(error))
         }
         // SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
         try Self.restrictMode(path)
@@ -77,7 +78,7 @@ public final class StateStore: Sendable {
             }
             if newer.isEmpty { try Self.migrator.migrate(database) }
         } catch {
-            throw StateStoreError(path: path, operation: "open the state", reason: "\(error)")
+            throw StateStoreError(path: path, operation: "open the state", reason: Self.reason(error))
         }
         // A state written by a newer certgate is never read (or changed) by an older one.
         guard newer.isEmpty else {
@@ -113,7 +114,7 @@ public final class StateStore: Sendable {
                     committedAt: Date(timeIntervalSince1970: state["committed_at"]), source: state["source"])
             }
         } catch {
-            throw StateStoreError(path: path, operation: "read the stored set", reason: "\(error)")
+            throw StateStoreError(path: path, operation: "read the stored set", reason: Self.reason(error))
         }
     }
 
@@ -144,7 +145,7 @@ public final class StateStore: Sendable {
         } catch let error as StateStoreError {
             throw error
         } catch {
-            throw StateStoreError(path: path, operation: "read the stored set", reason: "\(error)")
+            throw StateStoreError(path: path, operation: "read the stored set", reason: Self.reason(error))
         }
     }
 
@@ -220,7 +221,7 @@ public final class StateStore: Sendable {
                 }
             }
         } catch {
-            throw StateStoreError(path: path, operation: "read the issued leaves", reason: "\(error)")
+            throw StateStoreError(path: path, operation: "read the issued leaves", reason: Self.reason(error))
         }
     }
 
@@ -248,7 +249,7 @@ public final class StateStore: Sendable {
         do {
             try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
         } catch {
-            throw StateStoreError(path: path, operation: "checkpoint", reason: "\(error)")
+            throw StateStoreError(path: path, operation: "checkpoint", reason: Self.reason(error))
         }
     }
 
@@ -265,7 +266,7 @@ public final class StateStore: Sendable {
         } catch let error as StateStoreError {
             throw error
         } catch {
-            throw StateStoreError(path: path, operation: operation, reason: "\(error)")
+            throw StateStoreError(path: path, operation: operation, reason: Self.reason(error))
         }
     }
 
@@ -389,6 +390,24 @@ public struct StoredSetSummary: Codable, Sendable, Equatable {
     }
 }
 
+extension StateStore {
+    /// Why a state operation failed, in words that quote no stored value: SQLite's result code
+    /// and message (GRDB's full description names the statement), a stored row that does not
+    /// read back, or the system's reason for the folder.
+    static func reason(_ error: any Error) -> String {
+        switch error {
+        case let error as DatabaseError:
+            return "SQLite error \(error.resultCode.rawValue): \(error.message ?? "no message")"
+        case let error as StoredRowUnreadable:
+            return error.description
+        case let error as CocoaError:
+            return error.code == .fileWriteNoPermission ? "permission denied" : "the file system refused it (Cocoa error \(error.code.rawValue))"
+        default:
+            return "an unexpected error"
+        }
+    }
+}
+
 /// The state could not be read or written: where, doing what, and why.
 public struct StateStoreError: Error, Sendable, CustomStringConvertible {
     public let path: String
@@ -397,5 +416,3 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "state \(path): cannot \(operation): \(reason)" }
 }
-
-

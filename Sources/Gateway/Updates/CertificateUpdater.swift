@@ -217,8 +217,10 @@ public final class CertificateUpdater: Sendable {
         let generation = current.generation + 1
         do {
             try persist(prepared.change, generation, request.source, request.acmeEntries)
+        } catch let error as StateStoreError {
+            throw .persistence(error.description)
         } catch {
-            throw .persistence("\(error)")
+            throw .persistence("the state refused the commit")
         }
         // Every swap of this store goes through here, one at a time: the compare cannot fail
         // unless something swaps the store behind the updater's back, which would leave the
