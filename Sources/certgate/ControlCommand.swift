@@ -77,10 +77,22 @@ struct ControlCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The live set (never keys).")
         @OptionGroup var connection: Connection
+        @Flag(name: .long, help: "List the certificates obtained on demand instead, by name.")
+        var onDemand = false
 
         func run() async throws {
-            let response = try await connection.run { try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()) }
-            if connection.json { return try connection.print(response) }
+            let request = Certgate_Control_V1_ListCertificatesRequest.with { $0.onDemand = onDemand }
+            let response = try await connection.run { try await $0.listCertificates(request) }
+            if connection.json {
+                if onDemand {
+                    return try connection.print(Certgate_Control_V1_ListCertificatesResponse.with {
+                        $0.generation = response.generation
+                        $0.onDemand = response.onDemand
+                    })
+                }
+                return try connection.print(response)
+            }
+            if onDemand { return Self.printOnDemand(response.onDemand) }
             let rows = response.certificates.map { certificate in
                 // An acme entry with no certificate yet has only its name, domains and ACME state.
                 guard !certificate.kind.isEmpty else {
@@ -99,6 +111,19 @@ struct ControlCommand: AsyncParsableCommand {
                 Swift.print(line)
             }
             Swift.print("generation \(response.generation), \(response.certificates.count) certificates")
+        }
+
+        private static func printOnDemand(_ certificates: [Certgate_Control_V1_OnDemandCertificate]) {
+            let rows = certificates.map { certificate in
+                [certificate.name, certificate.entry, certificate.acme, OutputFormat.timestamp(certificate.notAfter.date), String(certificate.daysLeft),
+                 OutputFormat.timestamp(certificate.lastHandshake.date), OutputFormat.timestamp(certificate.renewAt.date), certificate.cached ? "yes" : "no"]
+            }
+            Swift.print(OutputFormat.table(
+                header: ["NAME", "ENTRY", "ACME", "NOT AFTER", "DAYS LEFT", "LAST HANDSHAKE", "RENEWS AT", "IN MEMORY"], rows: rows), terminator: "")
+            for certificate in certificates where !certificate.lastError.isEmpty {
+                Swift.print("\(certificate.name): last renewal failed: \(certificate.lastError)")
+            }
+            Swift.print("\(certificates.count) certificates obtained on demand")
         }
     }
 
@@ -149,6 +174,11 @@ struct ControlCommand: AsyncParsableCommand {
                     Swift.print("fleet        generation unknown (the database was not reached since the start); this node serves \(status.generation)")
                 }
                 Swift.print("database     \(shared.connected ? "connected" : "unreachable: \(shared.reason)")")
+            }
+            let onDemand = status.onDemand
+            if onDemand.entries > 0 || onDemand.stored > 0 {
+                Swift.print("on demand    \(onDemand.entries) entries; \(onDemand.stored) certificates stored, \(onDemand.cached) in memory; \(onDemand.ordering) names being obtained; \(onDemand.refusedNames) names refused for now")
+                Swift.print("limits       handshake_wait \(onDemand.handshakeWait), max_concurrent \(onDemand.maxConcurrent), orders_per_minute \(onDemand.ordersPerMinute) (burst \(onDemand.burst)), per_client_per_hour \(onDemand.perClientPerHour), max_certificates \(onDemand.maxCertificates), idle_timeout \(onDemand.idleTimeout)")
             }
         }
     }

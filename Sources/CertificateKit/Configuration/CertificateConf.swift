@@ -25,6 +25,12 @@ public struct CertificateConf: Codable, Hashable, Sendable {
     /// certgate's own, for issuer entries: how long a signed leaf is valid (default 30 days;
     /// never past the CA's own notAfter).
     public var leafValidityDays: Int?
+    /// certgate's own, for `acme` entries (DESIGN "On demand"): `domains` are patterns, and a
+    /// certificate is obtained for each name that matches at its first handshake.
+    public var onDemand: Bool?
+    /// certgate's own, for on-demand entries: a URL asked `GET URL?domain=NAME` before a name
+    /// is ordered; a 2xx answer allows it, anything else (or no answer in time) refuses it.
+    public var ask: String?
 
     public static let defaultBufferDays = 7
 
@@ -39,7 +45,9 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         remark: String? = nil,
         createIfMissing: Bool? = nil,
         leafNames: LocalAuthority.LeafNames? = nil,
-        leafValidityDays: Int? = nil
+        leafValidityDays: Int? = nil,
+        onDemand: Bool? = nil,
+        ask: String? = nil
     ) {
         self.domains = domains
         self.tlsCert = tlsCert
@@ -52,6 +60,8 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         self.createIfMissing = createIfMissing
         self.leafNames = leafNames
         self.leafValidityDays = leafValidityDays
+        self.onDemand = onDemand
+        self.ask = ask
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -66,7 +76,12 @@ public struct CertificateConf: Codable, Hashable, Sendable {
         case createIfMissing = "create_if_missing"
         case leafNames = "leaf_names"
         case leafValidityDays = "leaf_validity_days"
+        case onDemand = "on_demand"
+        case ask
     }
+
+    /// Whether this is an on-demand `acme` entry (its domains are patterns).
+    public var isOnDemand: Bool { acme != nil && onDemand == true }
 
     public var effectiveBufferDays: Int { bufferDays ?? Self.defaultBufferDays }
 

@@ -1,6 +1,6 @@
 /// A least-recently-used map: O(1) get (which refreshes), set (which evicts the oldest past
 /// `capacity`) and remove. Not thread-safe: its owner locks.
-struct LRUList<Key: Hashable, Value> {
+public struct LRUList<Key: Hashable, Value> {
     private struct Node {
         var key: Key
         var value: Value
@@ -14,17 +14,22 @@ struct LRUList<Key: Hashable, Value> {
     private var index: [Key: Int] = [:]
     private var newest: Int?
     private var oldest: Int?
-    private(set) var capacity: Int
+    public private(set) var capacity: Int
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         precondition(capacity > 0)
         self.capacity = capacity
     }
 
-    var count: Int { index.count }
+    public var count: Int { index.count }
+
+    /// The value, without marking it used.
+    public func peek(_ key: Key) -> Value? {
+        index[key].flatMap { nodes[$0]?.value }
+    }
 
     /// The value, marked as used at `time`.
-    mutating func get(_ key: Key, time: Double) -> Value? {
+    public mutating func get(_ key: Key, time: Double) -> Value? {
         guard let slot = index[key] else { return nil }
         unlink(slot)
         nodes[slot]!.lastUsed = time
@@ -34,7 +39,7 @@ struct LRUList<Key: Hashable, Value> {
 
     /// Stores `value`; returns what was evicted to stay within capacity.
     @discardableResult
-    mutating func set(_ key: Key, _ value: Value, time: Double) -> (key: Key, value: Value)? {
+    public mutating func set(_ key: Key, _ value: Value, time: Double) -> (key: Key, value: Value)? {
         if let slot = index[key] {
             unlink(slot)
             nodes[slot]!.value = value
@@ -63,7 +68,7 @@ struct LRUList<Key: Hashable, Value> {
 
     /// A new capacity; when smaller than the count, the least recently used go. Returns
     /// their keys, oldest first.
-    mutating func resize(to capacity: Int) -> [Key] {
+    public mutating func resize(to capacity: Int) -> [Key] {
         precondition(capacity > 0)
         self.capacity = capacity
         var evicted: [Key] = []
@@ -74,7 +79,7 @@ struct LRUList<Key: Hashable, Value> {
         return evicted
     }
 
-    mutating func remove(_ key: Key) {
+    public mutating func remove(_ key: Key) {
         guard let slot = index.removeValue(forKey: key) else { return }
         unlink(slot)
         nodes[slot] = nil
@@ -83,7 +88,7 @@ struct LRUList<Key: Hashable, Value> {
 
     /// Removes every entry for which `shouldRemove(key, value, lastUsed)` holds; returns their keys.
     @discardableResult
-    mutating func removeAll(where shouldRemove: (Key, Value, Double) -> Bool) -> [Key] {
+    public mutating func removeAll(where shouldRemove: (Key, Value, Double) -> Bool) -> [Key] {
         let doomed = index.compactMap { key, slot in nodes[slot].flatMap { shouldRemove(key, $0.value, $0.lastUsed) ? key : nil } }
         for key in doomed { remove(key) }
         return doomed

@@ -11,6 +11,9 @@ public struct CertificateMatch: Sendable {
         case `default`
         /// No SNI; the entry's IP SAN is the address the client connected to.
         case ip
+        /// Not a lookup's answer: the gateway served a certificate obtained on demand for a
+        /// name no entry claims (an on-demand ACME entry's pattern took it).
+        case onDemand = "on_demand"
     }
 
     public let entry: CertificateEntry

@@ -20,7 +20,9 @@ enum ACMEEntries {
         var servable: [String: CertificateConf] = [:]
         var pending: [String: CertificateConf] = [:]
         for (name, conf) in confs {
-            if conf.acme != nil, let stored = obtained[name] {
+            if conf.isOnDemand {
+                pending[name] = conf  // never in a set: its certificates are per name (OnDemandCertificates)
+            } else if conf.acme != nil, let stored = obtained[name] {
                 servable[name] = with(conf, stored)
             } else if isUnmaterialized(conf) {
                 pending[name] = conf

@@ -77,6 +77,7 @@ final class ACMEManager: Sendable {
     private let commit = Mutex<Commit?>(nil)
     private let events = Mutex<EventHub?>(nil)
     private let loop = Mutex<Task<Void, Never>?>(nil)
+    private let onDemandObserver = Mutex<(@Sendable ([String: CertificateConf]) -> Void)?>(nil)
     /// Wakes the loop when an entry starts wanting a certificate, or one is to be renewed now.
     private let wakeup = LoopWakeup()
 
@@ -128,6 +129,9 @@ final class ACMEManager: Sendable {
             // longer an acme entry takes its key with it).
             for name in state.obtained.keys where state.wanted[name] == nil { state.obtained[name] = nil }
         }
+        if let observer = onDemandObserver.withLock({ $0 }) {
+            observer(state.withLock { $0.wanted.filter { $0.value.isOnDemand } })
+        }
         wakeup.signal()
     }
 
@@ -144,7 +148,7 @@ final class ACMEManager: Sendable {
     /// ACME entry.
     func renewNow(_ name: String) -> Bool {
         let known = state.withLock { state in
-            guard state.wanted[name] != nil else { return false }
+            guard let conf = state.wanted[name], !conf.isOnDemand else { return false }
             state.renewRequested.insert(name)
             state.status[name]?.nextAttempt = nil
             return true
@@ -354,6 +358,7 @@ final class ACMEManager: Sendable {
     private func due(now: Date) -> [(String, CertificateConf)] {
         state.withLock { state in
             state.wanted.sorted { $0.key < $1.key }.filter { name, conf in
+                if conf.isOnDemand { return false }  // ordered per name, at handshakes (OnDemandCertificates)
                 if state.renewRequested.contains(name) { return true }
                 if let next = state.status[name]?.nextAttempt, next > now { return false }
                 guard let stored = state.obtained[name], stored.issuer == conf.acme, stored.domains == ACMEEntries.orderNames(conf) else {
@@ -430,28 +435,7 @@ final class ACMEManager: Sendable {
             "renewal": "\(previous != nil)",
         ])
         do throws(ACMEError) {
-            let client = try await client(for: issuerName, issuer)
-            let solvers: [any ChallengeSolver] = issuer.challenges.map { challenge in
-                switch challenge {
-                case .tlsALPN01: return TLSALPN01Solver(responses: responses, fleet: sharedChallenges)
-                case .http01: return HTTP01Solver(responses: responses, fleet: sharedChallenges)
-                case .dns01: return DNS01HookSolver(hook: issuer.dnsHook ?? [], timeout: .seconds(120), logger: logger)
-                }
-            }
-            // ARI: the new order says which certificate it replaces (RFC 9773 §5).
-            var replaces: String?
-            if let previous, let leaf = Self.leaf(previous), try await client.directory().renewalInfo != nil {
-                replaces = ARICertificateIdentifier.of(leaf)
-            }
-            let obtained = try await CertificateOrder(client: client, solvers: solvers).obtain(CertificateOrderRequest(
-                names: names, preferredChain: issuer.preferredChain, profile: issuer.profile, replaces: replaces))
-            guard let leafPEM = try? PEMMaterialParser.certificates(fromPEM: obtained.chainPEM).first else {
-                throw ACMEError.unexpected(step: "certificate", reason: "the chain holds no certificate")
-            }
-            let leaf = leafPEM.certificate
-            let record = StoredACMECertificate(
-                name: name, issuer: issuerName, domains: names, chainPEM: obtained.chainPEM, keyPEM: obtained.privateKeyPEM,
-                notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, certificateURL: obtained.certificateURL, obtainedAt: Date())
+            let (record, client, leaf) = try await placeOrder(name: name, names: names, issuerName: issuerName, issuer: issuer, previous: previous)
             do {
                 _ = try await onStore { store -> Bool? in
                     try store.saveACMECertificate(record)
@@ -507,6 +491,129 @@ final class ACMEManager: Sendable {
             }
             failed(name, issuer: issuerName, reason: error.description, result: result, retryAfter: error.retryAfter)
         }
+    }
+
+    /// One order with the CA for `names`: the configured challenges' solvers, ARI's
+    /// `replaces` when `previous` is renewed, the chain checked to hold a leaf. Returns the
+    /// record to store (not stored yet), the CA's client and the leaf.
+    private func placeOrder(
+        name: String, names: [String], issuerName: String, issuer: ACMEIssuerConfiguration, previous: StoredACMECertificate?
+    ) async throws(ACMEError) -> (StoredACMECertificate, ACMEClient, Certificate) {
+        let client = try await client(for: issuerName, issuer)
+        let solvers: [any ChallengeSolver] = issuer.challenges.map { challenge in
+            switch challenge {
+            case .tlsALPN01: return TLSALPN01Solver(responses: responses, fleet: sharedChallenges)
+            case .http01: return HTTP01Solver(responses: responses, fleet: sharedChallenges)
+            case .dns01: return DNS01HookSolver(hook: issuer.dnsHook ?? [], timeout: .seconds(120), logger: logger)
+            }
+        }
+        // ARI: the new order says which certificate it replaces (RFC 9773 §5).
+        var replaces: String?
+        if let previous, let leaf = Self.leaf(previous), try await client.directory().renewalInfo != nil {
+            replaces = ARICertificateIdentifier.of(leaf)
+        }
+        let obtained = try await CertificateOrder(client: client, solvers: solvers).obtain(CertificateOrderRequest(
+            names: names, preferredChain: issuer.preferredChain, profile: issuer.profile, replaces: replaces))
+        guard let leafPEM = try? PEMMaterialParser.certificates(fromPEM: obtained.chainPEM).first else {
+            throw ACMEError.unexpected(step: "certificate", reason: "the chain holds no certificate")
+        }
+        let leaf = leafPEM.certificate
+        let record = StoredACMECertificate(
+            name: name, issuer: issuerName, domains: names, chainPEM: obtained.chainPEM, keyPEM: obtained.privateKeyPEM,
+            notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, certificateURL: obtained.certificateURL, obtainedAt: Date())
+        return (record, client, leaf)
+    }
+
+    // MARK: - On demand
+
+    /// What ``obtainOnDemand(host:entry:conf:previous:lastUsed:)`` came to.
+    enum OnDemandOrder: Sendable {
+        /// Stored: ordered by this node (`ordered`), or found stored by another node (or an
+        /// earlier order) and not due for renewal.
+        case obtained(StoredACMECertificate, ordered: Bool)
+        /// Another node of the fleet holds the name's order lock: its certificate will be stored.
+        case orderedElsewhere
+        /// The order failed (the reason, in certgate's words).
+        case failed(String)
+    }
+
+    /// Obtains a certificate for one host name of an on-demand entry (a first one, or the
+    /// renewal of `previous`), under the name's order lock (fleet-wide with `shared_state`),
+    /// and stores it with `lastUsed`. A certificate another node stored meanwhile that is not
+    /// due is taken instead of ordering.
+    func obtainOnDemand(
+        host: String, entry: String, conf: CertificateConf, previous: StoredACMECertificate?, lastUsed: Date
+    ) async -> OnDemandOrder {
+        guard let issuerName = conf.acme else { return .failed("entry \(QuotedValue.quote(entry)) names no ACME CA") }
+        guard let issuer = state.withLock({ $0.issuers[issuerName] }) ?? ACMEIssuerConfiguration.builtIn[issuerName] else {
+            return .failed("no ACME CA is called \(QuotedValue.quote(issuerName))")
+        }
+        var lock: (any ACMEOrderLock)?
+        do {
+            lock = try await onStore { try $0.orderLock(name: "on-demand:" + host) }
+        } catch {
+            return .failed(describeStoreFailure(error))
+        }
+        if store != nil, lock == nil { return .orderedElsewhere }
+        defer { if let lock { storeQueue.async { lock.release() } } }
+        let now = Date()
+        if let stored = try? await onStore({ try $0.onDemandCertificate(host: host) }), stored.certificate != previous,
+           Self.renewalTime(stored.certificate, issuer: issuer, now: now) > now {
+            return .obtained(stored.certificate, ordered: false)
+        }
+        logger.notice("ordering a certificate on demand", metadata: [
+            "entry": "\(entry)", "acme": "\(issuerName)", "name": "\(host)", "renewal": "\(previous != nil)",
+        ])
+        var accountRenewed = false
+        while true {
+            do throws(ACMEError) {
+                let (record, _, _) = try await placeOrder(name: host, names: [host], issuerName: issuerName, issuer: issuer, previous: previous)
+                do {
+                    _ = try await onStore { store -> Bool? in
+                        try store.saveOnDemandCertificate(StoredOnDemandCertificate(certificate: record, entry: entry, lastUsed: lastUsed))
+                        return true
+                    }
+                } catch {
+                    Counter(label: "certgate_acme_orders_total", dimensions: [("acme", issuerName), ("result", "error")]).increment()
+                    return .failed(describeStoreFailure(error))
+                }
+                Counter(label: "certgate_acme_orders_total", dimensions: [("acme", issuerName), ("result", "valid")]).increment()
+                logger.notice("certificate obtained on demand", metadata: [
+                    "entry": "\(entry)", "acme": "\(issuerName)", "name": "\(host)", "not_after": "\(record.notAfter)",
+                ])
+                return .obtained(record, ordered: true)
+            } catch {
+                if error.isAccountUnknown, !accountRenewed {
+                    accountRenewed = true
+                    do throws(ACMEError) {
+                        try await forgetAccount(issuerName, issuer)
+                        continue
+                    } catch {
+                        return .failed(error.description)
+                    }
+                }
+                let result: String
+                switch error {
+                case .authorizationFailed, .orderFailed, .problem: result = "invalid"
+                default: result = "error"
+                }
+                Counter(label: "certgate_acme_orders_total", dimensions: [("acme", issuerName), ("result", result)]).increment()
+                return .failed(error.description)
+            }
+        }
+    }
+
+    /// When an on-demand certificate from `issuerName` is to be renewed: the CA's
+    /// `renew_before`, else when a third of its lifetime remains.
+    func renewalTime(of stored: StoredACMECertificate, issuerName: String, now: Date) -> Date {
+        let issuer = state.withLock { $0.issuers[issuerName] } ?? ACMEIssuerConfiguration.builtIn[issuerName]
+        return Self.renewalTime(stored, issuer: issuer, now: now)
+    }
+
+    /// Called with the on-demand entries after every change of the wanted entries.
+    func observeOnDemandEntries(_ observer: @escaping @Sendable ([String: CertificateConf]) -> Void) {
+        onDemandObserver.withLock { $0 = observer }
+        observer(state.withLock { $0.wanted.filter { $0.value.isOnDemand } })
     }
 
     private func failed(_ name: String, issuer: String, reason: String, result: String?, retryAfter: Double? = nil) {

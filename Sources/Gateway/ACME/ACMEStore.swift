@@ -7,7 +7,7 @@ import Foundation
 ///
 /// Calls block; ``ACMEManager`` makes them on a queue of its own, never on Swift's
 /// cooperative pool. Errors describe themselves in certgate's words.
-protocol ACMEStore: Sendable {
+protocol ACMEStore: OnDemandStore {
     func acmeAccount(directory: String) throws -> (keyPEM: String, accountURL: String?)?
     func saveACMEAccount(directory: String, keyPEM: String, accountURL: String?) throws
     func forgetACMEAccount(directory: String) throws

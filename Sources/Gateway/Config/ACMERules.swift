@@ -67,6 +67,34 @@ enum ACMERules {
             problems.append(.init(path: ["is_ca"], reason: "an acme entry cannot sign leaves"))
         }
         let domains = conf.domains?.items ?? []
+        if conf.ask != nil, conf.onDemand != true {
+            problems.append(.init(path: ["ask"], reason: "only for an on-demand entry (on_demand: true)"))
+        }
+        if conf.onDemand == true {
+            if domains.isEmpty {
+                problems.append(.init(path: ["domains"], reason: "an on-demand entry needs the patterns of the names it may obtain (\"*\" for any)"))
+            }
+            if conf.isDefault == true {
+                problems.append(.init(path: ["is_default"], reason: "an on-demand entry serves only the names it obtains; it cannot be the default"))
+            }
+            if conf.tlsCert != nil || conf.tlsKey != nil {
+                problems.append(.init(path: [conf.tlsCert != nil ? "tls_cert" : "tls_key"], reason: "an on-demand entry takes no certificate of its own: one is obtained for each name"))
+            }
+            if let ask = conf.ask, let reason = OnDemandAsk.problem(with: ask) {
+                problems.append(.init(path: ["ask"], reason: reason))
+            }
+            for (offset, raw) in domains.enumerated() {
+                switch NamePattern.parse(raw) {
+                case .success(.exact), .success(.wildcard), .success(.any):
+                    break  // each name that matches is ordered by itself: no dns-01 needed
+                case .success(.ip):
+                    problems.append(.init(path: ["domains", "\(offset)"], reason: "\(QuotedValue.quote(raw)) is not a DNS name an ACME CA can validate"))
+                case .failure(let failure):
+                    problems.append(.init(path: ["domains", "\(offset)"], reason: failure.description))
+                }
+            }
+            return problems
+        }
         if domains.isEmpty {
             problems.append(.init(path: ["domains"], reason: "an acme entry needs the names to obtain a certificate for"))
         }

@@ -4,7 +4,7 @@ import Yams
 
 /// Decodes one `certificates:` entry straight from its YAML node, one pass over its pairs.
 ///
-/// `YAMLDecoder` looks each of the entry's eleven keys up by comparing YAML nodes, and a
+/// `YAMLDecoder` looks each of the entry's keys up by comparing YAML nodes, and a
 /// comparison resolves the nodes' tags through regular expressions: at 10,000 entries that
 /// was a fifth of `certgate check`. The keys here are read as plain strings instead. The
 /// reasons match `YAMLErrorLocation`'s for the same mistakes (`expected a string`, …).
@@ -37,6 +37,8 @@ enum CertificateConfDecoder {
                 }
                 conf.leafNames = names
             case "leaf_validity_days": conf.leafValidityDays = try int(value, place, file)
+            case "on_demand": conf.onDemand = try bool(value, place, file)
+            case "ask": conf.ask = try string(value, place, file)
             default: continue  // reported by ConfigurationSchema
             }
         }

@@ -103,6 +103,17 @@ enum ConfigurationRules {
         }
         check(issuing.burst, in: Ranges.burst, ["issuing", "burst"], &problems)
         check(issuing.idleTimeout, in: Ranges.idleTimeout, ["issuing", "idle_timeout"], &problems)
+        let onDemand = configuration.onDemand
+        check(onDemand.handshakeWait, in: Ranges.handshakeWait, ["on_demand", "handshake_wait"], &problems)
+        check(onDemand.maxConcurrent, in: Ranges.maxConcurrentOrders, ["on_demand", "max_concurrent"], &problems)
+        check(onDemand.ordersPerMinute, in: Ranges.ordersPerMinute, ["on_demand", "orders_per_minute"], &problems)
+        check(onDemand.burst, in: Ranges.burst, ["on_demand", "burst"], &problems)
+        check(onDemand.perClientPerHour, in: Ranges.perClientPerHour, ["on_demand", "per_client_per_hour"], &problems)
+        check(onDemand.maxCertificates, in: Ranges.cacheSize, ["on_demand", "max_certificates"], &problems)
+        check(onDemand.idleTimeout, in: Ranges.onDemandIdleTimeout, ["on_demand", "idle_timeout"], &problems)
+        check(onDemand.askTimeout, in: Ranges.askTimeout, ["on_demand", "ask_timeout"], &problems)
+        check(onDemand.askCache, in: Ranges.askCache, ["on_demand", "ask_cache"], &problems)
+        check(onDemand.failureBackoff, in: Ranges.failureBackoff, ["on_demand", "failure_backoff"], &problems)
         check(configuration.validity.interval, in: Ranges.validityInterval, ["validity", "interval"], &problems)
         for (index, notifier) in configuration.validity.notify.enumerated() {
             let timeout: ConfigDuration
@@ -144,6 +155,14 @@ enum ConfigurationRules {
         static let burst = 1...1_000_000
         static let maxMessageBytes = 1_024...(1 << 30)
         static let renewBefore = Duration.seconds(3_600)...Duration.seconds(365 * 86_400)
+        static let handshakeWait = Duration.milliseconds(100)...Duration.seconds(60)
+        static let maxConcurrentOrders = 1...64
+        static let ordersPerMinute = 0...10_000
+        static let perClientPerHour = 0...1_000_000
+        static let onDemandIdleTimeout = Duration.seconds(3_600)...Duration.seconds(365 * 86_400)
+        static let askTimeout = Duration.milliseconds(100)...Duration.seconds(30)
+        static let askCache = Duration.zero...Duration.seconds(86_400)
+        static let failureBackoff = Duration.seconds(1)...Duration.seconds(86_400)
     }
 
     private static func check(_ value: ConfigDuration, in range: ClosedRange<Duration>, _ path: [String], _ problems: inout [Problem]) {

@@ -26,6 +26,8 @@ public struct GatewayConfiguration: Sendable {
     public var acme: [String: ACMEIssuerConfiguration]
     /// The fleet's PostgreSQL (`shared_state:`), if any.
     public var sharedState: SharedStateConfiguration?
+    /// The bounds of on-demand ACME (`on_demand:`).
+    public var onDemand: OnDemandConfiguration
     /// The config file's folder: where relative paths start.
     public var baseDirectory: String
 
@@ -38,9 +40,10 @@ public struct GatewayConfiguration: Sendable {
         issuing: IssuingConfiguration = IssuingConfiguration(), metrics: MetricsConfiguration? = nil,
         validity: ValidityConfiguration = ValidityConfiguration(), control: ControlConfiguration? = nil,
         acme: [String: ACMEIssuerConfiguration] = [:], sharedState: SharedStateConfiguration? = nil,
-        baseDirectory: String
+        onDemand: OnDemandConfiguration = OnDemandConfiguration(), baseDirectory: String
     ) {
         self.acme = acme
+        self.onDemand = onDemand
         self.sharedState = sharedState
         self.listeners = listeners
         self.routes = routes
@@ -139,6 +142,7 @@ public struct GatewayConfiguration: Sendable {
             control: document.control,
             acme: document.acme ?? [:],
             sharedState: document.sharedState,
+            onDemand: document.onDemand ?? OnDemandConfiguration(),
             baseDirectory: baseDirectory)
         let problems = unknown + ConfigurationRules.problems(in: configuration, acmeIssuersElsewhere: acmeIssuersElsewhere).map { problem in
             let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
@@ -220,6 +224,7 @@ public struct GatewayConfiguration: Sendable {
         ]),
         "control": .section(ControlConfiguration.CodingKeys.self),
         "shared_state": .section(SharedStateConfiguration.CodingKeys.self),
+        "on_demand": .section(OnDemandConfiguration.CodingKeys.self),
         "acme": .named(.section(ACMEIssuerConfiguration.CodingKeys.self, nested: [
             "eab": .section(ACMEIssuerConfiguration.ExternalAccount.CodingKeys.self),
         ])),
@@ -263,11 +268,13 @@ public struct GatewayConfiguration: Sendable {
         var control: ControlConfiguration?
         var acme: [String: ACMEIssuerConfiguration]?
         var sharedState: SharedStateConfiguration?
+        var onDemand: OnDemandConfiguration?
 
         /// Every top-level key; `certificates` is decoded apart (see `decodeCertificates`).
         enum CodingKeys: String, CodingKey, CaseIterable {
             case listeners, routes, certificates, issuing, metrics, validity, control, acme
             case sharedState = "shared_state"
+            case onDemand = "on_demand"
             case stateDirectory = "state_dir"
             case logLevel = "log_level"
             case shutdownTimeout = "shutdown_timeout"
@@ -286,6 +293,7 @@ public struct GatewayConfiguration: Sendable {
             control = try container.decodeIfPresent(ControlConfiguration.self, forKey: .control)
             acme = try container.decodeIfPresent([String: ACMEIssuerConfiguration].self, forKey: .acme)
             sharedState = try container.decodeIfPresent(SharedStateConfiguration.self, forKey: .sharedState)
+            onDemand = try container.decodeIfPresent(OnDemandConfiguration.self, forKey: .onDemand)
         }
     }
 }

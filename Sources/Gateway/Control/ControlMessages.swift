@@ -24,6 +24,8 @@ extension Certgate_Control_V1_CertificateEntry {
         remark = conf.remark ?? ""
         leafNames = conf.leafNames?.rawValue ?? ""
         leafValidityDays = UInt32(clamping: conf.leafValidityDays ?? 0)
+        onDemand = conf.onDemand ?? false
+        ask = conf.ask ?? ""
     }
 
     /// The entry as configuration: an empty string or zero is an absent field.
@@ -47,7 +49,9 @@ extension Certgate_Control_V1_CertificateEntry {
             bufferDays: bufferDays == 0 ? nil : Int(bufferDays),
             remark: remark.isEmpty ? nil : remark,
             leafNames: parsedLeafNames,
-            leafValidityDays: leafValidityDays == 0 ? nil : Int(leafValidityDays))
+            leafValidityDays: leafValidityDays == 0 ? nil : Int(leafValidityDays),
+            onDemand: onDemand ? true : nil,
+            ask: ask.isEmpty ? nil : ask)
     }
 }
 
@@ -137,6 +141,23 @@ extension Certgate_Control_V1_Status {
         }
         lastUpdate = Google_Protobuf_Timestamp(date: status.lastUpdate)
         lastUpdateSource = status.lastUpdateSource.rawValue
+        if let onDemand = status.onDemand {
+            let limits = onDemand.configuration
+            self.onDemand = .with {
+                $0.entries = UInt32(clamping: onDemand.entries)
+                $0.stored = UInt32(clamping: onDemand.stored)
+                $0.cached = UInt32(clamping: onDemand.cached)
+                $0.ordering = UInt32(clamping: onDemand.ordering)
+                $0.refusedNames = UInt32(clamping: onDemand.refusedNames)
+                $0.handshakeWait = limits.handshakeWait.description
+                $0.maxConcurrent = UInt32(clamping: limits.maxConcurrent)
+                $0.ordersPerMinute = UInt32(clamping: limits.ordersPerMinute)
+                $0.burst = UInt32(clamping: limits.burst)
+                $0.perClientPerHour = UInt32(clamping: limits.perClientPerHour)
+                $0.maxCertificates = UInt32(clamping: limits.maxCertificates)
+                $0.idleTimeout = limits.idleTimeout.description
+            }
+        }
         if let shared = status.sharedState {
             sharedState = .with {
                 $0.node = shared.node
@@ -174,5 +195,21 @@ extension RPCError {
     /// `Certgate_Control_V1_CertificateEntry.conf()`).
     init(_ error: CertificateEntryError) {
         self.init(code: .invalidArgument, message: "\(QuotedValue.quote(error.entry, limit: 253)): \(error.field): \(error.reason)")
+    }
+}
+
+extension Certgate_Control_V1_OnDemandCertificate {
+    init(_ listed: OnDemandCertificates.Listed, now: Date) {
+        self.init()
+        name = listed.host
+        entry = listed.entry
+        acme = listed.issuer
+        notBefore = Google_Protobuf_Timestamp(date: listed.notBefore)
+        notAfter = Google_Protobuf_Timestamp(date: listed.notAfter)
+        daysLeft = Int32(clamping: Int((listed.notAfter.timeIntervalSince(now) / 86_400).rounded(.down)))
+        lastHandshake = Google_Protobuf_Timestamp(date: listed.lastUsed)
+        renewAt = Google_Protobuf_Timestamp(date: listed.renewAt)
+        cached = listed.cached
+        lastError = listed.lastError ?? ""
     }
 }

@@ -10,6 +10,7 @@ import SwiftProtobuf
 struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProtocol {
     let pipeline: UpdatePipeline
     let acme: ACMEManager
+    let onDemand: OnDemandCertificates
     let store: CertificateKit.CertificateStore
     let events: EventHub
     let status: @Sendable () -> GatewayStatus
@@ -61,7 +62,7 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
         let snapshot = store.current
         let now = self.now()
         let acme = Dictionary(uniqueKeysWithValues: self.acme.summaries.map { ($0.name, $0) })
-        return .with { response in
+        var response = Certgate_Control_V1_ListCertificatesResponse.with { response in
             response.generation = snapshot.generation
             response.certificates = snapshot.set.sortedEntries.map { entry in
                 let row = CertificateReportRow(entry: entry, now: now)
@@ -92,6 +93,14 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                 response.certificates.append(summary)
             }
         }
+        if request.onDemand {
+            do {
+                response.onDemand = try await onDemand.listing(now: now).map { Certgate_Control_V1_OnDemandCertificate($0, now: now) }
+            } catch {
+                throw RPCError(code: .unavailable, message: "the on-demand certificates cannot be read: \(describeStoreFailure(error))")
+            }
+        }
+        return response
     }
 
     func renewCertificate(request: Certgate_Control_V1_RenewCertificateRequest, context: ServerContext) async throws -> Certgate_Control_V1_RenewCertificateResponse {

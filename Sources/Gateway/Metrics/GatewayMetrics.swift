@@ -5,13 +5,14 @@ import Metrics
 /// Counters are made once (per listener and match kind), never per handshake.
 public final class GatewayMetrics: Sendable {
     /// `certgate_handshakes_total{listener, match}`: match is exact, wildcard, default,
-    /// ip, issued or none.
+    /// ip, issued, on_demand or none.
     public final class ListenerCounters: Sendable {
         let exact: Counter
         let wildcard: Counter
         let `default`: Counter
         let ip: Counter
         let issued: Counter
+        let onDemand: Counter
         let none: Counter
 
         init(listener: String) {
@@ -23,6 +24,7 @@ public final class GatewayMetrics: Sendable {
             `default` = counter("default")
             ip = counter("ip")
             issued = counter("issued")
+            onDemand = counter("on_demand")
             none = counter("none")
         }
 
@@ -33,6 +35,7 @@ public final class GatewayMetrics: Sendable {
             case .wildcard: wildcard.increment()
             case .default, .catchAll: self.default.increment()
             case .ip: ip.increment()
+            case .onDemand: onDemand.increment()
             case nil: none.increment()
             }
         }

@@ -13,6 +13,7 @@ struct ReloadPlan: Sendable, Equatable {
         case listeners, routes, certificates, issuing, metrics, validity, control, acme
         case stateDirectory = "state_dir"
         case sharedState = "shared_state"
+        case onDemand = "on_demand"
         case logLevel = "log_level"
         case shutdownTimeout = "shutdown_timeout"
     }
@@ -34,6 +35,8 @@ struct ReloadPlan: Sendable, Equatable {
         case validityNotifiers
         /// The ACME CAs (orders from now on use the new settings).
         case acmeIssuers
+        /// The bounds of on-demand ACME (handshakes and orders from now on).
+        case onDemand
     }
 
     /// A change that needs a restart: which section, and what changed, in words.
@@ -58,6 +61,8 @@ struct ReloadPlan: Sendable, Equatable {
                 planListeners(running: running.listeners, next: next.listeners)
             case .routes:
                 if next.routes != running.routes { live.append(.routes) }
+            case .onDemand:
+                if next.onDemand != running.onDemand { live.append(.onDemand) }
             case .logLevel:
                 if next.logLevel != running.logLevel { live.append(.logLevel(from: running.logLevel, to: next.logLevel)) }
             case .shutdownTimeout:

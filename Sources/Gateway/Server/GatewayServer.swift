@@ -22,6 +22,9 @@ public final class GatewayServer: Sendable {
     private let maintenance: MaintenanceTimers
     private let metricsChannel = Mutex<(any Channel)?>(nil)
     private let httpClient: HTTPClient
+    /// Asks on-demand entries' `ask` endpoints (redirects are not followed: only a 2xx allows).
+    private let askClient: HTTPClient
+    private let onDemand: OnDemandCertificates
     private let leafWriter: IssuedLeafWriter?
     private let state: StateStore?
     private let acme: ACMEManager
@@ -88,8 +91,11 @@ public final class GatewayServer: Sendable {
         // goes away, also when a later step of this init throws.
         let httpClient = HTTPClient(eventLoopGroup: group)
         self.httpClient = httpClient
+        let askClient = HTTPClient(eventLoopGroup: group, configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+        self.askClient = askClient
         func failing(_ error: GatewayStartupError) -> GatewayStartupError {
             try? httpClient.syncShutdown()
+            try? askClient.syncShutdown()
             closingFleet()
             return error
         }
@@ -108,7 +114,11 @@ public final class GatewayServer: Sendable {
                 throw failing(error)
             }
         }
-        let selector = CertificateSelector(store: store, issued: issued, now: now)
+        let onDemand = OnDemandCertificates(
+            configuration: configuration.onDemand, store: acmeStore, acme: acme, ask: OnDemandAsk(client: askClient), logger: logger)
+        self.onDemand = onDemand
+        acme.observeOnDemandEntries { onDemand.replaceEntries($0) }
+        let selector = CertificateSelector(store: store, issued: issued, onDemand: onDemand, now: now)
         do {
             self.listeners = try ListenerGroup(
                 configuration: configuration.listeners, routes: RouteTable(configuration.routes), group: group,
@@ -133,7 +143,7 @@ public final class GatewayServer: Sendable {
             fleet: fleet)
         self.pipeline = UpdatePipeline(
             updater: updater, reporter: reporter, configuration: configuration, configurationPath: configurationPath,
-            targets: .init(listeners: listeners, issued: issued, maintenance: maintenance, logLevel: logLevel, acme: acme),
+            targets: .init(listeners: listeners, issued: issued, maintenance: maintenance, logLevel: logLevel, acme: acme, onDemand: onDemand),
             logger: logger)
         let pipeline = self.pipeline
         follower = fleet.map { fleet in
@@ -172,6 +182,7 @@ public final class GatewayServer: Sendable {
                 return error.description
             }
         }
+        onDemand.start()
         if let address = configuration.metrics?.listen {
             let store = self.store
             do {
@@ -200,7 +211,7 @@ public final class GatewayServer: Sendable {
         let configuration = pipeline.configuration
         guard let control = configuration.control else { return nil }
         let service = ControlService(
-            pipeline: pipeline, acme: acme, store: store, events: pipeline.reporter.events,
+            pipeline: pipeline, acme: acme, onDemand: onDemand, store: store, events: pipeline.reporter.events,
             status: { [self] in status }, now: { Date() }, maxMessageBytes: control.maxMessageBytes)
         return try ControlPlane(
             path: MaterialSource.resolve(path: control.socket, baseDirectory: configuration.baseDirectory),
@@ -213,7 +224,8 @@ public final class GatewayServer: Sendable {
         let (time, source) = pipeline.reporter.lastCommit
         return GatewayStatus(
             generation: snapshot.generation, certificates: snapshot.set.count, issuedCached: issued.count,
-            listeners: listeners.status, lastUpdate: time, lastUpdateSource: source, sharedState: fleet?.status)
+            listeners: listeners.status, lastUpdate: time, lastUpdateSource: source, sharedState: fleet?.status,
+            onDemand: onDemand.status)
     }
 
     /// The fleet membership `shared_state:` asks for (nil without it).
@@ -249,6 +261,7 @@ public final class GatewayServer: Sendable {
     public func shutdown(timeout: Duration) async {
         maintenance.stop()
         await follower?.stop()
+        await onDemand.stop()
         await acme.stop()
         if let channel = metricsChannel.withLock({ $0 }) { try? await channel.close() }
         await listeners.close()
@@ -265,6 +278,7 @@ public final class GatewayServer: Sendable {
         // Awaited, not left to a detached task: the caller shuts the event loop group down
         // next, and the client must be shut down on a group that still runs.
         try? await httpClient.shutdown()
+        try? await askClient.shutdown()
     }
 }
 

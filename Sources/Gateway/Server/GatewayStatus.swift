@@ -19,4 +19,6 @@ public struct GatewayStatus: Sendable, Equatable {
     public var lastUpdateSource: UpdateSource
     /// With `shared_state`: the node's name, the fleet's generation, the connection.
     public var sharedState: FleetMember.Status? = nil
+    /// On-demand ACME: entries, certificates stored and in memory, orders running, limits.
+    var onDemand: OnDemandCertificates.Status? = nil
 }

@@ -8,7 +8,7 @@ import PostgresNIO
 /// mid-order releases it — so one node orders a name while the others wait and then serve
 /// what it obtained. Its own connection, apart from the update transaction's.
 final class FleetACMEStore: ACMEStore {
-    private let database: FleetDatabase
+    let database: FleetDatabase
 
     init(database: FleetDatabase) {
         self.database = database

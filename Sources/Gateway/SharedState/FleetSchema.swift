@@ -76,6 +76,24 @@ enum FleetSchema {
             // Each node's heartbeat, with the process (instance) that sent it.
             "CREATE TABLE certgate_nodes (node TEXT PRIMARY KEY, instance TEXT NOT NULL, seen_at DOUBLE PRECISION NOT NULL)",
         ]),
+        Migration(version: "v4-on-demand", sql: [
+            // Certificates obtained on demand, by host name, for every node; last_used is the
+            // latest handshake any node served one to.
+            """
+            CREATE TABLE certgate_acme_on_demand (
+                host TEXT PRIMARY KEY,
+                entry TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                chain_pem TEXT NOT NULL,
+                key_pem TEXT NOT NULL,
+                not_before DOUBLE PRECISION NOT NULL,
+                not_after DOUBLE PRECISION NOT NULL,
+                certificate_url TEXT NOT NULL,
+                obtained_at DOUBLE PRECISION NOT NULL,
+                last_used DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Removals are listed for this many generations; a node further behind loads the whole set.

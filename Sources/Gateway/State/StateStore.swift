@@ -372,6 +372,23 @@ public final class StateStore: Sendable {
             // With shared_state, the set here is a snapshot of this fleet's generation.
             try db.execute(sql: "ALTER TABLE set_state ADD COLUMN fleet TEXT")
         }
+        migrator.registerMigration("v6-on-demand") { db in
+            // Certificates obtained on demand, by host name, with the last handshake that used one.
+            try db.execute(sql: """
+                CREATE TABLE acme_on_demand (
+                    host TEXT PRIMARY KEY NOT NULL,
+                    entry TEXT NOT NULL,
+                    issuer TEXT NOT NULL,
+                    chain_pem TEXT NOT NULL,
+                    key_pem TEXT NOT NULL,
+                    not_before REAL NOT NULL,
+                    not_after REAL NOT NULL,
+                    certificate_url TEXT NOT NULL,
+                    obtained_at REAL NOT NULL,
+                    last_used REAL NOT NULL
+                )
+                """)
+        }
         return migrator
     }
 }

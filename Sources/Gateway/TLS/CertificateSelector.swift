@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// The `sslContextCallback` of every listener: picks the certificate for one handshake
 /// from the store's current set, on the event loop, with no allocation beyond NIOSSL's
@@ -19,6 +20,8 @@ final class CertificateSelector: Sendable {
 
     private let store: CertificateKit.CertificateStore
     private let issued: IssuedCertificateCache
+    /// Certificates obtained for names no entry claims (on-demand ACME entries), if any.
+    private let onDemand: OnDemandCertificates?
     private let now: @Sendable () -> Date
     /// One store reader per event loop thread; each reader is only touched by its own
     /// thread (that is what the thread-specific variable guarantees).
@@ -26,9 +29,13 @@ final class CertificateSelector: Sendable {
     /// The connection whose ClientHello is being read on this thread.
     let currentFacts = ThreadSpecificVariable<HandshakeFacts>()
 
-    init(store: CertificateKit.CertificateStore, issued: IssuedCertificateCache, now: @escaping @Sendable () -> Date) {
+    init(
+        store: CertificateKit.CertificateStore, issued: IssuedCertificateCache, onDemand: OnDemandCertificates? = nil,
+        now: @escaping @Sendable () -> Date
+    ) {
         self.store = store
         self.issued = issued
+        self.onDemand = onDemand
         self.now = now
     }
 
@@ -54,7 +61,25 @@ final class CertificateSelector: Sendable {
             facts?.requestedName = values.serverHostname
             // One snapshot for the match and its fallback: never two generations in one answer.
             let set = reader.current.set
-            guard let match = set.lookup(serverName: values.serverHostname, localAddress: facts?.localAddress) else {
+            let match = set.lookup(serverName: values.serverHostname, localAddress: facts?.localAddress)
+            // A name no entry claims by its own names: an on-demand entry's patterns come
+            // before a catch-all issuer and the default.
+            if let onDemand, match?.kind != .exact, match?.kind != .wildcard, match?.kind != .ip,
+               let name = match?.serverName ?? values.serverHostname.flatMap(ServerName.normalize),
+               serveOnDemand(onDemand, name: name, fallback: match, set: set, facts: facts, counters: counters, promise: promise) {
+                return
+            }
+            serve(match, set: set, facts: facts, counters: counters, promise: promise)
+        }
+    }
+
+    /// The answer for `match` (the set's, or none).
+    private func serve(
+        _ match: CertificateMatch?, set: CertificateSet, facts: HandshakeFacts?, counters: GatewayMetrics.ListenerCounters,
+        promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
+    ) {
+        do {
+            guard let match else {
                 counters.record(nil)
                 facts?.refusal = "no certificate for this name and no default"
                 promise.fail(NoCertificate(reason: "no certificate for this name and no default"))
@@ -79,6 +104,60 @@ final class CertificateSelector: Sendable {
             counters.record(match.kind)
             promise.succeed(override)
         }
+    }
+
+    /// An on-demand entry's pattern takes `name`: its certificate now, or when its lookup or
+    /// order ends — at most `handshake_wait` later, after which `fallback` answers. Returns
+    /// false when no on-demand entry takes the name (the caller serves `fallback`).
+    private func serveOnDemand(
+        _ onDemand: OnDemandCertificates, name: ServerName, fallback: CertificateMatch?, set: CertificateSet, facts: HandshakeFacts?,
+        counters: GatewayMetrics.ListenerCounters, promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
+    ) -> Bool {
+        let loop = promise.futureResult.eventLoop
+        let once = OnceFlag()
+        let client = facts?.remoteAddress.flatMap(HandshakeFacts.ipAddress(of:))
+        let timeout = Mutex<Scheduled<Void>?>(nil)
+        let lookup = onDemand.lookup(name, client: client) { [self] served in
+            guard once.claim() else { return }
+            timeout.withLock { $0?.cancel() }
+            loop.execute { [self] in
+                self.answerOnDemand(served, name: name, fallback: fallback, set: set, facts: facts, counters: counters, promise: promise)
+            }
+        }
+        switch lookup {
+        case .notMatched:
+            return false
+        case .hit(let served):
+            answerOnDemand(served, name: name, fallback: fallback, set: set, facts: facts, counters: counters, promise: promise)
+        case .refused:
+            facts?.serverName = name
+            serve(fallback, set: set, facts: facts, counters: counters, promise: promise)
+        case .pending:
+            let scheduled = loop.scheduleTask(in: TimeAmount(onDemand.handshakeWait)) { [self] in
+                guard once.claim() else { return }
+                facts?.serverName = name
+                self.serve(fallback, set: set, facts: facts, counters: counters, promise: promise)
+            }
+            timeout.withLock { $0 = scheduled }
+        }
+        return true
+    }
+
+    /// Serves a certificate obtained on demand, or `fallback` when there is none.
+    private func answerOnDemand(
+        _ served: OnDemandCertificates.Served?, name: ServerName, fallback: CertificateMatch?, set: CertificateSet,
+        facts: HandshakeFacts?, counters: GatewayMetrics.ListenerCounters, promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
+    ) {
+        guard let served, let override = try? served.material.contextOverride() else {
+            facts?.serverName = name
+            serve(fallback, set: set, facts: facts, counters: counters, promise: promise)
+            return
+        }
+        facts?.serverName = name
+        facts?.matchKind = .onDemand
+        facts?.entryName = served.entry
+        counters.record(.onDemand)
+        promise.succeed(override)
     }
 
     /// An issuer entry matched: serve its cached leaf for the name (or, without SNI, the
@@ -143,5 +222,15 @@ final class CertificateSelector: Sendable {
         facts?.refusal = reason
         counters.record(nil)
         promise.fail(NoCertificate(reason: reason))
+    }
+}
+
+/// Set once by whichever comes first: an on-demand answer or the handshake's wait running out.
+private final class OnceFlag: Sendable {
+    private let done = Atomic<Bool>(false)
+
+    /// True for the first caller only.
+    func claim() -> Bool {
+        !done.exchange(true, ordering: .acquiringAndReleasing)
     }
 }

@@ -17,6 +17,8 @@ final class UpdatePipeline: Sendable {
         let maintenance: MaintenanceTimers
         let logLevel: LogLevelSwitch?
         let acme: ACMEManager
+        /// Nil where no gateway serves (tests of the pipeline alone).
+        var onDemand: OnDemandCertificates? = nil
     }
 
     let updater: CertificateUpdater
@@ -247,6 +249,13 @@ final class UpdatePipeline: Sendable {
                 reporter.replaceNotifiers(next.validity.notify)
             case .acmeIssuers:
                 targets.acme.replaceIssuers(next.acme)
+            case .onDemand:
+                targets.onDemand?.replaceConfiguration(next.onDemand)
+                logger.notice("on-demand limits changed", metadata: [
+                    "handshake_wait": "\(next.onDemand.handshakeWait)", "max_concurrent": "\(next.onDemand.maxConcurrent)",
+                    "orders_per_minute": "\(next.onDemand.ordersPerMinute)", "burst": "\(next.onDemand.burst)",
+                    "per_client_per_hour": "\(next.onDemand.perClientPerHour)", "max_certificates": "\(next.onDemand.maxCertificates)",
+                ])
             }
         }
         targets.listeners.install(prepared)

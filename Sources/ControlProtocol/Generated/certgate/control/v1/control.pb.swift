@@ -96,6 +96,13 @@ public nonisolated struct Certgate_Control_V1_CertificateEntry: Sendable {
   /// certgate's own, for issuer entries: days a signed leaf is valid; 0 → the default (30).
   public var leafValidityDays: UInt32 = 0
 
+  /// certgate's own, for acme entries: domains are patterns; a certificate is obtained for
+  /// each matching name at its first handshake (DESIGN "On demand").
+  public var onDemand: Bool = false
+
+  /// certgate's own, for on-demand entries: asked GET ask?domain=NAME before a name is ordered.
+  public var ask: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -207,6 +214,9 @@ public nonisolated struct Certgate_Control_V1_ListCertificatesRequest: Sendable 
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  /// Also list the certificates obtained on demand (ListCertificatesResponse.on_demand).
+  public var onDemand: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -390,9 +400,80 @@ public nonisolated struct Certgate_Control_V1_ListCertificatesResponse: Sendable
 
   public var certificates: [Certgate_Control_V1_CertificateSummary] = []
 
+  /// With ListCertificatesRequest.on_demand: every certificate obtained on demand, by name.
+  public var onDemand: [Certgate_Control_V1_OnDemandCertificate] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// A certificate obtained on demand for one name (never its key).
+public nonisolated struct Certgate_Control_V1_OnDemandCertificate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// The on-demand entry whose pattern took the name.
+  public var entry: String = String()
+
+  public var acme: String = String()
+
+  public var notBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_notBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_notBefore = newValue}
+  }
+  /// Returns true if `notBefore` has been explicitly set.
+  public var hasNotBefore: Bool {self._notBefore != nil}
+  /// Clears the value of `notBefore`. Subsequent reads from it will return its default value.
+  public mutating func clearNotBefore() {self._notBefore = nil}
+
+  public var notAfter: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_notAfter ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_notAfter = newValue}
+  }
+  /// Returns true if `notAfter` has been explicitly set.
+  public var hasNotAfter: Bool {self._notAfter != nil}
+  /// Clears the value of `notAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearNotAfter() {self._notAfter = nil}
+
+  public var daysLeft: Int32 = 0
+
+  /// The last handshake served it (any node of a fleet, as last recorded).
+  public var lastHandshake: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastHandshake ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastHandshake = newValue}
+  }
+  /// Returns true if `lastHandshake` has been explicitly set.
+  public var hasLastHandshake: Bool {self._lastHandshake != nil}
+  /// Clears the value of `lastHandshake`. Subsequent reads from it will return its default value.
+  public mutating func clearLastHandshake() {self._lastHandshake = nil}
+
+  public var renewAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_renewAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_renewAt = newValue}
+  }
+  /// Returns true if `renewAt` has been explicitly set.
+  public var hasRenewAt: Bool {self._renewAt != nil}
+  /// Clears the value of `renewAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRenewAt() {self._renewAt = nil}
+
+  /// Kept in memory now (else loaded from the state at its next handshake, with no order).
+  public var cached: Bool = false
+
+  /// Why its last renewal failed, while it waits to try again.
+  public var lastError: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _notBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _notAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastHandshake: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _renewAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Certgate_Control_V1_GetStatusRequest: Sendable {
@@ -419,47 +500,110 @@ public nonisolated struct Certgate_Control_V1_Listener: Sendable {
   public init() {}
 }
 
-public nonisolated struct Certgate_Control_V1_Status: Sendable {
+public nonisolated struct Certgate_Control_V1_Status: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var generation: UInt64 = 0
+  public var generation: UInt64 {
+    get {_storage._generation}
+    set {_uniqueStorage()._generation = newValue}
+  }
 
-  public var certificates: UInt32 = 0
+  public var certificates: UInt32 {
+    get {_storage._certificates}
+    set {_uniqueStorage()._certificates = newValue}
+  }
 
-  public var issuedCached: UInt32 = 0
+  public var issuedCached: UInt32 {
+    get {_storage._issuedCached}
+    set {_uniqueStorage()._issuedCached = newValue}
+  }
 
-  public var listeners: [Certgate_Control_V1_Listener] = []
+  public var listeners: [Certgate_Control_V1_Listener] {
+    get {_storage._listeners}
+    set {_uniqueStorage()._listeners = newValue}
+  }
 
   public var lastUpdate: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_lastUpdate ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_lastUpdate = newValue}
+    get {_storage._lastUpdate ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._lastUpdate = newValue}
   }
   /// Returns true if `lastUpdate` has been explicitly set.
-  public var hasLastUpdate: Bool {self._lastUpdate != nil}
+  public var hasLastUpdate: Bool {_storage._lastUpdate != nil}
   /// Clears the value of `lastUpdate`. Subsequent reads from it will return its default value.
-  public mutating func clearLastUpdate() {self._lastUpdate = nil}
+  public mutating func clearLastUpdate() {_uniqueStorage()._lastUpdate = nil}
 
   /// config, control, signal
-  public var lastUpdateSource: String = String()
+  public var lastUpdateSource: String {
+    get {_storage._lastUpdateSource}
+    set {_uniqueStorage()._lastUpdateSource = newValue}
+  }
 
   /// Set when the gateway is a node of a fleet (shared_state).
   public var sharedState: Certgate_Control_V1_SharedState {
-    get {_sharedState ?? Certgate_Control_V1_SharedState()}
-    set {_sharedState = newValue}
+    get {_storage._sharedState ?? Certgate_Control_V1_SharedState()}
+    set {_uniqueStorage()._sharedState = newValue}
   }
   /// Returns true if `sharedState` has been explicitly set.
-  public var hasSharedState: Bool {self._sharedState != nil}
+  public var hasSharedState: Bool {_storage._sharedState != nil}
   /// Clears the value of `sharedState`. Subsequent reads from it will return its default value.
-  public mutating func clearSharedState() {self._sharedState = nil}
+  public mutating func clearSharedState() {_uniqueStorage()._sharedState = nil}
+
+  /// On-demand ACME: counts and the limits in force (on_demand:).
+  public var onDemand: Certgate_Control_V1_OnDemandStatus {
+    get {_storage._onDemand ?? Certgate_Control_V1_OnDemandStatus()}
+    set {_uniqueStorage()._onDemand = newValue}
+  }
+  /// Returns true if `onDemand` has been explicitly set.
+  public var hasOnDemand: Bool {_storage._onDemand != nil}
+  /// Clears the value of `onDemand`. Subsequent reads from it will return its default value.
+  public mutating func clearOnDemand() {_uniqueStorage()._onDemand = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _lastUpdate: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-  fileprivate var _sharedState: Certgate_Control_V1_SharedState? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Certgate_Control_V1_OnDemandStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// On-demand entries in the set's configuration.
+  public var entries: UInt32 = 0
+
+  /// Certificates obtained on demand and stored; those kept in memory.
+  public var stored: UInt32 = 0
+
+  public var cached: UInt32 = 0
+
+  /// Names being looked up or ordered now.
+  public var ordering: UInt32 = 0
+
+  /// Names refused or failed recently, waiting out their backoff.
+  public var refusedNames: UInt32 = 0
+
+  /// The limits (on_demand: section), durations as written there.
+  public var handshakeWait: String = String()
+
+  public var maxConcurrent: UInt32 = 0
+
+  public var ordersPerMinute: UInt32 = 0
+
+  public var burst: UInt32 = 0
+
+  public var perClientPerHour: UInt32 = 0
+
+  public var maxCertificates: UInt32 = 0
+
+  public var idleTimeout: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A node's view of its fleet's shared state.
@@ -686,7 +830,7 @@ nonisolated extension Certgate_Control_V1_UpdatePolicy: SwiftProtobuf._ProtoName
 
 nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CertificateEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}tls_cert\0\u{3}tls_key\0\u{1}domains\0\u{3}is_default\0\u{3}is_ca\0\u{1}acme\0\u{3}buffer_days\0\u{1}remark\0\u{3}leaf_names\0\u{3}leaf_validity_days\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}tls_cert\0\u{3}tls_key\0\u{1}domains\0\u{3}is_default\0\u{3}is_ca\0\u{1}acme\0\u{3}buffer_days\0\u{1}remark\0\u{3}leaf_names\0\u{3}leaf_validity_days\0\u{3}on_demand\0\u{1}ask\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -705,6 +849,8 @@ nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Messag
       case 9: try { try decoder.decodeSingularStringField(value: &self.remark) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.leafNames) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.leafValidityDays) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.onDemand) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.ask) }()
       default: break
       }
     }
@@ -744,6 +890,12 @@ nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Messag
     if self.leafValidityDays != 0 {
       try visitor.visitSingularUInt32Field(value: self.leafValidityDays, fieldNumber: 11)
     }
+    if self.onDemand != false {
+      try visitor.visitSingularBoolField(value: self.onDemand, fieldNumber: 12)
+    }
+    if !self.ask.isEmpty {
+      try visitor.visitSingularStringField(value: self.ask, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -759,6 +911,8 @@ nonisolated extension Certgate_Control_V1_CertificateEntry: SwiftProtobuf.Messag
     if lhs.remark != rhs.remark {return false}
     if lhs.leafNames != rhs.leafNames {return false}
     if lhs.leafValidityDays != rhs.leafValidityDays {return false}
+    if lhs.onDemand != rhs.onDemand {return false}
+    if lhs.ask != rhs.ask {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -969,18 +1123,29 @@ nonisolated extension Certgate_Control_V1_UpdateResult: SwiftProtobuf.Message, S
 
 nonisolated extension Certgate_Control_V1_ListCertificatesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListCertificatesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}on_demand\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.onDemand) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.onDemand != false {
+      try visitor.visitSingularBoolField(value: self.onDemand, fieldNumber: 1)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Certgate_Control_V1_ListCertificatesRequest, rhs: Certgate_Control_V1_ListCertificatesRequest) -> Bool {
+    if lhs.onDemand != rhs.onDemand {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1249,7 +1414,7 @@ nonisolated extension Certgate_Control_V1_RenewCertificateResponse: SwiftProtobu
 
 nonisolated extension Certgate_Control_V1_ListCertificatesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListCertificatesResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}certificates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}certificates\0\u{3}on_demand\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1259,6 +1424,7 @@ nonisolated extension Certgate_Control_V1_ListCertificatesResponse: SwiftProtobu
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.certificates) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.onDemand) }()
       default: break
       }
     }
@@ -1271,12 +1437,95 @@ nonisolated extension Certgate_Control_V1_ListCertificatesResponse: SwiftProtobu
     if !self.certificates.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.certificates, fieldNumber: 2)
     }
+    if !self.onDemand.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.onDemand, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Certgate_Control_V1_ListCertificatesResponse, rhs: Certgate_Control_V1_ListCertificatesResponse) -> Bool {
     if lhs.generation != rhs.generation {return false}
     if lhs.certificates != rhs.certificates {return false}
+    if lhs.onDemand != rhs.onDemand {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Certgate_Control_V1_OnDemandCertificate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OnDemandCertificate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}entry\0\u{1}acme\0\u{3}not_before\0\u{3}not_after\0\u{3}days_left\0\u{3}last_handshake\0\u{3}renew_at\0\u{1}cached\0\u{3}last_error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.entry) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.acme) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._notBefore) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._notAfter) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.daysLeft) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._lastHandshake) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._renewAt) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.cached) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.entry.isEmpty {
+      try visitor.visitSingularStringField(value: self.entry, fieldNumber: 2)
+    }
+    if !self.acme.isEmpty {
+      try visitor.visitSingularStringField(value: self.acme, fieldNumber: 3)
+    }
+    try { if let v = self._notBefore {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._notAfter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if self.daysLeft != 0 {
+      try visitor.visitSingularInt32Field(value: self.daysLeft, fieldNumber: 6)
+    }
+    try { if let v = self._lastHandshake {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._renewAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if self.cached != false {
+      try visitor.visitSingularBoolField(value: self.cached, fieldNumber: 9)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Certgate_Control_V1_OnDemandCertificate, rhs: Certgate_Control_V1_OnDemandCertificate) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.entry != rhs.entry {return false}
+    if lhs.acme != rhs.acme {return false}
+    if lhs._notBefore != rhs._notBefore {return false}
+    if lhs._notAfter != rhs._notAfter {return false}
+    if lhs.daysLeft != rhs.daysLeft {return false}
+    if lhs._lastHandshake != rhs._lastHandshake {return false}
+    if lhs._renewAt != rhs._renewAt {return false}
+    if lhs.cached != rhs.cached {return false}
+    if lhs.lastError != rhs.lastError {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1338,7 +1587,126 @@ nonisolated extension Certgate_Control_V1_Listener: SwiftProtobuf.Message, Swift
 
 nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Status"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}certificates\0\u{3}issued_cached\0\u{1}listeners\0\u{3}last_update\0\u{3}last_update_source\0\u{3}shared_state\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}certificates\0\u{3}issued_cached\0\u{1}listeners\0\u{3}last_update\0\u{3}last_update_source\0\u{3}shared_state\0\u{3}on_demand\0")
+
+  fileprivate class _StorageClass {
+    var _generation: UInt64 = 0
+    var _certificates: UInt32 = 0
+    var _issuedCached: UInt32 = 0
+    var _listeners: [Certgate_Control_V1_Listener] = []
+    var _lastUpdate: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _lastUpdateSource: String = String()
+    var _sharedState: Certgate_Control_V1_SharedState? = nil
+    var _onDemand: Certgate_Control_V1_OnDemandStatus? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _generation = source._generation
+      _certificates = source._certificates
+      _issuedCached = source._issuedCached
+      _listeners = source._listeners
+      _lastUpdate = source._lastUpdate
+      _lastUpdateSource = source._lastUpdateSource
+      _sharedState = source._sharedState
+      _onDemand = source._onDemand
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._generation) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._certificates) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._issuedCached) }()
+        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._listeners) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._lastUpdate) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._lastUpdateSource) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._sharedState) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._onDemand) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._generation != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._generation, fieldNumber: 1)
+      }
+      if _storage._certificates != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._certificates, fieldNumber: 2)
+      }
+      if _storage._issuedCached != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._issuedCached, fieldNumber: 3)
+      }
+      if !_storage._listeners.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._listeners, fieldNumber: 4)
+      }
+      try { if let v = _storage._lastUpdate {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if !_storage._lastUpdateSource.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastUpdateSource, fieldNumber: 6)
+      }
+      try { if let v = _storage._sharedState {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._onDemand {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Certgate_Control_V1_Status, rhs: Certgate_Control_V1_Status) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._generation != rhs_storage._generation {return false}
+        if _storage._certificates != rhs_storage._certificates {return false}
+        if _storage._issuedCached != rhs_storage._issuedCached {return false}
+        if _storage._listeners != rhs_storage._listeners {return false}
+        if _storage._lastUpdate != rhs_storage._lastUpdate {return false}
+        if _storage._lastUpdateSource != rhs_storage._lastUpdateSource {return false}
+        if _storage._sharedState != rhs_storage._sharedState {return false}
+        if _storage._onDemand != rhs_storage._onDemand {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Certgate_Control_V1_OnDemandStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OnDemandStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entries\0\u{1}stored\0\u{1}cached\0\u{1}ordering\0\u{3}refused_names\0\u{3}handshake_wait\0\u{3}max_concurrent\0\u{3}orders_per_minute\0\u{1}burst\0\u{3}per_client_per_hour\0\u{3}max_certificates\0\u{3}idle_timeout\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1346,55 +1714,76 @@ nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftPr
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.certificates) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.issuedCached) }()
-      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.listeners) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._lastUpdate) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.lastUpdateSource) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._sharedState) }()
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.entries) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.stored) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.cached) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ordering) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.refusedNames) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.handshakeWait) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.maxConcurrent) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.ordersPerMinute) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.burst) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.perClientPerHour) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.maxCertificates) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.idleTimeout) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.generation != 0 {
-      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 1)
+    if self.entries != 0 {
+      try visitor.visitSingularUInt32Field(value: self.entries, fieldNumber: 1)
     }
-    if self.certificates != 0 {
-      try visitor.visitSingularUInt32Field(value: self.certificates, fieldNumber: 2)
+    if self.stored != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stored, fieldNumber: 2)
     }
-    if self.issuedCached != 0 {
-      try visitor.visitSingularUInt32Field(value: self.issuedCached, fieldNumber: 3)
+    if self.cached != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cached, fieldNumber: 3)
     }
-    if !self.listeners.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.listeners, fieldNumber: 4)
+    if self.ordering != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ordering, fieldNumber: 4)
     }
-    try { if let v = self._lastUpdate {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
-    if !self.lastUpdateSource.isEmpty {
-      try visitor.visitSingularStringField(value: self.lastUpdateSource, fieldNumber: 6)
+    if self.refusedNames != 0 {
+      try visitor.visitSingularUInt32Field(value: self.refusedNames, fieldNumber: 5)
     }
-    try { if let v = self._sharedState {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-    } }()
+    if !self.handshakeWait.isEmpty {
+      try visitor.visitSingularStringField(value: self.handshakeWait, fieldNumber: 6)
+    }
+    if self.maxConcurrent != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxConcurrent, fieldNumber: 7)
+    }
+    if self.ordersPerMinute != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ordersPerMinute, fieldNumber: 8)
+    }
+    if self.burst != 0 {
+      try visitor.visitSingularUInt32Field(value: self.burst, fieldNumber: 9)
+    }
+    if self.perClientPerHour != 0 {
+      try visitor.visitSingularUInt32Field(value: self.perClientPerHour, fieldNumber: 10)
+    }
+    if self.maxCertificates != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxCertificates, fieldNumber: 11)
+    }
+    if !self.idleTimeout.isEmpty {
+      try visitor.visitSingularStringField(value: self.idleTimeout, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Certgate_Control_V1_Status, rhs: Certgate_Control_V1_Status) -> Bool {
-    if lhs.generation != rhs.generation {return false}
-    if lhs.certificates != rhs.certificates {return false}
-    if lhs.issuedCached != rhs.issuedCached {return false}
-    if lhs.listeners != rhs.listeners {return false}
-    if lhs._lastUpdate != rhs._lastUpdate {return false}
-    if lhs.lastUpdateSource != rhs.lastUpdateSource {return false}
-    if lhs._sharedState != rhs._sharedState {return false}
+  public static func ==(lhs: Certgate_Control_V1_OnDemandStatus, rhs: Certgate_Control_V1_OnDemandStatus) -> Bool {
+    if lhs.entries != rhs.entries {return false}
+    if lhs.stored != rhs.stored {return false}
+    if lhs.cached != rhs.cached {return false}
+    if lhs.ordering != rhs.ordering {return false}
+    if lhs.refusedNames != rhs.refusedNames {return false}
+    if lhs.handshakeWait != rhs.handshakeWait {return false}
+    if lhs.maxConcurrent != rhs.maxConcurrent {return false}
+    if lhs.ordersPerMinute != rhs.ordersPerMinute {return false}
+    if lhs.burst != rhs.burst {return false}
+    if lhs.perClientPerHour != rhs.perClientPerHour {return false}
+    if lhs.maxCertificates != rhs.maxCertificates {return false}
+    if lhs.idleTimeout != rhs.idleTimeout {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
