@@ -95,6 +95,11 @@ public final class PebbleServer: Sendable {
         guard status == 0 else { throw Failure(description: "challtestsrv \(path): \(output)") }
     }
 
+    /// What Pebble has logged so far.
+    public var logText: String {
+        (try? String(contentsOf: folder.appendingPathComponent("pebble.log"), encoding: .utf8)) ?? ""
+    }
+
     public func stop() {
         terminate()
         try? FileManager.default.removeItem(at: folder)

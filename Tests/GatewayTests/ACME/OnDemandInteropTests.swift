@@ -1,0 +1,271 @@
+import CertificateTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+import X509
+
+@Suite("On-demand ACME through the real binary against a real Pebble", .serialized, .timeLimit(.minutes(4)))
+struct OnDemandInteropTests {
+    /// A gateway with a default entry, a static entry for one customer name, and an on-demand
+    /// entry for `*.customers.test` behind an `ask` endpoint; Pebble validates tls-alpn-01 at
+    /// the gateway's own TLS listener.
+    struct Setup {
+        let pebble: PebbleServer
+        let ask: AskEndpoint
+        let folder: FixtureFolder
+        let httpsPort: Int
+        let metricsPort: Int
+        let pebbleRoot: NIOSSLCertificate
+        let testRoot: NIOSSLCertificate
+        let defaultLeaf: [UInt8]
+        let staticLeaf: [UInt8]
+
+        func config(onDemand: String) -> String {
+            """
+            log_level: info
+            shutdown_timeout: 1s
+            listeners:
+              - name: https
+                listen: 127.0.0.1:\(httpsPort)
+            routes:
+              - server_names: ["*"]
+                respond: { body: "served {sni}\\n" }
+            acme:
+              pebble: { directory: "\(pebble.directoryURL)", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
+            on_demand: \(onDemand)
+            certificates:
+              fallback: { tls_cert: certs/default.pem, tls_key: certs/default.key, is_default: true }
+              fixed: { tls_cert: certs/fixed.pem, tls_key: certs/fixed.key }
+              customers: { acme: pebble, on_demand: true, domains: "*.customers.test", ask: "\(ask.url)" }
+            control:
+              socket: run/control.sock
+            metrics:
+              listen: 127.0.0.1:\(metricsPort)
+            """
+        }
+
+        var socket: String { folder.url.appendingPathComponent("run/control.sock").path }
+
+        func stop() async {
+            pebble.stop()
+            await ask.close()
+            folder.remove()
+        }
+    }
+
+    static func setUp() async throws -> Setup {
+        let httpsPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: httpsPort))
+        // Allowed: every name but those starting with "denied".
+        let ask = try await AskEndpoint { !$0.hasPrefix("denied") }
+        let folder = try FixtureFolder()
+        try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
+        let authority = TestCertificate.authority(commonName: "on-demand test CA")
+        let fallback = authority.leaf(dnsNames: ["fallback.test"])
+        let fixed = authority.leaf(dnsNames: ["fixed.customers.test"])
+        try folder.write(fallback.pem, to: "certs/default.pem")
+        try folder.write(fallback.key.pkcs8PEM, to: "certs/default.key")
+        try folder.write(fixed.pem + authority.pem, to: "certs/fixed.pem")
+        try folder.write(fixed.key.pkcs8PEM, to: "certs/fixed.key")
+        return Setup(
+            pebble: pebble, ask: ask, folder: folder, httpsPort: httpsPort, metricsPort: unusedLocalPort(),
+            pebbleRoot: try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem),
+            testRoot: try NIOSSLCertificate(bytes: authority.parsed.der, format: .der),
+            defaultLeaf: fallback.parsed.der, staticLeaf: fixed.parsed.der)
+    }
+
+    /// The leaf served for `name`, verified against Pebble's root with the host name checked.
+    static func verified(_ name: String, _ setup: Setup) async throws -> [UInt8]? {
+        let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [setup.pebbleRoot])
+        let connection = try await client.connect(port: setup.httpsPort, serverName: name)
+        await connection.close()
+        return try connection.servedCertificate?.toDERBytes()
+    }
+
+    /// The leaf served for `name` by any CA of the test (the host name not checked).
+    static func served(_ name: String, _ setup: Setup) async throws -> [UInt8]? {
+        var client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [setup.pebbleRoot, setup.testRoot])
+        client.verifyHostname = false
+        let connection = try await client.connect(port: setup.httpsPort, serverName: name)
+        await connection.close()
+        return try connection.servedCertificate?.toDERBytes()
+    }
+
+    /// How many orders Pebble has finalized (one "Issued certificate" log line each).
+    static func issuedByPebble(_ setup: Setup) -> Int {
+        setup.pebble.logText.components(separatedBy: "Issued certificate serial").count - 1
+    }
+
+    static func orders(in log: String, for name: String? = nil) -> Int {
+        let lines = log.split(separator: "\n").filter { $0.contains("ordering a certificate on demand") }
+        guard let name else { return lines.count }
+        return lines.filter { $0.contains("name=\(name) ") || $0.hasSuffix("name=\(name)") }.count
+    }
+
+    @Test("20 allowed names get 20 certificates that verify, each ordered once even when 10 clients ask for the same new name at once; a name a static entry claims is never ordered; ctl list --on-demand and ctl status show them")
+    func twentyNamesEachOrderedOnce() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.stop() } }
+        let gateway = try await GatewayProcess(config: setup.config(onDemand: "{ handshake_wait: 30s, per_client_per_hour: 100, burst: 40 }"), folder: setup.folder)
+        defer { _ = gateway.stop() }
+
+        // Ten clients at once for one new name: one order, the same certificate for all ten.
+        let leaves = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+            for _ in 0..<10 { group.addTask { try await Self.verified("shop-0.customers.test", setup) } }
+            return try await group.reduce(into: [[UInt8]?]()) { $0.append($1) }
+        }
+        #expect(leaves.count == 10)
+        #expect(Set(leaves.compactMap { $0 }).count == 1, "\(gateway.logText)")
+        #expect(leaves.allSatisfy { $0 != nil })
+        #expect(Self.orders(in: gateway.logText, for: "shop-0.customers.test") == 1, "\(gateway.logText)")
+
+        // Nineteen more, four at a time.
+        var obtained: [String: [UInt8]] = ["shop-0.customers.test": leaves[0]!]
+        for batch in stride(from: 1, to: 20, by: 4) {
+            let names = (batch..<min(batch + 4, 20)).map { "shop-\($0).customers.test" }
+            let results = try await withThrowingTaskGroup(of: (String, [UInt8]?).self) { group in
+                for name in names { group.addTask { (name, try await Self.verified(name, setup)) } }
+                return try await group.reduce(into: [(String, [UInt8]?)]()) { $0.append($1) }
+            }
+            for (name, leaf) in results {
+                #expect(leaf != nil, "\(name)")
+                obtained[name] = leaf
+            }
+        }
+        #expect(obtained.count == 20)
+        #expect(Set(obtained.values).count == 20)
+        #expect(Self.orders(in: gateway.logText) == 20, "\(gateway.logText)")
+        #expect(Self.issuedByPebble(setup) == 20)
+        // Asked once per name, never for a name served from memory.
+        #expect(setup.ask.askedNames.count == 20)
+
+        // Served again from memory: the same certificates, no order, no question.
+        for name in ["shop-0.customers.test", "shop-7.customers.test", "shop-19.customers.test"] {
+            #expect(try await Self.verified(name, setup) == obtained[name])
+        }
+        // The static entry's name is its own, not ordered; the default for a name outside the patterns.
+        #expect(try await Self.served("fixed.customers.test", setup) == setup.staticLeaf)
+        #expect(try await Self.served("elsewhere.example.test", setup) == setup.defaultLeaf)
+        #expect(Self.orders(in: gateway.logText) == 20)
+        #expect(setup.ask.askedNames.count == 20)
+
+        let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "--json", "list", "--on-demand"])
+        #expect(list.status == 0, "\(list.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
+        let rows = json?["on_demand"] as? [[String: Any]] ?? []
+        #expect(rows.compactMap { $0["name"] as? String } == obtained.keys.sorted())
+        #expect(rows.allSatisfy { $0["entry"] as? String == "customers" && $0["acme"] as? String == "pebble" && $0["cached"] as? Bool == true })
+        #expect(json?["certificates"] == nil)
+        #expect(!list.stdout.contains("PRIVATE KEY"))
+
+        let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("on demand    1 entries; 20 certificates stored, 20 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
+        #expect(status.stdout.contains("limits       handshake_wait 30s, max_concurrent 4, orders_per_minute 10 (burst 40), per_client_per_hour 100, max_certificates 10000, idle_timeout 30d"), "\(status.stdout)")
+
+        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        #expect(metrics.value("certgate_acme_orders_total", ["acme": "pebble", "result": "valid"]) == 20)
+        // 10 + 19 first handshakes + 3 from memory.
+        #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 32)
+    }
+
+    @Test("a name the ask endpoint denies, a name outside the patterns and a name from a client over its hourly limit are not ordered (Pebble issues nothing more); each gets the default; each refusal is counted by reason; a denied name is not asked again while it backs off")
+    func refusalsOrderNothing() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.stop() } }
+        let gateway = try await GatewayProcess(config: setup.config(onDemand: "{ handshake_wait: 30s, per_client_per_hour: 2 }"), folder: setup.folder)
+        defer { _ = gateway.stop() }
+
+        #expect(try await Self.served("denied-1.customers.test", setup) == setup.defaultLeaf)
+        #expect(setup.ask.askedNames == ["denied-1.customers.test"])
+        #expect(try await Self.served("other.example.test", setup) == setup.defaultLeaf)
+        #expect(setup.ask.askedNames == ["denied-1.customers.test"])
+        #expect(Self.issuedByPebble(setup) == 0)
+
+        // This client's two orders for the hour, then a third allowed name is refused.
+        #expect(try await Self.verified("a.customers.test", setup) != nil)
+        #expect(try await Self.verified("b.customers.test", setup) != nil)
+        #expect(Self.issuedByPebble(setup) == 2)
+        #expect(try await Self.served("c.customers.test", setup) == setup.defaultLeaf)
+        #expect(Self.issuedByPebble(setup) == 2)
+        #expect(Self.orders(in: gateway.logText) == 2)
+        // Refused before the question: the ask endpoint never heard of c.
+        #expect(setup.ask.askedNames == ["denied-1.customers.test", "a.customers.test", "b.customers.test"])
+
+        // The denied name again: refused from the negative cache, not asked again.
+        #expect(try await Self.served("denied-1.customers.test", setup) == setup.defaultLeaf)
+        #expect(setup.ask.askedNames.filter { $0 == "denied-1.customers.test" }.count == 1)
+
+        #expect(try await gateway.waitForLog("refusal=client_rate_limited"), "\(gateway.logText)")
+        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        #expect(metrics.value("certgate_issue_refused_total", ["reason": "ask_denied"]) == 1)
+        #expect(metrics.value("certgate_issue_refused_total", ["reason": "client_rate_limited"]) == 1)
+        #expect(metrics.value("certgate_issue_refused_total", ["reason": "failed_recently"]) == 1)
+        #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "default"]) == 4)
+        #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 2)
+        let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
+        #expect(status.stdout.contains("2 certificates stored, 2 in memory; 0 names being obtained; 1 names refused for now"), "\(status.stdout)")
+    }
+
+    @Test("500 random subdomains from one client: new orders stop at the client's hourly limit, every handshake is answered (the default past the limit), a static name keeps being served meanwhile, and nothing is left waiting")
+    func randomSubdomainsAreBounded() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.stop() } }
+        let gateway = try await GatewayProcess(config: setup.config(onDemand: "{ handshake_wait: 30s, per_client_per_hour: 5, orders_per_minute: 600, burst: 100 }"), folder: setup.folder)
+        defer { _ = gateway.stop() }
+
+        let storm = Task {
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                var answered = 0
+                for index in 0..<500 {
+                    if index >= 16 { if try await group.next() == true { answered += 1 } }
+                    let name = "r\(UInt32.random(in: 0...UInt32.max))-\(index).customers.test"
+                    group.addTask { try await Self.served(name, setup) != nil }
+                }
+                for try await ok in group where ok { answered += 1 }
+                return answered
+            }
+        }
+        // A name of a static entry, served throughout.
+        var staticServed = 0
+        while !storm.isCancelled {
+            #expect(try await Self.served("fixed.customers.test", setup) == setup.staticLeaf)
+            staticServed += 1
+            if staticServed >= 20 { break }
+        }
+        let answered = try await storm.value
+        #expect(answered == 500)
+        #expect(staticServed == 20)
+        #expect(Self.issuedByPebble(setup) == 5, "\(gateway.logText.suffix(3_000))")
+        #expect(Self.orders(in: gateway.logText) == 5)
+        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        #expect(metrics.value("certgate_issue_refused_total", ["reason": "client_rate_limited"]) == 495)
+        let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
+        #expect(status.stdout.contains("5 certificates stored, 5 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
+    }
+
+    @Test("a restart serves the certificates obtained on demand from the state, with no new order and no question to the ask endpoint")
+    func restartServesStoredWithoutOrders() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.stop() } }
+        let config = setup.config(onDemand: "{ handshake_wait: 30s }")
+        var gateway: GatewayProcess? = try await GatewayProcess(config: config, folder: setup.folder)
+        let first = try await Self.verified("kept.customers.test", setup)
+        #expect(first != nil)
+        #expect(Self.issuedByPebble(setup) == 1)
+        _ = gateway?.stop()
+        gateway = nil
+
+        let restarted = try await GatewayProcess(config: config, folder: setup.folder)
+        defer { _ = restarted.stop() }
+        #expect(try await Self.verified("kept.customers.test", setup) == first)
+        #expect(Self.issuedByPebble(setup) == 1)
+        #expect(Self.orders(in: restarted.logText) == 0, "\(restarted.logText)")
+        #expect(setup.ask.askedNames == ["kept.customers.test"])
+        let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "list", "--on-demand"])
+        #expect(list.stdout.contains("kept.customers.test"), "\(list.stdout)")
+        #expect(list.stdout.contains("1 certificates obtained on demand"), "\(list.stdout)")
+    }
+}

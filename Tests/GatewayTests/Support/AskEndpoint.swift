@@ -1,0 +1,66 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// An on-demand `ask` endpoint for tests: answers `GET /allowed?domain=NAME` with 200 when
+/// `allows(NAME)`, else 403, and records every name asked, in order.
+final class AskEndpoint: Sendable {
+    let channel: any Channel
+    let port: Int
+    private let asked = AskedNames()
+
+    final class AskedNames: Sendable {
+        let names = Mutex<[String]>([])
+    }
+
+    var url: String { "http://127.0.0.1:\(port)/allowed" }
+    var askedNames: [String] { asked.names.withLock { $0 } }
+
+    init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, allows: @escaping @Sendable (String) -> Bool) async throws {
+        let asked = self.asked
+        channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(asked: asked, allows: allows))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress!.port!
+    }
+
+    func close() async { try? await channel.close() }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let asked: AskedNames
+        let allows: @Sendable (String) -> Bool
+        var name: String?
+
+        init(asked: AskedNames, allows: @escaping @Sendable (String) -> Bool) {
+            self.asked = asked
+            self.allows = allows
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                let components = URLComponents(string: head.uri)
+                name = components?.path == "/allowed" ? components?.queryItems?.first(where: { $0.name == "domain" })?.value : nil
+            case .body:
+                break
+            case .end:
+                let allowed = name.map(allows) ?? false
+                if let name { asked.names.withLock { $0.append(name) } }
+                var headers = HTTPHeaders()
+                headers.add(name: "content-length", value: "0")
+                context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: allowed ? .ok : .forbidden, headers: headers))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
