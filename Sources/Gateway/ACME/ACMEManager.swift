@@ -15,7 +15,7 @@ import X509
 /// stores the result in the state and commits it through the same update transaction as
 /// every other change (source `acme`). A failure backs off (1 min doubling to 1 day) while
 /// the current certificate, if any, keeps serving.
-final class ACMEManager: Sendable {
+final class ACMEManager: OnDemandOrdering {
     /// An entry's ACME state, for logs and `ctl`.
     struct Status: Sendable, Equatable {
         enum State: String, Sendable { case pending, valid, renewing, failed }
@@ -525,17 +525,6 @@ final class ACMEManager: Sendable {
     }
 
     // MARK: - On demand
-
-    /// What ``obtainOnDemand(host:entry:conf:previous:lastUsed:)`` came to.
-    enum OnDemandOrder: Sendable {
-        /// Stored: ordered by this node (`ordered`), or found stored by another node (or an
-        /// earlier order) and not due for renewal.
-        case obtained(StoredACMECertificate, ordered: Bool)
-        /// Another node of the fleet holds the name's order lock: its certificate will be stored.
-        case orderedElsewhere
-        /// The order failed (the reason, in certgate's words).
-        case failed(String)
-    }
 
     /// Obtains a certificate for one host name of an on-demand entry (a first one, or the
     /// renewal of `previous`), under the name's order lock (fleet-wide with `shared_state`),

@@ -46,14 +46,17 @@ final class OnDemandCertificates: Sendable {
         let issuer: String
         let notBefore: Date
         let notAfter: Date
+        /// When it is renewed (at a handshake from then on, or the loop's next turn).
+        let renewAt: Date
         let material: NIOServingMaterial
 
-        init(host: String, entry: String, issuer: String, notBefore: Date, notAfter: Date, material: NIOServingMaterial) {
+        init(host: String, entry: String, issuer: String, notBefore: Date, notAfter: Date, renewAt: Date, material: NIOServingMaterial) {
             self.host = host
             self.entry = entry
             self.issuer = issuer
             self.notBefore = notBefore
             self.notAfter = notAfter
+            self.renewAt = renewAt
             self.material = material
         }
     }
@@ -91,6 +94,8 @@ final class OnDemandCertificates: Sendable {
         /// Handshakes since the last flush to the state, by host.
         var used: [String: Date] = [:]
         var inFlight: [String: [Completion]] = [:]
+        /// Hosts being renewed now (by a handshake's trigger or the loop).
+        var renewing: Set<String> = []
         var running = 0
         var slotWaiters: [CheckedContinuation<Void, Never>] = []
         var stored = 0
@@ -99,14 +104,14 @@ final class OnDemandCertificates: Sendable {
     private let state: Mutex<State>
     private let store: (any OnDemandStore)?
     private let storeQueue = DispatchQueue(label: "certgate.on-demand.store")
-    private let acme: ACMEManager
+    private let acme: any OnDemandOrdering
     private let ask: OnDemandAsk
     private let logger: Logger
     private let loop = Mutex<Task<Void, Never>?>(nil)
     /// How often the loop renews, flushes last-use times and removes idle certificates.
     static let sweepInterval: Duration = .seconds(60)
 
-    init(configuration: OnDemandConfiguration, store: (any OnDemandStore)?, acme: ACMEManager, ask: OnDemandAsk, logger: Logger) {
+    init(configuration: OnDemandConfiguration, store: (any OnDemandStore)?, acme: any OnDemandOrdering, ask: OnDemandAsk, logger: Logger) {
         self.state = Mutex(State(
             configuration: configuration, limits: OnDemandLimits(policy: configuration.limits),
             cache: LRUList(capacity: configuration.maxCertificates)))
@@ -163,12 +168,17 @@ final class OnDemandCertificates: Sendable {
     func lookup(_ name: ServerName, client: IPAddress?, completion: @escaping Completion) -> Lookup {
         let now = Date()
         var start: Entry?
+        var renew: Entry?
         let lookup = state.withLock { state -> Lookup in
             guard let entry = Self.entry(for: name, in: state.entries) else { return .notMatched }
             let host = name.text
             if let served = state.cache.get(host, time: now.timeIntervalSince1970) {
                 if served.notAfter > now {
                     state.used[host] = now
+                    // Due: renewed in the background while this one keeps serving.
+                    if served.renewAt <= now, state.limits.refusal(of: host, now: now) == nil, state.renewing.insert(host).inserted {
+                        renew = entry
+                    }
                     return .hit(served)
                 }
                 state.cache.remove(host)
@@ -185,6 +195,12 @@ final class OnDemandCertificates: Sendable {
         if case .refused(let refusal) = lookup { Self.count(refusal) }
         if let start {
             Task { await resolve(name.text, entry: start, client: client) }
+        }
+        if let renew {
+            Task {
+                await self.renew(name.text, entry: renew, record: nil)
+                state.withLock { _ = $0.renewing.remove(name.text) }
+            }
         }
         return lookup
     }
@@ -319,7 +335,8 @@ final class OnDemandCertificates: Sendable {
         guard let material = try? NIOServingMaterial.eager(chain: chain, key: key) else { return unusable("the TLS library refused it") }
         return Served(
             host: host, entry: entry, issuer: certificate.issuer, notBefore: leaf.certificate.notValidBefore,
-            notAfter: leaf.certificate.notValidAfter, material: material)
+            notAfter: leaf.certificate.notValidAfter, renewAt: acme.renewalTime(of: certificate, issuerName: certificate.issuer, now: Date()),
+            material: material)
     }
 
     // MARK: - Order slots
@@ -425,24 +442,10 @@ final class OnDemandCertificates: Sendable {
                 continue  // not renewed
             }
             guard let name = ServerName.normalize(host), let entry = Self.entry(for: name, in: entries) else { continue }
-            guard acme.renewalTime(of: record.certificate, issuerName: entry.conf.acme ?? record.certificate.issuer, now: now) <= now,
-                  state.withLock({ $0.limits.refusal(of: host, now: now) }) == nil else { continue }
-            await acquireSlot()
-            let result = await order(host, entry: entry, previous: record.certificate)
-            releaseSlot()
-            switch result {
-            case .success(let served):
-                state.withLock { state in
-                    state.limits.succeeded(host)
-                    if state.cache.peek(host) != nil { _ = state.cache.set(host, served, time: now.timeIntervalSince1970) }
-                }
-                logger.notice("certificate renewed on demand", metadata: ["name": "\(host)", "not_after": "\(served.notAfter)"])
-            case .failure(let failure):
-                state.withLock { $0.limits.failed(host, reason: failure.reason, now: Date()) }
-                logger.error("renewing an on-demand certificate failed; the current one keeps serving", metadata: [
-                    "name": "\(host)", "reason": "\(failure.reason)",
-                ])
-            }
+            guard acme.renewalTime(of: record.certificate, issuerName: record.certificate.issuer, now: now) <= now,
+                  state.withLock({ $0.limits.refusal(of: host, now: now) == nil && $0.renewing.insert(host).inserted }) else { continue }
+            await renew(host, entry: entry, record: record)
+            state.withLock { _ = $0.renewing.remove(host) }
         }
         guard !expiredIdle.isEmpty else { return }
         let removed = expiredIdle
@@ -458,6 +461,41 @@ final class OnDemandCertificates: Sendable {
             logger.notice("removed on-demand certificates not served within idle_timeout", metadata: ["count": "\(expiredIdle.count)"])
         } catch {
             logger.warning("idle on-demand certificates cannot be removed yet", metadata: ["reason": "\(describeStoreFailure(error))"])
+        }
+    }
+
+    /// Renews `host`'s certificate (`record`: as stored, else read now) within the order
+    /// slots; the one in memory keeps serving until the new one replaces it. A failure backs
+    /// off (the negative cache, which new handshakes for the name do not consult while it is
+    /// served from memory).
+    private func renew(_ host: String, entry: Entry, record: StoredOnDemandCertificate?) async {
+        var current = record
+        if current == nil {
+            do {
+                current = try await onStore { try $0.onDemandCertificate(host: host) }
+            } catch {
+                logger.warning("an on-demand certificate due for renewal cannot be read yet", metadata: [
+                    "name": "\(host)", "reason": "\(describeStoreFailure(error))",
+                ])
+                return
+            }
+        }
+        guard let current else { return }
+        await acquireSlot()
+        let result = await order(host, entry: entry, previous: current.certificate)
+        releaseSlot()
+        switch result {
+        case .success(let served):
+            state.withLock { state in
+                state.limits.succeeded(host)
+                if state.cache.peek(host) != nil { _ = state.cache.set(host, served, time: Date().timeIntervalSince1970) }
+            }
+            logger.notice("certificate renewed on demand", metadata: ["name": "\(host)", "not_after": "\(served.notAfter)"])
+        case .failure(let failure):
+            state.withLock { $0.limits.failed(host, reason: failure.reason, now: Date()) }
+            logger.error("renewing an on-demand certificate failed; the current one keeps serving", metadata: [
+                "name": "\(host)", "reason": "\(failure.reason)",
+            ])
         }
     }
 

@@ -1,3 +1,4 @@
+import CertificateKit
 import Foundation
 import GRDB
 import PostgresNIO
@@ -11,6 +12,26 @@ struct StoredOnDemandCertificate: Sendable, Equatable {
     var lastUsed: Date
 
     var host: String { certificate.name }
+}
+
+/// What ``OnDemandOrdering/obtainOnDemand(host:entry:conf:previous:lastUsed:)`` came to.
+enum OnDemandOrder: Sendable {
+    /// Stored: ordered by this node (`ordered`), or found stored by another node (or an
+    /// earlier order) and not due for renewal.
+    case obtained(StoredACMECertificate, ordered: Bool)
+    /// Another node of the fleet holds the name's order lock: its certificate will be stored.
+    case orderedElsewhere
+    /// The order failed (the reason, in certgate's words).
+    case failed(String)
+}
+
+/// Who orders on-demand certificates (``ACMEManager``: its CAs, accounts and solvers).
+protocol OnDemandOrdering: Sendable {
+    /// Obtains and stores a certificate for `host` (a first one, or the renewal of `previous`)
+    /// under the name's order lock.
+    func obtainOnDemand(host: String, entry: String, conf: CertificateConf, previous: StoredACMECertificate?, lastUsed: Date) async -> OnDemandOrder
+    /// When a certificate from the CA called `issuerName` is to be renewed.
+    func renewalTime(of stored: StoredACMECertificate, issuerName: String, now: Date) -> Date
 }
 
 /// Where on-demand certificates live: the node's SQLite state, or a fleet's PostgreSQL.

@@ -55,9 +55,11 @@ struct OnDemandInteropTests {
         }
     }
 
-    static func setUp() async throws -> Setup {
+    /// - Parameter validity: Pebble's certificate lifetime in seconds (its default: 5 years).
+    static func setUp(validity: Int? = nil) async throws -> Setup {
         let httpsPort = unusedLocalPort()
-        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: httpsPort))
+        let pebble = try await PebbleServer(
+            extraConfig: validity.map { "\"certificateValidityPeriod\": \($0)," } ?? "", validationPorts: (http: unusedLocalPort(), tls: httpsPort))
         // Allowed: every name but those starting with "denied".
         let ask = try await AskEndpoint { !$0.hasPrefix("denied") }
         let folder = try FixtureFolder()
@@ -267,5 +269,27 @@ struct OnDemandInteropTests {
         let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "list", "--on-demand"])
         #expect(list.stdout.contains("kept.customers.test"), "\(list.stdout)")
         #expect(list.stdout.contains("1 certificates obtained on demand"), "\(list.stdout)")
+    }
+
+    @Test("a certificate served after its renewal time is renewed in the background while it keeps serving; the next handshake gets the new one, which verifies")
+    func dueCertificateRenewedWhileServed() async throws {
+        // Pebble's certificates live 30 s here: renewal is due when a third (10 s) remains.
+        let setup = try await Self.setUp(validity: 30)
+        defer { Task { await setup.stop() } }
+        let gateway = try await GatewayProcess(config: setup.config(onDemand: "{ handshake_wait: 30s }"), folder: setup.folder)
+        defer { _ = gateway.stop() }
+        let first = try #require(try await Self.verified("renew.customers.test", setup))
+        let notAfter = try servedNotAfter(Certificate(derEncoded: first))
+        let renewAt = notAfter.addingTimeInterval(-10)
+        #expect(renewAt.timeIntervalSinceNow > 5, "Pebble's certificate: not after \(notAfter)")
+        try await Task.sleep(for: .seconds(max(0, renewAt.timeIntervalSinceNow) + 1))
+        // Due: this handshake still gets the current certificate and starts the renewal.
+        #expect(try await Self.verified("renew.customers.test", setup) == first)
+        #expect(try await gateway.waitForLog("certificate renewed on demand", timeout: .seconds(30)), "\(gateway.logText)")
+        let second = try await Self.verified("renew.customers.test", setup)
+        #expect(second != nil && second != first)
+        #expect(Self.issuedByPebble(setup) == 2)
+        #expect(Self.orders(in: gateway.logText, for: "renew.customers.test") == 2)
+        #expect(gateway.logText.contains("renewal=true"))
     }
 }
