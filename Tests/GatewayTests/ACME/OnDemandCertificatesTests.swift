@@ -1,0 +1,166 @@
+import AsyncHTTPClient
+import CertificateKit
+import CertificateTestSupport
+import Foundation
+import Logging
+import NIOPosix
+import Synchronization
+import Testing
+@testable import Gateway
+
+/// On-demand certificates in a state held in memory, with a CA that signs at once.
+private final class MemoryOnDemandStore: OnDemandStore {
+    let records = Mutex<[String: StoredOnDemandCertificate]>([:])
+
+    func onDemandCertificate(host: String) throws -> StoredOnDemandCertificate? { records.withLock { $0[host] } }
+    func saveOnDemandCertificate(_ record: StoredOnDemandCertificate) throws { records.withLock { $0[record.host] = record } }
+    func onDemandCertificates() throws -> [StoredOnDemandCertificate] { records.withLock { $0.values.sorted { $0.host < $1.host } } }
+    func markOnDemandUsed(_ lastUsed: [String: Date]) throws {
+        records.withLock { records in
+            for (host, time) in lastUsed where records[host] != nil { records[host]!.lastUsed = max(records[host]!.lastUsed, time) }
+        }
+    }
+    func removeOnDemandCertificates(_ hosts: [String]) throws { records.withLock { for host in hosts { $0[host] = nil } } }
+}
+
+/// Signs a 90-day leaf for the host at each order and stores it; renewal is due 30 days
+/// before notAfter. Records the orders it was asked for.
+private final class SigningCA: OnDemandOrdering {
+    let authority = TestCertificate.authority(commonName: "on-demand unit CA")
+    let store: MemoryOnDemandStore
+    let ordered = Mutex<[String]>([])
+
+    init(store: MemoryOnDemandStore) { self.store = store }
+
+    func record(_ host: String, notBefore: Date, lastUsed: Date) -> StoredOnDemandCertificate {
+        let leaf = authority.leaf(dnsNames: [host], notBefore: notBefore, notAfter: notBefore.addingTimeInterval(90 * 86_400))
+        return StoredOnDemandCertificate(
+            certificate: StoredACMECertificate(
+                name: host, issuer: "test-ca", domains: [host], chainPEM: leaf.pem + authority.pem, keyPEM: leaf.key.pkcs8PEM,
+                notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter, certificateURL: "https://ca.test/cert/1",
+                obtainedAt: notBefore),
+            entry: "customers", lastUsed: lastUsed)
+    }
+
+    func obtainOnDemand(host: String, entry: String, conf: CertificateConf, previous: StoredACMECertificate?, lastUsed: Date) async -> OnDemandOrder {
+        ordered.withLock { $0.append(host) }
+        let record = record(host, notBefore: Date().addingTimeInterval(-60), lastUsed: lastUsed)
+        try? store.saveOnDemandCertificate(record)
+        return .obtained(record.certificate, ordered: true)
+    }
+
+    func renewalTime(of stored: StoredACMECertificate, issuerName: String, now: Date) -> Date {
+        stored.notAfter.addingTimeInterval(-30 * 86_400)
+    }
+}
+
+@Suite("on-demand certificates: which entry takes a name, the memory bound, renewal and idle removal")
+struct OnDemandCertificatesTests {
+    static func entries(_ confs: [String: String]) -> [OnDemandCertificates.Entry] {
+        confs.sorted { $0.key < $1.key }.map { name, domains in
+            OnDemandCertificates.Entry(
+                name: name, conf: CertificateConf(domains: DomainList(commaSeparated: domains), acme: "ca", onDemand: true),
+                patterns: DomainList(commaSeparated: domains).items.map { try! NamePattern.parse($0).get() })
+        }
+    }
+
+    @Test("an exact pattern takes a name before a one-level wildcard, which takes it before '*'; a name no pattern takes has no entry")
+    func entryPriority() {
+        let entries = Self.entries(["any": "*", "shops": "*.shop.test", "flagship": "main.shop.test,other.test"])
+        func entry(_ name: String) -> String? { OnDemandCertificates.entry(for: ServerName.normalize(name)!, in: entries)?.name }
+        #expect(entry("main.shop.test") == "flagship")
+        #expect(entry("other.test") == "flagship")
+        #expect(entry("second.shop.test") == "shops")
+        #expect(entry("deep.second.shop.test") == "any")
+        #expect(entry("elsewhere.test") == "any")
+        let narrow = Self.entries(["shops": "*.shop.test"])
+        #expect(OnDemandCertificates.entry(for: ServerName.normalize("shop.test")!, in: narrow) == nil)
+        #expect(OnDemandCertificates.entry(for: ServerName.normalize("a.b.shop.test")!, in: narrow) == nil)
+    }
+
+    /// The component over `store` and `ca`, with `configuration`, its entry `customers: *.customers.test`.
+    private static func make(
+        _ store: MemoryOnDemandStore, _ ca: SigningCA, configuration: OnDemandConfiguration = OnDemandConfiguration(), client: HTTPClient
+    ) -> OnDemandCertificates {
+        let certificates = OnDemandCertificates(
+            configuration: configuration, store: store, acme: ca, ask: OnDemandAsk(client: client), logger: Logger(label: "test"))
+        certificates.replaceEntries(["customers": CertificateConf(domains: "*.customers.test", acme: "ca", onDemand: true)])
+        return certificates
+    }
+
+    /// Looks `name` up and waits for the answer (the served certificate's host, or nil).
+    private static func serve(_ name: String, _ certificates: OnDemandCertificates, client: IPAddress? = nil) async -> String?? {
+        await withCheckedContinuation { continuation in
+            let answered = Mutex(false)
+            let lookup = certificates.lookup(ServerName.normalize(name)!, client: client) { served in
+                if answered.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: .some(served?.host)) }
+            }
+            switch lookup {
+            case .notMatched: continuation.resume(returning: nil)
+            case .hit(let served): continuation.resume(returning: .some(served.host))
+            case .refused: continuation.resume(returning: .some(nil))
+            case .pending: break
+            }
+        }
+    }
+
+    @Test("past max_certificates the least recently served certificate leaves memory, stays stored, and comes back at its next handshake without an order")
+    func memoryBoundEvictsLeastRecentlyServed() async throws {
+        let client = HTTPClient.shared  // never asked: the entry has no ask endpoint
+        let store = MemoryOnDemandStore()
+        let ca = SigningCA(store: store)
+        var configuration = OnDemandConfiguration()
+        configuration.maxCertificates = 2
+        let certificates = Self.make(store, ca, configuration: configuration, client: client)
+
+        #expect(await Self.serve("a.customers.test", certificates) == .some("a.customers.test"))
+        #expect(await Self.serve("b.customers.test", certificates) == .some("b.customers.test"))
+        #expect(await Self.serve("a.customers.test", certificates) == .some("a.customers.test"))  // a is now the more recent
+        #expect(await Self.serve("c.customers.test", certificates) == .some("c.customers.test"))  // b leaves memory
+        #expect(certificates.status.cached == 2)
+        #expect(try store.onDemandCertificates().map(\.host) == ["a.customers.test", "b.customers.test", "c.customers.test"])
+        #expect(await Self.serve("b.customers.test", certificates) == .some("b.customers.test"))
+        #expect(ca.ordered.withLock { $0 } == ["a.customers.test", "b.customers.test", "c.customers.test"])
+        // Not one of the entry's names: no entry takes it.
+        #expect(await Self.serve("other.test", certificates) == nil)
+        let listed = try await certificates.listing()
+        #expect(listed.map(\.host) == ["a.customers.test", "b.customers.test", "c.customers.test"])
+        #expect(listed.map(\.cached) == [false, true, true])
+        #expect(listed.allSatisfy { $0.entry == "customers" && $0.issuer == "test-ca" })
+    }
+
+    @Test("a turn of the loop renews what was served within idle_timeout and is due, leaves the rest, and removes what is idle past it and expired; last handshakes are recorded in the state")
+    func sweepRenewsUsedAndRemovesIdle() async throws {
+        let client = HTTPClient.shared  // never asked: the entry has no ask endpoint
+        let store = MemoryOnDemandStore()
+        let ca = SigningCA(store: store)
+        let certificates = Self.make(store, ca, client: client)
+        let now = Date()
+        let day: TimeInterval = 86_400
+        // Used yesterday, issued 70 days ago: due (renewal 30 days before a 90-day notAfter).
+        try store.saveOnDemandCertificate(ca.record("due.customers.test", notBefore: now - 70 * day, lastUsed: now - day))
+        // Used yesterday, issued 10 days ago: not due.
+        let fresh = ca.record("fresh.customers.test", notBefore: now - 10 * day, lastUsed: now - day)
+        try store.saveOnDemandCertificate(fresh)
+        // Not used for 40 days (idle_timeout 30d), issued 70 days ago: due, but not renewed; not expired: kept.
+        let idle = ca.record("idle.customers.test", notBefore: now - 70 * day, lastUsed: now - 40 * day)
+        try store.saveOnDemandCertificate(idle)
+        // Not used for 100 days and expired: removed.
+        try store.saveOnDemandCertificate(ca.record("gone.customers.test", notBefore: now - 100 * day, lastUsed: now - 100 * day))
+
+        await certificates.sweep(now: now)
+        #expect(ca.ordered.withLock { $0 } == ["due.customers.test"])
+        let after = Dictionary(uniqueKeysWithValues: try store.onDemandCertificates().map { ($0.host, $0) })
+        #expect(after.keys.sorted() == ["due.customers.test", "fresh.customers.test", "idle.customers.test"])
+        #expect(after["due.customers.test"]!.certificate.notBefore > now - day)
+        #expect(after["fresh.customers.test"] == fresh)
+        #expect(after["idle.customers.test"] == idle)
+        #expect(certificates.status.stored == 3)
+
+        // A handshake for the idle one is recorded at the next turn: it is renewed then.
+        #expect(await Self.serve("idle.customers.test", certificates) == .some("idle.customers.test"))
+        await certificates.sweep(now: Date())
+        #expect(try store.onDemandCertificate(host: "idle.customers.test")!.lastUsed > now - 60)
+        #expect(ca.ordered.withLock { $0 } == ["due.customers.test", "idle.customers.test"])
+    }
+}
