@@ -1,3 +1,4 @@
+import CertificateKit
 import Foundation
 
 /// Where a node stands in a fleet's history: which fleet (a database once set up gets an
@@ -21,4 +22,6 @@ struct FleetChanges: Sendable {
     var rows: [StoredRow]
     var removed: [String]
     var whole: Bool
+    /// Every acme entry of the fleet as sent (pending and on-demand ones, in no set, too).
+    var acmeEntries: [String: CertificateConf] = [:]
 }

@@ -1,3 +1,4 @@
+import CertificateKit
 import Foundation
 import NIOCore
 import PostgresNIO
@@ -23,6 +24,8 @@ extension FleetDatabase {
         var generation: UInt64
         var source: UpdateSource
         var committedAt: Date
+        /// Its acme entries as configured (pending ones included).
+        var acmeEntries: [String: CertificateConf] = [:]
     }
 
     enum Joined: Sendable {
@@ -68,6 +71,7 @@ extension FleetDatabase {
                 let seed = try seed()
                 let position = FleetPosition(fleet: UUID().uuidString.lowercased(), generation: seed.generation)
                 try Self.upsert(seed.rows, generation: seed.generation, session: session)
+                try Self.writeACMEEntries(.replace(seed.acmeEntries), session: session)
                 try session.query("""
                     INSERT INTO certgate_fleet (id, fleet_id, generation, committed_at, source, node)
                     VALUES (1, \(position.fleet), \(Int64(seed.generation)), \(seed.committedAt.timeIntervalSince1970), \(seed.source.rawValue), \(configuration.node))
@@ -112,8 +116,13 @@ extension FleetDatabase {
 
         /// The rows of generation `generation` (added and changed entries), the names it
         /// removes, and the fleet's new head; notifies every node at commit.
-        func commit(rows: [StoredRow], removed: [String], generation: UInt64, source: UpdateSource, committedAt: Date) throws -> FleetPosition {
+        /// `acmeEntries`: the update's acme entries as sent (nil: no change to them).
+        func commit(
+            rows: [StoredRow], removed: [String], generation: UInt64, source: UpdateSource, committedAt: Date,
+            acmeEntries: CertificateUpdateRequest.Change?
+        ) throws -> FleetPosition {
             try FleetDatabase.upsert(rows, generation: generation, session: session)
+            if let acmeEntries { try FleetDatabase.writeACMEEntries(acmeEntries, session: session) }
             if !removed.isEmpty {
                 try session.query("DELETE FROM certgate_certificates WHERE name = ANY(\(removed)::text[])")
                 try session.query("""
@@ -176,7 +185,55 @@ extension FleetDatabase {
         let removed = whole ? [] : try session.query("SELECT name FROM certgate_removed WHERE generation > \(since)").map { try $0.decode(String.self) }
         return FleetChanges(
             position: head.position, committedAt: head.committedAt, source: head.source, node: head.node,
-            rows: rows, removed: removed, whole: whole)
+            rows: rows, removed: removed, whole: whole, acmeEntries: try acmeEntries(session))
+    }
+
+    /// Every acme entry the fleet keeps (a few per name at most: read whole at each follow).
+    private static func acmeEntries(_ session: Session) throws -> [String: CertificateConf] {
+        var entries: [String: CertificateConf] = [:]
+        for row in try session.query("SELECT name, conf FROM certgate_acme_entries") {
+            let (name, json) = try row.decode((String, String).self)
+            guard let conf = try? JSONDecoder().decode(CertificateConf.self, from: Data(json.utf8)) else {
+                throw SharedStateError(operation: "read the fleet's acme entries", reason: "entry \(QuotedValue.quote(name)) does not decode")
+            }
+            entries[name] = conf
+        }
+        return entries
+    }
+
+    /// Applies an update's acme entries to the fleet's (as the SQLite state does its own): a
+    /// whole set replaces them; a batch upserts its acme entries and removes the names it
+    /// deletes or replaces with another kind of entry.
+    fileprivate static func writeACMEEntries(_ change: CertificateUpdateRequest.Change, session: Session) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        func bare(_ conf: CertificateConf) throws -> String {
+            var bare = conf
+            bare.tlsCert = nil
+            bare.tlsKey = nil
+            return String(decoding: try encoder.encode(bare), as: UTF8.self)
+        }
+        var upserts: [String: CertificateConf]
+        var deletions: [String]
+        switch change {
+        case .replace(let confs):
+            try session.query("DELETE FROM certgate_acme_entries")
+            upserts = confs.filter { $0.value.acme != nil }
+            deletions = []
+        case .batch(let batch, let deleted):
+            upserts = batch.filter { $0.value.acme != nil }
+            deletions = deleted + batch.keys.filter { batch[$0]?.acme == nil }
+        }
+        if !deletions.isEmpty {
+            try session.query("DELETE FROM certgate_acme_entries WHERE name = ANY(\(deletions)::text[])")
+        }
+        guard !upserts.isEmpty else { return }
+        let names = Array(upserts.keys)
+        let confs = try names.map { try bare(upserts[$0]!) }
+        try session.query("""
+            INSERT INTO certgate_acme_entries (name, conf) SELECT * FROM unnest(\(names)::text[], \(confs)::text[])
+            ON CONFLICT (name) DO UPDATE SET conf = excluded.conf
+            """)
     }
 
     /// Upserts rows in batches (one statement per 2,000 rows, not one per row).

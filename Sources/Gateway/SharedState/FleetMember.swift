@@ -53,7 +53,7 @@ public final class FleetMember: Sendable {
     func followed(_ changes: FleetChanges) {
         served.withLock { $0 = changes.position }
         keep(rows: changes.rows, removed: changes.removed, whole: changes.whole, position: changes.position,
-             committedAt: changes.committedAt, source: changes.source, acmeEntries: nil)
+             committedAt: changes.committedAt, source: changes.source, acmeEntries: .replace(changes.acmeEntries))
         logger.debug("followed the fleet", metadata: [
             "generation": "\(changes.position.generation)", "by": "\(changes.node)", "source": "\(changes.source.rawValue)",
             "upserted": "\(changes.rows.count)", "removed": "\(changes.removed.count)", "whole": "\(changes.whole)",

@@ -93,6 +93,14 @@ enum FleetSchema {
                 last_used DOUBLE PRECISION NOT NULL
             )
             """,
+            // Every acme entry of the fleet's set as sent (no certificate material), pending and
+            // on-demand ones included — those are in no set — so every node knows them all.
+            "CREATE TABLE certgate_acme_entries (name TEXT PRIMARY KEY, conf TEXT NOT NULL)",
+            // A fleet set up before: its acme entries are those of its set.
+            """
+            INSERT INTO certgate_acme_entries (name, conf)
+            SELECT name, (conf::jsonb - 'tls_cert' - 'tls_key')::text FROM certgate_certificates WHERE conf::jsonb ? 'acme'
+            """,
         ]),
     ]
 

@@ -31,15 +31,16 @@ extension InitialSet {
                 own = Loaded(
                     set: try CertificateSet.restore(from: local.entries, context: context), generation: local.generation,
                     committedAt: local.committedAt, source: local.source)
-                seed = FleetDatabase.Seed(rows: try state.loadRows(), generation: local.generation, source: local.source, committedAt: local.committedAt)
                 wanted = local.entries.mapValues(\.conf).filter { $0.value.acme != nil }
                 wanted.merge(committedACMEEntries) { _, committed in committed }
+                seed = FleetDatabase.Seed(
+                    rows: try state.loadRows(), generation: local.generation, source: local.source, committedAt: local.committedAt, acmeEntries: wanted)
             } else {
                 let change = try CertificateSet.build(from: acme.materialize(configuration.certificates).servable, context: context)
                 let now = Date()
                 own = Loaded(set: change.set, generation: 0, committedAt: now, source: .config)
-                seed = FleetDatabase.Seed(rows: try FleetCommit.rows(of: change), generation: 0, source: .config, committedAt: now)
                 wanted = configuration.certificates.filter { $0.value.acme != nil }
+                seed = FleetDatabase.Seed(rows: try FleetCommit.rows(of: change), generation: 0, source: .config, committedAt: now, acmeEntries: wanted)
             }
         } catch let error as CertificateSetError {
             throw GatewayStartupError(reasons: error.errors.map { local == nil ? $0.description : "local snapshot (\(state.path)): \($0)" })
@@ -94,6 +95,8 @@ extension InitialSet {
                     for name in changes.removed { wanted[name] = nil }
                 }
                 for (name, entry) in stored { wanted[name] = entry.conf.acme == nil ? nil : entry.conf }
+                // On-demand entries are in no set: the fleet's list of acme entries names them.
+                for (name, conf) in changes.acmeEntries where conf.isOnDemand { wanted[name] = conf }
             } catch let error as CertificateSetError {
                 throw GatewayStartupError(reasons: error.errors.map { "the fleet's set (\(fleet.database.location)): \($0)" })
             } catch let error as StoredRowUnreadable {
@@ -102,7 +105,7 @@ extension InitialSet {
                 throw GatewayStartupError(reasons: ["the fleet's set (\(fleet.database.location)) cannot be read"])
             }
             fleet.keep(rows: changes.rows, removed: changes.removed, whole: changes.whole, position: changes.position,
-                       committedAt: changes.committedAt, source: changes.source, acmeEntries: nil)
+                       committedAt: changes.committedAt, source: changes.source, acmeEntries: .replace(changes.acmeEntries))
             fleet.serving(changes.position)
             fleet.reached(fleetGeneration: changes.position.generation)
             acme.updated(by: .replace(wanted))

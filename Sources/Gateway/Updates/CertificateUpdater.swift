@@ -173,6 +173,8 @@ public final class CertificateUpdater: Sendable {
         public let snapshot: CertificateSnapshot
         public let change: CertificateSetChange
         public let whole: Bool
+        /// Every acme entry of the fleet as sent (pending and on-demand ones included).
+        public let acmeEntries: [String: CertificateConf]
     }
 
     /// Installs what other nodes of the fleet committed: the stored rows (never files),
@@ -196,7 +198,7 @@ public final class CertificateUpdater: Sendable {
         let snapshot = store.install(change.set, generation: changes.position.generation, committedAt: changes.committedAt)
         fleet?.followed(changes)
         onCommit(snapshot, change, UpdateWarnings.of(change, previous: current.set), changes.source, changes.node)
-        return FollowedChange(snapshot: snapshot, change: change, whole: changes.whole)
+        return FollowedChange(snapshot: snapshot, change: change, whole: changes.whole, acmeEntries: changes.acmeEntries)
     }
 
     /// The transaction itself; runs on `queue`.
@@ -249,7 +251,8 @@ public final class CertificateUpdater: Sendable {
                     let generation = current.generation + 1
                     let rows = try FleetCommit.rows(of: prepared.change)
                     let position = try writer.commit(
-                        rows: rows, removed: prepared.change.removed, generation: generation, source: request.source, committedAt: committedAt)
+                        rows: rows, removed: prepared.change.removed, generation: generation, source: request.source, committedAt: committedAt,
+                        acmeEntries: request.acmeEntries)
                     return .success((prepared, FleetCommit(position: position, rows: rows)))
                 } catch let failure as CertificateUpdateFailure {
                     return .failure(failure)

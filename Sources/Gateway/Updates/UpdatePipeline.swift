@@ -77,17 +77,13 @@ final class UpdatePipeline: Sendable {
         await updater.exclusively { transaction in
             do throws(CertificateUpdateFailure) {
                 guard let followed = try transaction.followFleet() else { return }
-                // Every node renews the fleet's acme entries (one at a time per name: the
-                // order lock), so they know each one the fleet serves.
-                let entries = followed.snapshot.set.entries
-                if followed.whole {
-                    acme.updated(by: .replace(entries.compactMapValues { $0.conf.acme == nil ? nil : $0.conf }), keepingPending: true)
-                } else {
-                    let upserts = (followed.change.added + followed.change.changed).reduce(into: [String: CertificateConf]()) { result, name in
-                        if let conf = entries[name]?.conf { result[name] = conf }
-                    }
-                    acme.updated(by: .batch(upserts: upserts, deletions: followed.change.removed))
-                }
+                // Every node renews the acme entries the fleet serves (one node at a time per
+                // name: the order lock) and serves its on-demand entries (in no set: the fleet's
+                // list of acme entries names them). An entry still pending stays with the node
+                // that committed it.
+                let served = followed.snapshot.set.entries
+                acme.updated(
+                    by: .replace(followed.acmeEntries.filter { $0.value.isOnDemand || served[$0.key] != nil }), keepingPending: true)
             } catch {
                 logger.error("the fleet's latest set cannot be served here; serving the last one followed", metadata: ["reason": "\(error.description)"])
             }

@@ -496,6 +496,71 @@ struct FleetInteropTests {
         }
     }
 
+    @Test("on demand in a fleet: ten handshakes at once for a new name spread over three nodes make one order fleet-wide and all get the same certificate; a name obtained by one node is served by the others from the fleet's state with no order; an on-demand entry sent to one node is known to all")
+    func onDemandIsFleetWide() async throws {
+        let cluster = try await PostgresCluster()
+        let firstPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
+        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        try await Self.withACMEFleet(
+            cluster: cluster, pebble: pebble,
+            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }",
+            certificates: "  customers: { acme: pebble, on_demand: true, domains: \"*.customers.test\" }",
+            fixedPort: (1, firstPort),
+            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
+        ) { nodes in
+            #expect(try await eventually(timeout: .seconds(10)) {
+                try cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
+            })
+            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+            func leaf(_ node: Node, _ name: String) async -> [UInt8]? {
+                guard let connection = try? await probe.connect(port: node.port, serverName: name) else { return nil }
+                await connection.close()
+                return connection.servedLeaf
+            }
+            let ports = nodes.map(\.port)
+            let leaves = await withTaskGroup(of: [UInt8]?.self) { group in
+                for index in 0..<10 {
+                    let port = ports[index % 3]
+                    group.addTask {
+                        guard let connection = try? await probe.connect(port: port, serverName: "shop.customers.test") else { return nil }
+                        await connection.close()
+                        return connection.servedLeaf
+                    }
+                }
+                return await group.reduce(into: [[UInt8]?]()) { $0.append($1) }
+            }
+            #expect(leaves.count == 10 && leaves.allSatisfy { $0 != nil }, "\(nodes.map(\.gateway.logText).joined(separator: "\n----\n"))")
+            #expect(Set(leaves.compactMap { $0 }).count == 1)
+            let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate on demand").count - 1 }
+            #expect(orders.reduce(0, +) == 1, "orders per node: \(orders)")
+            #expect(pebble.logText.components(separatedBy: "Issued certificate serial").count - 1 == 1)
+            #expect(try cluster.psql("SELECT host, entry FROM certgate_acme_on_demand").trimmingCharacters(in: .whitespacesAndNewlines) == "shop.customers.test|customers")
+
+            // Obtained through node 2: nodes 1 and 3 serve it from the fleet's state.
+            let viaSecond = await leaf(nodes[1], "second.customers.test")
+            #expect(viaSecond != nil)
+            #expect(await leaf(nodes[0], "second.customers.test") == viaSecond)
+            #expect(await leaf(nodes[2], "second.customers.test") == viaSecond)
+            #expect(pebble.logText.components(separatedBy: "Issued certificate serial").count - 1 == 2)
+
+            // A new on-demand entry sent to node 1 (it enters no set): node 3 knows it from the fleet.
+            _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+                try await control.updateCertificates(.with {
+                    $0.upsert = [.with {
+                        $0.name = "tenants"
+                        $0.acme = "pebble"
+                        $0.onDemand = true
+                        $0.domains = ["*.tenants.test"]
+                    }]
+                })
+            }
+            #expect(try await nodes[2].gateway.waitForLog("[Gateway] certificate set committed", occurrences: 1))
+            #expect(try await eventually(timeout: .seconds(30)) { await leaf(nodes[2], "one.tenants.test") != nil }, "\(nodes[2].gateway.logText)")
+            #expect(try cluster.psql("SELECT name FROM certgate_acme_entries ORDER BY name").trimmingCharacters(in: .whitespacesAndNewlines) == "customers\ntenants")
+        }
+    }
+
     @Test("handshakes with host name verification against all three nodes while 1,000 updates go through their sockets: none fails, and each gets a leaf of its own name (an older or a newer version), never another name's")
     func handshakesDuringUpdates() async throws {
         try await Self.withFleet { cluster, nodes in
