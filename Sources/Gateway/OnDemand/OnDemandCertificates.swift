@@ -84,6 +84,9 @@ final class OnDemandCertificates: Sendable {
         var ordering: Int
         var refusedNames: Int
         var configuration: OnDemandConfiguration
+
+        /// Whether there is anything to say: an on-demand entry, or certificates it obtained.
+        var inUse: Bool { entries > 0 || stored > 0 }
     }
 
     private struct State {

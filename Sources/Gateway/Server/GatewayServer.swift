@@ -225,7 +225,7 @@ public final class GatewayServer: Sendable {
         return GatewayStatus(
             generation: snapshot.generation, certificates: snapshot.set.count, issuedCached: issued.count,
             listeners: listeners.status, lastUpdate: time, lastUpdateSource: source, sharedState: fleet?.status,
-            onDemand: onDemand.status)
+            onDemand: onDemand.status.inUse ? onDemand.status : nil)
     }
 
     /// The fleet membership `shared_state:` asks for (nil without it).
