@@ -39,7 +39,9 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "certgate")
         // One registry behind swift-metrics (counters of the gateway) and the per-entry gauges.
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets = GatewayMetrics.durationHistogramBuckets
+        MetricsSystem.bootstrap(factory)
         let servingProblems = configuration.problemsForServing(file: config)
         guard servingProblems.isEmpty else {
             for problem in servingProblems { logger.error("\(problem)") }

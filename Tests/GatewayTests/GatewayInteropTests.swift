@@ -279,8 +279,10 @@ struct GatewayInteropTests {
         defer { folder.remove() }
         let gateway = try await GatewayProcess(config: Self.config(handshakeTimeout: "300ms"), folder: folder)
         defer { gateway.stop() }
-        let channel = try await ClientBootstrap(group: Self.group).connect(host: "127.0.0.1", port: gateway.port).get()
+        // Timed from before the connect: the gateway's clock starts at its accept, which comes
+        // after this; a start taken once the connect has returned may be late on a loaded machine.
         let start = ContinuousClock.now
+        let channel = try await ClientBootstrap(group: Self.group).connect(host: "127.0.0.1", port: gateway.port).get()
         let closed = channel.closeFuture
         // Closed by the gateway, before our own 20 s guard (twice the default handshake timeout).
         let guardTask = Task { try await Task.sleep(for: .seconds(20)); try await channel.close() }

@@ -43,6 +43,12 @@ public final class GatewayMetrics: Sendable {
 
     public init() {}
 
+    /// The buckets of the gateway's duration histograms, by metric (for the Prometheus
+    /// factory's `durationHistogramBuckets`).
+    public static var durationHistogramBuckets: [String: [Duration]] {
+        [EventLoopLag.label: EventLoopLag.buckets]
+    }
+
     public func handshakes(listener: String) -> ListenerCounters {
         ListenerCounters(listener: listener)
     }

@@ -113,6 +113,9 @@ final class OnDemandCertificates: Sendable {
     private let loop = Mutex<Task<Void, Never>?>(nil)
     /// How often the loop renews, flushes last-use times and removes idle certificates.
     static let sweepInterval: Duration = .seconds(60)
+    /// Names looked up or ordered at once, at most: past it a new name gets the fallback
+    /// (`cache_full`), so a flood of names cannot queue work without bound.
+    static let maxNamesInFlight = 1_000
 
     init(configuration: OnDemandConfiguration, store: (any OnDemandStore)?, acme: any OnDemandOrdering, ask: OnDemandAsk, logger: Logger) {
         self.state = Mutex(State(
@@ -191,6 +194,7 @@ final class OnDemandCertificates: Sendable {
                 return .pending
             }
             if state.limits.refusal(of: host, now: now) != nil { return .refused(.failedRecently) }
+            if state.inFlight.count >= Self.maxNamesInFlight { return .refused(.busy) }
             state.inFlight[host] = [completion]
             start = entry
             return .pending

@@ -28,6 +28,9 @@ struct OnDemandLimits: Sendable {
         case rateLimited = "rate_limited"
         /// The name was refused or its order failed a short while ago (negative cache).
         case failedRecently = "failed_recently"
+        /// Already as many names being looked up or ordered as the gateway takes at once
+        /// (the local CA's reason for a full queue).
+        case busy = "cache_full"
     }
 
     /// A name remembered as refused or failed.

@@ -25,6 +25,8 @@ public final class GatewayServer: Sendable {
     /// Asks on-demand entries' `ask` endpoints (redirects are not followed: only a 2xx allows).
     private let askClient: HTTPClient
     private let onDemand: OnDemandCertificates
+    /// `certgate_event_loop_lag_seconds`.
+    private let lag = EventLoopLag()
     private let leafWriter: IssuedLeafWriter?
     private let state: StateStore?
     private let acme: ACMEManager
@@ -183,6 +185,7 @@ public final class GatewayServer: Sendable {
             }
         }
         onDemand.start()
+        lag.start(on: group)
         if let address = configuration.metrics?.listen {
             let store = self.store
             do {
@@ -260,6 +263,7 @@ public final class GatewayServer: Sendable {
     /// what is left; then makes what is pending durable.
     public func shutdown(timeout: Duration) async {
         maintenance.stop()
+        lag.stop()
         await follower?.stop()
         await onDemand.stop()
         await acme.stop()

@@ -244,6 +244,8 @@ struct OnDemandInteropTests {
         #expect(Self.orders(in: gateway.logText) == 5)
         let metrics = try scrapeMetrics(port: setup.metricsPort)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "client_rate_limited"]) == 495)
+        // The loops' lateness is measured (its figures under this load: bench/on_demand.sh).
+        #expect((metrics.value("certgate_event_loop_lag_seconds_count") ?? 0) > 0)
         let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
         #expect(status.stdout.contains("5 certificates stored, 5 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
     }
