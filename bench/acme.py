@@ -97,31 +97,52 @@ def handshake_seconds(port, name, context):
         return None
 
 
+class Pebble:
+    """Pebble and pebble-challtestsrv started by ``start_pebble``."""
+
+    def __init__(self, processes, directory, challenge_management):
+        self.processes = processes
+        self.directory = directory
+        self.challenge_management = challenge_management
+
+
+def start_pebble(work, tls_port, http_port):
+    """Pebble validating tls-alpn-01 at `tls_port` and http-01 at `http_port` (certgate's
+    listeners), every name resolving to 127.0.0.1 through challtestsrv's DNS; no random
+    validation delay (PEBBLE_VA_NOSLEEP=1) and no random nonce rejection, so runs compare.
+    Writes WORK/pebble-https-ca.pem (for `ca_roots`) and WORK/pebble-root.pem (its issuing root)."""
+    listen, management, dns, challenge_management = free_port(), free_port(), free_port(), free_port()
+    make_ca_and_leaf(work, "pebble-https", "Pebble HTTPS bench CA", "localhost", "127.0.0.1")
+    json.dump({"pebble": {
+        "listenAddress": f"127.0.0.1:{listen}", "managementListenAddress": f"127.0.0.1:{management}",
+        "certificate": f"{work}/pebble-https.pem", "privateKey": f"{work}/pebble-https.key",
+        "httpPort": http_port, "tlsPort": tls_port, "ocspResponderURL": ""}}, open(f"{work}/pebble.json", "w"))
+    log = lambda name: open(f"{work}/{name}.log", "w")
+    processes = [subprocess.Popen(
+        ["pebble-challtestsrv", "-http01", "", "-https01", "", "-tlsalpn01", "", "-dns01", f"127.0.0.1:{dns}",
+         "-management", f"127.0.0.1:{challenge_management}", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
+        stdout=log("challtestsrv"), stderr=subprocess.STDOUT)]
+    environment = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
+    processes.append(subprocess.Popen(["pebble", "-config", f"{work}/pebble.json", "-dnsserver", f"127.0.0.1:{dns}"],
+                                      stdout=log("pebble"), stderr=subprocess.STDOUT, env=environment))
+    wait_until(lambda: listening(listen) and listening(management) and listening(challenge_management), 10, "Pebble")
+    https_context = ssl.create_default_context(cafile=f"{work}/pebble-https-ca.pem")
+    root = urllib.request.urlopen(f"https://127.0.0.1:{management}/roots/0", context=https_context).read()
+    open(f"{work}/pebble-root.pem", "wb").write(root)
+    return Pebble(processes, f"https://127.0.0.1:{listen}/dir", challenge_management)
+
+
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     work = tempfile.mkdtemp(prefix="certgate-acme-bench-")
     processes = []
     try:
-        https, http, listen, management = free_port(), free_port(), free_port(), free_port()
-        dns, challenge_management = free_port(), free_port()
-        make_ca_and_leaf(work, "pebble-https", "Pebble HTTPS bench CA", "localhost", "127.0.0.1")
+        https, http = free_port(), free_port()
         make_ca_and_leaf(work, "static", "Static bench CA", "static.bench.test")
-        json.dump({"pebble": {
-            "listenAddress": f"127.0.0.1:{listen}", "managementListenAddress": f"127.0.0.1:{management}",
-            "certificate": f"{work}/pebble-https.pem", "privateKey": f"{work}/pebble-https.key",
-            "httpPort": http, "tlsPort": https, "ocspResponderURL": ""}}, open(f"{work}/pebble.json", "w"))
+        pebble = start_pebble(work, tls_port=https, http_port=http)
+        processes += pebble.processes
+        challenge_management = pebble.challenge_management
         log = lambda name: open(f"{work}/{name}.log", "w")
-        processes.append(subprocess.Popen(
-            ["pebble-challtestsrv", "-http01", "", "-https01", "", "-tlsalpn01", "", "-dns01", f"127.0.0.1:{dns}",
-             "-management", f"127.0.0.1:{challenge_management}", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
-            stdout=log("challtestsrv"), stderr=subprocess.STDOUT))
-        environment = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
-        processes.append(subprocess.Popen(["pebble", "-config", f"{work}/pebble.json", "-dnsserver", f"127.0.0.1:{dns}"],
-                                          stdout=log("pebble"), stderr=subprocess.STDOUT, env=environment))
-        wait_until(lambda: listening(listen) and listening(management) and listening(challenge_management), 10, "Pebble")
-        https_context = ssl.create_default_context(cafile=f"{work}/pebble-https-ca.pem")
-        root = urllib.request.urlopen(f"https://127.0.0.1:{management}/roots/0", context=https_context).read()
-        open(f"{work}/pebble-root.pem", "wb").write(root)
 
         hook = f"{work}/dns-hook.sh"
         open(hook, "w").write(f"""#!/bin/sh
@@ -132,7 +153,7 @@ esac
 exit 2
 """)
         os.chmod(hook, 0o755)
-        directory = f"https://127.0.0.1:{listen}/dir"
+        directory = pebble.directory
         common = f'directory: "{directory}", ca_roots: {work}/pebble-https-ca.pem'
         open(f"{work}/certgate.yaml", "w").write(f"""log_level: warning
 state_dir: {work}/state

@@ -29,11 +29,10 @@ import tempfile
 import threading
 import time
 import urllib.request
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 from benchlib import CERTGATE, free_port, percentile
-from acme import make_ca_and_leaf, wait_until, listening, handshake_seconds
+from acme import make_ca_and_leaf, wait_until, listening, handshake_seconds, start_pebble
 
 
 def pss_kib(pid):
@@ -56,25 +55,11 @@ def main():
     work = tempfile.mkdtemp(prefix="certgate-on-demand-bench-")
     processes = []
     try:
-        https, listen, management, dns, challenge_management, metrics_port = (free_port() for _ in range(6))
-        make_ca_and_leaf(work, "pebble-https", "Pebble HTTPS bench CA", "localhost", "127.0.0.1")
+        https, metrics_port = free_port(), free_port()
         make_ca_and_leaf(work, "static", "Static bench CA", "static.bench.test")
-        json.dump({"pebble": {
-            "listenAddress": f"127.0.0.1:{listen}", "managementListenAddress": f"127.0.0.1:{management}",
-            "certificate": f"{work}/pebble-https.pem", "privateKey": f"{work}/pebble-https.key",
-            "httpPort": free_port(), "tlsPort": https, "ocspResponderURL": ""}}, open(f"{work}/pebble.json", "w"))
+        pebble = start_pebble(work, tls_port=https, http_port=free_port())
+        processes += pebble.processes
         log = lambda name: open(f"{work}/{name}.log", "w")
-        processes.append(subprocess.Popen(
-            ["pebble-challtestsrv", "-http01", "", "-https01", "", "-tlsalpn01", "", "-dns01", f"127.0.0.1:{dns}",
-             "-management", f"127.0.0.1:{challenge_management}", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
-            stdout=log("challtestsrv"), stderr=subprocess.STDOUT))
-        environment = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
-        processes.append(subprocess.Popen(["pebble", "-config", f"{work}/pebble.json", "-dnsserver", f"127.0.0.1:{dns}"],
-                                          stdout=log("pebble"), stderr=subprocess.STDOUT, env=environment))
-        wait_until(lambda: listening(listen) and listening(management) and listening(challenge_management), 10, "Pebble")
-        https_context = ssl.create_default_context(cafile=f"{work}/pebble-https-ca.pem")
-        open(f"{work}/pebble-root.pem", "wb").write(
-            urllib.request.urlopen(f"https://127.0.0.1:{management}/roots/0", context=https_context).read())
         open(f"{work}/certgate.yaml", "w").write(f"""log_level: error
 state_dir: {work}/state
 listeners:
@@ -82,7 +67,7 @@ listeners:
 routes:
   - {{ server_names: ["*"], respond: {{ body: ok }} }}
 acme:
-  pebble: {{ directory: "https://127.0.0.1:{listen}/dir", ca_roots: {work}/pebble-https-ca.pem, challenges: [tls-alpn-01] }}
+  pebble: {{ directory: "{pebble.directory}", ca_roots: {work}/pebble-https-ca.pem, challenges: [tls-alpn-01] }}
 on_demand: {{ per_client_per_hour: 20, orders_per_minute: 60, burst: 20, handshake_wait: 10s }}
 certificates:
   static: {{ tls_cert: {work}/static.pem, tls_key: {work}/static.key, domains: static.bench.test, is_default: true }}

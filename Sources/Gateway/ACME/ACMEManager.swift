@@ -387,9 +387,7 @@ final class ACMEManager: OnDemandOrdering {
 
     /// Runs a store call on the store's queue.
     private func onStore<T: Sendable>(_ body: @escaping @Sendable (any ACMEStore) throws -> T?) async throws -> T? {
-        guard let store else { return nil }
-        let result: Result<T?, any Error> = await runBlocking(on: storeQueue) { Result { try body(store) } }
-        return try result.get()
+        try await runBlocking(on: storeQueue, store: store, body)
     }
 
     // MARK: - One order

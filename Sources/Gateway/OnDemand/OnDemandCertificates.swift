@@ -533,8 +533,6 @@ final class OnDemandCertificates: Sendable {
     }
 
     private func onStore<T: Sendable>(_ body: @escaping @Sendable (any OnDemandStore) throws -> T?) async throws -> T? {
-        guard let store else { return nil }
-        let result: Result<T?, any Error> = await runBlocking(on: storeQueue) { Result { try body(store) } }
-        return try result.get()
+        try await runBlocking(on: storeQueue, store: store, body)
     }
 }

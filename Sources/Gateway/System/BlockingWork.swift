@@ -8,3 +8,12 @@ func runBlocking<T: Sendable>(on queue: DispatchQueue, _ work: @escaping @Sendab
         queue.async { continuation.resume(returning: work()) }
     }
 }
+
+/// A blocking call on `store` made on `queue` (see ``runBlocking(on:_:)``); nil without a store.
+func runBlocking<Store: Sendable, T: Sendable>(
+    on queue: DispatchQueue, store: Store?, _ body: @escaping @Sendable (Store) throws -> T?
+) async throws -> T? {
+    guard let store else { return nil }
+    let result: Result<T?, any Error> = await runBlocking(on: queue) { Result { try body(store) } }
+    return try result.get()
+}
