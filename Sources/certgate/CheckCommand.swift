@@ -85,7 +85,11 @@ enum CheckTable {
         if report.valid {
             out += "configuration is valid: \(report.certificates.count) certificate\(report.certificates.count == 1 ? "" : "s")\n"
             for (name, issuer) in report.acmeEntries.sorted(by: { $0.key < $1.key }) {
-                out += "\(name): obtained from \(issuer) by ACME when certgate runs\n"
+                if report.onDemandEntries[name] != nil {
+                    out += "\(name): on demand from \(issuer) by ACME: a certificate for each name its patterns take, at the name's first handshake\n"
+                } else {
+                    out += "\(name): obtained from \(issuer) by ACME when certgate runs\n"
+                }
             }
         } else {
             out += "configuration is invalid: \(report.errors.count) error\(report.errors.count == 1 ? "" : "s")\n"

@@ -94,9 +94,11 @@ struct ControlCommand: AsyncParsableCommand {
             }
             if onDemand { return Self.printOnDemand(response.onDemand) }
             let rows = response.certificates.map { certificate in
-                // An acme entry with no certificate yet has only its name, domains and ACME state.
+                // An acme entry with no certificate (yet, or on demand: one per name) has only its
+                // name, domains and ACME state.
                 guard !certificate.kind.isEmpty else {
-                    return [certificate.name, "acme", certificate.domains.joined(separator: ","), "-", "-", certificate.acmeStatus, "-"]
+                    return [certificate.name, certificate.onDemand ? "on-demand" : "acme", certificate.domains.joined(separator: ","), "-", "-",
+                            certificate.onDemand ? "-" : certificate.acmeStatus, "-"]
                 }
                 return [certificate.name, (certificate.acme.isEmpty ? certificate.kind : "acme") + (certificate.isDefault ? "+default" : ""),
                         certificate.domains.joined(separator: ","), OutputFormat.timestamp(certificate.notAfter.date), String(certificate.daysLeft),
@@ -104,24 +106,37 @@ struct ControlCommand: AsyncParsableCommand {
             }
             Swift.print(OutputFormat.table(header: ["NAME", "KIND", "DOMAINS", "NOT AFTER", "DAYS LEFT", "STATE", "ISSUER"], rows: rows), terminator: "")
             for certificate in response.certificates where !certificate.acme.isEmpty {
+                if certificate.onDemand {
+                    Swift.print("\(certificate.name): on demand from acme \(certificate.acme), \(certificate.ask.isEmpty ? "no ask endpoint" : "ask \(certificate.ask)"); its certificates: ctl list --on-demand")
+                    continue
+                }
                 var line = "\(certificate.name): acme \(certificate.acme), \(certificate.acmeStatus)"
                 if certificate.hasRenewAt { line += ", renews at \(OutputFormat.timestamp(certificate.renewAt.date))" }
                 if certificate.hasNextAttempt { line += ", next attempt \(OutputFormat.timestamp(certificate.nextAttempt.date))" }
                 if !certificate.lastError.isEmpty { line += "; last error: \(certificate.lastError)" }
                 Swift.print(line)
             }
-            Swift.print("generation \(response.generation), \(response.certificates.count) certificates")
+            let served = response.certificates.filter { !$0.kind.isEmpty }.count
+            let onDemandEntries = response.certificates.filter(\.onDemand).count
+            let pending = response.certificates.count - served - onDemandEntries
+            var summary = "generation \(response.generation), \(served) certificates"
+            if pending > 0 { summary += ", \(pending) acme entries waiting for their first certificate" }
+            if onDemandEntries > 0 { summary += ", \(onDemandEntries) on-demand entries" }
+            Swift.print(summary)
         }
 
         private static func printOnDemand(_ certificates: [Certgate_Control_V1_OnDemandCertificate]) {
             let rows = certificates.map { certificate in
-                [certificate.name, certificate.entry, certificate.acme, OutputFormat.timestamp(certificate.notAfter.date), String(certificate.daysLeft),
+                [certificate.name, certificate.entry.isEmpty ? "(none)" : certificate.entry, certificate.acme, OutputFormat.timestamp(certificate.notAfter.date), String(certificate.daysLeft),
                  OutputFormat.timestamp(certificate.lastHandshake.date), OutputFormat.timestamp(certificate.renewAt.date), certificate.cached ? "yes" : "no"]
             }
             Swift.print(OutputFormat.table(
                 header: ["NAME", "ENTRY", "ACME", "NOT AFTER", "DAYS LEFT", "LAST HANDSHAKE", "RENEWS AT", "IN MEMORY"], rows: rows), terminator: "")
             for certificate in certificates where !certificate.lastError.isEmpty {
                 Swift.print("\(certificate.name): last renewal failed: \(certificate.lastError)")
+            }
+            if certificates.contains(where: \.entry.isEmpty) {
+                Swift.print("(none): no on-demand entry takes the name any more; not served, removed once expired")
             }
             Swift.print("\(certificates.count) certificates obtained on demand")
         }
@@ -139,6 +154,24 @@ struct ControlCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             if connection.json { return try connection.print(certificate) }
+            guard !certificate.kind.isEmpty else {
+                // An acme entry with no certificate of its own: pending, or on demand.
+                Swift.print("""
+                    name         \(certificate.name)
+                    kind         \(certificate.onDemand ? "on-demand acme entry" : "acme entry with no certificate yet")
+                    \(certificate.onDemand ? "patterns" : "domains ")     \(certificate.domains.joined(separator: ", "))
+                    acme         \(certificate.acme)
+                    """)
+                if certificate.onDemand {
+                    Swift.print("ask          \(certificate.ask.isEmpty ? "(none)" : certificate.ask)")
+                    Swift.print("certificates ctl list --on-demand")
+                } else {
+                    Swift.print("status       \(certificate.acmeStatus)")
+                    if !certificate.lastError.isEmpty { Swift.print("last error   \(certificate.lastError)") }
+                    if certificate.hasNextAttempt { Swift.print("next attempt \(OutputFormat.timestamp(certificate.nextAttempt.date))") }
+                }
+                return
+            }
             Swift.print("""
                 name         \(certificate.name)
                 kind         \(certificate.kind)\(certificate.isDefault ? " (default)" : "")
@@ -178,7 +211,7 @@ struct ControlCommand: AsyncParsableCommand {
             let onDemand = status.onDemand
             if onDemand.entries > 0 || onDemand.stored > 0 {
                 Swift.print("on demand    \(onDemand.entries) entries; \(onDemand.stored) certificates stored, \(onDemand.cached) in memory; \(onDemand.ordering) names being obtained; \(onDemand.refusedNames) names refused for now")
-                Swift.print("limits       handshake_wait \(onDemand.handshakeWait), max_concurrent \(onDemand.maxConcurrent), orders_per_minute \(onDemand.ordersPerMinute) (burst \(onDemand.burst)), per_client_per_hour \(onDemand.perClientPerHour), max_certificates \(onDemand.maxCertificates), idle_timeout \(onDemand.idleTimeout)")
+                Swift.print("limits       handshake_wait \(onDemand.handshakeWait), max_concurrent \(onDemand.maxConcurrent), orders_per_minute \(onDemand.ordersPerMinute) (burst \(onDemand.burst)), per_client_per_hour \(onDemand.perClientPerHour), max_certificates \(onDemand.maxCertificates), idle_timeout \(onDemand.idleTimeout), ask_timeout \(onDemand.askTimeout), ask_cache \(onDemand.askCache), failure_backoff \(onDemand.failureBackoff)")
             }
         }
     }

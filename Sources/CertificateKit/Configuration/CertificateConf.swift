@@ -83,6 +83,11 @@ public struct CertificateConf: Codable, Hashable, Sendable {
     /// Whether this is an on-demand `acme` entry (its domains are patterns).
     public var isOnDemand: Bool { acme != nil && onDemand == true }
 
+    /// Why `on_demand` is refused on an entry that names no ACME CA.
+    public static let onDemandWithoutACME = "only for an acme entry (acme: CA, on_demand: true)"
+    /// Why `ask` is refused on an entry that is not on demand.
+    public static let askWithoutOnDemand = "only for an on-demand entry (acme: CA, on_demand: true)"
+
     public var effectiveBufferDays: Int { bufferDays ?? Self.defaultBufferDays }
 
     /// The keys an entry may hold in YAML (`tls_cert`, `is_default`, …).

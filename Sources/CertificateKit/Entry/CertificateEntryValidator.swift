@@ -124,8 +124,8 @@ enum CertificateEntryValidator {
             errors.append(error("buffer_days", "must be 0 to 3650 days, not \(days)"))
         }
         if conf.acme == nil {
-            if conf.onDemand != nil { errors.append(error("on_demand", "only for an acme entry")) }
-            if conf.ask != nil { errors.append(error("ask", "only for an on-demand acme entry (on_demand: true)")) }
+            if conf.onDemand != nil { errors.append(error("on_demand", CertificateConf.onDemandWithoutACME)) }
+            if conf.ask != nil { errors.append(error("ask", CertificateConf.askWithoutOnDemand)) }
         }
         if conf.isCA != true {
             if conf.leafNames != nil { errors.append(error("leaf_names", "only for an issuer (is_ca) entry")) }

@@ -41,6 +41,28 @@ enum ACMEEntries {
         return materialized
     }
 
+    /// The acme entries wanted after `change` (see ``ACMEManager/updated(by:keepingPending:)``),
+    /// as configured (no material).
+    static func applying(_ change: CertificateUpdateRequest.Change, to wanted: [String: CertificateConf]) -> [String: CertificateConf] {
+        switch change {
+        case .replace(let confs):
+            return confs.filter { $0.value.acme != nil }.mapValues(unmaterialized)
+        case .batch(let upserts, let deletions):
+            var next = wanted
+            for name in deletions { next[name] = nil }
+            for (name, conf) in upserts { next[name] = conf.acme == nil ? nil : unmaterialized(conf) }
+            return next
+        }
+    }
+
+    /// An entry without the material it was given (as wanted entries are kept).
+    static func unmaterialized(_ conf: CertificateConf) -> CertificateConf {
+        var conf = conf
+        conf.tlsCert = nil
+        conf.tlsKey = nil
+        return conf
+    }
+
     /// The names an entry is ordered for: its domains, lower case, sorted.
     static func orderNames(_ conf: CertificateConf) -> [String] {
         Array(Set((conf.domains?.items ?? []).map { $0.lowercased() })).sorted()

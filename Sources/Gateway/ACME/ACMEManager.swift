@@ -116,14 +116,11 @@ final class ACMEManager: OnDemandOrdering {
     /// still waiting for a first certificate (in no set yet) stay wanted.
     func updated(by change: CertificateUpdateRequest.Change, keepingPending: Bool = false) {
         state.withLock { state in
-            switch change {
-            case .replace(let confs):
-                let pending = keepingPending ? state.wanted.filter { state.obtained[$0.key] == nil && confs[$0.key] == nil } : [:]
-                state.wanted = confs.filter { $0.value.acme != nil }.mapValues(Self.unmaterialized).merging(pending) { served, _ in served }
-            case .batch(let upserts, let deletions):
-                for name in deletions { state.wanted[name] = nil }
-                for (name, conf) in upserts { state.wanted[name] = conf.acme == nil ? nil : Self.unmaterialized(conf) }
-            }
+            let pending = keepingPending ? state.wanted.filter { name, _ in
+                guard case .replace(let confs) = change else { return false }
+                return state.obtained[name] == nil && confs[name] == nil
+            } : [:]
+            state.wanted = ACMEEntries.applying(change, to: state.wanted).merging(pending) { served, _ in served }
             for name in state.status.keys where state.wanted[name] == nil { state.status[name] = nil }
             // The commit removed their certificates from the state too (an entry that is no
             // longer an acme entry takes its key with it).
@@ -156,6 +153,9 @@ final class ACMEManager: OnDemandOrdering {
         if known { wakeup.signal() }
         return known
     }
+
+    /// Every entry that wants a certificate, as configured.
+    var wantedEntries: [String: CertificateConf] { state.withLock { $0.wanted } }
 
     func status(of name: String) -> Status? {
         state.withLock { $0.status[name] }
@@ -378,12 +378,6 @@ final class ACMEManager: OnDemandOrdering {
             renewBefore: issuer?.renewBefore.map { TimeInterval($0.duration.components.seconds) }, window: window, now: now)
     }
 
-    private static func unmaterialized(_ conf: CertificateConf) -> CertificateConf {
-        var conf = conf
-        conf.tlsCert = nil
-        conf.tlsKey = nil
-        return conf
-    }
 
     /// Runs a store call on the store's queue.
     private func onStore<T: Sendable>(_ body: @escaping @Sendable (any ACMEStore) throws -> T?) async throws -> T? {

@@ -44,6 +44,16 @@ enum ACMERules {
             }
         }
         for (name, conf) in configuration.certificates.sorted(by: { $0.key < $1.key }) {
+            if conf.acme == nil {
+                // The entry's own validation says the same (for entries sent through the
+                // control plane); here it gets the file's line.
+                if conf.onDemand != nil {
+                    problems.append(.init(path: ["certificates", name, "on_demand"], reason: CertificateConf.onDemandWithoutACME))
+                }
+                if conf.ask != nil {
+                    problems.append(.init(path: ["certificates", name, "ask"], reason: CertificateConf.askWithoutOnDemand))
+                }
+            }
             let found = entryProblems(conf, issuers: configuration.acme, unknownIssuerAllowed: issuersElsewhere)
             problems += found.map { .init(path: ["certificates", name] + $0.path, reason: $0.reason) }
         }
@@ -68,7 +78,7 @@ enum ACMERules {
         }
         let domains = conf.domains?.items ?? []
         if conf.ask != nil, conf.onDemand != true {
-            problems.append(.init(path: ["ask"], reason: "only for an on-demand entry (on_demand: true)"))
+            problems.append(.init(path: ["ask"], reason: CertificateConf.askWithoutOnDemand))
         }
         if conf.onDemand == true {
             if domains.isEmpty {
@@ -85,8 +95,14 @@ enum ACMERules {
             }
             for (offset, raw) in domains.enumerated() {
                 switch NamePattern.parse(raw) {
-                case .success(.exact), .success(.wildcard), .success(.any):
+                case .success(.exact), .success(.wildcard):
                     break  // each name that matches is ordered by itself: no dns-01 needed
+                case .success(.any):
+                    // Any name a client sends, ordered from the CA: only with an endpoint that
+                    // says which are the operator's customers' (Caddy requires the same).
+                    if conf.ask == nil {
+                        problems.append(.init(path: ["domains", "\(offset)"], reason: "'*' takes any name a client sends: an on-demand entry for every name needs ask (the endpoint that says which names are yours)"))
+                    }
                 case .success(.ip):
                     problems.append(.init(path: ["domains", "\(offset)"], reason: "\(QuotedValue.quote(raw)) is not a DNS name an ACME CA can validate"))
                 case .failure(let failure):

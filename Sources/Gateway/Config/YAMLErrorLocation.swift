@@ -74,9 +74,12 @@ enum YAMLErrorLocation {
         case is String.Type: return "a string"
         default:
             let name = String(describing: type)
-            if name.hasPrefix("Array") { return "a list" }
-            if name.hasPrefix("Dictionary") { return "a mapping" }
-            return name
+            if name.hasPrefix("Array") || name == "Sequence" { return "a list" }
+            if name.hasPrefix("Dictionary") || name == "Mapping" { return "a mapping" }
+            if name == "Scalar" { return "a single value (not a list or a mapping)" }
+            // A type of certgate's own (a duration, an address, …): its decoder says more when
+            // the value is the wrong kind; the Swift name is not shown.
+            return "a value of another kind"
         }
     }
 }

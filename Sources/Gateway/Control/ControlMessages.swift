@@ -59,7 +59,9 @@ extension Certgate_Control_V1_CertificateSummary {
     /// An `acme` entry's CA, status, renewal time and last error.
     mutating func setACME(_ summary: ACMEManager.Summary) {
         acme = summary.conf.acme ?? ""
-        acmeStatus = summary.status?.state.rawValue ?? (summary.obtained ? "valid" : "pending")
+        onDemand = summary.conf.isOnDemand
+        ask = summary.conf.ask ?? ""
+        acmeStatus = summary.conf.isOnDemand ? "on_demand" : summary.status?.state.rawValue ?? (summary.obtained ? "valid" : "pending")
         if let renewAt = summary.status?.renewAt { self.renewAt = Google_Protobuf_Timestamp(date: renewAt) }
         lastError = summary.status?.lastError ?? ""
         if summary.status?.state == .failed, let next = summary.status?.nextAttempt { nextAttempt = Google_Protobuf_Timestamp(date: next) }
@@ -156,6 +158,9 @@ extension Certgate_Control_V1_Status {
                 $0.perClientPerHour = UInt32(clamping: limits.perClientPerHour)
                 $0.maxCertificates = UInt32(clamping: limits.maxCertificates)
                 $0.idleTimeout = limits.idleTimeout.description
+                $0.askTimeout = limits.askTimeout.description
+                $0.askCache = limits.askCache.description
+                $0.failureBackoff = limits.failureBackoff.description
             }
         }
         if let shared = status.sharedState {

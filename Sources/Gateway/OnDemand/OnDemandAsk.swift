@@ -7,24 +7,45 @@ import Synchronization
 
 /// The `ask` endpoint of an on-demand entry (as Caddy's on-demand TLS asks): before a name
 /// is ordered, `GET <ask>?domain=<name>`; a 2xx answer allows it; any other status, a
-/// redirect, a connection failure or no answer within `ask_timeout` refuses it. A yes is
-/// remembered for `ask_cache`; a no goes to the negative cache (``OnDemandLimits``).
+/// redirect, a connection failure, or no whole answer (status and body, at most 64 KiB
+/// read) within `ask_timeout` refuses it. A yes is remembered for `ask_cache`; a no goes to
+/// the negative cache (``OnDemandLimits``). HTTPS endpoints are verified against the
+/// system's roots.
 final class OnDemandAsk: Sendable {
     private let client: HTTPClient
     private let allowed = Mutex<[String: Date]>([:])
+
+    /// Connections kept to one ask endpoint at most (AsyncHTTPClient's default is 8: a
+    /// few slow answers would hold them all).
+    static let connectionsPerEndpoint = 64
 
     init(client: HTTPClient) {
         self.client = client
     }
 
-    /// Why `value` cannot be an `ask` URL, or nil: an absolute http or https URL with a host,
-    /// no user or password, no fragment.
+    /// The HTTP client for ask endpoints: no redirects followed (only a 2xx allows), up to
+    /// ``connectionsPerEndpoint`` connections per endpoint.
+    static func makeClient(group: any EventLoopGroup) -> HTTPClient {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connectionsPerEndpoint
+        return HTTPClient(eventLoopGroup: group, configuration: configuration)
+    }
+
+    /// Why `value` cannot be an `ask` URL, or nil: an absolute http or https URL with a host
+    /// name or address (at most 253 characters) and a port 1–65535 if any; no user or
+    /// password, no fragment, no spaces or control characters.
     static func problem(with value: String) -> String? {
+        let shown = QuotedValue.quote(value, limit: 255)
+        if value.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
+            return "\(shown) holds a space or a control character"
+        }
         guard let components = URLComponents(string: value), let scheme = components.scheme?.lowercased(),
               scheme == "http" || scheme == "https" else {
-            return "\(QuotedValue.quote(value, limit: 255)) is not an http or https URL"
+            return "\(shown) is not an http or https URL"
         }
-        guard let host = components.host, !host.isEmpty else { return "\(QuotedValue.quote(value, limit: 255)) has no host" }
+        guard let host = components.host, !host.isEmpty else { return "\(shown) has no host" }
+        if host.utf8.count > 253 { return "the host is longer than 253 characters" }
+        if let port = components.port, !(1...65_535).contains(port) { return "the port must be 1 to 65535, not \(port)" }
         if components.user != nil || components.password != nil { return "the URL may not hold a user or password" }
         if components.fragment != nil { return "the URL may not hold a #fragment" }
         return nil
@@ -37,32 +58,60 @@ final class OnDemandAsk: Sendable {
         return components.string
     }
 
+    private struct Answer: Error {
+        let reason: String?
+    }
+
     /// Whether the endpoint allows `name` (a remembered yes answers at once).
     /// - Returns: nil when allowed, else the reason (for the log).
     func ask(_ ask: String, name: String, timeout: TimeInterval, remember: TimeInterval, now: Date = Date()) async -> String? {
         let key = ask + "\u{0}" + name
         if let until = allowed.withLock({ $0[key] }), until > now { return nil }
+        // Checked again here: an entry may come from a fleet's database, not this node's check.
+        if Self.problem(with: ask) != nil { return "the ask URL is not usable" }
         guard let url = Self.url(ask, name: name) else { return "the ask URL cannot take the name" }
-        var request = HTTPClientRequest(url: url)
-        request.method = .GET
-        let status: HTTPResponseStatus
-        do {
-            let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1_000)))
-            status = response.status
-            // The body is not read: drain a little and drop the connection's rest.
-            _ = try? await response.body.collect(upTo: 64 * 1_024)
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
-            return "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms"
-        } catch {
-            return "the ask endpoint could not be reached"
+        let client = self.client
+        // The whole exchange — connection, status and body — within the timeout: a body that
+        // trickles forever must not hold a connection or the name.
+        let reason: String? = await withTaskGroup(of: Answer.self) { group in
+            group.addTask {
+                do {
+                    var request = HTTPClientRequest(url: url)
+                    request.method = .GET
+                    let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1_000)))
+                    _ = try await response.body.collect(upTo: 64 * 1_024)
+                    guard (200..<300).contains(Int(response.status.code)) else {
+                        return Answer(reason: "the ask endpoint answered \(response.status.code)")
+                    }
+                    return Answer(reason: nil)
+                } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .cancelled].contains(error) {
+                    return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
+                } catch let error as HTTPClientError where error == .remoteConnectionClosed {
+                    return Answer(reason: "the ask endpoint closed the connection without a whole answer")
+                } catch is NIOTooManyBytesError {
+                    return Answer(reason: "the ask endpoint's answer is longer than 64 KiB")
+                } catch is CancellationError {
+                    return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
+                } catch let error as HTTPClientError where error == .connectTimeout {
+                    return Answer(reason: "the ask endpoint could not be reached within \(Int(timeout * 1_000)) ms")
+                } catch {
+                    return Answer(reason: "the ask endpoint could not be reached or did not answer in HTTP")
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int64(timeout * 1_000)))
+                return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first.reason
         }
-        guard (200..<300).contains(Int(status.code)) else { return "the ask endpoint answered \(status.code)" }
-        if remember > 0 {
+        if reason == nil, remember > 0 {
             allowed.withLock { allowed in
                 if allowed.count > OnDemandLimits.rememberedLimit { allowed = allowed.filter { $0.value > now } }
                 allowed[key] = now.addingTimeInterval(remember)
             }
         }
-        return nil
+        return reason
     }
 }

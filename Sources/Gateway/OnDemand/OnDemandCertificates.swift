@@ -144,6 +144,7 @@ final class OnDemandCertificates: Sendable {
             state.limits.replacePolicy(configuration.limits)
             _ = state.cache.resize(to: configuration.maxCertificates)
         }
+        publishCounts()
         wakeSlotWaiters()
     }
 
@@ -175,6 +176,8 @@ final class OnDemandCertificates: Sendable {
         let now = Date()
         var start: Entry?
         var renew: Entry?
+        // A name of one label (`localhost`) is no name a public CA issues for: not taken.
+        guard name.text.utf8.contains(UInt8(ascii: ".")) else { return .notMatched }
         let lookup = state.withLock { state -> Lookup in
             guard let entry = Self.entry(for: name, in: state.entries) else { return .notMatched }
             let host = name.text
@@ -199,7 +202,13 @@ final class OnDemandCertificates: Sendable {
             start = entry
             return .pending
         }
-        if case .refused(let refusal) = lookup { Self.count(refusal) }
+        if case .refused(let refusal) = lookup {
+            Self.count(refusal)
+            // Repeated for as long as the name backs off (or the gateway is busy): not a warning each time.
+            logger.debug("a certificate on demand was refused; the name gets the fallback", metadata: [
+                "name": "\(name.text)", "refusal": "\(refusal.rawValue)", "client": "\(client.map { "\($0)" } ?? "-")",
+            ])
+        }
         if let start {
             Task { await resolve(name.text, entry: start, client: client) }
         }
@@ -246,6 +255,16 @@ final class OnDemandCertificates: Sendable {
             return refuse(host, refusal, reason: reason, client: client)
         }
         await acquireSlot()
+        // The entry may have changed (its patterns, its ask, its CA) or gone while the name
+        // waited for a slot: what it no longer allows is not ordered.
+        guard stillTakes(host, entry) else {
+            releaseSlot()
+            logger.info("the on-demand entry changed while the name waited for an order slot; not ordered", metadata: [
+                "name": "\(host)", "entry": "\(entry.name)",
+            ])
+            finish(host, nil)
+            return
+        }
         let result = await order(host, entry: entry, previous: stored?.certificate)
         releaseSlot()
         switch result {
@@ -257,11 +276,17 @@ final class OnDemandCertificates: Sendable {
             finish(host, served)
         case .failure(let failure):
             state.withLock { $0.limits.failed(host, reason: failure.reason, now: Date()) }
-            logger.error("obtaining a certificate on demand failed; the name gets the default meanwhile", metadata: [
+            logger.error("obtaining a certificate on demand failed; the name gets the fallback meanwhile", metadata: [
                 "name": "\(host)", "entry": "\(entry.name)", "reason": "\(failure.reason)",
             ])
             finish(host, nil)
         }
+    }
+
+    /// Whether `entry`, as it was, is still the one that takes `host`.
+    private func stillTakes(_ host: String, _ entry: Entry) -> Bool {
+        guard let name = ServerName.normalize(host) else { return false }
+        return state.withLock { Self.entry(for: name, in: $0.entries) } == entry
     }
 
     private struct OrderFailure: Error {
@@ -294,12 +319,20 @@ final class OnDemandCertificates: Sendable {
         }
     }
 
+    /// A name not ordered: counted, logged (a refusal by `ask` as a warning, the limits' at
+    /// info: a storm of names must not flood the log with warnings), its waiters told.
     private func refuse(_ host: String, _ refusal: OnDemandLimits.Refusal, reason: String, client: IPAddress?, remember: Bool = false) {
         if remember { state.withLock { $0.limits.failed(host, reason: reason, now: Date()) } }
         Self.count(refusal)
-        logger.warning("a certificate on demand was refused; the name gets the default", metadata: [
+        let metadata: Logger.Metadata = [
             "name": "\(host)", "refusal": "\(refusal.rawValue)", "reason": "\(reason)", "client": "\(client.map { "\($0)" } ?? "-")",
-        ])
+        ]
+        let message: Logger.Message = "a certificate on demand was refused; the name gets the fallback"
+        if refusal == .askDenied {
+            logger.warning(message, metadata: metadata)
+        } else {
+            logger.info(message, metadata: metadata)
+        }
         finish(host, nil)
     }
 
@@ -310,16 +343,23 @@ final class OnDemandCertificates: Sendable {
     /// Keeps `served` (when there is one) and tells every handshake waiting for `host`.
     private func finish(_ host: String, _ served: Served?) {
         let now = Date()
-        let (waiters, cached) = state.withLock { state -> ([Completion], Int) in
+        let waiters = state.withLock { state -> [Completion] in
             let waiters = state.inFlight.removeValue(forKey: host) ?? []
             if let served {
                 _ = state.cache.set(host, served, time: now.timeIntervalSince1970)
                 if !waiters.isEmpty { state.used[host] = now }
             }
-            return (waiters, state.cache.count)
+            return waiters
         }
-        Gauge(label: "certgate_on_demand_certificates_cached").record(Double(cached))
+        if served != nil { publishCounts() }
         for waiter in waiters { waiter(served) }
+    }
+
+    /// `certgate_on_demand_certificates_cached` and `…_stored`, from the counts now.
+    private func publishCounts() {
+        let (cached, stored) = state.withLock { ($0.cache.count, max($0.stored, $0.cache.count)) }
+        Gauge(label: "certgate_on_demand_certificates_cached").record(Double(cached))
+        Gauge(label: "certgate_on_demand_certificates_stored").record(Double(stored))
     }
 
     /// A stored certificate made ready to serve: its chain and key parse, the key is the
@@ -440,7 +480,7 @@ final class OnDemandCertificates: Sendable {
             state.stored = records.count
             return (OnDemandConfiguration.seconds(state.configuration.idleTimeout), state.entries)
         }
-        Gauge(label: "certgate_on_demand_certificates_stored").record(Double(records.count))
+        publishCounts()
         var expiredIdle: [String] = []
         for record in records where !Task.isCancelled {
             let host = record.host
@@ -465,6 +505,7 @@ final class OnDemandCertificates: Sendable {
                 for host in expiredIdle { state.cache.remove(host) }
                 state.stored -= expiredIdle.count
             }
+            publishCounts()
             logger.notice("removed on-demand certificates not served within idle_timeout", metadata: ["count": "\(expiredIdle.count)"])
         } catch {
             logger.warning("idle on-demand certificates cannot be removed yet", metadata: ["reason": "\(describeStoreFailure(error))"])
@@ -513,8 +554,10 @@ final class OnDemandCertificates: Sendable {
             state.stored = records.count
             return records.map { record in
                 let certificate = record.certificate
+                // The entry that takes the name now ("" when none does: it is not served).
+                let entry = ServerName.normalize(record.host).flatMap { Self.entry(for: $0, in: state.entries) }?.name ?? ""
                 return Listed(
-                    host: record.host, entry: record.entry, issuer: certificate.issuer, notBefore: certificate.notBefore,
+                    host: record.host, entry: entry, issuer: certificate.issuer, notBefore: certificate.notBefore,
                     notAfter: certificate.notAfter, lastUsed: max(record.lastUsed, state.used[record.host] ?? .distantPast),
                     renewAt: acme.renewalTime(of: certificate, issuerName: certificate.issuer, now: now),
                     cached: state.cache.peek(record.host) != nil,

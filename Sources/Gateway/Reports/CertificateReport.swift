@@ -63,6 +63,9 @@ public struct CertificateCheckReport: Codable, Sendable {
     public var storedSet: StoredSetSummary?
     /// Entries obtained by ACME when certgate runs (name → the `acme:` CA), not checked here.
     public var acmeEntries: [String: String] = [:]
+    /// Of those, the on-demand entries (name → the `acme:` CA): a certificate per name that
+    /// their patterns take, at its first handshake.
+    public var onDemandEntries: [String: String] = [:]
     /// With `check --connect`: what the fleet's database said, or why it could not be used
     /// (the configuration may still be valid: `check` then exits 1 for the database).
     public var sharedState: String?
@@ -72,6 +75,7 @@ public struct CertificateCheckReport: Codable, Sendable {
         case valid, certificates, errors
         case storedSet = "stored_set"
         case acmeEntries = "acme_entries"
+        case onDemandEntries = "on_demand_entries"
         case sharedState = "shared_state"
         case sharedStateError = "shared_state_error"
     }
@@ -100,6 +104,7 @@ public struct CertificateCheckReport: Codable, Sendable {
             let rows = change.set.sortedEntries.map { CertificateReportRow(entry: $0, now: now) }
             var report = CertificateCheckReport(valid: true, certificates: rows, errors: [])
             report.acmeEntries = acme.compactMapValues(\.acme)
+            report.onDemandEntries = acme.filter { $0.value.isOnDemand }.compactMapValues(\.acme)
             return report
         } catch {
             return CertificateCheckReport(valid: false, certificates: [], errors: error.errors)

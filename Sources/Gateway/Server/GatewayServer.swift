@@ -93,7 +93,7 @@ public final class GatewayServer: Sendable {
         // goes away, also when a later step of this init throws.
         let httpClient = HTTPClient(eventLoopGroup: group)
         self.httpClient = httpClient
-        let askClient = HTTPClient(eventLoopGroup: group, configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+        let askClient = OnDemandAsk.makeClient(group: group)
         self.askClient = askClient
         func failing(_ error: GatewayStartupError) -> GatewayStartupError {
             try? httpClient.syncShutdown()

@@ -55,7 +55,9 @@ final class UpdatePipeline: Sendable {
                     var materialized = checked
                     materialized.change = Self.materialize(checked.change, acme: acme, current: transaction.current.set)
                     materialized.acmeEntries = checked.change
+                    let unservedBefore = acme.materialize(acme.wantedEntries).pending
                     var outcome = try transaction.apply(materialized)
+                    Self.count(unservedBefore: unservedBefore, after: acme.materialize(ACMEEntries.applying(checked.change, to: acme.wantedEntries)).pending, in: &outcome)
                     if !request.dryRun { acme.updated(by: checked.change) }
                     outcome.errors = (acmeErrors + outcome.errors).sorted { ($0.entry, $0.field) < ($1.entry, $1.field) }
                     return outcome
@@ -88,6 +90,19 @@ final class UpdatePipeline: Sendable {
                 logger.error("the fleet's latest set cannot be served here; serving the last one followed", metadata: ["reason": "\(error.description)"])
             }
         }
+    }
+
+    /// Counts the acme entries that are in no set — pending ones, on-demand ones — as the
+    /// set's entries are counted: added, changed (their configuration), removed.
+    static func count(unservedBefore before: [String: CertificateConf], after: [String: CertificateConf], in outcome: inout CertificateUpdateOutcome) {
+        let counted = Set(outcome.added + outcome.changed + outcome.removed)
+        let added = after.keys.filter { before[$0] == nil && !counted.contains($0) }
+        let changed = after.keys.filter { name in before[name].map { $0 != after[name] } ?? false && !counted.contains(name) }
+        let removed = before.keys.filter { after[$0] == nil && !counted.contains($0) }
+        guard !added.isEmpty || !changed.isEmpty || !removed.isEmpty else { return }
+        outcome.added = (outcome.added + added).sorted()
+        outcome.changed = (outcome.changed + changed).sorted()
+        outcome.removed = (outcome.removed + removed).sorted()
     }
 
     /// Checks the entries that name an ACME CA against the `acme:` section in force (a CA
@@ -190,7 +205,8 @@ final class UpdatePipeline: Sendable {
             return .failure(.configuration([error]))
         }
         // Nothing above changed anything. The set commits (durably) first; the rest follows it.
-        let outcome: CertificateUpdateOutcome
+        var outcome: CertificateUpdateOutcome
+        let unservedBefore = targets.acme.materialize(targets.acme.wantedEntries).pending
         do {
             outcome = try transaction.apply(
                 {
@@ -202,6 +218,7 @@ final class UpdatePipeline: Sendable {
             ) { _, _ in
                 apply(plan, next: next, prepared: prepared)
             }
+            Self.count(unservedBefore: unservedBefore, after: targets.acme.materialize(next.certificates).pending, in: &outcome)
             targets.acme.updated(by: .replace(next.certificates))
         } catch {
             return .failure(.update(error))

@@ -23,14 +23,39 @@ private final class MemoryOnDemandStore: OnDemandStore {
     func removeOnDemandCertificates(_ hosts: [String]) throws { records.withLock { for host in hosts { $0[host] = nil } } }
 }
 
+/// Holds orders until opened.
+private final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state in
+                if !state.open { state.waiting.append(continuation) }
+                return state.open
+            }
+            if open { continuation.resume() }
+        }
+    }
+
+    func open() {
+        for continuation in state.withLock({ state in state.open = true; defer { state.waiting = [] }; return state.waiting }) {
+            continuation.resume()
+        }
+    }
+}
+
 /// Signs a 90-day leaf for the host at each order and stores it; renewal is due 30 days
-/// before notAfter. Records the orders it was asked for.
+/// before notAfter. Records the orders it was asked for; with a gate, an order waits for it.
 private final class SigningCA: OnDemandOrdering {
     let authority = TestCertificate.authority(commonName: "on-demand unit CA")
     let store: MemoryOnDemandStore
     let ordered = Mutex<[String]>([])
+    let gate: Gate?
 
-    init(store: MemoryOnDemandStore) { self.store = store }
+    init(store: MemoryOnDemandStore, gate: Gate? = nil) {
+        self.store = store
+        self.gate = gate
+    }
 
     func record(_ host: String, notBefore: Date, lastUsed: Date) -> StoredOnDemandCertificate {
         let leaf = authority.leaf(dnsNames: [host], notBefore: notBefore, notAfter: notBefore.addingTimeInterval(90 * 86_400))
@@ -44,6 +69,7 @@ private final class SigningCA: OnDemandOrdering {
 
     func obtainOnDemand(host: String, entry: String, conf: CertificateConf, previous: StoredACMECertificate?, lastUsed: Date) async -> OnDemandOrder {
         ordered.withLock { $0.append(host) }
+        await gate?.wait()
         let record = record(host, notBefore: Date().addingTimeInterval(-60), lastUsed: lastUsed)
         try? store.saveOnDemandCertificate(record)
         return .obtained(record.certificate, ordered: true)
@@ -162,5 +188,38 @@ struct OnDemandCertificatesTests {
         await certificates.sweep(now: Date())
         #expect(try store.onDemandCertificate(host: "idle.customers.test")!.lastUsed > now - 60)
         #expect(ca.ordered.withLock { $0 } == ["due.customers.test", "idle.customers.test"])
+    }
+
+    @Test("a name waiting for an order slot whose entry is removed meanwhile is not ordered, and its handshake gets the fallback")
+    func removedEntryIsNotOrdered() async throws {
+        let store = MemoryOnDemandStore()
+        let gate = Gate()
+        let ca = SigningCA(store: store, gate: gate)
+        var configuration = OnDemandConfiguration()
+        configuration.maxConcurrent = 1
+        let certificates = Self.make(store, ca, configuration: configuration, client: HTTPClient.shared)
+        async let first = Self.serve("first.customers.test", certificates)
+        // The first holds the only slot (its order waits at the gate); the second waits for the slot.
+        #expect(try await eventually(timeout: .seconds(5)) { ca.ordered.withLock { $0 } == ["first.customers.test"] })
+        async let second = Self.serve("second.customers.test", certificates)
+        #expect(try await eventually(timeout: .seconds(5)) { certificates.status.ordering == 2 })
+        certificates.replaceEntries([:])
+        gate.open()
+        #expect(await first == .some("first.customers.test"))
+        #expect(await second == .some(nil))
+        #expect(ca.ordered.withLock { $0 } == ["first.customers.test"])
+    }
+
+    @Test("an update's result counts the acme entries that are in no set (pending, on demand) as added, changed or removed, each once")
+    func unservedEntriesAreCounted() {
+        let shop = CertificateConf(domains: "*.shop.test", acme: "ca", onDemand: true)
+        var outcome = CertificateUpdateOutcome(generation: 2, added: ["static"], changed: [], removed: [], errors: [], warnings: [], dryRun: false)
+        UpdatePipeline.count(
+            unservedBefore: ["shop": shop, "gone": CertificateConf(domains: "g.test", acme: "ca"), "static": CertificateConf(domains: "s.test", acme: "ca")],
+            after: ["shop": CertificateConf(domains: "*.shop.test", acme: "ca", onDemand: true, ask: "http://a.test/ok"), "tenants": shop],
+            in: &outcome)
+        #expect(outcome.added == ["static", "tenants"])
+        #expect(outcome.changed == ["shop"])
+        #expect(outcome.removed == ["gone"])
     }
 }

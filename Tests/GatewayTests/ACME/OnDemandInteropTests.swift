@@ -165,7 +165,7 @@ struct OnDemandInteropTests {
         let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("on demand    1 entries; 20 certificates stored, 20 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
-        #expect(status.stdout.contains("limits       handshake_wait 30s, max_concurrent 4, orders_per_minute 10 (burst 40), per_client_per_hour 100, max_certificates 10000, idle_timeout 30d"), "\(status.stdout)")
+        #expect(status.stdout.contains("limits       handshake_wait 30s, max_concurrent 4, orders_per_minute 10 (burst 40), per_client_per_hour 100, max_certificates 10000, idle_timeout 30d, ask_timeout 3s, ask_cache 10m, failure_backoff 5m"), "\(status.stdout)")
 
         let metrics = try scrapeMetrics(port: setup.metricsPort)
         #expect(metrics.value("certgate_acme_orders_total", ["acme": "pebble", "result": "valid"]) == 20)

@@ -544,8 +544,9 @@ struct FleetInteropTests {
             #expect(await leaf(nodes[2], "second.customers.test") == viaSecond)
             #expect(pebble.logText.components(separatedBy: "Issued certificate serial").count - 1 == 2)
 
-            // A new on-demand entry sent to node 1 (it enters no set): node 3 knows it from the fleet.
-            _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+            // A new on-demand entry sent to node 1 (it enters no set, yet the result counts it):
+            // node 3 knows it from the fleet.
+            let result = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
                 try await control.updateCertificates(.with {
                     $0.upsert = [.with {
                         $0.name = "tenants"
@@ -555,6 +556,7 @@ struct FleetInteropTests {
                     }]
                 })
             }
+            #expect(result.added == ["tenants"] && result.changed.isEmpty && result.removed.isEmpty, "\(result)")
             #expect(try await nodes[2].gateway.waitForLog("[Gateway] certificate set committed", occurrences: 1))
             #expect(try await eventually(timeout: .seconds(30)) { await leaf(nodes[2], "one.tenants.test") != nil }, "\(nodes[2].gateway.logText)")
             #expect(try cluster.psql("SELECT name FROM certgate_acme_entries ORDER BY name").trimmingCharacters(in: .whitespacesAndNewlines) == "customers\ntenants")

@@ -5,7 +5,8 @@ import NIOPosix
 import Synchronization
 
 /// An on-demand `ask` endpoint for tests: answers `GET /allowed?domain=NAME` with 200 when
-/// `allows(NAME)`, else 403, and records every name asked, in order.
+/// `allows(NAME)`, else 403, and records every name asked, in order. For a name `trickles`
+/// takes, it sends a 200 head and a first chunk of its body, and never ends it.
 final class AskEndpoint: Sendable {
     let channel: any Channel
     let port: Int
@@ -18,14 +19,17 @@ final class AskEndpoint: Sendable {
     var url: String { "http://127.0.0.1:\(port)/allowed" }
     var askedNames: [String] { asked.names.withLock { $0 } }
 
-    init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, allows: @escaping @Sendable (String) -> Bool) async throws {
+    init(
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, trickles: @escaping @Sendable (String) -> Bool = { _ in false },
+        allows: @escaping @Sendable (String) -> Bool
+    ) async throws {
         let asked = self.asked
         channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(asked: asked, allows: allows))
+                    try channel.pipeline.syncOperations.addHandler(Handler(asked: asked, allows: allows, trickles: trickles))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -39,11 +43,13 @@ final class AskEndpoint: Sendable {
         typealias OutboundOut = HTTPServerResponsePart
         let asked: AskedNames
         let allows: @Sendable (String) -> Bool
+        let trickles: @Sendable (String) -> Bool
         var name: String?
 
-        init(asked: AskedNames, allows: @escaping @Sendable (String) -> Bool) {
+        init(asked: AskedNames, allows: @escaping @Sendable (String) -> Bool, trickles: @escaping @Sendable (String) -> Bool) {
             self.asked = asked
             self.allows = allows
+            self.trickles = trickles
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -54,8 +60,15 @@ final class AskEndpoint: Sendable {
             case .body:
                 break
             case .end:
-                let allowed = name.map(allows) ?? false
                 if let name { asked.names.withLock { $0.append(name) } }
+                if let name, trickles(name) {
+                    var headers = HTTPHeaders()
+                    headers.add(name: "transfer-encoding", value: "chunked")
+                    context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "y")))), promise: nil)
+                    return
+                }
+                let allowed = name.map(allows) ?? false
                 var headers = HTTPHeaders()
                 headers.add(name: "content-length", value: "0")
                 context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: allowed ? .ok : .forbidden, headers: headers))), promise: nil)

@@ -305,7 +305,7 @@ public nonisolated struct Certgate_Control_V1_CertificateSummary: @unchecked Sen
     set {_uniqueStorage()._acme = newValue}
   }
 
-  /// pending, valid, renewing, failed ("" for others)
+  /// pending, valid, renewing, failed, on_demand ("" for others)
   public var acmeStatus: String {
     get {_storage._acmeStatus}
     set {_uniqueStorage()._acmeStatus = newValue}
@@ -335,6 +335,19 @@ public nonisolated struct Certgate_Control_V1_CertificateSummary: @unchecked Sen
   public var hasNextAttempt: Bool {_storage._nextAttempt != nil}
   /// Clears the value of `nextAttempt`. Subsequent reads from it will return its default value.
   public mutating func clearNextAttempt() {_uniqueStorage()._nextAttempt = nil}
+
+  /// An on-demand acme entry (its domains are patterns; its certificates, one per name, are
+  /// listed by ListCertificatesRequest.on_demand); acme_status is "on_demand".
+  public var onDemand: Bool {
+    get {_storage._onDemand}
+    set {_uniqueStorage()._onDemand = newValue}
+  }
+
+  /// Its ask endpoint, when it has one.
+  public var ask: String {
+    get {_storage._ask}
+    set {_uniqueStorage()._ask = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -416,7 +429,8 @@ public nonisolated struct Certgate_Control_V1_OnDemandCertificate: Sendable {
 
   public var name: String = String()
 
-  /// The on-demand entry whose pattern took the name.
+  /// The on-demand entry whose pattern takes the name now ("" when none does: it is not
+  /// served, and it is removed once expired).
   public var entry: String = String()
 
   public var acme: String = String()
@@ -600,6 +614,12 @@ public nonisolated struct Certgate_Control_V1_OnDemandStatus: Sendable {
   public var maxCertificates: UInt32 = 0
 
   public var idleTimeout: String = String()
+
+  public var askTimeout: String = String()
+
+  public var askCache: String = String()
+
+  public var failureBackoff: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1153,7 +1173,7 @@ nonisolated extension Certgate_Control_V1_ListCertificatesRequest: SwiftProtobuf
 
 nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CertificateSummary"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}domains\0\u{3}not_before\0\u{3}not_after\0\u{3}days_left\0\u{1}state\0\u{1}issuer\0\u{1}kind\0\u{3}is_default\0\u{3}chain_subjects\0\u{3}sha256_fingerprint\0\u{1}warnings\0\u{1}acme\0\u{3}acme_status\0\u{3}renew_at\0\u{3}last_error\0\u{3}next_attempt\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}domains\0\u{3}not_before\0\u{3}not_after\0\u{3}days_left\0\u{1}state\0\u{1}issuer\0\u{1}kind\0\u{3}is_default\0\u{3}chain_subjects\0\u{3}sha256_fingerprint\0\u{1}warnings\0\u{1}acme\0\u{3}acme_status\0\u{3}renew_at\0\u{3}last_error\0\u{3}next_attempt\0\u{3}on_demand\0\u{1}ask\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -1173,6 +1193,8 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
     var _renewAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _lastError: String = String()
     var _nextAttempt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _onDemand: Bool = false
+    var _ask: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1200,6 +1222,8 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
       _renewAt = source._renewAt
       _lastError = source._lastError
       _nextAttempt = source._nextAttempt
+      _onDemand = source._onDemand
+      _ask = source._ask
     }
   }
 
@@ -1235,6 +1259,8 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._renewAt) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._lastError) }()
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._nextAttempt) }()
+        case 18: try { try decoder.decodeSingularBoolField(value: &_storage._onDemand) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._ask) }()
         default: break
         }
       }
@@ -1298,6 +1324,12 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
       try { if let v = _storage._nextAttempt {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
       } }()
+      if _storage._onDemand != false {
+        try visitor.visitSingularBoolField(value: _storage._onDemand, fieldNumber: 18)
+      }
+      if !_storage._ask.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._ask, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1324,6 +1356,8 @@ nonisolated extension Certgate_Control_V1_CertificateSummary: SwiftProtobuf.Mess
         if _storage._renewAt != rhs_storage._renewAt {return false}
         if _storage._lastError != rhs_storage._lastError {return false}
         if _storage._nextAttempt != rhs_storage._nextAttempt {return false}
+        if _storage._onDemand != rhs_storage._onDemand {return false}
+        if _storage._ask != rhs_storage._ask {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1706,7 +1740,7 @@ nonisolated extension Certgate_Control_V1_Status: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Certgate_Control_V1_OnDemandStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OnDemandStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entries\0\u{1}stored\0\u{1}cached\0\u{1}ordering\0\u{3}refused_names\0\u{3}handshake_wait\0\u{3}max_concurrent\0\u{3}orders_per_minute\0\u{1}burst\0\u{3}per_client_per_hour\0\u{3}max_certificates\0\u{3}idle_timeout\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entries\0\u{1}stored\0\u{1}cached\0\u{1}ordering\0\u{3}refused_names\0\u{3}handshake_wait\0\u{3}max_concurrent\0\u{3}orders_per_minute\0\u{1}burst\0\u{3}per_client_per_hour\0\u{3}max_certificates\0\u{3}idle_timeout\0\u{3}ask_timeout\0\u{3}ask_cache\0\u{3}failure_backoff\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1726,6 +1760,9 @@ nonisolated extension Certgate_Control_V1_OnDemandStatus: SwiftProtobuf.Message,
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.perClientPerHour) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.maxCertificates) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.idleTimeout) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.askTimeout) }()
+      case 14: try { try decoder.decodeSingularStringField(value: &self.askCache) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.failureBackoff) }()
       default: break
       }
     }
@@ -1768,6 +1805,15 @@ nonisolated extension Certgate_Control_V1_OnDemandStatus: SwiftProtobuf.Message,
     if !self.idleTimeout.isEmpty {
       try visitor.visitSingularStringField(value: self.idleTimeout, fieldNumber: 12)
     }
+    if !self.askTimeout.isEmpty {
+      try visitor.visitSingularStringField(value: self.askTimeout, fieldNumber: 13)
+    }
+    if !self.askCache.isEmpty {
+      try visitor.visitSingularStringField(value: self.askCache, fieldNumber: 14)
+    }
+    if !self.failureBackoff.isEmpty {
+      try visitor.visitSingularStringField(value: self.failureBackoff, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1784,6 +1830,9 @@ nonisolated extension Certgate_Control_V1_OnDemandStatus: SwiftProtobuf.Message,
     if lhs.perClientPerHour != rhs.perClientPerHour {return false}
     if lhs.maxCertificates != rhs.maxCertificates {return false}
     if lhs.idleTimeout != rhs.idleTimeout {return false}
+    if lhs.askTimeout != rhs.askTimeout {return false}
+    if lhs.askCache != rhs.askCache {return false}
+    if lhs.failureBackoff != rhs.failureBackoff {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
