@@ -34,7 +34,7 @@ struct AdminScriptInteropTests {
                                socket: socket, in: folder)
         #expect(upsert.status == 0, "\(upsert.output)")
         #expect(upsert.output.contains("generation 1") && upsert.output.contains("added: shop"))
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "shop.test", folder: folder).cn == "shop.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "shop.test", folder: folder).cn == "shop.test")
 
         let list = try admin(["list"], socket: socket, in: folder)
         #expect(list.status == 0)

@@ -276,7 +276,7 @@ struct ControlCommandInteropTests {
             """)
         #expect(try await generation() == 0)
         #expect(try runCtl(socket: socket, ["status"]).stdout.hasPrefix("generation   0\n"))
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fallback.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fallback.test")
 
         // Compare-and-swap: a stale generation exits 1 with the server's reason.
         let stale = try runCtl(socket: socket, ["apply", "--keep-last-good", "--expect-generation", "5", file])
@@ -305,7 +305,7 @@ struct ControlCommandInteropTests {
             try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()).certificates.map(\.name)
         }
         #expect(names == ["exact", "fallback", "fresh"])
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fresh.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fresh.test")
 
         // The same again as JSON, a dry run: nothing left to change but the broken entry.
         let dryJSON = try runCtl(socket: socket, ["apply", "--dry-run", "--keep-last-good", "--json", file])
@@ -760,7 +760,7 @@ struct ControlCommandInteropTests {
         #expect(after == probed + 1)
         #expect(try await eventually { watcher.lines.contains { Self.stamped($0).rest == "generation \(after) (control): +1 ~0 -0" } }, "\(watcher.lines)")
         phase.append("handshake")
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "after.test", folder: folder).cn == "after.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "after.test", folder: folder).cn == "after.test")
     }
 }
 

@@ -126,7 +126,7 @@ struct ControlInteropTests {
                 let status = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
                 #expect(status.generation == 1 && status.lastUpdateSource == "control")
             }
-            #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
+            #expect(try servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
         }
     }
 
@@ -235,7 +235,7 @@ struct ControlInteropTests {
             #expect(broken == .invalidArgument)
             #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 2)
         }
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
     }
 
     @Test("an issuer pushed with leaf_names wildcard and leaf_validity_days signs such leaves; an unknown leaf_names is INVALID_ARGUMENT")
@@ -314,7 +314,7 @@ struct ControlInteropTests {
         let names = (object["certificates"] as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
         #expect(names.contains("ctl"))
         #expect(!json.stdout.contains("PRIVATE KEY"))
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "ctl.test", folder: folder).cn == "ctl.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "ctl.test", folder: folder).cn == "ctl.test")
 
         let stale = try CertgateProcess.run(["ctl", "--config", configPath, "delete", "ctl", "--expect-generation", "0"])
         #expect(stale.status == 1)

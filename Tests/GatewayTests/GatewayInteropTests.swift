@@ -62,22 +62,6 @@ struct GatewayInteropTests {
             respond: { body: "served {sni}\\n" }
         """
 
-    /// `openssl s_client`: the served certificate's CN, or nil when the handshake failed.
-    /// The common name of the leaf `openssl s_client` verified (nil when the handshake or
-    /// the verification failed), read from the certificate itself with swift-certificates:
-    /// OpenSSL's text form of names changed in 3.2 (`CN = x` → `CN=x`).
-    static func servedCommonName(port: Int, serverName: String?, folder: FixtureFolder) throws -> (cn: String?, output: String) {
-        var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", folder.url.appendingPathComponent("ca.pem").path,
-                         "-verify_return_error", "-showcerts"]
-        if let serverName { arguments += ["-servername", serverName] } else { arguments += ["-noservername"] }
-        let (status, output) = try runTool("/usr/bin/openssl", arguments, input: Data("Q\n".utf8))
-        guard status == 0, let first = try? PEMDocument.parseMultiple(pemString: output).first,
-              let leaf = try? Certificate(pemDocument: first) else {
-            return (nil, output)
-        }
-        return (leaf.subject.commonName, output)
-    }
-
     @Test("openssl s_client gets the certificate the lookup order says", arguments: [
         ("exact.test", "exact.test"),
         ("EXACT.Test", "exact.test"),
@@ -92,7 +76,7 @@ struct GatewayInteropTests {
         defer { folder.remove() }
         let gateway = try await GatewayProcess(config: Self.config(), folder: folder)
         defer { gateway.stop() }
-        let (cn, output) = try Self.servedCommonName(port: gateway.port, serverName: serverName, folder: folder)
+        let (cn, output) = try servedCommonName(port: gateway.port, serverName: serverName, folder: folder)
         // A wildcard certificate's CN is its first SAN.
         let expectedCN = expected == "a.wild.test" ? "*.wild.test" : expected
         #expect(cn == expectedCN, "\(output)")
@@ -105,12 +89,12 @@ struct GatewayInteropTests {
         defer { folder.remove() }
         let gateway = try await GatewayProcess(config: Self.config(withDefault: false), folder: folder)
         defer { gateway.stop() }
-        let (cn, output) = try Self.servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder)
+        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder)
         #expect(cn == nil, "\(output)")
         #expect(try await gateway.waitForLog("sni=nobody.test"))
         #expect(gateway.logText.contains("TLS handshake failed"))
         // Known names still work.
-        #expect(try Self.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
     }
 
     @Test("curl reaches an upstream through the gateway: a 10 MB body both ways, intact")
@@ -210,7 +194,7 @@ struct GatewayInteropTests {
         let quiet = Self.config(withDefault: false).replacingOccurrences(of: "log_level: info", with: "log_level: notice")
         let gateway = try await GatewayProcess(config: quiet, folder: folder)
         defer { gateway.stop() }
-        #expect(try Self.servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
+        #expect(try servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
         // A reload of the same file, logged at notice after the handshake has failed: by
         // then an info line for the failure would be there.
         gateway.signal(SIGHUP)
@@ -220,7 +204,7 @@ struct GatewayInteropTests {
         try folder.write(Self.config(withDefault: false).replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("log level changed"))
-        #expect(try Self.servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
+        #expect(try servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
         #expect(try await gateway.waitForLog("TLS handshake failed"))
     }
 
@@ -450,7 +434,7 @@ struct GatewayInteropTests {
         #expect(firstLeaf.dnsNames == ["one.dev.test"])
         await first.close()
         // The bucket is empty: the next new name gets the static default (fallback.test).
-        let (cn, output) = try Self.servedCommonName(port: gateway.port, serverName: "two.dev.test", folder: folder)
+        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "two.dev.test", folder: folder)
         #expect(cn == "fallback.test", "\(output)")
         // The signed name is still served from the cache.
         let again = try await client.connect(port: gateway.port, serverName: "one.dev.test")

@@ -60,7 +60,7 @@ struct IssuingInteropTests {
             + "reason=issuer 'dev-ca' refused evil.test: not_allowed sni=evil.test [Gateway] TLS handshake failed"
         #expect(try await gateway.waitForLine(line), "\(gateway.logText)")
         // A one-level pattern does not take two levels: openssl sees the alert.
-        let (cn, output) = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "a.b.dev.test", folder: folder)
+        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "a.b.dev.test", folder: folder)
         #expect(cn == nil)
         #expect(output.contains("alert internal error"), "\(output)")
         // An allowed name is signed.

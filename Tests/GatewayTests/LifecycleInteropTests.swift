@@ -243,10 +243,10 @@ struct LifecycleInteropTests {
         let before = logEntries(gateway.logText)
 
         for name in ["exact.test", "a.wild.test", "unknown.test", "EXACT.test", "b.wild.test"] {
-            let (cn, output) = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: name, folder: folder)
+            let (cn, output) = try servedCommonName(port: gateway.port, serverName: name, folder: folder)
             #expect(cn != nil, "\(output)")
         }
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: nil, folder: folder).cn == "by-ip")
+        #expect(try servedCommonName(port: gateway.port, serverName: nil, folder: folder).cn == "by-ip")
         let client = try Self.client()
         for index in 0..<24 {
             let name = index % 2 == 0 ? "exact.test" : "n\(index).wild.test"

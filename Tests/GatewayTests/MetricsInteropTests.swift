@@ -6,46 +6,6 @@ import Testing
 import Glibc
 #endif
 
-/// A Prometheus scrape parsed by the text-format rules: `name{label="value",...} value`.
-struct PrometheusScrape {
-    struct Sample: Hashable {
-        let name: String
-        let labels: [String: String]
-    }
-
-    let samples: [Sample: Double]
-
-    init(_ text: String) throws {
-        var samples: [Sample: Double] = [:]
-        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.isEmpty {
-            let (series, valueText) = (line[..<line.lastIndex(of: " ")!], line[line.index(after: line.lastIndex(of: " ")!)...])
-            guard let value = Double(valueText) else { throw GatewayProcessError(message: "bad value in: \(line)") }
-            var name = String(series)
-            var labels: [String: String] = [:]
-            if let brace = series.firstIndex(of: "{") {
-                name = String(series[..<brace])
-                let body = series[series.index(after: brace)..<series.index(before: series.endIndex)]
-                var rest = Substring(body)
-                while !rest.isEmpty {
-                    guard let equals = rest.firstIndex(of: "=") else { break }
-                    let key = String(rest[..<equals])
-                    rest = rest[rest.index(equals, offsetBy: 2)...]  // skip ="
-                    guard let quote = rest.firstIndex(of: "\"") else { throw GatewayProcessError(message: "bad labels in: \(line)") }
-                    labels[key] = String(rest[..<quote])
-                    rest = rest[rest.index(after: quote)...]
-                    if rest.first == "," { rest = rest.dropFirst() }
-                }
-            }
-            samples[Sample(name: name, labels: labels)] = value
-        }
-        self.samples = samples
-    }
-
-    func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
-        samples[Sample(name: name, labels: labels)]
-    }
-}
-
 @Suite("Prometheus metrics (the real binary)", .serialized, .timeLimit(.minutes(3)))
 struct MetricsInteropTests {
     func scrape(_ port: Int) throws -> PrometheusScrape {
@@ -67,7 +27,7 @@ struct MetricsInteropTests {
         #expect(try await gateway.waitForLog("metrics endpoint listening"))
 
         for name in ["exact.test", "a.wild.test", "unknown.test", nil, "x.dev.test"] as [String?] {
-            _ = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: name, folder: folder)
+            _ = try servedCommonName(port: gateway.port, serverName: name, folder: folder)
         }
         var metrics = try scrape(metricsPort)
         let handshakes = { (match: String) in metrics.value("certgate_handshakes_total", ["listener": "https", "match": match]) }
@@ -92,7 +52,7 @@ struct MetricsInteropTests {
             .replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        _ = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "unknown.test", folder: folder)
+        _ = try servedCommonName(port: gateway.port, serverName: "unknown.test", folder: folder)
         // The refused handshake is counted as it fails; wait for the count, not a while.
         try await eventually {
             metrics = try scrape(metricsPort)

@@ -9,57 +9,6 @@ import Testing
 import Glibc
 #endif
 
-/// An HTTP receiver for webhook notifications: records each POST body.
-final class WebhookReceiver: Sendable {
-    let channel: any Channel
-    let port: Int
-    let bodies: Bodies
-
-    final class Bodies: Sendable {
-        let received = Mutex<[Data]>([])
-        var all: [[String: Any]] {
-            received.withLock { $0 }.compactMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
-        }
-    }
-
-    init(group: any EventLoopGroup) async throws {
-        let bodies = Bodies()
-        self.bodies = bodies
-        channel = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(bodies: bodies))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        port = channel.localAddress!.port!
-    }
-
-    private final class Handler: ChannelInboundHandler {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-        let bodies: Bodies
-        var buffer = ByteBuffer()
-
-        init(bodies: Bodies) { self.bodies = bodies }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case .head: buffer.clear()
-            case .body(var part): buffer.writeBuffer(&part)
-            case .end:
-                let body = Data(buffer.readableBytesView)
-                bodies.received.withLock { $0.append(body) }
-                var headers = HTTPHeaders()
-                headers.add(name: "content-length", value: "0")
-                context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .noContent, headers: headers))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            }
-        }
-    }
-}
-
 @Suite("Validity notifications (the real binary)", .serialized, .timeLimit(.minutes(3)))
 struct NotifierInteropTests {
     /// Entries expiring in 3 days, expired, not yet valid, and fine.
@@ -161,11 +110,11 @@ struct NotifierInteropTests {
         let config = GatewayInteropTests.config(extraCertificates: Self.extraCertificates) + notify
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
         #expect(try await gateway.waitForLog("will retry"))
         #expect(try await gateway.waitForLog("giving up", timeout: .seconds(15)))
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
     }
 }

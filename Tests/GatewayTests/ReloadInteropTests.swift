@@ -31,7 +31,7 @@ struct ReloadInteropTests {
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         func served(_ name: String) throws -> String? {
-            try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: name, folder: folder).cn
+            try servedCommonName(port: gateway.port, serverName: name, folder: folder).cn
         }
         // The defaults (burst 400) sign three new names.
         for name in ["a.dev.test", "b.dev.test", "c.dev.test"] { #expect(try served(name) == name) }
@@ -90,7 +90,7 @@ struct ReloadInteropTests {
         #expect(Self.lines(gateway.logText, containing: "change needs a restart", "section=state_dir", "/elsewhere").count == 1)
         #expect(Self.lines(gateway.logText, containing: "change needs a restart", "section=metrics", "metrics.listen changes from none to 127.0.0.1:\(other.port)").count == 1)
         // Still serving on the old port; nothing bound on the new one.
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
 
         // The running values stayed, so the next reload reports the same three again.
         try Self.reload(gateway, folder: folder, config: moved)

@@ -84,8 +84,8 @@ struct StateInteropTests {
         var served = try await Self.served(folder)
         #expect(served.generation == 2)
         #expect(served.fingerprints == expected)
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "a.wild.test", folder: folder).cn == "fallback.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "a.wild.test", folder: folder).cn == "fallback.test")
 
         // SIGHUP applies the YAML as generation 3, and that is what the next start serves.
         gateway.signal(SIGHUP)
@@ -165,7 +165,7 @@ struct StateInteropTests {
         // The update in flight at the kill may have committed before its reply was lost.
         #expect(served.generation == lastAcknowledged || served.generation == lastAcknowledged + 1)
         #expect(served.fingerprints == expectedSet(after: Int(served.generation)))
-        #expect(try GatewayInteropTests.servedCommonName(port: restarted.port, serverName: "rolling.test", folder: folder).cn == "rolling.test")
+        #expect(try servedCommonName(port: restarted.port, serverName: "rolling.test", folder: folder).cn == "rolling.test")
     }
 
     @Test("handshakes running while updates apply never fail and always get a certificate for their SNI")
@@ -254,7 +254,7 @@ struct StateInteropTests {
         }
         #expect(status == .unavailable)
         #expect(try await Self.served(folder) == before)
-        #expect(try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "fine.test", folder: folder).cn == "fallback.test")
+        #expect(try servedCommonName(port: gateway.port, serverName: "fine.test", folder: folder).cn == "fallback.test")
         // The next update (without the poisoned row) commits as the next generation.
         let next = try await Self.control(folder) { control in
             try await control.updateCertificates(.with { $0.delete = ["wild"] })

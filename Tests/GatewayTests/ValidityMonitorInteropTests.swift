@@ -115,7 +115,7 @@ struct ValidityMonitorInteropTests {
         // The receiver holds soon's notification from now on.
         #expect(try await eventually { holder.bodies.all.count >= 1 })
         let start = ContinuousClock.now
-        let (cn, output) = try GatewayInteropTests.servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder)
+        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder)
         let handshake = ContinuousClock.now - start  // an openssl s_client process; far below the 5 s hold
         #expect(cn == "exact.test", "\(output)")
         try gateway.reload(with: GatewayInteropTests.config(extraCertificates: soonEntry + "\n  soon2: { tls_cert: certs/soon2.pem, tls_key: certs/soon2.key }") + notify)

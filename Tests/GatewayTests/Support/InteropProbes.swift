@@ -46,13 +46,6 @@ extension GatewayProcess {
     }
 }
 
-/// `GET /metrics` with curl, parsed.
-func scrapeMetrics(port: Int) throws -> PrometheusScrape {
-    let (status, text) = try runTool("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(port)/metrics"])
-    guard status == 0 else { throw GatewayProcessError(message: text) }
-    return try PrometheusScrape(text)
-}
-
 /// The RFC 3339 form a validity notification gives a date (`JSONEncoder`'s `.iso8601`).
 func notificationTime(_ date: Date) -> String {
     let formatter = ISO8601DateFormatter()
@@ -473,3 +466,18 @@ let ipv6LoopbackAvailable: Bool = {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
     } == 0
 }()
+
+/// The common name of the leaf `openssl s_client` verified (nil when the handshake or
+/// the verification failed), read from the certificate itself with swift-certificates:
+/// OpenSSL's text form of names changed in 3.2 (`CN = x` → `CN=x`).
+func servedCommonName(port: Int, serverName: String?, folder: FixtureFolder) throws -> (cn: String?, output: String) {
+    var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", folder.url.appendingPathComponent("ca.pem").path,
+                     "-verify_return_error", "-showcerts"]
+    if let serverName { arguments += ["-servername", serverName] } else { arguments += ["-noservername"] }
+    let (status, output) = try runTool("/usr/bin/openssl", arguments, input: Data("Q\n".utf8))
+    guard status == 0, let first = try? PEMDocument.parseMultiple(pemString: output).first,
+          let leaf = try? Certificate(pemDocument: first) else {
+        return (nil, output)
+    }
+    return (leaf.subject.commonName, output)
+}
