@@ -50,13 +50,19 @@ enum CertificateConfDecoder {
         return scalar.string
     }
 
+    // The document is composed without type resolution (see `YAMLResolution`): the few
+    // values that are not strings are resolved here, one by one, as Yams would have.
     private static func bool(_ node: Node, _ place: String, _ file: String) throws(ConfigurationError) -> Bool {
-        guard let value = node.bool else { throw error(place, at: node, file: file, "expected true or false") }
+        guard let value = node.scalar.flatMap({ Node.scalar(YAMLResolution.resolved($0)).bool }) else {
+            throw error(place, at: node, file: file, "expected true or false")
+        }
         return value
     }
 
     private static func int(_ node: Node, _ place: String, _ file: String) throws(ConfigurationError) -> Int {
-        guard let value = node.int else { throw error(place, at: node, file: file, "expected a whole number") }
+        guard let value = node.scalar.flatMap({ Node.scalar(YAMLResolution.resolved($0)).int }) else {
+            throw error(place, at: node, file: file, "expected a whole number")
+        }
         return value
     }
 

@@ -102,7 +102,7 @@ public struct GatewayConfiguration: Sendable {
     public static func parse(yaml: String, file: String, baseDirectory: String, acmeIssuersElsewhere: Bool = false) throws(ConfigurationErrors) -> GatewayConfiguration {
         let root: Node
         do {
-            guard let node = try Yams.compose(yaml: yaml) else {
+            guard let node = try YAMLResolution.compose(yaml) else {
                 return GatewayConfiguration(baseDirectory: baseDirectory)
             }
             root = node
@@ -120,8 +120,9 @@ public struct GatewayConfiguration: Sendable {
         let document: Document
         let certificates: [String: CertificateConf]
         do {
-            document = try YAMLDecoder().decode(Document.self, from: root)
-            certificates = try decodeCertificates(root["certificates"], root: root, file: file)
+            document = try YAMLDecoder().decode(Document.self, from: YAMLResolution.resolved(root, skipping: ["certificates"]))
+            certificates = try decodeCertificates(
+                root.mapping?.first(where: { $0.key.string == "certificates" })?.value, root: root, file: file)
         } catch let error as DecodingError {
             throw ConfigurationErrors(unknown + [YAMLErrorLocation.configurationError(error, root: root, file: file)])
         } catch let error as ConfigurationError {

@@ -294,4 +294,27 @@ struct OnDemandInteropTests {
         #expect(Self.orders(in: gateway.logText, for: "renew.customers.test") == 2)
         #expect(gateway.logText.contains("renewal=true"))
     }
+
+    @Test("past handshake_wait the handshake gets the default and the order goes on; the name's next handshake gets its certificate; with the bucket empty a new name is refused as rate_limited")
+    func handshakeWaitAndRateLimit() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.stop() } }
+        let gateway = try await GatewayProcess(
+            config: setup.config(onDemand: "{ handshake_wait: 100ms, orders_per_minute: 0, burst: 1 }"), folder: setup.folder)
+        defer { _ = gateway.stop() }
+        // An order takes longer than 100 ms (Pebble validates at this listener first).
+        #expect(try await Self.served("slow.customers.test", setup) == setup.defaultLeaf)
+        #expect(try await gateway.waitForLog("certificate obtained on demand", timeout: .seconds(30)), "\(gateway.logText)")
+        #expect(try await Self.verified("slow.customers.test", setup) != nil)
+        // The burst of 1 is spent and none comes back (0 per minute).
+        #expect(try await Self.served("next.customers.test", setup) == setup.defaultLeaf)
+        #expect(Self.issuedByPebble(setup) == 1)
+        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        #expect(metrics.value("certgate_issue_refused_total", ["reason": "rate_limited"]) == 1)
+        #expect(gateway.logText.contains("refusal=rate_limited"))
+        // ctl renew on the on-demand entry says what it is.
+        let renew = try CertgateProcess.run(["ctl", "--socket", setup.socket, "renew", "customers"])
+        #expect(renew.status == 1)
+        #expect(renew.stderr.contains("'customers' is an on-demand entry: its certificates, one per name, are renewed as they are served (ctl list --on-demand)"), "\(renew.stderr)")
+    }
 }

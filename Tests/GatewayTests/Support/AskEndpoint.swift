@@ -6,7 +6,8 @@ import Synchronization
 
 /// An on-demand `ask` endpoint for tests: answers `GET /allowed?domain=NAME` with 200 when
 /// `allows(NAME)`, else 403, and records every name asked, in order. For a name `trickles`
-/// takes, it sends a 200 head and a first chunk of its body, and never ends it.
+/// takes, it sends a 200 head and a first chunk of its body, and never ends it; a name
+/// starting with `redirect` gets a 302 to a URL that would allow it.
 final class AskEndpoint: Sendable {
     let channel: any Channel
     let port: Int
@@ -66,6 +67,15 @@ final class AskEndpoint: Sendable {
                     headers.add(name: "transfer-encoding", value: "chunked")
                     context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .ok, headers: headers))), promise: nil)
                     context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "y")))), promise: nil)
+                    return
+                }
+                if let name, name.hasPrefix("redirect") {
+                    // A redirect to an address that would allow: not a 2xx, so a no.
+                    var headers = HTTPHeaders()
+                    headers.add(name: "location", value: "/allowed?domain=ok-\(name)")
+                    headers.add(name: "content-length", value: "0")
+                    context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .found, headers: headers))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
                     return
                 }
                 let allowed = name.map(allows) ?? false
