@@ -97,6 +97,22 @@ def handshake_seconds(port, name, context):
         return None
 
 
+def stop_all(processes, work):
+    """SIGTERM to each process (newest first; SIGKILL after 10 s), then the work folder
+    removed unless KEEP=1."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    if os.environ.get("KEEP") != "1":
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"kept {work}", file=sys.stderr)
+
+
 class Pebble:
     """Pebble and pebble-challtestsrv started by ``start_pebble``."""
 
@@ -236,17 +252,7 @@ control:
             print(f"| {label} | {percentile(idle, q) * 1000:.1f} ms | {percentile(during, q) * 1000:.1f} ms |")
         print(f"| max | {max(idle) * 1000:.1f} ms | {max(during) * 1000:.1f} ms |")
     finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        if os.environ.get("KEEP") != "1":
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work}", file=sys.stderr)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,8 @@ usage: bench/on_demand.py
 """
 import os
 import random
-import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +29,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from benchlib import CERTGATE, free_port, percentile
-from acme import make_ca_and_leaf, wait_until, listening, handshake_seconds, start_pebble
+from acme import make_ca_and_leaf, wait_until, listening, handshake_seconds, start_pebble, stop_all
 
 
 def pss_kib(pid):
@@ -139,17 +136,7 @@ metrics:
         print(f"| event-loop lag samples over the run; late by more than 5 / 10 / 25 ms | {int(lag_count)}; {int(over('0.005'))} / {int(over('0.01'))} / {int(over('0.025'))} |")
         print(f"| certgate PSS before / after the storm | {pss_before / 1024:.1f} / {pss_after / 1024:.1f} MiB |")
     finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        if os.environ.get("KEEP") != "1":
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work}", file=sys.stderr)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":
