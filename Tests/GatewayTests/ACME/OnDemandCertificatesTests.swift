@@ -223,4 +223,41 @@ struct OnDemandCertificatesTests {
         #expect(outcome.changed == ["shop"])
         #expect(outcome.removed == ["gone"])
     }
+
+    @Test("1,000 names being looked up or ordered at once: the next new name is refused (cache_full) at once, a name already in flight still joins")
+    func namesInFlightAreBounded() async throws {
+        let store = MemoryOnDemandStore()
+        let gate = Gate()
+        let ca = SigningCA(store: store, gate: gate)
+        var configuration = OnDemandConfiguration()
+        configuration.maxConcurrent = 1
+        configuration.burst = 2_000
+        configuration.perClientPerHour = 2_000
+        let certificates = Self.make(store, ca, configuration: configuration, client: HTTPClient.shared)
+        func lookup(_ name: String) -> OnDemandCertificates.Lookup {
+            certificates.lookup(ServerName.normalize(name)!, client: nil) { _ in }
+        }
+        for index in 0..<OnDemandCertificates.maxNamesInFlight {
+            guard case .pending = lookup("n\(index).customers.test") else {
+                Issue.record("n\(index) was not started")
+                return
+            }
+        }
+        #expect(certificates.status.ordering == 1_000)
+        guard case .refused(.busy) = lookup("one-more.customers.test") else {
+            Issue.record("a 1,001st name was started")
+            return
+        }
+        guard case .pending = lookup("n7.customers.test") else {
+            Issue.record("a name in flight did not join")
+            return
+        }
+        // One order holds the only slot (at the gate); then the entry goes, so the names waiting
+        // for the slot are dropped.
+        #expect(try await eventually(timeout: .seconds(60)) { ca.ordered.withLock { $0 }.count == 1 })
+        certificates.replaceEntries([:])
+        gate.open()
+        #expect(try await eventually(timeout: .seconds(60)) { certificates.status.ordering == 0 })
+        #expect(ca.ordered.withLock { $0 }.count == 1)
+    }
 }

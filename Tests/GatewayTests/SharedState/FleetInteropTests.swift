@@ -33,8 +33,8 @@ struct FleetInteropTests {
     /// A node's configuration: the standard interop one with a control socket, and
     /// `shared_state` on `cluster` with the password in a file. `pollInterval` 1h: a node
     /// learns of commits by notification alone unless a test says otherwise.
-    static func config(node: String, cluster: PostgresCluster, pollInterval: String = "1h", metricsPort: Int? = nil) -> String {
-        ControlInteropTests.config() + (metricsPort.map { "metrics:\n  listen: 127.0.0.1:\($0)\n" } ?? "") + """
+    static func config(node: String, cluster: PostgresCluster, pollInterval: String = "1h", metricsPort: Int? = nil, extraCertificates: String = "") -> String {
+        ControlInteropTests.config(GatewayInteropTests.config(extraCertificates: extraCertificates)) + (metricsPort.map { "metrics:\n  listen: 127.0.0.1:\($0)\n" } ?? "") + """
             shared_state:
               postgres: \(cluster.url)
               password_file: pg.pass
@@ -267,6 +267,53 @@ struct FleetInteropTests {
                 }
             }
             restarted.gateway.stop()
+        }
+    }
+
+    @Test("a SIGHUP on one node commits its file's certificates as the fleet's set and every node serves them; during a database outage a SIGHUP is not applied (the log says why) and the node serves on; once the database is back the same SIGHUP applies fleet-wide")
+    func reloadIsAFleetUpdate() async throws {
+        try await Self.withFleet(pollInterval: "500ms") { cluster, nodes in
+            let first = nodes[0]
+            let reloaded = GatewayInteropTests.authority.leaf(dnsNames: ["reloaded.test"])
+            let later = GatewayInteropTests.authority.leaf(dnsNames: ["later.test"])
+            for (name, leaf) in [("reloaded", reloaded), ("later", later)] {
+                try first.folder.write(leaf.pem, to: "certs/\(name).pem")
+                try first.folder.write(leaf.key.pkcs8PEM, to: "certs/\(name).key")
+            }
+            func config(_ extra: String) -> String {
+                Self.config(node: "node-1", cluster: cluster, pollInterval: "500ms", metricsPort: first.metricsPort, extraCertificates: extra)
+            }
+            let withReloaded = "  reloaded: { tls_cert: certs/reloaded.pem, tls_key: certs/reloaded.key }"
+            try first.gateway.reload(with: config(withReloaded))
+            #expect(try await first.gateway.waitForLog("source=signal [Gateway] certificate set committed"), "\(first.gateway.logText)")
+            for node in nodes {
+                #expect(try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "reloaded.test") == reloaded.parsed.der }, "\(node.name)")
+            }
+            #expect(try Self.fleetGeneration(cluster) == 1)
+            #expect(try cluster.psql("SELECT source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "signal|node-1")
+
+            try cluster.stop()
+            try first.gateway.reload(with: config(withReloaded + "\n  later: { tls_cert: certs/later.pem, tls_key: certs/later.key }"))
+            #expect(try await first.gateway.waitForLog("configuration reload not applied (shared state unreachable); the previous configuration keeps serving"), "\(first.gateway.logText)")
+            for node in nodes {
+                #expect(await Self.servedLeaf(node, "reloaded.test") == reloaded.parsed.der, "\(node.name) stopped serving")
+                #expect(await Self.servedLeaf(node, "later.test") == nil, "\(node.name) serves a set the fleet never committed")
+                #expect(try await Self.status(node).generation == 1)
+            }
+
+            try cluster.start()
+            // Each node reconnects (backoff up to 5 s); the same file, signalled again, then applies.
+            var applied = false
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !applied, ContinuousClock.now < deadline {
+                first.gateway.signal(SIGHUP)
+                applied = try await first.gateway.waitForLog("source=signal [Gateway] certificate set committed", occurrences: 2, timeout: .seconds(2))
+            }
+            #expect(applied, "\(first.gateway.logText)")
+            for node in nodes {
+                #expect(try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "later.test") == later.parsed.der }, "\(node.name)")
+            }
+            #expect(try Self.fleetGeneration(cluster) == 2)
         }
     }
 
