@@ -90,7 +90,7 @@ struct OnDemandCertificatesTests {
         }
     }
 
-    @Test("an exact pattern takes a name before a one-level wildcard, which takes it before '*'; a name no pattern takes has no entry")
+    @Test("an exact pattern takes a name before a one-level wildcard, which takes it before '*', and between equals the entry that sorts first; a name no pattern takes has no entry")
     func entryPriority() {
         let entries = Self.entries(["any": "*", "shops": "*.shop.test", "flagship": "main.shop.test,other.test"])
         func entry(_ name: String) -> String? { OnDemandCertificates.entry(for: ServerName.normalize(name)!, in: entries)?.name }
@@ -99,6 +99,9 @@ struct OnDemandCertificatesTests {
         #expect(entry("second.shop.test") == "shops")
         #expect(entry("deep.second.shop.test") == "any")
         #expect(entry("elsewhere.test") == "any")
+        // Between equal patterns, the entry whose name sorts first.
+        let twins = Self.entries(["b-shops": "*.shop.test", "a-shops": "*.shop.test"])
+        #expect(OnDemandCertificates.entry(for: ServerName.normalize("x.shop.test")!, in: twins)?.name == "a-shops")
         let narrow = Self.entries(["shops": "*.shop.test"])
         #expect(OnDemandCertificates.entry(for: ServerName.normalize("shop.test")!, in: narrow) == nil)
         #expect(OnDemandCertificates.entry(for: ServerName.normalize("a.b.shop.test")!, in: narrow) == nil)
@@ -130,7 +133,7 @@ struct OnDemandCertificatesTests {
         }
     }
 
-    @Test("past max_certificates the least recently served certificate leaves memory, stays stored, and comes back at its next handshake without an order")
+    @Test("past max_certificates the least recently served certificate leaves memory, stays stored, and comes back at its next handshake without an order; a name of one label is never taken")
     func memoryBoundEvictsLeastRecentlyServed() async throws {
         let client = HTTPClient.shared  // never asked: the entry has no ask endpoint
         let store = MemoryOnDemandStore()
@@ -153,6 +156,9 @@ struct OnDemandCertificatesTests {
         #expect(listed.map(\.host) == ["a.customers.test", "b.customers.test", "c.customers.test"])
         #expect(listed.map(\.cached) == [false, true, true])
         #expect(listed.allSatisfy { $0.entry == "customers" && $0.issuer == "test-ca" })
+        // A name of one label is never taken, not even by '*'.
+        certificates.replaceEntries(["any": CertificateConf(domains: "*", acme: "ca", onDemand: true, ask: "http://127.0.0.1:1/ask")])
+        #expect(await Self.serve("localhost", certificates) == nil)
     }
 
     @Test("a turn of the loop renews what was served within idle_timeout and is due, leaves the rest, and removes what is idle past it and expired; last handshakes are recorded in the state")
