@@ -30,6 +30,43 @@ struct LifecycleInteropTests {
         TestTLSClient(group: group, trustRoots: [try NIOSSLCertificate(bytes: authority.parsed.der, format: .der)])
     }
 
+    @Test("run is the default command: `certgate --config FILE` serves as `certgate run --config FILE` does")
+    func runIsTheDefaultCommand() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(
+            config: GatewayInteropTests.config(), folder: folder,
+            command: ["--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        defer { gateway.stop() }
+        let connection = try await Self.client().connect(port: gateway.port, serverName: "exact.test")
+        let exact = try #require(try NIOSSLCertificate.fromPEMFile(folder.url.appendingPathComponent("certs/exact.pem").path).first)
+        #expect(try connection.servedCertificate?.toDERBytes() == exact.toDERBytes())
+        await connection.close()
+    }
+
+    @Test("with no --config, certgate serves config/certgate.yaml of its working directory")
+    func defaultConfigurationPath() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        // The file's relative paths start at its own folder (config/): the certificates are named absolutely.
+        let certs = folder.url.appendingPathComponent("certs").path
+        let config = """
+            listeners:
+              - { name: https, listen: "127.0.0.1:PORT" }
+            routes:
+              - { server_names: ["*"], respond: { body: ok } }
+            certificates:
+              exact: { tls_cert: \(certs)/exact.pem, tls_key: \(certs)/exact.key }
+            """
+        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
+        let gateway = try await GatewayProcess(config: config, folder: folder, configPath: "config/certgate.yaml", command: [])
+        defer { gateway.stop() }
+        let connection = try await Self.client().connect(port: gateway.port, serverName: "exact.test")
+        let exact = try #require(try NIOSSLCertificate.fromPEMFile(folder.url.appendingPathComponent("certs/exact.pem").path).first)
+        #expect(try connection.servedCertificate?.toDERBytes() == exact.toDERBytes())
+        await connection.close()
+    }
+
     /// Reads from `iterator` until `count` bytes came (or the stream ended).
     static func read(_ count: Int, from iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) async throws -> String {
         var text = ""

@@ -35,7 +35,12 @@ final class GatewayProcess: Sendable {
     /// returns once it logs that it is serving (and, when configured, that its control
     /// socket listens). A free port can be taken by another test between the choice and
     /// certgate's bind: a start that fails to bind it is tried again on another port.
-    init(config: String, folder: FixtureFolder, configPath: String = "certgate.yaml", arguments: [String] = []) async throws {
+    /// - Parameter command: the command line before `arguments` (default `run --config PATH`);
+    ///   it runs in `folder`.
+    init(
+        config: String, folder: FixtureFolder, configPath: String = "certgate.yaml", arguments: [String] = [],
+        command: [String]? = nil
+    ) async throws {
         self.folder = folder
         var attempt = 0
         while true {
@@ -43,7 +48,9 @@ final class GatewayProcess: Sendable {
             let port = try freePort()
             try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: configPath)
             let log = LogBuffer()
-            let process = try Self.launch(arguments: ["run", "--config", folder.url.appendingPathComponent(configPath).path] + arguments, log: log)
+            let process = try Self.launch(
+                arguments: (command ?? ["run", "--config", folder.url.appendingPathComponent(configPath).path]) + arguments,
+                directory: folder.url, log: log)
             // The line that follows the binding of every listener (its message ends the line).
             if try await Self.waitForLog("] serving\n", in: log, of: process, timeout: .seconds(20)) {
                 self.port = port
@@ -64,10 +71,11 @@ final class GatewayProcess: Sendable {
         }
     }
 
-    private static func launch(arguments: [String], log: LogBuffer) throws -> Process {
+    private static func launch(arguments: [String], directory: URL, log: LogBuffer) throws -> Process {
         let process = Process()
         process.executableURL = CertgateProcess.binary
         process.arguments = arguments
+        process.currentDirectoryURL = directory
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
