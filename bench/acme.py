@@ -97,6 +97,28 @@ def handshake_seconds(port, name, context):
         return None
 
 
+class Prober:
+    """A thread making verified handshakes for `name` back to back from its start until
+    ``stop()``; `samples` holds (start on the monotonic clock, seconds) for each that succeeded."""
+
+    def __init__(self, port, name, context):
+        self.samples = []
+        self._stop = threading.Event()
+
+        def probe():
+            while not self._stop.is_set():
+                start = time.monotonic()
+                seconds = handshake_seconds(port, name, context)
+                if seconds is not None:
+                    self.samples.append((start, seconds))
+        self._thread = threading.Thread(target=probe, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
 def stop_all(processes, work):
     """SIGTERM to each process (newest first; SIGKILL after 10 s), then the work folder
     removed unless KEEP=1."""
@@ -194,17 +216,8 @@ control:
 
         # The probe: back-to-back handshakes for the static name, each stamped.
         static_context = ssl.create_default_context(cafile=f"{work}/static-ca.pem")
-        samples = []  # (start, seconds)
-        stop = threading.Event()
-
-        def probe():
-            while not stop.is_set():
-                start = time.monotonic()
-                seconds = handshake_seconds(https, "static.bench.test", static_context)
-                if seconds is not None:
-                    samples.append((start, seconds))
-        prober = threading.Thread(target=probe, daemon=True)
-        prober.start()
+        prober = Prober(https, "static.bench.test", static_context)
+        samples = prober.samples
         time.sleep(3)  # idle samples first
 
         acme_context = ssl.create_default_context(cafile=f"{work}/pebble-root.pem")
@@ -233,8 +246,7 @@ control:
                 time.sleep(1)  # idle between orders
             results[kind] = times
         time.sleep(2)
-        stop.set()
-        prober.join()
+        prober.stop()
 
         during = [s for t, s in samples if any(a <= t <= b for a, b in ordering)]
         idle = [s for t, s in samples if not any(a - 0.2 <= t <= b + 0.2 for a, b in ordering)]

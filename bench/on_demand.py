@@ -23,13 +23,12 @@ import random
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from benchlib import CERTGATE, free_port, percentile
-from acme import make_ca_and_leaf, wait_until, listening, handshake_seconds, start_pebble, stop_all
+from acme import make_ca_and_leaf, wait_until, listening, handshake_seconds, start_pebble, stop_all, Prober
 
 
 def pss_kib(pid):
@@ -90,17 +89,8 @@ metrics:
             first.append(time.perf_counter() - start)
         served_again = [handshake_seconds(https, "first-0.customers.bench.test", acme_context) for _ in range(20)]
 
-        samples = []  # (start, seconds)
-        stop = threading.Event()
-
-        def probe():
-            while not stop.is_set():
-                start = time.monotonic()
-                seconds = handshake_seconds(https, "static.bench.test", static_context)
-                if seconds is not None:
-                    samples.append((start, seconds))
-        prober = threading.Thread(target=probe, daemon=True)
-        prober.start()
+        prober = Prober(https, "static.bench.test", static_context)
+        samples = prober.samples
         time.sleep(3)  # idle samples first
         pss_before = pss_kib(gateway.pid)
 
@@ -110,8 +100,7 @@ metrics:
             answered = list(pool.map(lambda name: handshake_seconds(https, name, any_context), names))
         storm_end = time.monotonic()
         time.sleep(2)
-        stop.set()
-        prober.join()
+        prober.stop()
         pss_after = pss_kib(gateway.pid)
 
         during = [s for t, s in samples if storm_start <= t <= storm_end]

@@ -241,13 +241,19 @@ public final class CertificateUpdater: Sendable {
         whenCommitted: (CertificateSnapshot, CertificateSetChange) -> Void
     ) throws(CertificateUpdateFailure) -> CertificateUpdateOutcome {
         let committedAt = Date()
-        let result: Result<(Prepared, FleetCommit), CertificateUpdateFailure>
+        let result: Result<(Prepared, FleetCommit)?, CertificateUpdateFailure>
         do {
             result = try fleet.database.write(after: fleet.position) { behind, writer in
                 do {
                     if let behind { _ = try follow(behind, context: context) }
                     let current = store.current
                     let prepared = try prepare(request, current: current, context: context)
+                    // A certificate obtained by ACME that another node committed meanwhile
+                    // (this node adopted it before following that commit): nothing to commit,
+                    // and no generation spent on it.
+                    if request.source == .acme, prepared.change.added.isEmpty, prepared.change.changed.isEmpty, prepared.change.removed.isEmpty {
+                        return .success(nil)
+                    }
                     let generation = current.generation + 1
                     let rows = try FleetCommit.rows(of: prepared.change)
                     let position = try writer.commit(
@@ -262,7 +268,11 @@ public final class CertificateUpdater: Sendable {
             fleet.unreachable(error)
             throw .unavailable(error.description)
         }
-        let (prepared, commit) = try result.get()
+        guard let (prepared, commit) = try result.get() else {
+            let current = store.current
+            return CertificateUpdateOutcome(
+                generation: current.generation, added: [], changed: [], removed: [], errors: [], warnings: [], dryRun: false)
+        }
         fleet.reached(fleetGeneration: commit.position.generation)
         let snapshot = store.install(prepared.change.set, generation: commit.position.generation, committedAt: committedAt)
         fleet.committed(commit, change: prepared.change, source: request.source, committedAt: committedAt, acmeEntries: request.acmeEntries)

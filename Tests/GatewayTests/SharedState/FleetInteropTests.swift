@@ -423,6 +423,26 @@ struct FleetInteropTests {
         try await body(nodes)
     }
 
+    /// Three nodes with the CA `pebble` (tls-alpn-01, which Pebble validates at node-1's
+    /// listener) and `certificates`, on a new cluster.
+    static func withPebbleFleet(
+        certificates: String, _ body: (PostgresCluster, PebbleServer, NIOSSLCertificate, [Node]) async throws -> Void
+    ) async throws {
+        let cluster = try await PostgresCluster()
+        let firstPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
+        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        try await Self.withACMEFleet(
+            cluster: cluster, pebble: pebble,
+            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }",
+            certificates: certificates,
+            fixedPort: (1, firstPort),
+            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
+        ) { nodes in
+            try await body(cluster, pebble, root, nodes)
+        }
+    }
+
     /// Whether `node` serves a certificate for `name` that verifies with `probe`'s roots (within 60 s).
     static func servesVerified(_ node: Node, _ name: String, probe: TLSProbe) async throws -> Bool {
         try await eventually(timeout: .seconds(60)) {
@@ -434,17 +454,7 @@ struct FleetInteropTests {
 
     @Test("three nodes start with the same new acme entry: one order fleet-wide (Pebble validates node-1's tls-alpn-01 answer), the certificate is stored in the fleet and every node serves the same one, verifying with Pebble's root; nodes 2 and 3 order nothing")
     func oneOrderForTheFleet() async throws {
-        let cluster = try await PostgresCluster()
-        let firstPort = unusedLocalPort()
-        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
-        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
-        try await Self.withACMEFleet(
-            cluster: cluster, pebble: pebble,
-            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }",
-            certificates: "  shop: { acme: pebble, domains: \"shop.example.test\" }",
-            fixedPort: (1, firstPort),
-            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
-        ) { nodes in
+        try await Self.withPebbleFleet(certificates: "  shop: { acme: pebble, domains: \"shop.example.test\" }") { cluster, pebble, root, nodes in
             let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
             var leaves: [[UInt8]] = []
             for node in nodes {
@@ -545,17 +555,7 @@ struct FleetInteropTests {
 
     @Test("on demand in a fleet: ten handshakes at once for a new name spread over three nodes make one order fleet-wide and all get the same certificate; a name obtained by one node is served by the others from the fleet's state with no order; an on-demand entry sent to one node is known to all")
     func onDemandIsFleetWide() async throws {
-        let cluster = try await PostgresCluster()
-        let firstPort = unusedLocalPort()
-        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
-        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
-        try await Self.withACMEFleet(
-            cluster: cluster, pebble: pebble,
-            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }",
-            certificates: "  customers: { acme: pebble, on_demand: true, domains: \"*.customers.test\" }",
-            fixedPort: (1, firstPort),
-            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
-        ) { nodes in
+        try await Self.withPebbleFleet(certificates: "  customers: { acme: pebble, on_demand: true, domains: \"*.customers.test\" }") { cluster, pebble, root, nodes in
             #expect(try await eventually(timeout: .seconds(10)) {
                 try cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
             })
