@@ -302,7 +302,7 @@ struct OnDemandInteropTests {
         let gateway = try await GatewayProcess(
             config: setup.config(onDemand: "{ handshake_wait: 100ms, orders_per_minute: 0, burst: 1 }"), folder: setup.folder)
         defer { _ = gateway.stop() }
-        // An order takes longer than 100 ms (Pebble validates at this listener first).
+        // The ask endpoint answers `slow…` after a second: longer than the handshake waits.
         #expect(try await Self.served("slow.customers.test", setup) == setup.defaultLeaf)
         #expect(try await gateway.waitForLog("certificate obtained on demand", timeout: .seconds(30)), "\(gateway.logText)")
         #expect(try await Self.verified("slow.customers.test", setup) != nil)

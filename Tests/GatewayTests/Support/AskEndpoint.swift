@@ -7,7 +7,8 @@ import Synchronization
 /// An on-demand `ask` endpoint for tests: answers `GET /allowed?domain=NAME` with 200 when
 /// `allows(NAME)`, else 403, and records every name asked, in order. For a name `trickles`
 /// takes, it sends a 200 head and a first chunk of its body, and never ends it; a name
-/// starting with `redirect` gets a 302 to a URL that would allow it.
+/// starting with `redirect` gets a 302 to a URL that would allow it; one starting with `slow`
+/// is answered after a second.
 final class AskEndpoint: Sendable {
     let channel: any Channel
     let port: Int
@@ -81,8 +82,19 @@ final class AskEndpoint: Sendable {
                 let allowed = name.map(allows) ?? false
                 var headers = HTTPHeaders()
                 headers.add(name: "content-length", value: "0")
-                context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: allowed ? .ok : .forbidden, headers: headers))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                let head = HTTPServerResponsePart.head(.init(version: .http1_1, status: allowed ? .ok : .forbidden, headers: headers))
+                guard let name, name.hasPrefix("slow") else {
+                    context.write(wrapOutboundOut(head), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                    return
+                }
+                // A name starting with `slow` is answered after a second.
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                context.eventLoop.scheduleTask(in: .seconds(1)) {
+                    let context = loopBound.value
+                    context.write(NIOAny(head), promise: nil)
+                    context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+                }
             }
         }
     }
