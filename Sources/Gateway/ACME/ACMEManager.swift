@@ -538,6 +538,8 @@ final class ACMEManager: OnDemandOrdering {
         if store != nil, lock == nil { return .orderedElsewhere }
         defer { if let lock { storeQueue.async { lock.release() } } }
         let now = Date()
+        // Another node's certificate, when the state can say; when it cannot, the order goes
+        // on (and meets the same state when it stores what it obtained, failing there).
         if let stored = try? await onStore({ try $0.onDemandCertificate(host: host) }), stored.certificate != previous,
            Self.renewalTime(stored.certificate, issuer: issuer, now: now) > now {
             return .obtained(stored.certificate, ordered: false)

@@ -10,7 +10,8 @@ import Synchronization
 /// patterns match, the certificate kept in memory is served; else the stored one; else,
 /// when the entry's `ask` endpoint allows it and the bounds leave room, one is ordered while
 /// the handshake waits up to `handshake_wait` (one order per name at a time, fleet-wide
-/// with `shared_state`). A handshake that gets none by then is served the default.
+/// with `shared_state`). A handshake that gets none by then is served what it would have
+/// been without the on-demand entry (a catch-all issuer, the default, or nothing).
 ///
 /// Bounds (`on_demand:`): orders running at once, new orders per minute (token bucket) and
 /// per client address per hour, a negative cache of refused or failed names (backoff
@@ -43,18 +44,14 @@ final class OnDemandCertificates: Sendable {
     final class Served: Sendable {
         let host: String
         let entry: String
-        let issuer: String
-        let notBefore: Date
         let notAfter: Date
         /// When it is renewed (at a handshake from then on, or the loop's next turn).
         let renewAt: Date
         let material: NIOServingMaterial
 
-        init(host: String, entry: String, issuer: String, notBefore: Date, notAfter: Date, renewAt: Date, material: NIOServingMaterial) {
+        init(host: String, entry: String, notAfter: Date, renewAt: Date, material: NIOServingMaterial) {
             self.host = host
             self.entry = entry
-            self.issuer = issuer
-            self.notBefore = notBefore
             self.notAfter = notAfter
             self.renewAt = renewAt
             self.material = material
@@ -105,6 +102,9 @@ final class OnDemandCertificates: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Whether any on-demand entry exists: read without the lock by every handshake that no
+    /// set entry claims, so that a gateway with no on-demand entry does nothing more for them.
+    private let hasEntries = Atomic<Bool>(false)
     private let store: (any OnDemandStore)?
     private let storeQueue = DispatchQueue(label: "certgate.on-demand.store")
     private let acme: any OnDemandOrdering
@@ -135,6 +135,13 @@ final class OnDemandCertificates: Sendable {
             Entry(name: name, conf: conf, patterns: (conf.domains?.items ?? []).compactMap { try? NamePattern.parse($0).get() })
         }
         state.withLock { $0.entries = entries }
+        hasEntries.store(!entries.isEmpty, ordering: .releasing)
+    }
+
+    /// Whether an on-demand entry might take `name` (no lock, no allocation): false when there
+    /// is none, or for a name of one label (no name a public CA issues for).
+    func mayTake(_ name: ServerName) -> Bool {
+        hasEntries.load(ordering: .acquiring) && name.text.utf8.contains(UInt8(ascii: "."))
     }
 
     /// A reload's `on_demand:` section.
@@ -176,8 +183,7 @@ final class OnDemandCertificates: Sendable {
         let now = Date()
         var start: Entry?
         var renew: Entry?
-        // A name of one label (`localhost`) is no name a public CA issues for: not taken.
-        guard name.text.utf8.contains(UInt8(ascii: ".")) else { return .notMatched }
+        guard mayTake(name) else { return .notMatched }
         let lookup = state.withLock { state -> Lookup in
             guard let entry = Self.entry(for: name, in: state.entries) else { return .notMatched }
             let host = name.text
@@ -310,6 +316,7 @@ final class OnDemandCertificates: Sendable {
                 guard ContinuousClock.now < deadline else {
                     return .failure(OrderFailure(reason: "another node of the fleet has been ordering it for two minutes"))
                 }
+                // A read that fails is tried again at the next look (the two minutes bound it).
                 if let stored = try? await onStore({ try $0.onDemandCertificate(host: host) }), stored.certificate != previous,
                    stored.certificate.notAfter > Date(), let served = served(stored.certificate, entry: stored.entry) {
                     return .success(served)
@@ -381,8 +388,7 @@ final class OnDemandCertificates: Sendable {
         }
         guard let material = try? NIOServingMaterial.eager(chain: chain, key: key) else { return unusable("the TLS library refused it") }
         return Served(
-            host: host, entry: entry, issuer: certificate.issuer, notBefore: leaf.certificate.notValidBefore,
-            notAfter: leaf.certificate.notValidAfter, renewAt: acme.renewalTime(of: certificate, issuerName: certificate.issuer, now: Date()),
+            host: host, entry: entry, notAfter: leaf.certificate.notValidAfter, renewAt: acme.renewalTime(of: certificate, issuerName: certificate.issuer, now: Date()),
             material: material)
     }
 

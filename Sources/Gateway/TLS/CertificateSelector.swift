@@ -65,7 +65,7 @@ final class CertificateSelector: Sendable {
             // A name no entry claims by its own names: an on-demand entry's patterns come
             // before a catch-all issuer and the default.
             if let onDemand, match?.kind != .exact, match?.kind != .wildcard, match?.kind != .ip,
-               let name = match?.serverName ?? values.serverHostname.flatMap(ServerName.normalize),
+               let name = match?.serverName ?? values.serverHostname.flatMap(ServerName.normalize), onDemand.mayTake(name),
                serveOnDemand(onDemand, name: name, fallback: match, set: set, facts: facts, counters: counters, promise: promise) {
                 return
             }
@@ -78,32 +78,30 @@ final class CertificateSelector: Sendable {
         _ match: CertificateMatch?, set: CertificateSet, facts: HandshakeFacts?, counters: GatewayMetrics.ListenerCounters,
         promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
     ) {
-        do {
-            guard let match else {
-                counters.record(nil)
-                facts?.refusal = "no certificate for this name and no default"
-                promise.fail(NoCertificate(reason: "no certificate for this name and no default"))
-                return
-            }
-            facts?.serverName = match.serverName
-            facts?.matchKind = match.kind
-            facts?.entryName = match.entry.name
-            if match.entry.kind == .issuer {
-                serveIssued(match: match, facts: facts, fallback: set.defaultEntry, counters: counters, promise: promise)
-                return
-            }
-            // Every set the gateway builds has NIOSSL material (NIOServingMaterial.factory);
-            // making it can still fail at the first handshake (out of memory).
-            guard let override = try? match.entry.nioServingMaterial?.contextOverride() else {
-                let reason = "entry '\(match.entry.name)': the TLS library refused its certificate or key at this handshake"
-                counters.record(nil)
-                facts?.refusal = reason
-                promise.fail(NoCertificate(reason: reason))
-                return
-            }
-            counters.record(match.kind)
-            promise.succeed(override)
+        guard let match else {
+            counters.record(nil)
+            facts?.refusal = "no certificate for this name and no default"
+            promise.fail(NoCertificate(reason: "no certificate for this name and no default"))
+            return
         }
+        facts?.serverName = match.serverName
+        facts?.matchKind = match.kind
+        facts?.entryName = match.entry.name
+        if match.entry.kind == .issuer {
+            serveIssued(match: match, facts: facts, fallback: set.defaultEntry, counters: counters, promise: promise)
+            return
+        }
+        // Every set the gateway builds has NIOSSL material (NIOServingMaterial.factory);
+        // making it can still fail at the first handshake (out of memory).
+        guard let override = try? match.entry.nioServingMaterial?.contextOverride() else {
+            let reason = "entry '\(match.entry.name)': the TLS library refused its certificate or key at this handshake"
+            counters.record(nil)
+            facts?.refusal = reason
+            promise.fail(NoCertificate(reason: reason))
+            return
+        }
+        counters.record(match.kind)
+        promise.succeed(override)
     }
 
     /// An on-demand entry's pattern takes `name`: its certificate now, or when its lookup or
@@ -114,12 +112,11 @@ final class CertificateSelector: Sendable {
         counters: GatewayMetrics.ListenerCounters, promise: EventLoopPromise<NIOSSLContextConfigurationOverride>
     ) -> Bool {
         let loop = promise.futureResult.eventLoop
-        let once = OnceFlag()
+        let once = OnDemandWait()
         let client = facts?.remoteAddress.flatMap(HandshakeFacts.ipAddress(of:))
-        let timeout = Mutex<Scheduled<Void>?>(nil)
         let lookup = onDemand.lookup(name, client: client) { [self] served in
             guard once.claim() else { return }
-            timeout.withLock { $0?.cancel() }
+            once.cancelTimeout()
             loop.execute { [self] in
                 self.answerOnDemand(served, name: name, fallback: fallback, set: set, facts: facts, counters: counters, promise: promise)
             }
@@ -138,7 +135,7 @@ final class CertificateSelector: Sendable {
                 facts?.serverName = name
                 self.serve(fallback, set: set, facts: facts, counters: counters, promise: promise)
             }
-            timeout.withLock { $0 = scheduled }
+            once.setTimeout(scheduled)
         }
         return true
     }
@@ -225,12 +222,22 @@ final class CertificateSelector: Sendable {
     }
 }
 
-/// Set once by whichever comes first: an on-demand answer or the handshake's wait running out.
-private final class OnceFlag: Sendable {
+/// One handshake waiting for an on-demand certificate: answered once, by whichever comes
+/// first — the certificate (or its refusal) or the wait running out.
+private final class OnDemandWait: Sendable {
     private let done = Atomic<Bool>(false)
+    private let timeout = Mutex<Scheduled<Void>?>(nil)
 
     /// True for the first caller only.
     func claim() -> Bool {
         !done.exchange(true, ordering: .acquiringAndReleasing)
+    }
+
+    func setTimeout(_ scheduled: Scheduled<Void>) {
+        timeout.withLock { $0 = scheduled }
+    }
+
+    func cancelTimeout() {
+        timeout.withLock { $0?.cancel() }
     }
 }

@@ -564,7 +564,8 @@ public nonisolated struct Certgate_Control_V1_Status: @unchecked Sendable {
   /// Clears the value of `sharedState`. Subsequent reads from it will return its default value.
   public mutating func clearSharedState() {_uniqueStorage()._sharedState = nil}
 
-  /// On-demand ACME: counts and the limits in force (on_demand:).
+  /// On-demand ACME: counts and the limits in force (on_demand:); set only when an
+  /// on-demand entry or a certificate obtained on demand exists.
   public var onDemand: Certgate_Control_V1_OnDemandStatus {
     get {_storage._onDemand ?? Certgate_Control_V1_OnDemandStatus()}
     set {_uniqueStorage()._onDemand = newValue}
