@@ -13,14 +13,29 @@ enum OutputFormat {
         date.formatted(.iso8601)
     }
 
-    /// Left-aligned columns separated by two spaces.
+    /// Left-aligned columns separated by two spaces; widths in characters (grapheme
+    /// clusters), the last column not padded.
     static func table(header: [String], rows: [[String]]) -> String {
-        let all = [header] + rows
-        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
-        return all.map { row in
-            row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n") + "\n"
+        var widths = header.map(\.count)
+        for row in rows {
+            for (column, cell) in row.enumerated() where column < widths.count {
+                widths[column] = max(widths[column], cell.count)
+            }
+        }
+        var out = ""
+        out.reserveCapacity((widths.reduce(0, +) + 2 * widths.count + 1) * (rows.count + 1))
+        func append(_ row: [String]) {
+            for (column, cell) in row.enumerated() {
+                if column > 0 { out += "  " }
+                out += cell
+                if column < row.count - 1, column < widths.count, cell.count < widths[column] {
+                    out += String(repeating: " ", count: widths[column] - cell.count)
+                }
+            }
+            out += "\n"
+        }
+        append(header)
+        rows.forEach(append)
+        return out
     }
 }

@@ -165,50 +165,13 @@ extension CertificateSet {
     public static func invalidNameReason(_ name: String) -> String? {
         if name.isEmpty { return "an entry needs a non-empty name" }
         if name.utf8.count > 253 { return "name longer than 253 bytes" }
+        // Printable ASCII other than the space (every name of a usual set) needs no
+        // Unicode property lookup.
+        if name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) { return nil }
         if name.unicodeScalars.contains(where: { [.control, .format].contains($0.properties.generalCategory) || $0 == " " }) {
             // Format characters too: U+202E would print a name backwards in a terminal.
             return "name contains spaces or control or format characters"
         }
         return nil
     }
-}
-
-/// `map` on every core, in chunks, keeping the order of `items`.
-enum ConcurrentMap {
-    static func map<Item: Sendable, Output: Sendable>(
-        _ items: [Item], chunk: Int = 64, _ transform: @Sendable (Item) -> Output
-    ) -> [Output] {
-        guard items.count > chunk else { return items.map(transform) }
-        let slots = ResultSlots<Output>(count: items.count)
-        let chunks = (items.count + chunk - 1) / chunk
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunkIndex in
-            for index in (chunkIndex * chunk)..<min(items.count, (chunkIndex + 1) * chunk) {
-                slots.store(index, transform(items[index]))
-            }
-        }
-        return slots.results
-    }
-}
-
-/// One slot per item, each written by exactly one worker before `concurrentPerform`
-/// returns; read only after it has.
-private final class ResultSlots<Output>: @unchecked Sendable {
-    /// Allocated once: workers write disjoint slots, with no array access to race on.
-    private let slots: UnsafeMutableBufferPointer<Output?>
-
-    init(count: Int) {
-        slots = .allocate(capacity: count)
-        slots.initialize(repeating: nil)
-    }
-
-    deinit {
-        _ = slots.deinitialize()
-        slots.deallocate()
-    }
-
-    func store(_ index: Int, _ result: Output) {
-        slots[index] = result
-    }
-
-    var results: [Output] { slots.map { $0! } }
 }

@@ -43,7 +43,10 @@ enum ACMERules {
                 problems.append(.init(path: path + ["renew_before"], reason: "must be 1h to 365d, not \(renewBefore)"))
             }
         }
-        for (name, conf) in configuration.certificates.sorted(by: { $0.key < $1.key }) {
+        // Only entries with an ACME key have problems here (sorting all of them first cost
+        // a tenth of a second at 100,000 entries).
+        let acmeEntries = configuration.certificates.filter { $0.value.acme != nil || $0.value.onDemand != nil || $0.value.ask != nil }
+        for (name, conf) in acmeEntries.sorted(by: { $0.key < $1.key }) {
             if conf.acme == nil {
                 // The entry's own validation says the same (for entries sent through the
                 // control plane); here it gets the file's line.

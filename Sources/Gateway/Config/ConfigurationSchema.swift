@@ -30,34 +30,45 @@ indirect enum ConfigurationSchema: Sendable {
         return .section(known)
     }
 
-    /// Every key in `node` (at `path`) that this schema does not know, in file order.
-    func unknownKeys(in node: Node, path: [String] = [], file: String) -> [ConfigurationError] {
+    /// Every key in `node` that this schema does not know, in file order.
+    func unknownKeys(in node: Node, file: String) -> [ConfigurationError] {
+        var errors: [ConfigurationError] = []
+        collectUnknownKeys(in: node, path: { [] }, file: file, into: &errors)
+        return errors
+    }
+
+    /// Adds to `errors` every key in `node` this schema does not know. `path` (the keys
+    /// leading to `node`) is made only for an error: a `certificates:` section of 100,000
+    /// entries has nothing to quote when every key is known.
+    private func collectUnknownKeys(
+        in node: Node, path: () -> [String], file: String, into errors: inout [ConfigurationError]
+    ) {
         switch self {
         case .value:
-            return []
+            return
         case .list(let item):
-            guard let sequence = node.sequence else { return [] }
-            return sequence.enumerated().flatMap { index, element in
-                item.unknownKeys(in: element, path: path + ["\(index)"], file: file)
+            guard let sequence = node.sequence else { return }
+            for (index, element) in sequence.enumerated() {
+                item.collectUnknownKeys(in: element, path: { path() + ["\(index)"] }, file: file, into: &errors)
             }
         case .named(let value):
-            guard let mapping = node.mapping else { return [] }
-            return mapping.flatMap { key, element in
-                value.unknownKeys(in: element, path: path + [QuotedValue.shown(key.string ?? "?", limit: 253)], file: file)
+            guard let mapping = node.mapping else { return }
+            for (key, element) in mapping {
+                value.collectUnknownKeys(
+                    in: element, path: { path() + [QuotedValue.shown(key.string ?? "?", limit: 253)] }, file: file, into: &errors)
             }
         case .section(let known):
-            guard let mapping = node.mapping else { return [] }
-            var errors: [ConfigurationError] = []
+            guard let mapping = node.mapping else { return }
             for (key, element) in mapping {
                 guard key.scalar != nil else {
                     errors.append(ConfigurationError(
-                        file: file, key: path.joined(separator: "."), line: key.mark?.line, column: key.mark?.column,
+                        file: file, key: path().joined(separator: "."), line: key.mark?.line, column: key.mark?.column,
                         reason: "a key is a name, not a list or a mapping"))
                     continue
                 }
                 let name = key.string ?? ""
                 if let shape = known[name] {
-                    errors += shape.unknownKeys(in: element, path: path + [name], file: file)
+                    shape.collectUnknownKeys(in: element, path: { path() + [name] }, file: file, into: &errors)
                     continue
                 }
                 var reason = "unknown key"
@@ -67,10 +78,9 @@ indirect enum ConfigurationSchema: Sendable {
                     reason += " (known here: \(known.keys.sorted().joined(separator: ", ")))"
                 }
                 errors.append(ConfigurationError(
-                    file: file, key: (path + [QuotedValue.shown(name)]).joined(separator: "."),
+                    file: file, key: (path() + [QuotedValue.shown(name)]).joined(separator: "."),
                     line: key.mark?.line, column: key.mark?.column, reason: reason))
             }
-            return errors
         }
     }
 

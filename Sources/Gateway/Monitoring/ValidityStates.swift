@@ -21,7 +21,8 @@ final class ValidityStates: Sendable {
     func update(set: CertificateSet, now: Date) -> [StateChange] {
         let changes = states.withLock { current in
             for name in current.keys where set.entries[name] == nil { current[name] = nil }
-            return refresh(set.sortedEntries, in: &current, now: now)
+            // In the set's order; the (few) changes are sorted by name for the log.
+            return refresh(set.entries.values, in: &current, now: now).sorted { $0.entry < $1.entry }
         }
         log(changes, set: set, now: now)
         return changes
@@ -39,7 +40,7 @@ final class ValidityStates: Sendable {
         return changes
     }
 
-    private func refresh(_ entries: [CertificateEntry], in current: inout [String: CertificateValidity.State], now: Date) -> [StateChange] {
+    private func refresh(_ entries: some Sequence<CertificateEntry>, in current: inout [String: CertificateValidity.State], now: Date) -> [StateChange] {
         var changes: [StateChange] = []
         for entry in entries {
             let state = entry.validity(at: now).state

@@ -147,18 +147,17 @@ struct FleetCommit: Sendable {
 
     /// The rows of a change's added and changed entries.
     static func rows(of change: CertificateSetChange) throws(CertificateUpdateFailure) -> [StoredRow] {
-        let encoder = StoredRow.makeEncoder()
+        let made = StoredRow.rows(builtBy: change)
         var rows: [StoredRow] = []
         rows.reserveCapacity(change.added.count + change.changed.count)
         for name in change.added + change.changed {
-            guard let entry = change.set.entries[name], let content = change.contents[name] else {
+            guard let row = made[name] else {
                 throw .persistence("entry \(QuotedValue.quote(name)) comes without the PEM text it was built from")
             }
-            do {
-                rows.append(try StoredRow(entry: entry, content: content, encoder: encoder))
-            } catch {
+            guard let row else {
                 throw .persistence("entry \(QuotedValue.quote(name)): its configuration cannot be encoded")
             }
+            rows.append(row)
         }
         return rows
     }

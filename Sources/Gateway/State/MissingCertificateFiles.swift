@@ -26,7 +26,8 @@ public enum MissingCertificateFiles {
     /// in memory; nothing is written.
     static func pending(for configuration: GatewayConfiguration) throws(Failure) -> [Pending] {
         var pending: [Pending] = []
-        for (name, conf) in configuration.certificates.sorted(by: { $0.key < $1.key }) where conf.createIfMissing == true {
+        let creating = configuration.certificates.filter { $0.value.createIfMissing == true }
+        for (name, conf) in creating.sorted(by: { $0.key < $1.key }) {
             guard let certValue = conf.tlsCert, let keyValue = conf.tlsKey,
                   case .file(let certPath) = MaterialSource(certValue), case .file(let keyPath) = MaterialSource(keyValue) else {
                 throw Failure(entry: name, reason: "tls_cert and tls_key must both be file paths")

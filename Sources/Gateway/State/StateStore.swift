@@ -159,6 +159,7 @@ public final class StateStore: Sendable {
         _ change: CertificateSetChange, generation: UInt64, source: UpdateSource, acmeEntries: CertificateUpdateRequest.Change? = nil,
         at time: Date = Date()
     ) throws(StateStoreError) {
+        let made = StoredRow.rows(builtBy: change)
         try write(operation: "commit generation \(generation)") { db in
             if let acmeEntries { try Self.writeACMEEntries(acmeEntries, db: db) }
             let previous = try Int64.fetchOne(db, sql: "SELECT generation FROM set_state WHERE id = 1")
@@ -169,19 +170,24 @@ public final class StateStore: Sendable {
             }
             // The first commit holds the whole set (it comes from a full build: every entry added).
             let names = previous == nil ? Array(change.set.entries.keys) : change.added + change.changed
-            var rows: [(CertificateEntry, EntryContent)] = []
+            var rows: [StoredRow] = []
+            rows.reserveCapacity(names.count)
             for name in names {
-                guard let entry = change.set.entries[name], let content = change.contents[name] else {
+                guard let row = made[name] else {
                     throw StateStoreError(path: path, operation: "commit generation \(generation)",
                                           reason: "entry '\(name)' comes without the PEM text it was built from")
                 }
-                rows.append((entry, content))
+                guard let row else {
+                    throw StateStoreError(path: path, operation: "commit generation \(generation)",
+                                          reason: "entry '\(name)': its configuration cannot be encoded")
+                }
+                rows.append(row)
             }
             if previous == nil {
                 try db.execute(sql: "DELETE FROM certificates")
-                try Self.upsert(rows, generation: generation, db: db)
+                try Self.upsert(rows: rows, generation: generation, db: db)
             } else {
-                try Self.upsert(rows, generation: generation, db: db)
+                try Self.upsert(rows: rows, generation: generation, db: db)
                 let delete = try db.cachedStatement(sql: "DELETE FROM certificates WHERE name = ?")
                 for name in change.removed { try delete.execute(arguments: [name]) }
             }
@@ -270,14 +276,7 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// One row per entry (see ``StoredRow``).
-    private static func upsert(_ entries: [(CertificateEntry, EntryContent)], generation: UInt64, db: Database) throws {
-        guard !entries.isEmpty else { return }
-        let encoder = StoredRow.makeEncoder()
-        // Every row written here holds an entry the transaction validated in full.
-        try upsert(rows: entries.map { try StoredRow(entry: $0.0, content: $0.1, encoder: encoder) }, generation: generation, db: db)
-    }
-
+    /// One row per entry (see ``StoredRow``); every row holds an entry the commit validated in full.
     static func upsert(rows: [StoredRow], generation: UInt64, db: Database) throws {
         guard !rows.isEmpty else { return }
         let statement = try db.cachedStatement(sql: """

@@ -31,6 +31,26 @@ struct StoredRow: Sendable {
                                 certInline: certInline, keyInline: keyInline)
     }
 
+    /// The rows of the entries `change` built (those its `contents` holds), by name, made on
+    /// every core: encoding each configuration and hashing its PEM text is most of the work
+    /// of committing a large set. An entry whose configuration cannot be encoded maps to nil.
+    static func rows(builtBy change: CertificateSetChange) -> [String: StoredRow?] {
+        let built = Array(change.contents)
+        // Chunks of 256 rows, one encoder each.
+        let chunks = stride(from: 0, to: built.count, by: 256).map { $0..<min($0 + 256, built.count) }
+        let made = ConcurrentMap.map(chunks, chunk: 1) { range -> [StoredRow?] in
+            let encoder = makeEncoder()
+            return built[range].map { name, content in
+                guard let entry = change.set.entries[name] else { return nil }
+                return try? StoredRow(entry: entry, content: content, encoder: encoder)
+            }
+        }
+        var rows: [String: StoredRow?] = [:]
+        rows.reserveCapacity(built.count)
+        for (item, row) in zip(built, made.joined()) { rows[item.key] = row }
+        return rows
+    }
+
     /// A row as read back.
     init(name: String, conf: String, certificatePEM: String, keyPEM: String?, certInline: Bool, keyInline: Bool, proof: [UInt8]?) {
         self.name = name

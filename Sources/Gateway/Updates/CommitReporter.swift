@@ -37,7 +37,8 @@ final class CommitReporter: Sendable {
         lastUpdate.withLock { $0 = (time, source) }
         metrics.recordUpdate(source: .config, applied: true)
         metrics.recordSet(generation: snapshot.generation, count: snapshot.set.count)
-        for entry in snapshot.set.sortedEntries {
+        // Sorted are only the entries with warnings (sorting 100,000 names took a tenth of a second).
+        for entry in snapshot.set.entries.values.filter({ !$0.warnings.isEmpty }).sorted(by: { $0.name < $1.name }) {
             for warning in entry.warnings { log(warning: CertificateEntryError(entry: entry.name, field: "", reason: warning), source: source) }
         }
         checkValidity(set: snapshot.set, now: now)
