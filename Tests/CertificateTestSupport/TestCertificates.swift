@@ -50,10 +50,10 @@ public struct TestKey: Sendable {
     /// The `EC PARAMETERS` block `openssl ecparam -genkey -name prime256v1` writes before the key.
     public static let p256ECParametersPEM = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"
 
-    enum Curve { case p256, p384 }
+    public enum Curve: Sendable { case p256, p384 }
 
     /// RFC 5915 ECPrivateKey with the curve OID and the public key, as OpenSSL writes it.
-    static func sec1PEM(raw: [UInt8], publicX963: [UInt8], curve: Curve) -> String {
+    public static func sec1PEM(raw: [UInt8], publicX963: [UInt8], curve: Curve) -> String {
         let oid: ASN1ObjectIdentifier = curve == .p256 ? [1, 2, 840, 10045, 3, 1, 7] : [1, 3, 132, 0, 34]
         var serializer = DER.Serializer()
         try! serializer.appendConstructedNode(identifier: .sequence) { coder in

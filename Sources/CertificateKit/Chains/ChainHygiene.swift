@@ -22,10 +22,18 @@ struct ChainHygiene {
     var keyMismatch = false
     var warnings: [String] = []
 
-    /// - Parameter key: the private key's public half; nil for material whose key and chain
-    ///   order were checked when it was committed (only the chain sent and the warnings are
-    ///   worked out: no key comparison, no signature check).
-    init(_ certificates: [ParsedCertificate], key: Certificate.PublicKey?) {
+    /// What is known of the private key.
+    enum Key {
+        /// Its public half, to find the certificate it belongs to.
+        case publicKey(Certificate.PublicKey)
+        /// It belongs to the first certificate (shown otherwise): the chain's order is checked.
+        case matchesFirst
+    }
+
+    /// - Parameter key: nil for material whose key and chain order were checked when it was
+    ///   committed (only the chain sent and the warnings are worked out: no key comparison,
+    ///   no signature check).
+    init(_ certificates: [ParsedCertificate], key: Key?) {
         // Positions in the file, from 1, of the certificates kept (first copies only).
         let kept = certificates.count == 1 ? [(position: 1, certificate: certificates[0])] : firstCopies(of: certificates)
         guard let leaf = kept.first else { return }
@@ -35,7 +43,7 @@ struct ChainHygiene {
             return
         }
 
-        if leaf.certificate.certificate.publicKey != key {
+        if case .publicKey(let key) = key, leaf.certificate.certificate.publicKey != key {
             if let match = kept.dropFirst().first(where: { $0.certificate.certificate.publicKey == key }) {
                 errors.append("the first certificate must be the leaf; certificate \(match.position) (\(Self.describe(match.certificate.certificate))) matches the key")
             } else {

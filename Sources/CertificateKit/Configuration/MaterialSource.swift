@@ -22,33 +22,43 @@ public enum MaterialSource: Hashable, Sendable {
 
     /// Reads the PEM text. `field` and `entry` name the place in errors.
     public func read(baseDirectory: String?, entry: String, field: String) throws(CertificateEntryError) -> String {
+        try readStamped(baseDirectory: baseDirectory, entry: entry, field: field).text
+    }
+
+    /// The PEM text and, for a file, the stamp of the file it was read from.
+    func readStamped(baseDirectory: String?, entry: String, field: String) throws(CertificateEntryError) -> (text: String, stamp: FileStamp?) {
         switch self {
         case .inline(let text):
-            return text
+            return (text, nil)
         case .base64(let text):
             guard let pem = Self.decodeBase64PEM(text) else {
                 throw CertificateEntryError(entry: entry, field: field, reason: "base64 does not decode to PEM")
             }
-            return pem
+            return (pem, nil)
         case .file(let path):
             let resolved = Self.resolve(path: path, baseDirectory: baseDirectory)
-            guard let data = FileManager.default.contents(atPath: resolved) else {
-                let reason: String
-                if FileManager.default.fileExists(atPath: resolved) {
-                    reason = "cannot read file \(resolved)"
-                } else if Self.mayBeKeyMaterial(path) {
+            let reason: String
+            switch TextFile.read(resolved) {
+            case .success(let file):
+                return (file.text, file.stamp)
+            case .failure(.missing):
+                if Self.mayBeKeyMaterial(path) {
                     // Never quoted: it may well be damaged base64 of a key, or of its DER.
                     reason = "neither PEM, nor base64 of PEM, nor an existing file (the value, \(path.count) characters, is not shown: "
                         + "it may be key material; base64 of DER is not accepted — give the PEM text, base64 of the whole PEM file, or a path)"
                 } else {
                     reason = "neither PEM, nor base64 of PEM, nor an existing file (\(resolved))"
                 }
-                throw CertificateEntryError(entry: entry, field: field, reason: reason)
+            case .failure(.notRegular(let isDirectory)):
+                reason = isDirectory ? "\(resolved) is a folder, not a file" : "\(resolved) is not a regular file (a device, FIFO or socket is not read)"
+            case .failure(.tooLarge):
+                reason = "file \(resolved) is larger than \(TextFile.maximumSize >> 20) MiB: no certificate or key is"
+            case .failure(.notText):
+                reason = "file \(resolved) is not text (DER is not supported; use PEM)"
+            case .failure(.unreadable):
+                reason = "cannot read file \(resolved)"
             }
-            guard let text = String(data: data, encoding: .utf8) else {
-                throw CertificateEntryError(entry: entry, field: field, reason: "file \(resolved) is not text (DER is not supported; use PEM)")
-            }
-            return text
+            throw CertificateEntryError(entry: entry, field: field, reason: reason)
         }
     }
 

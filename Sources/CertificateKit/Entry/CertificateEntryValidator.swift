@@ -30,17 +30,25 @@ public struct CertificateBuildContext: Sendable {
     public var now: Date
     public var chainCompletion: ChainCompletion
     public var servingMaterialFactory: ServingMaterialFactory?
+    /// `servingMaterialFactory` refuses an EC private key whose scalar does not yield the
+    /// public key the key states (BoringSSL, behind `NIOServingMaterial.factory`, checks it
+    /// when it loads the key: `EC_KEY_check_key`). A static entry whose key states the public
+    /// key of its certificate is then not parsed or matched here — the curve arithmetic is
+    /// done once, by the TLS library — and is validated in full when the factory refuses it.
+    public var factoryChecksKeyPairs: Bool
 
     public init(
         baseDirectory: String? = nil,
         now: Date = Date(),
         chainCompletion: ChainCompletion = LetsEncryptBundle.completion,
-        servingMaterialFactory: ServingMaterialFactory? = nil
+        servingMaterialFactory: ServingMaterialFactory? = nil,
+        factoryChecksKeyPairs: Bool = false
     ) {
         self.baseDirectory = baseDirectory
         self.now = now
         self.chainCompletion = chainCompletion
         self.servingMaterialFactory = servingMaterialFactory
+        self.factoryChecksKeyPairs = factoryChecksKeyPairs && servingMaterialFactory != nil
     }
 }
 
@@ -60,19 +68,21 @@ enum CertificateEntryValidator {
         return stamps
     }
 
-    static func readContent(name: String, conf: CertificateConf, baseDirectory: String?) throws(CertificateEntryError) -> EntryContent {
+    /// The entry's PEM text and the stamps of the files it was read from, in the order of
+    /// ``fileStamps(conf:baseDirectory:)`` (each file stamped as it was read).
+    static func readContent(name: String, conf: CertificateConf, baseDirectory: String?) throws(CertificateEntryError) -> (content: EntryContent, stamps: [FileStamp]) {
         guard let certValue = conf.tlsCert, !certValue.trimmingSpaces().isEmpty else {
             throw CertificateEntryError(entry: name, field: "tls_cert", reason: "missing")
         }
-        let certificatePEM = try MaterialSource(certValue).read(baseDirectory: baseDirectory, entry: name, field: "tls_cert")
+        let certificate = try MaterialSource(certValue).readStamped(baseDirectory: baseDirectory, entry: name, field: "tls_cert")
         if let keyValue = conf.tlsKey, !keyValue.trimmingSpaces().isEmpty {
-            let keyPEM = try MaterialSource(keyValue).read(baseDirectory: baseDirectory, entry: name, field: "tls_key")
-            return EntryContent(certificatePEM: certificatePEM, keyPEM: keyPEM)
+            let key = try MaterialSource(keyValue).readStamped(baseDirectory: baseDirectory, entry: name, field: "tls_key")
+            return (EntryContent(certificatePEM: certificate.text, keyPEM: key.text), [certificate.stamp, key.stamp].compactMap { $0 })
         }
-        guard PEMMaterialParser.containsPrivateKey(certificatePEM) else {
+        guard PEMMaterialParser.containsPrivateKey(certificate.text) else {
             throw CertificateEntryError(entry: name, field: "tls_key", reason: "missing (and tls_cert holds no private key)")
         }
-        return EntryContent(certificatePEM: certificatePEM, keyPEM: certificatePEM)
+        return (EntryContent(certificatePEM: certificate.text, keyPEM: certificate.text), [certificate.stamp].compactMap { $0 })
     }
 
     /// Parses and checks everything about one entry; every problem becomes an error
@@ -98,7 +108,7 @@ enum CertificateEntryValidator {
 
     private static func validateInFull(
         name: String, conf: CertificateConf, content: EntryContent, fileStamps: [FileStamp],
-        context: CertificateBuildContext
+        context: CertificateBuildContext, keyPairProvenByFactory: Bool = true
     ) -> Result<CertificateEntry, CertificateSetError> {
         func error(_ field: String, _ reason: String) -> CertificateEntryError {
             CertificateEntryError(entry: name, field: field, reason: reason)
@@ -114,11 +124,22 @@ enum CertificateEntryValidator {
             certificates = []
         }
         let keyField = conf.tlsKey == nil ? "tls_cert" : "tls_key"
+        // The key stated by a static entry's key file, when it is its leaf's and the TLS
+        // library will prove the pair (see `factoryChecksKeyPairs`).
+        var statedKeyPEM: String?
+        if keyPairProvenByFactory, context.factoryChecksKeyPairs, context.servingMaterialFactory != nil, conf.isCA != true,
+           let leaf = certificates.first,
+           let stated = PEMMaterialParser.statedKey(fromPEM: content.keyPEM),
+           stated.publicKey == StatedECPublicKey(certificateDER: leaf.der) {
+            statedKeyPEM = stated.pem
+        }
         var privateKey: ParsedPrivateKey?
-        do {
-            privateKey = try PEMMaterialParser.privateKey(fromPEM: content.keyPEM)
-        } catch {
-            errors.append(CertificateEntryError(entry: name, field: keyField, reason: error.reason))
+        if statedKeyPEM == nil {
+            do {
+                privateKey = try PEMMaterialParser.privateKey(fromPEM: content.keyPEM)
+            } catch {
+                errors.append(CertificateEntryError(entry: name, field: keyField, reason: error.reason))
+            }
         }
         if let days = conf.bufferDays, !CertificateConf.bufferDaysRange.contains(days) {
             errors.append(error("buffer_days", "must be 0 to 3650 days, not \(days)"))
@@ -133,9 +154,9 @@ enum CertificateEntryValidator {
         } else if let days = conf.leafValidityDays, !CertificateConf.leafValidityDaysRange.contains(days) {
             errors.append(error("leaf_validity_days", "must be 1 to 397 days, not \(days) (browsers refuse TLS leaves valid for more than 398 days)"))
         }
-        guard let leaf = certificates.first, let privateKey else { return .failure(CertificateSetError(errors)) }
+        guard let leaf = certificates.first, let keyPEM = statedKeyPEM ?? privateKey?.pem else { return .failure(CertificateSetError(errors)) }
 
-        let hygiene = ChainHygiene(certificates, key: privateKey.key.publicKey)
+        let hygiene = ChainHygiene(certificates, key: privateKey.map { .publicKey($0.key.publicKey) } ?? .matchesFirst)
         if hygiene.keyMismatch {
             errors.append(error(keyField, "the private key does not match the certificate (\(ChainHygiene.describe(leaf.certificate)))"))
         }
@@ -169,8 +190,14 @@ enum CertificateEntryValidator {
         var material: (any Sendable)?
         if let factory = context.servingMaterialFactory {
             do {
-                material = try factory(ServingMaterialInput(chain: [leaf] + chain, keyPEM: privateKey.pem))
+                material = try factory(ServingMaterialInput(chain: [leaf] + chain, keyPEM: keyPEM))
             } catch {
+                if statedKeyPEM != nil {
+                    // Refused: the full path says why when it can (a key that is not the pair
+                    // it states fails the match there).
+                    return validateInFull(
+                        name: name, conf: conf, content: content, fileStamps: fileStamps, context: context, keyPairProvenByFactory: false)
+                }
                 return .failure(CertificateSetError([self.error(name, "tls_cert", "the TLS library (BoringSSL) refused the certificate chain or the private key")]))
             }
         }

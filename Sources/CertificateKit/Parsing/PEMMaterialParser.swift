@@ -103,10 +103,25 @@ public enum PEMMaterialParser {
     /// the text needs the full path: no or several key blocks, an encrypted key, or explicit
     /// curve parameters (those are converted by ``privateKey(fromPEM:)``).
     static func verifiedPrivateKeyPEM(fromPEM text: String) -> String? {
+        singleKeyBlock(fromPEM: text)?.pemString
+    }
+
+    /// The one private key block of `text` as the TLS layer takes it and the EC public key
+    /// it states, found without key arithmetic; nil when the text needs the full path (as
+    /// for ``verifiedPrivateKeyPEM(fromPEM:)``) or the key states no public key. See
+    /// ``StatedECPublicKey`` for what a match with a certificate does and does not prove.
+    static func statedKey(fromPEM text: String) -> (pem: String, publicKey: StatedECPublicKey)? {
+        guard let block = singleKeyBlock(fromPEM: text), let publicKey = StatedECPublicKey(privateKeyBlock: block) else { return nil }
+        return (block.pemString, publicKey)
+    }
+
+    /// The single private key block of `text`; nil for none or several, an encrypted key,
+    /// or explicit curve parameters.
+    private static func singleKeyBlock(fromPEM text: String) -> PEMDocument? {
         guard !OctetSearch.contains("ENCRYPTED", in: text), let documents = try? documents(in: text) else { return nil }
         let keys = documents.filter { privateKeyLabels.contains($0.discriminator) }
         guard keys.count == 1, let block = keys.first, !ExplicitCurveKey.hasExplicitParameters(block) else { return nil }
-        return block.pemString
+        return block
     }
 
     /// Whether `text` holds a private key block (a combined cert+key file).

@@ -79,13 +79,15 @@ extension CertificateSet {
         // had when it was built is not read at all.
         let reads = ConcurrentMap.map(readable) { item -> Read in
             if let known = knownContent[item.name] { return .content(known, stamps: []) }
-            let stamps = CertificateEntryValidator.fileStamps(conf: item.conf, baseDirectory: context.baseDirectory)
-            if let old = entries[item.name], old.readsFiles, old.conf == item.conf, let stamps, stamps == old.fileStamps {
+            // Only an entry that reads the same files as before is stamped before it is read.
+            if let old = entries[item.name], old.readsFiles, old.conf == item.conf,
+               let stamps = CertificateEntryValidator.fileStamps(conf: item.conf, baseDirectory: context.baseDirectory),
+               stamps == old.fileStamps {
                 return .unchanged
             }
             do throws(CertificateEntryError) {
-                let content = try CertificateEntryValidator.readContent(name: item.name, conf: item.conf, baseDirectory: context.baseDirectory)
-                return .content(content, stamps: stamps ?? [])
+                let (content, stamps) = try CertificateEntryValidator.readContent(name: item.name, conf: item.conf, baseDirectory: context.baseDirectory)
+                return .content(content, stamps: stamps)
             } catch {
                 return .failed(error)
             }

@@ -1,4 +1,5 @@
 import CertificateKit
+import CertificateKitNIO
 import Foundation
 import Logging
 import Yams
@@ -152,6 +153,8 @@ public struct GatewayConfiguration: Sendable {
                 reason: problem.reason)
         }
         guard problems.isEmpty else { throw ConfigurationErrors(problems) }
+        // The document's nodes (several per entry) are freed on another core.
+        BackgroundRelease.release(root)
         return configuration
     }
 
@@ -255,6 +258,14 @@ public struct GatewayConfiguration: Sendable {
     /// The build context for this file's certificates.
     public func buildContext(now: Date = Date(), servingMaterialFactory: ServingMaterialFactory? = nil) -> CertificateBuildContext {
         CertificateBuildContext(baseDirectory: baseDirectory, now: now, servingMaterialFactory: servingMaterialFactory)
+    }
+
+    /// The build context of a set that is served: each entry's TLS objects made by NIOSSL,
+    /// which proves every key pair as it loads the key (see
+    /// ``CertificateKit/CertificateBuildContext/factoryChecksKeyPairs``).
+    public func servingBuildContext(now: Date = Date()) -> CertificateBuildContext {
+        CertificateBuildContext(
+            baseDirectory: baseDirectory, now: now, servingMaterialFactory: NIOServingMaterial.factory, factoryChecksKeyPairs: true)
     }
 
     private struct Document: Decodable {

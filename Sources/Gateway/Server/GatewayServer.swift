@@ -35,6 +35,8 @@ public final class GatewayServer: Sendable {
     private let follower: FleetFollower?
     /// Every change of the set and of the running configuration.
     let pipeline: UpdatePipeline
+    /// The clock of validity checks.
+    private let now: @Sendable () -> Date
 
     /// Validates `configuration` whole (certificates, listeners' TLS settings) and
     /// prepares the gateway; ``start()`` binds the listeners. With a `state`, the stored
@@ -134,7 +136,7 @@ public final class GatewayServer: Sendable {
         let baseDirectory = configuration.baseDirectory
         let updater = CertificateUpdater(
             store: store,
-            context: { CertificateBuildContext(baseDirectory: baseDirectory, servingMaterialFactory: NIOServingMaterial.factory) },
+            context: { CertificateBuildContext(baseDirectory: baseDirectory, servingMaterialFactory: NIOServingMaterial.factory, factoryChecksKeyPairs: true) },
             persist: { change, generation, source, acmeEntries in
                 try state?.commit(change, generation: generation, source: source, acmeEntries: acmeEntries)
             },
@@ -154,8 +156,7 @@ public final class GatewayServer: Sendable {
             }
         }
         reporter.serving(store.current, committedAt: initial.committedAt, source: initial.source, now: now())
-        // What building the first set read and decoded is garbage now.
-        FreedMemory.release()
+        self.now = now
     }
 
     /// Binds every listener and the metrics endpoint, and starts the periodic work.
@@ -169,6 +170,11 @@ public final class GatewayServer: Sendable {
             throw error
         }
         logger.notice("serving", metadata: ["certificates": "\(store.current.set.count)", "generation": "\(store.current.generation)"])
+        // Not on the way to the first handshake: the first validity check (every entry's
+        // state is recorded, changes logged and notified) and handing back to the system
+        // what building the first set read and decoded.
+        pipeline.reporter.checkValidity(set: store.current.set, now: now())
+        FreedMemory.release()
         let configuration = pipeline.configuration
         maintenance.start(validityInterval: configuration.validity.interval.duration)
         follower?.start()

@@ -147,18 +147,15 @@ struct FleetCommit: Sendable {
 
     /// The rows of a change's added and changed entries.
     static func rows(of change: CertificateSetChange) throws(CertificateUpdateFailure) -> [StoredRow] {
-        let made = StoredRow.rows(builtBy: change)
-        var rows: [StoredRow] = []
-        rows.reserveCapacity(change.added.count + change.changed.count)
-        for name in change.added + change.changed {
-            guard let row = made[name] else {
+        do throws(StoredRow.Problem) {
+            return try StoredRow.rows(of: change.added + change.changed, builtBy: change)
+        } catch {
+            switch error {
+            case .noContent(let name):
                 throw .persistence("entry \(QuotedValue.quote(name)) comes without the PEM text it was built from")
-            }
-            guard let row else {
+            case .unencodable(let name):
                 throw .persistence("entry \(QuotedValue.quote(name)): its configuration cannot be encoded")
             }
-            rows.append(row)
         }
-        return rows
     }
 }

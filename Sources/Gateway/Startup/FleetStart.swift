@@ -13,7 +13,7 @@ extension InitialSet {
     static func join(
         fleet: FleetMember, configuration: GatewayConfiguration, state: StateStore, acme: ACMEManager, logger: Logger
     ) throws(GatewayStartupError) -> Loaded {
-        let context = configuration.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
+        let context = configuration.servingBuildContext()
         let local: StateStore.StoredSet?
         let committedACMEEntries: [String: CertificateConf]
         do {

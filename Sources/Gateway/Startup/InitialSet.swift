@@ -18,7 +18,7 @@ enum InitialSet {
     /// - Parameter acme: gives `acme` entries their stored certificates and learns which
     ///   entries want one.
     static func load(configuration: GatewayConfiguration, state: StateStore?, acme: ACMEManager, logger: Logger) throws(GatewayStartupError) -> Loaded {
-        let context = configuration.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
+        let context = configuration.servingBuildContext()
         let stored: StateStore.StoredSet?
         do {
             stored = try state?.load()

@@ -159,7 +159,6 @@ public final class StateStore: Sendable {
         _ change: CertificateSetChange, generation: UInt64, source: UpdateSource, acmeEntries: CertificateUpdateRequest.Change? = nil,
         at time: Date = Date()
     ) throws(StateStoreError) {
-        let made = StoredRow.rows(builtBy: change)
         try write(operation: "commit generation \(generation)") { db in
             if let acmeEntries { try Self.writeACMEEntries(acmeEntries, db: db) }
             let previous = try Int64.fetchOne(db, sql: "SELECT generation FROM set_state WHERE id = 1")
@@ -170,18 +169,18 @@ public final class StateStore: Sendable {
             }
             // The first commit holds the whole set (it comes from a full build: every entry added).
             let names = previous == nil ? Array(change.set.entries.keys) : change.added + change.changed
-            var rows: [StoredRow] = []
-            rows.reserveCapacity(names.count)
-            for name in names {
-                guard let row = made[name] else {
+            let rows: [StoredRow]
+            do throws(StoredRow.Problem) {
+                rows = try StoredRow.rows(of: names, builtBy: change)
+            } catch {
+                switch error {
+                case .noContent(let name):
                     throw StateStoreError(path: path, operation: "commit generation \(generation)",
                                           reason: "entry '\(name)' comes without the PEM text it was built from")
-                }
-                guard let row else {
+                case .unencodable(let name):
                     throw StateStoreError(path: path, operation: "commit generation \(generation)",
                                           reason: "entry '\(name)': its configuration cannot be encoded")
                 }
-                rows.append(row)
             }
             if previous == nil {
                 try db.execute(sql: "DELETE FROM certificates")

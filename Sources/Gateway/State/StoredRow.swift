@@ -31,23 +31,35 @@ struct StoredRow: Sendable {
                                 certInline: certInline, keyInline: keyInline)
     }
 
-    /// The rows of the entries `change` built (those its `contents` holds), by name, made on
-    /// every core: encoding each configuration and hashing its PEM text is most of the work
-    /// of committing a large set. An entry whose configuration cannot be encoded maps to nil.
-    static func rows(builtBy change: CertificateSetChange) -> [String: StoredRow?] {
-        let built = Array(change.contents)
+    /// Why ``rows(of:builtBy:)`` cannot make a row.
+    enum Problem: Error {
+        /// The entry is not one the change built: its PEM text is not at hand.
+        case noContent(entry: String)
+        case unencodable(entry: String)
+    }
+
+    /// The rows of the entries `names` of `change.set`, each built by `change`, made on every
+    /// core: encoding each configuration and hashing its PEM text is most of the work of
+    /// committing a large set.
+    static func rows(of names: [String], builtBy change: CertificateSetChange) throws(Problem) -> [StoredRow] {
         // Chunks of 256 rows, one encoder each.
-        let chunks = stride(from: 0, to: built.count, by: 256).map { $0..<min($0 + 256, built.count) }
-        let made = ConcurrentMap.map(chunks, chunk: 1) { range -> [StoredRow?] in
+        let chunks = stride(from: 0, to: names.count, by: 256).map { $0..<min($0 + 256, names.count) }
+        let made = ConcurrentMap.map(chunks, chunk: 1) { range -> [Result<StoredRow, Problem>] in
             let encoder = makeEncoder()
-            return built[range].map { name, content in
-                guard let entry = change.set.entries[name] else { return nil }
-                return try? StoredRow(entry: entry, content: content, encoder: encoder)
+            return names[range].map { name in
+                guard let entry = change.set.entries[name], let content = change.contents[name] else { return .failure(.noContent(entry: name)) }
+                guard let row = try? StoredRow(entry: entry, content: content, encoder: encoder) else { return .failure(.unencodable(entry: name)) }
+                return .success(row)
             }
         }
-        var rows: [String: StoredRow?] = [:]
-        rows.reserveCapacity(built.count)
-        for (item, row) in zip(built, made.joined()) { rows[item.key] = row }
+        var rows: [StoredRow] = []
+        rows.reserveCapacity(names.count)
+        for result in made.joined() {
+            switch result {
+            case .success(let row): rows.append(row)
+            case .failure(let problem): throw problem
+            }
+        }
         return rows
     }
 

@@ -32,7 +32,8 @@ final class CommitReporter: Sendable {
     var lastCommit: (time: Date, source: UpdateSource) { lastUpdate.withLock { $0 } }
 
     /// The set served at start: committed earlier (a stored set, with its time and source)
-    /// or just now from the configuration. Metrics, entry warnings, validity.
+    /// or just now from the configuration. Metrics and entry warnings; its validity is
+    /// checked once the listeners are bound (``checkValidity(set:now:)``).
     func serving(_ snapshot: CertificateSnapshot, committedAt time: Date, source: UpdateSource, now: Date) {
         lastUpdate.withLock { $0 = (time, source) }
         metrics.recordUpdate(source: .config, applied: true)
@@ -41,7 +42,6 @@ final class CommitReporter: Sendable {
         for entry in snapshot.set.entries.values.filter({ !$0.warnings.isEmpty }).sorted(by: { $0.name < $1.name }) {
             for warning in entry.warnings { log(warning: CertificateEntryError(entry: entry.name, field: "", reason: warning), source: source) }
         }
-        checkValidity(set: snapshot.set, now: now)
     }
 
     /// A reload's notifier list takes effect for the set it commits.

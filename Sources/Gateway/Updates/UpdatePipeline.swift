@@ -214,7 +214,7 @@ final class UpdatePipeline: Sendable {
                     request.acmeEntries = .replace(next.certificates)
                     return request
                 }(),
-                context: next.buildContext(servingMaterialFactory: NIOServingMaterial.factory)
+                context: next.servingBuildContext()
             ) { _, _ in
                 apply(plan, next: next, prepared: prepared)
             }
