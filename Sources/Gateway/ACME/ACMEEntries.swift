@@ -17,6 +17,8 @@ enum ACMEEntries {
     static func materialize(
         _ confs: [String: CertificateConf], obtained: [String: StoredACMECertificate]
     ) -> (servable: [String: CertificateConf], pending: [String: CertificateConf]) {
+        // The usual file has no acme entry: nothing to copy.
+        guard confs.values.contains(where: { $0.acme != nil }) else { return (confs, [:]) }
         var servable: [String: CertificateConf] = [:]
         var pending: [String: CertificateConf] = [:]
         for (name, conf) in confs {
