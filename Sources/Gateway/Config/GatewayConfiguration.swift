@@ -101,6 +101,54 @@ public struct GatewayConfiguration: Sendable {
     /// by pair (Yams' keyed lookup is a linear search per key, which made 10,000 entries
     /// take seconds). Unknown keys anywhere are errors with the closest known key.
     public static func parse(yaml: String, file: String, baseDirectory: String, acmeIssuersElsewhere: Bool = false) throws(ConfigurationErrors) -> GatewayConfiguration {
+        if let section = CertificatesSection(splitting: yaml),
+           let configuration = parseInPieces(section, baseDirectory: baseDirectory, acmeIssuersElsewhere: acmeIssuersElsewhere) {
+            return configuration
+        }
+        return try parseWhole(yaml: yaml, file: file, baseDirectory: baseDirectory, acmeIssuersElsewhere: acmeIssuersElsewhere)
+    }
+
+    /// A valid file whose `certificates:` section was cut into pieces (see
+    /// ``CertificatesSection``): the pieces parsed and decoded on every core. Nil when any
+    /// part is not valid or the cut does not stand — the file is then parsed whole, which
+    /// says what is wrong exactly as it always has.
+    private static func parseInPieces(_ section: CertificatesSection, baseDirectory: String, acmeIssuersElsewhere: Bool) -> GatewayConfiguration? {
+        guard let root = try? YAMLResolution.compose(section.remainder), let top = root.mapping,
+              let header = top.first(where: { $0.key.string == "certificates" }), header.key.mark?.line == section.headerLine,
+              header.value.scalar?.string == "", header.value.scalar?.style == .plain,
+              schema.unknownKeys(in: root, file: "").isEmpty,
+              let document = try? YAMLDecoder().decode(Document.self, from: YAMLResolution.resolved(root, skipping: ["certificates"]))
+        else { return nil }
+        let entrySchema = ConfigurationSchema.section(names: CertificateConf.fieldNames)
+        let decoded = ConcurrentMap.map(section.pieces, chunk: 1) { piece -> [(String, CertificateConf)]? in
+            // The piece's nodes live only here.
+            guard let node = try? YAMLResolution.compose(piece.text), let mapping = node.mapping, mapping.count == piece.keyLines.count else { return nil }
+            var entries: [(String, CertificateConf)] = []
+            entries.reserveCapacity(mapping.count)
+            for ((key, value), line) in zip(mapping, piece.keyLines) {
+                guard key.mark?.line == line, key.scalar != nil, let name = key.string, !name.isEmpty,
+                      entrySchema.unknownKeys(in: value, file: "").isEmpty,
+                      let conf = try? CertificateConfDecoder.decode(value, name: name, file: "") else { return nil }
+                entries.append((name, conf))
+            }
+            return entries
+        }
+        var certificates: [String: CertificateConf] = [:]
+        certificates.reserveCapacity(section.pieces.reduce(0) { $0 + $1.keyLines.count })
+        for piece in decoded {
+            guard let piece else { return nil }
+            for (name, conf) in piece {
+                // A name twice: the whole parse says so.
+                guard certificates.updateValue(conf, forKey: name) == nil else { return nil }
+            }
+        }
+        let configuration = assemble(document, certificates: certificates, baseDirectory: baseDirectory)
+        guard ConfigurationRules.problems(in: configuration, acmeIssuersElsewhere: acmeIssuersElsewhere).isEmpty else { return nil }
+        return configuration
+    }
+
+    /// The file composed as one document.
+    static func parseWhole(yaml: String, file: String, baseDirectory: String, acmeIssuersElsewhere: Bool) throws(ConfigurationErrors) -> GatewayConfiguration {
         let root: Node
         do {
             guard let node = try YAMLResolution.compose(yaml) else {
@@ -131,7 +179,21 @@ public struct GatewayConfiguration: Sendable {
         } catch {
             throw ConfigurationErrors(unknown + [ConfigurationError(file: file, key: "", reason: "the configuration cannot be decoded")])
         }
-        let configuration = GatewayConfiguration(
+        let configuration = assemble(document, certificates: certificates, baseDirectory: baseDirectory)
+        let problems = unknown + ConfigurationRules.problems(in: configuration, acmeIssuersElsewhere: acmeIssuersElsewhere).map { problem in
+            let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
+            return ConfigurationError(
+                file: file, key: problem.path.joined(separator: "."), line: mark?.line, column: mark?.column,
+                reason: problem.reason)
+        }
+        guard problems.isEmpty else { throw ConfigurationErrors(problems) }
+        // The document's nodes (several per entry) are freed on another core.
+        BackgroundRelease.release(root)
+        return configuration
+    }
+
+    private static func assemble(_ document: Document, certificates: [String: CertificateConf], baseDirectory: String) -> GatewayConfiguration {
+        GatewayConfiguration(
             listeners: document.listeners ?? [],
             routes: document.routes ?? [],
             certificates: certificates,
@@ -146,16 +208,6 @@ public struct GatewayConfiguration: Sendable {
             sharedState: document.sharedState,
             onDemand: document.onDemand ?? OnDemandConfiguration(),
             baseDirectory: baseDirectory)
-        let problems = unknown + ConfigurationRules.problems(in: configuration, acmeIssuersElsewhere: acmeIssuersElsewhere).map { problem in
-            let mark = YAMLErrorLocation.locate(problem.path, in: root)?.mark
-            return ConfigurationError(
-                file: file, key: problem.path.joined(separator: "."), line: mark?.line, column: mark?.column,
-                reason: problem.reason)
-        }
-        guard problems.isEmpty else { throw ConfigurationErrors(problems) }
-        // The document's nodes (several per entry) are freed on another core.
-        BackgroundRelease.release(root)
-        return configuration
     }
 
     /// What `certgate run` needs beyond a file that decodes — at least one listener, a

@@ -1,0 +1,118 @@
+import CertificateKit
+import Foundation
+@testable import Gateway
+import Testing
+
+/// A large `certificates:` section is parsed in pieces on every core; what a file means,
+/// and every error it gets, is what parsing it whole gives.
+@Suite("A large certificates: section parsed in pieces")
+struct CertificatesSectionTests {
+    /// A file of `count` entries in the forms operators write: flow and block mappings, a
+    /// quoted wildcard name, lists of domains, comments and blank lines between entries,
+    /// sections before and after.
+    static func file(entries count: Int, lineEnd: String = "\n", after: String = "") -> String {
+        var lines = ["log_level: warning", "listeners:", "  - { name: https, listen: 127.0.0.1:8443 }", "certificates:   # the set"]
+        for index in 0..<count {
+            switch index % 4 {
+            case 0:
+                lines.append("  e\(index).test: { tls_cert: certs/\(index).pem, tls_key: certs/\(index).key }")
+            case 1:
+                lines += ["  # entry \(index)", "  \"*.w\(index).test\":", "    tls_cert: certs/\(index).pem", "    tls_key: certs/\(index).key",
+                          "    domains: [\"*.w\(index).test\", w\(index).test]", ""]
+            case 2:
+                lines += ["  e\(index).test:", "    tls_cert: certs/\(index).pem", "    tls_key: certs/\(index).key", "    buffer_days: 21",
+                          "    domains:", "      - e\(index).test", "      - www.e\(index).test"]
+            default:
+                lines.append("  'e\(index).test': {tls_cert: certs/\(index).pem, tls_key: certs/\(index).key, is_default: \(index == 3)}")
+            }
+        }
+        lines += ["routes:", "  - { server_names: ['*'], respond: { body: ok } }"]
+        return lines.joined(separator: lineEnd) + lineEnd + after
+    }
+
+    static func parse(_ yaml: String) -> Result<GatewayConfiguration, ConfigurationErrors> {
+        Result { () throws(ConfigurationErrors) in try GatewayConfiguration.parse(yaml: yaml, file: "c.yaml", baseDirectory: "/etc/certgate") }
+    }
+
+    static func parseWhole(_ yaml: String) -> Result<GatewayConfiguration, ConfigurationErrors> {
+        Result { () throws(ConfigurationErrors) in try GatewayConfiguration.parseWhole(yaml: yaml, file: "c.yaml", baseDirectory: "/etc/certgate", acmeIssuersElsewhere: false) }
+    }
+
+    /// The same configuration, or the same errors, as the whole file's.
+    static func expectSameAsWhole(_ yaml: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        switch (parse(yaml), parseWhole(yaml)) {
+        case (.success(let pieces), .success(let whole)):
+            #expect(pieces.certificates == whole.certificates, sourceLocation: sourceLocation)
+            #expect(pieces.listeners.map(\.listen) == whole.listeners.map(\.listen), sourceLocation: sourceLocation)
+            #expect(pieces.routes.count == whole.routes.count, sourceLocation: sourceLocation)
+            #expect(pieces.logLevel == whole.logLevel, sourceLocation: sourceLocation)
+        case (.failure(let pieces), .failure(let whole)):
+            #expect(pieces.description == whole.description, sourceLocation: sourceLocation)
+        case (let pieces, let whole):
+            Issue.record("in pieces: \(pieces); whole: \(whole)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("5,001 entries in every form are cut at entry lines into pieces of 2,000 and mean what the whole file means")
+    func largeSection() throws {
+        let yaml = Self.file(entries: 5_001)
+        let section = try #require(CertificatesSection(splitting: yaml))
+        #expect(section.headerLine == 4)
+        #expect(section.pieces.map(\.keyLines.count) == [2_000, 2_000, 1_001])
+        // Entry 0 is on line 5; entry 1 (a comment, then its key) starts on line 6, its key on 7.
+        #expect(section.pieces[0].keyLines.prefix(3) == [5, 7, 12])
+        let configuration = try Self.parse(yaml).get()
+        #expect(configuration.certificates.count == 5_001)
+        #expect(configuration.certificates["*.w1.test"]?.domains?.items == ["*.w1.test", "w1.test"])
+        #expect(configuration.certificates["e2.test"]?.bufferDays == 21)
+        #expect(configuration.certificates["e3.test"]?.isDefault == true)
+        #expect(configuration.certificates["e7.test"]?.isDefault == false)
+        Self.expectSameAsWhole(yaml)
+        Self.expectSameAsWhole(Self.file(entries: 5_001, lineEnd: "\r\n"))
+    }
+
+    @Test("a small section, tabs, a lone carriage return or a flow-style section are not cut")
+    func notCut() {
+        #expect(CertificatesSection(splitting: Self.file(entries: 1_999)) == nil)
+        #expect(CertificatesSection(splitting: Self.file(entries: 2_000)) != nil)
+        #expect(CertificatesSection(splitting: Self.file(entries: 3_000).replacingOccurrences(of: "log_level: warning", with: "log_level:\twarning")) == nil)
+        #expect(CertificatesSection(splitting: Self.file(entries: 3_000).replacingOccurrences(of: "log_level: warning\n", with: "log_level: warning\r")) == nil)
+        #expect(CertificatesSection(splitting: "certificates: {a: {tls_cert: x}}\n") == nil)
+    }
+
+    @Test("where a cut would change the meaning, the file is parsed whole: a quoted value spanning the section, an alias to an anchor in another piece, an entry named twice")
+    func cutsThatCannotStand() throws {
+        // A double-quoted value that starts before `certificates:` and ends inside it: the
+        // header is text, not a key.
+        let quoted = Self.file(entries: 3_000).replacingOccurrences(of: "log_level: warning", with: "log_level: \"warning")
+            .replacingOccurrences(of: "  e4.test: {", with: "  e4.test\": {")
+        Self.expectSameAsWhole(quoted)
+        // An anchor in the first piece used in the last.
+        let aliased = Self.file(entries: 4_500)
+            .replacingOccurrences(of: "  e0.test: { tls_cert: certs/0.pem, tls_key: certs/0.key }", with: "  e0.test: &shared { tls_cert: certs/0.pem, tls_key: certs/0.key }")
+            .replacingOccurrences(of: "  e4400.test: { tls_cert: certs/4400.pem, tls_key: certs/4400.key }", with: "  e4400.test: *shared")
+        Self.expectSameAsWhole(aliased)
+        #expect(try Self.parse(aliased).get().certificates["e4400.test"]?.tlsCert == "certs/0.pem")
+        // The same name in two pieces.
+        let twice = Self.file(entries: 4_500).replacingOccurrences(of: "  e4400.test:", with: "  e0.test:")
+        Self.expectSameAsWhole(twice)
+        #expect(throws: ConfigurationErrors.self) { try Self.parse(twice).get() }
+    }
+
+    @Test("an invalid file is parsed whole, so its errors name the same lines: an unknown key and a bad value in the third piece")
+    func errorsReadAsBefore() throws {
+        let unknown = Self.file(entries: 5_000).replacingOccurrences(of: "  e4400.test: { tls_cert: certs/4400.pem,", with: "  e4400.test: { tls_crt: certs/4400.pem,")
+        Self.expectSameAsWhole(unknown)
+        let description = try #require(Self.parse(unknown).failure?.description)
+        #expect(description.contains("tls_crt"))
+        let badValue = Self.file(entries: 5_000).replacingOccurrences(of: "    buffer_days: 21", with: "    buffer_days: soon")
+        Self.expectSameAsWhole(badValue)
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let failure) = self { return failure }
+        return nil
+    }
+}
