@@ -61,54 +61,61 @@ extension CertificateSet {
         // 1. Read each upsert's PEM text; keep the unchanged ones as they are.
         // Inline and base64 values are their own content: an unchanged conf is an unchanged
         // entry, skipped before any sorting or reading so a large unchanged set costs little.
-        var candidates: [(name: String, conf: CertificateConf)] = []
+        // Names only: a reload of 100,000 entries keeps no copies of their configurations in
+        // passing (the heap it grows to is the heap it keeps).
+        var candidates: [String] = []
         for (name, conf) in upserts {
             if let old = entries[name], !old.readsFiles, old.conf == conf { continue }
-            candidates.append((name, conf))
+            candidates.append(name)
         }
-        var readable: [(name: String, conf: CertificateConf)] = []
-        for (name, conf) in candidates.sorted(by: { $0.name < $1.name }) {
+        candidates.sort()
+        var readable: [String] = []
+        readable.reserveCapacity(candidates.count)
+        for name in candidates {
             if let reason = Self.invalidNameReason(name) {
                 // A name that is refused is not echoed when it could be a pasted key.
                 errors.append(CertificateEntryError(entry: QuotedValue.shown(name, limit: 253), field: "name", reason: reason))
             } else {
-                readable.append((name, conf))
+                readable.append(name)
             }
         }
+        candidates = []
         // Files are read on every core too; a file entry whose files carry the stamps they
         // had when it was built is not read at all.
-        let reads = ConcurrentMap.map(readable) { item -> Read in
-            if let known = knownContent[item.name] { return .content(known, stamps: []) }
+        let reads = ConcurrentMap.map(readable) { name -> Read in
+            guard let conf = upserts[name] else { return .unchanged }  // every name is an upsert's
+            if let known = knownContent[name] { return .content(known, stamps: []) }
             // Only an entry that reads the same files as before is stamped before it is read.
-            if let old = entries[item.name], old.readsFiles, old.conf == item.conf,
-               let stamps = CertificateEntryValidator.fileStamps(conf: item.conf, baseDirectory: context.baseDirectory),
+            if let old = entries[name], old.readsFiles, old.conf == conf,
+               let stamps = CertificateEntryValidator.fileStamps(conf: conf, baseDirectory: context.baseDirectory),
                stamps == old.fileStamps {
                 return .unchanged
             }
             do throws(CertificateEntryError) {
-                let (content, stamps) = try CertificateEntryValidator.readContent(name: item.name, conf: item.conf, baseDirectory: context.baseDirectory)
+                let (content, stamps) = try CertificateEntryValidator.readContent(name: name, conf: conf, baseDirectory: context.baseDirectory)
                 return .content(content, stamps: stamps)
             } catch {
                 return .failed(error)
             }
         }
-        var pending: [(name: String, conf: CertificateConf, content: EntryContent, stamps: [FileStamp])] = []
-        for (item, read) in zip(readable, reads) {
+        var pending: [(name: String, content: EntryContent, stamps: [FileStamp])] = []
+        for (name, read) in zip(readable, reads) {
             switch read {
             case .unchanged:
                 continue
             case .content(let content, let stamps):
-                if let old = entries[item.name], old.conf == item.conf, old.contentDigest == content.digest { continue }
-                pending.append((item.name, item.conf, content, stamps))
+                if let old = entries[name], old.conf == upserts[name], old.contentDigest == content.digest { continue }
+                pending.append((name, content, stamps))
             case .failed(let error):
                 errors.append(error)
             }
         }
 
         // 2. Parse and validate the new and changed entries, on every core.
-        let results = ConcurrentMap.map(pending) { item in
-            CertificateEntryValidator.validate(
-                name: item.name, conf: item.conf, content: item.content, fileStamps: item.stamps, context: context,
+        let results = ConcurrentMap.map(pending) { item -> Result<CertificateEntry, CertificateSetError> in
+            guard let conf = upserts[item.name] else { return .failure(CertificateSetError([])) }  // every name is an upsert's
+            return CertificateEntryValidator.validate(
+                name: item.name, conf: conf, content: item.content, fileStamps: item.stamps, context: context,
                 verified: verified.contains(item.name))
         }
         var fresh: [CertificateEntry] = []

@@ -215,8 +215,8 @@ final class UpdatePipeline: Sendable {
                     return request
                 }(),
                 context: next.servingBuildContext()
-            ) { _, _ in
-                apply(plan, next: next, prepared: prepared)
+            ) { snapshot, _ in
+                apply(plan, next: Self.sharingEntries(next, of: snapshot.set), prepared: prepared)
             }
             Self.count(unservedBefore: unservedBefore, after: targets.acme.materialize(next.certificates).pending, in: &outcome)
             targets.acme.updated(by: .replace(next.certificates))
@@ -229,6 +229,18 @@ final class UpdatePipeline: Sendable {
             ])
         }
         return .success(outcome)
+    }
+
+    /// `configuration` with each entry the set serves unchanged given the set's own copy of
+    /// it: the set keeps the entries a reload did not change (and their configurations, as
+    /// first read), so without this the running configuration would hold a second copy of
+    /// every entry's text — at 100,000 entries 70 MB more after the first reload.
+    static func sharingEntries(_ configuration: GatewayConfiguration, of set: CertificateSet) -> GatewayConfiguration {
+        var shared = configuration
+        for (name, conf) in configuration.certificates {
+            if let kept = set.entries[name]?.conf, kept == conf { shared.certificates[name] = kept }
+        }
+        return shared
     }
 
     /// The plan's live changes, in its order; runs inside the transaction, right after the
