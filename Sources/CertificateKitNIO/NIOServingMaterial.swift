@@ -31,6 +31,18 @@ public final class NIOServingMaterial: Sendable {
         self.built = Mutex(keepBuilt ? made : nil)
     }
 
+    /// An issued leaf's material: its objects made now and kept; the chain after the leaf
+    /// taken from `shared`; no bytes kept to make them again from.
+    private init(issuedChain chainDER: [[UInt8]], keyPEM: [UInt8], shared: SharedChainCertificates) throws {
+        guard let leafDER = chainDER.first else { throw NIOSSLError.failedToLoadCertificate }
+        var certificates = [try NIOSSLCertificate(bytes: leafDER, format: .der)]
+        for der in chainDER.dropFirst() { certificates.append(try shared.certificate(der)) }
+        let made = Self.built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
+        self.chainDER = []
+        self.keyPEM = []
+        self.built = Mutex(made)
+    }
+
     /// For an entry of a set: checked now, the NIOSSL objects made again at its first handshake.
     public static func lazy(chain: [ParsedCertificate], key: ParsedPrivateKey) throws -> NIOServingMaterial {
         try NIOServingMaterial(chainDER: chain.map(\.der), keyPEM: Array(key.pem.utf8), keepBuilt: false)
@@ -67,7 +79,10 @@ public final class NIOServingMaterial: Sendable {
 
     private static func build(chainDER: [[UInt8]], keyPEM: [UInt8]) throws -> Built {
         let certificates = try chainDER.map { try NIOSSLCertificate(bytes: $0, format: .der) }
-        let privateKey = try NIOSSLPrivateKey(bytes: keyPEM, format: .pem)
+        return built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
+    }
+
+    private static func built(certificates: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) -> Built {
         var override = NIOSSLContextConfigurationOverride()
         override.certificateChain = certificates.map { .certificate($0) }
         override.privateKey = .privateKey(privateKey)
@@ -85,6 +100,39 @@ public final class NIOServingMaterial: Sendable {
     /// The factory for issued leaves, which are served as soon as they are signed.
     public static let eagerFactory: ServingMaterialFactory = { input in
         try NIOServingMaterial(chainDER: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), keepBuilt: true)
+    }
+
+    /// A factory for the leaves of local CAs (``IssuedCertificateCache``): each leaf's
+    /// objects are made at once and kept, and the certificates after the leaf — its CA's,
+    /// the same for thousands of leaves — are made once and shared by every leaf this
+    /// factory makes (each would otherwise hold its own parsed copy of the CA's certificate,
+    /// 2–3 KiB). No DER or PEM is kept beside the objects.
+    public static func issuedLeafFactory() -> ServingMaterialFactory {
+        let shared = SharedChainCertificates()
+        return { input in
+            try NIOServingMaterial(issuedChain: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), shared: shared)
+        }
+    }
+}
+
+/// The NIOSSL certificates that follow issued leaves, by DER, made once (at most
+/// ``limit`` of them: a few local CAs and their chains).
+private final class SharedChainCertificates: Sendable {
+    private struct Shared: @unchecked Sendable {
+        // NIOSSL's certificates are immutable once made and safe to share between threads.
+        let certificate: NIOSSLCertificate
+    }
+
+    static let limit = 64
+    private let made = Mutex<[[UInt8]: Shared]>([:])
+
+    func certificate(_ der: [UInt8]) throws -> NIOSSLCertificate {
+        if let known = made.withLock({ $0[der] }) { return known.certificate }
+        let certificate = try NIOSSLCertificate(bytes: der, format: .der)
+        made.withLock { made in
+            if made.count < Self.limit { made[der] = Shared(certificate: certificate) }
+        }
+        return certificate
     }
 }
 

@@ -1,8 +1,11 @@
 import CertificateKit
+import CertificateKitNIO
+import NIOSSL
 import CertificateTestSupport
 import Foundation
 import Synchronization
 import Testing
+import X509
 
 @Suite("Issued leaves kept across restarts")
 struct IssuedLeafPersistenceTests {
@@ -24,10 +27,10 @@ struct IssuedLeafPersistenceTests {
         let signed = try #require(try await IssuingTests.await { cache.leaf(from: authority, for: Self.subject("a.dev.test"), now: Date(), completion: $0) })
         let record = try #require(recorder.saves.withLock { $0.first })
         #expect(record.key == IssuedLeafKey(authority: authority.fingerprint, name: "a.dev.test"))
-        #expect(record.notAfter == signed.leaf.notAfter)
+        #expect(record.notAfter == signed.notAfter)
 
         let issued = Mutex(0)
-        let restarted = IssuedCertificateCache(onEvent: { event in
+        let restarted = IssuedCertificateCache(servingMaterialFactory: NIOServingMaterial.issuedLeafFactory(), onEvent: { event in
             if case .issued = event { issued.withLock { $0 += 1 } }
         })
         let (restored, discarded) = restarted.restore([record], authorities: [authority], now: Date())
@@ -36,8 +39,17 @@ struct IssuedLeafPersistenceTests {
             Issue.record("the restored leaf is not served from the cache")
             return
         }
-        #expect(cached.leaf.chain.map(\.der) == signed.leaf.chain.map(\.der))
-        #expect(cached.leaf.key.pem == signed.leaf.key.pem)
+        #expect(cached.leafDER == signed.leafDER)
+        // The certificate's own notAfter (X.509 times are whole seconds).
+        #expect(cached.notAfter == (try Certificate(derEncoded: signed.leafDER).notValidAfter))
+        // Its TLS objects: the same leaf, then the CA's certificate, and the stored key.
+        let material = try #require(cached.servingMaterial as? NIOServingMaterial)
+        #expect(try material.certificateChain().map { try $0.toDERBytes() } == [signed.leafDER, authority.material.certificate.der])
+        guard case .privateKey(let key)? = try material.contextOverride().privateKey else {
+            Issue.record("no private key in the restored leaf's TLS objects")
+            return
+        }
+        #expect(key == (try NIOSSLPrivateKey(bytes: Array(record.keyPEM.utf8), format: .pem)))
         #expect(issued.withLock { $0 } == 0)
     }
 

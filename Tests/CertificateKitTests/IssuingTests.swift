@@ -109,7 +109,7 @@ struct IssuingTests {
         let leaves = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
             for _ in 0..<1_000 {
                 group.addTask {
-                    try await Self.await { cache.leaf(from: authority, for: name, now: Date(), completion: $0) }?.leaf.chain[0].der
+                    try await Self.await { cache.leaf(from: authority, for: name, now: Date(), completion: $0) }?.leafDER
                 }
             }
             var all: [[UInt8]?] = []
@@ -128,7 +128,7 @@ struct IssuingTests {
         policy.capacity = 3
         let cache = IssuedCertificateCache(policy: policy)
         func fetch(_ name: String) async throws -> [UInt8]? {
-            try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize(name)!), now: Date(), completion: $0) }?.leaf.chain[0].der
+            try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize(name)!), now: Date(), completion: $0) }?.leafDER
         }
         let first = try await fetch("a.dev.test")
         let bFirst = try await fetch("b.dev.test")
@@ -151,7 +151,7 @@ struct IssuingTests {
         let (_, authority) = try Self.authority()
         let cache = IssuedCertificateCache()
         func fetch(_ name: String) async throws -> [UInt8]? {
-            try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize(name)!), now: Date(), completion: $0) }?.leaf.chain[0].der
+            try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize(name)!), now: Date(), completion: $0) }?.leafDER
         }
         _ = try await fetch("a.dev.test")
         let bFirst = try await fetch("b.dev.test")
@@ -206,8 +206,8 @@ struct IssuingTests {
         let name = LocalAuthority.Subject.name(ServerName.normalize("r.dev.test")!)
         let oldLeaf = try #require(try await Self.await { cache.leaf(from: old, for: name, now: Date(), completion: $0) })
         let newLeaf = try #require(try await Self.await { cache.leaf(from: new, for: name, now: Date(), completion: $0) })
-        #expect(oldLeaf.leaf.chain[0].der != newLeaf.leaf.chain[0].der)
-        #expect(newLeaf.leaf.chain[0].certificate.isIssued(by: newCA.certificate))
+        #expect(oldLeaf.leafDER != newLeaf.leafDER)
+        #expect(try Certificate(derEncoded: newLeaf.leafDER).isIssued(by: newCA.certificate))
         #expect(cache.sweep(now: Date(), currentAuthorities: [new.fingerprint]) == 1)
         #expect(cache.count == 1)
     }
@@ -224,18 +224,18 @@ struct IssuingTests {
         guard case .hit(let served) = cache.leaf(from: authority, for: name, now: later, completion: { _ in }) else {
             Issue.record("the old leaf must be served during renewal"); return
         }
-        #expect(served.leaf.chain[0].der == first.leaf.chain[0].der)
+        #expect(served.leafDER == first.leafDER)
         var renewed: IssuedCertificateCache.CachedLeaf?
         for _ in 0..<200 {
             if case .hit(let current) = cache.leaf(from: authority, for: name, now: later, completion: { _ in }),
-               current.leaf.chain[0].der != first.leaf.chain[0].der {
+               current.leafDER != first.leafDER {
                 renewed = current
                 break
             }
             try await Task.sleep(for: .milliseconds(10))
         }
         let replacement = try #require(renewed)
-        #expect(replacement.leaf.notAfter > first.leaf.notAfter)
+        #expect(replacement.notAfter > first.notAfter)
         // Past its notAfter a leaf is never served: it is signed anew.
         let expired = start.addingTimeInterval(10 * 86_400)
         #expect(cache.sweep(now: expired) == 1)
@@ -247,7 +247,7 @@ struct IssuingTests {
         let cache = IssuedCertificateCache()
         let a = try #require(try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize("a.dev.test")!), now: Date(), completion: $0) })
         let b = try #require(try await Self.await { cache.leaf(from: authority, for: .name(ServerName.normalize("b.dev.test")!), now: Date(), completion: $0) })
-        #expect(a.leaf.chain[0].certificate.dnsNames == ["*.dev.test"])
-        #expect(a.leaf.chain[0].der == b.leaf.chain[0].der)
+        #expect(try Certificate(derEncoded: a.leafDER).dnsNames == ["*.dev.test"])
+        #expect(a.leafDER == b.leafDER)
     }
 }

@@ -1,5 +1,6 @@
 import CertificateKit
 import CertificateKitNIO
+import NIOSSL
 import CertificateTestSupport
 import Synchronization
 import Testing
@@ -61,5 +62,32 @@ struct NIOServingMaterialTests {
             return
         }
         #expect(material.isBuilt)
+    }
+
+    @Test("leaves from one issued-leaf factory share their CA's NIOSSL certificate; each has its own leaf and key; another factory makes its own")
+    func issuedLeavesShareTheirChain() throws {
+        let authority = TestCertificate.authority()
+        let factory = NIOServingMaterial.issuedLeafFactory()
+        func material(_ name: String, from factory: ServingMaterialFactory) throws -> (NIOServingMaterial, TestCertificate) {
+            let leaf = authority.leaf(dnsNames: [name])
+            let made = try factory(ServingMaterialInput(chain: [leaf.parsed, authority.parsed], keyPEM: leaf.key.pkcs8PEM))
+            return (try #require(made as? NIOServingMaterial), leaf)
+        }
+        let (a, leafA) = try material("a.test", from: factory)
+        let (b, leafB) = try material("b.test", from: factory)
+        let (c, _) = try material("c.test", from: NIOServingMaterial.issuedLeafFactory())
+        #expect(a.isBuilt && b.isBuilt && c.isBuilt)
+        let chainA = try a.certificateChain(), chainB = try b.certificateChain(), chainC = try c.certificateChain()
+        #expect(try chainA.map { try $0.toDERBytes() } == [leafA.parsed.der, authority.parsed.der])
+        #expect(try chainB.map { try $0.toDERBytes() } == [leafB.parsed.der, authority.parsed.der])
+        #expect(chainA[1] === chainB[1])
+        #expect(chainA[0] !== chainB[0])
+        #expect(chainC[1] !== chainA[1])
+        guard case .privateKey(let keyA)? = try a.contextOverride().privateKey, case .privateKey(let keyB)? = try b.contextOverride().privateKey else {
+            Issue.record("no private key in the TLS objects")
+            return
+        }
+        #expect(keyA == (try NIOSSLPrivateKey(bytes: Array(leafA.key.pkcs8PEM.utf8), format: .pem)))
+        #expect(keyB == (try NIOSSLPrivateKey(bytes: Array(leafB.key.pkcs8PEM.utf8), format: .pem)))
     }
 }

@@ -30,14 +30,26 @@ public final class IssuedCertificateCache: Sendable {
         case cacheFull = "cache_full"
     }
 
-    /// A cached leaf with its TLS objects.
+    /// A cached leaf: its TLS objects and what the cache decides by. The parsed certificate
+    /// and key it was made from are not kept (a cached leaf is most of the memory of a local
+    /// CA serving many names: the TLS objects are what a handshake needs).
     public final class CachedLeaf: Sendable {
-        public let leaf: IssuedLeaf
+        /// The leaf's DER (the chain after it is its CA's).
+        public let leafDER: [UInt8]
+        public let notBefore: Date
+        public let notAfter: Date
         public let servingMaterial: (any Sendable)?
 
         init(leaf: IssuedLeaf, servingMaterial: (any Sendable)?) {
-            self.leaf = leaf
+            leafDER = leaf.chain[0].der
+            notBefore = leaf.notBefore
+            notAfter = leaf.notAfter
             self.servingMaterial = servingMaterial
+        }
+
+        /// Whether less than a third of the leaf's life remains at `now` (time to re-sign).
+        public func needsRenewal(at now: Date) -> Bool {
+            notAfter.timeIntervalSince(now) < notAfter.timeIntervalSince(notBefore) / 3
         }
     }
 
@@ -103,8 +115,8 @@ public final class IssuedCertificateCache: Sendable {
         let time = now.timeIntervalSinceReferenceDate
         enum Decision { case hit(CachedLeaf, renew: Bool), joined, start, queued, refused(Refusal) }
         let decision: Decision = state.withLock { state in
-            if let cached = state.leaves.get(key, time: time), cached.leaf.notAfter > now {
-                let renew = cached.leaf.needsRenewal(at: now) && state.inFlight[key] == nil && Self.takeToken(&state, now: now)
+            if let cached = state.leaves.get(key, time: time), cached.notAfter > now {
+                let renew = cached.needsRenewal(at: now) && state.inFlight[key] == nil && Self.takeToken(&state, now: now)
                 if renew { state.inFlight[key] = [] }
                 return .hit(cached, renew: renew)
             }
@@ -169,7 +181,7 @@ public final class IssuedCertificateCache: Sendable {
         let removed = state.withLock { state in
             let idleTimeout = state.policy.idleTimeout
             return state.leaves.removeAll { key, cached, lastUsed in
-                cached.leaf.notAfter <= now || time - lastUsed > idleTimeout
+                cached.notAfter <= now || time - lastUsed > idleTimeout
                     || (currentAuthorities.map { !$0.contains(key.authority) } ?? false)
             }
         }
@@ -226,8 +238,10 @@ public final class IssuedCertificateCache: Sendable {
     private func startSigning(key: Key, authority: LocalAuthority, subject: LocalAuthority.Subject, now: Date, countsAgainstLimit: Bool) {
         signingQueue.async { [self] in
             let started = Date()
+            var signed: IssuedLeaf?
             let result: Result<CachedLeaf, any Error> = Result {
                 let leaf = try authority.sign(subject, now: now)
+                signed = leaf
                 let material = try servingMaterialFactory?(ServingMaterialInput(chain: leaf.chain, keyPEM: leaf.key.pem))
                 return CachedLeaf(leaf: leaf, servingMaterial: material)
             }
@@ -248,12 +262,12 @@ public final class IssuedCertificateCache: Sendable {
                 }
                 return waiting
             }
-            if case .success(let cached) = result, let persistence {
+            if case .success = result, let leaf = signed, let persistence {
                 if let evicted { persistence.dropped([evicted]) }
-                let leaf = cached.leaf
                 persistence.saved(IssuedLeafRecord(
                     key: key, certificatePEM: leaf.chain[0].pem, keyPEM: leaf.key.pem, notAfter: leaf.notAfter))
             }
+            signed = nil
             switch result {
             case .success: onEvent(.issued(name: key.name, seconds: Date().timeIntervalSince(started)))
             case .failure(let error):

@@ -11,7 +11,7 @@ extension IssuedCertificateCache {
     ) -> IssuedCertificateCache {
         let holder = CacheCountHolder()
         let cache = IssuedCertificateCache(
-            policy: policy, servingMaterialFactory: NIOServingMaterial.eagerFactory, persistence: persistence
+            policy: policy, servingMaterialFactory: NIOServingMaterial.issuedLeafFactory(), persistence: persistence
         ) { event in
             metrics.record(event, cached: holder.count)
             if case .failed(let name, let reason) = event {
