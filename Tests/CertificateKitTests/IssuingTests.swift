@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 import X509
 
-@Suite("On-the-fly signing")
+@Suite("On-the-fly signing", .timeLimit(.minutes(2)))
 struct IssuingTests {
     static func authority(
         keyType: TestKeyType = .p256, domains: DomainList = ["*.dev.test", "dev.test", "127.0.0.1"],

@@ -34,20 +34,10 @@ public func isListening(port: Int) -> Bool {
 }
 
 /// Runs a command-line tool (openssl, curl) to its end and returns its status and its
-/// standard output and error, together.
+/// standard output and error, together; stopped after two minutes (then the output says so
+/// and the status is the signal's).
 public func runCommand(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    let stdin = Pipe()
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(input) }
-    try stdin.fileHandleForWriting.close()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let finished = try FinishedProcess.run(URL(fileURLWithPath: executable), arguments, input: input, mergingErrors: true)
+    let note = finished.timedOut ? "\n[stopped: \(executable) did not finish within 120 s]" : ""
+    return (finished.status, finished.stdout + note)
 }

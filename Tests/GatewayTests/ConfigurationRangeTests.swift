@@ -50,11 +50,35 @@ struct ConfigurationRangeTests {
         ("validity:\n  interval: 31d\n", "validity.interval", "must be 1s to 30d, not 31d"),
         ("validity:\n  notify:\n    - { webhook: 'http://127.0.0.1:9/h', timeout: 1h }\n", "validity.notify.0.timeout", "must be 10ms to 10m, not 1h"),
         ("control:\n  socket: c.sock\n  max_message_bytes: 10\n", "control.max_message_bytes", "must be 1024 to 1073741824, not 10"),
+        ("issuing:\n  max_queued: 1000001\n", "issuing.max_queued", "must be 0 to 1000000, not 1000001"),
+        ("issuing:\n  max_queued: -1\n", "issuing.max_queued", "must be 0 to 1000000, not -1"),
     ])
     func ranges(yaml: String, key: String, reason: String) {
         let found = errors(yaml.hasPrefix("listeners:") ? yaml : Self.listener + yaml)
         #expect(found.map(\.key) == [key])
         #expect(found.first?.reason == reason)
+    }
+
+    @Test("values decoded with their own rule name the key and the rule: control.mode is an octal mode up to 0777, a webhook's retries 0 to 10", arguments: [
+        ("control:\n  socket: c.sock\n  mode: \"0800\"\n", "control.mode", "'0800' is not an octal file mode like \"0600\""),
+        ("control:\n  socket: c.sock\n  mode: \"1000\"\n", "control.mode", "'1000' is not an octal file mode like \"0600\""),
+        ("validity:\n  notify:\n    - { webhook: 'http://127.0.0.1:9/h', retries: 11 }\n", "validity.notify.0.retries", "retries is 0 to 10"),
+        ("validity:\n  notify:\n    - { webhook: 'http://127.0.0.1:9/h', retries: -1 }\n", "validity.notify.0.retries", "retries is 0 to 10"),
+    ])
+    func decodedRules(yaml: String, key: String, reason: String) {
+        let found = errors(Self.listener + yaml)
+        #expect(found.map(\.key) == [key])
+        #expect(found.first?.reason == reason)
+    }
+
+    @Test("the edges of those rules are accepted: mode 0000 and 0777, retries 0 and 10, max_queued 0 and 1000000", arguments: [
+        "control:\n  socket: c.sock\n  mode: \"0000\"\n", "control:\n  socket: c.sock\n  mode: \"0777\"\n",
+        "validity:\n  notify:\n    - { webhook: 'http://127.0.0.1:9/h', retries: 0 }\n",
+        "validity:\n  notify:\n    - { webhook: 'http://127.0.0.1:9/h', retries: 10 }\n",
+        "issuing:\n  max_queued: 0\n", "issuing:\n  max_queued: 1000000\n",
+    ])
+    func ruleEdges(yaml: String) {
+        #expect(errors(Self.listener + yaml).isEmpty)
     }
 
     @Test("a responder header that would split the response, or is not a token, is refused", arguments: [

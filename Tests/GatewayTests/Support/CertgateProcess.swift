@@ -1,4 +1,6 @@
+import CertificateTestSupport
 import Foundation
+import Testing
 
 /// Runs the real `certgate` binary built next to the test bundle.
 enum CertgateProcess {
@@ -30,22 +32,14 @@ enum CertgateProcess {
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
+    /// Runs the binary to its end; one that has not finished within two minutes is stopped
+    /// and the test fails (it does not hang).
     static func run(_ arguments: [String], in directory: URL? = nil) throws -> Output {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = directory }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Output(status: process.terminationStatus,
-                      stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
+        let finished = try FinishedProcess.run(binary, arguments, in: directory)
+        if finished.timedOut {
+            Issue.record("certgate \(arguments.joined(separator: " ")) did not finish within 120 s; stopped")
+        }
+        return Output(status: finished.status, stdout: finished.stdout, stderr: finished.stderr)
     }
 }
 
