@@ -22,6 +22,27 @@ struct RunCommand: AsyncParsableCommand {
     var resetState = false
 
     func run() async throws {
+        // The configuration read here lives only inside `prepare()`: the server keeps the
+        // running one, and after a reload the file's first version must not stay behind (at
+        // 100,000 entries its dictionary is some 40 MB).
+        let (server, group, logger) = try await prepare()
+        let services = ServiceGroup(configuration: .init(
+            services: [.init(service: GatewayService(server: server))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await services.run()
+        } catch {
+            logger.error("stopped: \(error)")
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        try await group.shutdownGracefully()
+        logger.notice("stopped")
+    }
+
+    /// Reads the configuration, sets up logging, metrics and the state, and makes the server.
+    private func prepare() async throws -> (GatewayServer, MultiThreadedEventLoopGroup, Logger) {
         let configuration: GatewayConfiguration
         do {
             configuration = try GatewayConfiguration.load(path: config)
@@ -72,18 +93,6 @@ struct RunCommand: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
-        let services = ServiceGroup(configuration: .init(
-            services: [.init(service: GatewayService(server: server))],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        do {
-            try await services.run()
-        } catch {
-            logger.error("stopped: \(error)")
-            try? await group.shutdownGracefully()
-            throw ExitCode(1)
-        }
-        try await group.shutdownGracefully()
-        logger.notice("stopped")
+        return (server, group, logger)
     }
 }

@@ -83,7 +83,7 @@ extension CertificateSet {
         // Files are read on every core too; a file entry whose files carry the stamps they
         // had when it was built is not read at all.
         let reads = ConcurrentMap.map(readable) { name -> Read in
-            guard let conf = upserts[name] else { return .unchanged }  // every name is an upsert's
+            guard let conf = upserts[name] else { return .failed(Self.notAnUpsert(name)) }
             if let known = knownContent[name] { return .content(known, stamps: []) }
             // Only an entry that reads the same files as before is stamped before it is read.
             if let old = entries[name], old.readsFiles, old.conf == conf,
@@ -113,7 +113,7 @@ extension CertificateSet {
 
         // 2. Parse and validate the new and changed entries, on every core.
         let results = ConcurrentMap.map(pending) { item -> Result<CertificateEntry, CertificateSetError> in
-            guard let conf = upserts[item.name] else { return .failure(CertificateSetError([])) }  // every name is an upsert's
+            guard let conf = upserts[item.name] else { return .failure(CertificateSetError([Self.notAnUpsert(item.name)])) }
             return CertificateEntryValidator.validate(
                 name: item.name, conf: conf, content: item.content, fileStamps: item.stamps, context: context,
                 verified: verified.contains(item.name))
@@ -167,6 +167,12 @@ extension CertificateSet {
         case unchanged
         case content(EntryContent, stamps: [FileStamp])
         case failed(CertificateEntryError)
+    }
+
+    /// Every name read and validated is one of the update's upserts; were one not, the
+    /// update fails saying so rather than leaving the entry out.
+    private static func notAnUpsert(_ name: String) -> CertificateEntryError {
+        CertificateEntryError(entry: QuotedValue.shown(name, limit: 253), field: "name", reason: "is not among the update's entries")
     }
 
     /// Why `name` cannot name an entry (empty, over 253 bytes, spaces, control or format
