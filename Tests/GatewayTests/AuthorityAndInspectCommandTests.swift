@@ -118,4 +118,17 @@ struct AuthorityAndInspectCommandTests {
         #expect(output.stdout.isEmpty)
         #expect(output.stderr == "cannot reach the gateway at \(socket): nothing listens on the socket (certgate stopped?)\n", "\(output.stderr)")
     }
+
+    @Test("ctl with neither --socket nor --config uses control.socket of config/certgate.yaml in the working folder")
+    func ctlDefaultSocket() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
+        try folder.write("listeners:\n  - listen: 127.0.0.1:8443\ncontrol:\n  socket: run/here.sock\n", to: "config/certgate.yaml")
+        let output = try CertgateProcess.run(["ctl", "status"], in: folder.url)
+        #expect(output.status == 1)
+        // Relative to the configuration's folder.
+        let socket = folder.url.appendingPathComponent("config/run/here.sock").path
+        #expect(output.stderr == "cannot reach the gateway at \(socket): no such socket (is certgate running with this control.socket?)\n", "\(output.stderr)")
+    }
 }

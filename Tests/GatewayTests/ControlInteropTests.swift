@@ -130,23 +130,26 @@ struct ControlInteropTests {
         }
     }
 
+    @Test("the control socket's folder, made by certgate, is 0700")
+    func socketFolderIsPrivate() async throws {
+        try await Self.withGateway { _, socket, _ in
+            let folder = URL(fileURLWithPath: socket).deletingLastPathComponent().path
+            let mode = try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int
+            #expect(mode == 0o700)
+        }
+    }
+
     @Test("the control socket is 0600; a second instance configured with the same socket refuses to start, and the first still answers")
     func socketIsExclusive() async throws {
         try await Self.withGateway { _, socket, folder in
             let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
             #expect(mode == 0o600)
-            let second = Process()
-            second.executableURL = CertgateProcess.binary
             // Its own port and state folder: the shared socket alone must stop it.
             let otherPort = try freePort()
             try folder.write(Self.config().replacingOccurrences(of: "PORT", with: String(otherPort)) + "state_dir: state2\n", to: "second.yaml")
-            second.arguments = ["run", "--config", folder.url.appendingPathComponent("second.yaml").path]
-            let errors = Pipe()
-            second.standardError = errors
-            try second.run()
-            second.waitUntilExit()
-            #expect(second.terminationStatus == 1)
-            #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("another certgate holds the control socket"))
+            let second = try CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("second.yaml").path])
+            #expect(second.status == 1)
+            #expect(second.stderr.contains("another certgate holds the control socket"))
             let stillThere = try await Self.withControl(socket: socket) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()).generation }
             #expect(stillThere == 0)
         }

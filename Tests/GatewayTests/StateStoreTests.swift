@@ -3,7 +3,7 @@ import CertificateTestSupport
 import Crypto
 import Foundation
 import GRDB
-import Gateway
+@testable import Gateway
 import Testing
 
 @Suite("The SQLite state store")
@@ -23,6 +23,18 @@ struct StateStoreTests {
         } catch {
             #expect(error.description == "state \(directory.path)/certgate.db: cannot open the state: SQLite error 26: file is not a database")
         }
+    }
+
+    @Test("every connection to the state commits with synchronous = FULL in WAL mode (a commit survives a power cut)")
+    func durableSettings() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let store = try StateStore(directory: folder.url.appendingPathComponent("state").path)
+        let (synchronous, journal) = try store.database.read { db in
+            (try Int.fetchOne(db, sql: "PRAGMA synchronous"), try String.fetchOne(db, sql: "PRAGMA journal_mode"))
+        }
+        #expect(synchronous == 2)  // 2 = FULL (0 OFF, 1 NORMAL, 3 EXTRA)
+        #expect(journal == "wal")
     }
 
     /// A store in a fresh folder; the folder goes when `body` returns.

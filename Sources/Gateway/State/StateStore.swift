@@ -64,9 +64,14 @@ public final class StateStore: Sendable {
         // SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
         try Self.restrictMode(path)
         var configuration = Configuration()
-        configuration.journalMode = .wal
         configuration.label = "certgate.state"
+        // WAL set here, not with `configuration.journalMode = .wal`: GRDB's WAL set-up runs
+        // after this and lowers `synchronous` to NORMAL, under which a commit acknowledged
+        // before a power cut can be lost. FULL syncs the log at every commit.
         configuration.prepareDatabase { db in
+            guard try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") == "wal" else {
+                throw StateStoreError(path: path, operation: "open the state", reason: "SQLite cannot use a write-ahead log here")
+            }
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         let database: DatabaseQueue
