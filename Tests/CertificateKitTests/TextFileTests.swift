@@ -85,6 +85,11 @@ struct TextFileTests {
         let reason = try #require(Self.reason(long, baseDirectory: "/tmp"))
         #expect(!reason.contains("QUJDQUJD"))
         #expect(reason.hasPrefix("neither PEM, nor base64 of PEM, nor an existing file (the value, 320 characters, is not shown"))
+        // A NUL would cut the path short (open("/etc") succeeds): no file, and nothing quoted.
+        let cut = "/etc\0" + long
+        #expect(TextFile.read(cut).failure == .missing)
+        let cutReason = try #require(Self.reason(cut, baseDirectory: "/"))
+        #expect(!cutReason.contains("QUJDQUJD"))
     }
 }
 

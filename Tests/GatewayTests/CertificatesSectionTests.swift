@@ -99,6 +99,32 @@ struct CertificatesSectionTests {
         #expect(throws: ConfigurationErrors.self) { try Self.parse(twice).get() }
     }
 
+    @Test("a flow-style top level around a block section, an anchor in the section that an alias after it means, a %TAG directive: not cut, and the same meaning or errors as the whole file")
+    func shapesNeverCut() throws {
+        // A flow mapping around the file: the whole parse refuses the block entries inside it.
+        let body = Self.file(entries: 2_500)
+        let flow = "{listeners: [],\n" + body[body.range(of: "certificates:")!.lowerBound...].replacingOccurrences(of: "routes:\n  - { server_names: ['*'], respond: { body: ok } }\n", with: "") + "}\n"
+        Self.expectSameAsWhole(flow)
+        #expect(throws: ConfigurationErrors.self) { try Self.parse(flow).get() }
+        // An anchor defined before the section, redefined in it, and used after it: the
+        // whole file means the section's value.
+        let aliased = Self.file(entries: 2_500)
+            .replacingOccurrences(of: "log_level: warning", with: "log_level: warning\nstate_dir: &place var/first")
+            .replacingOccurrences(of: "  e4.test: { tls_cert: certs/4.pem, tls_key: certs/4.key }", with: "  e4.test: { tls_cert: certs/4.pem, tls_key: certs/4.key, remark: &place var/second }")
+            + "shutdown_timeout: 5s\nvalidity: { notify: [ { command: [ /bin/echo, *place ] } ] }\n"
+        #expect(CertificatesSection(splitting: aliased) == nil)
+        Self.expectSameAsWhole(aliased)
+        guard case .command(let arguments, _)? = try Self.parse(aliased).get().validity.notify.first else {
+            Issue.record("no command notifier")
+            return
+        }
+        #expect(arguments == ["/bin/echo", "var/second"])
+        // %TAG redefining "!" for the whole document.
+        let tagged = "%TAG ! tag:yaml.org,2002:\n---\n" + Self.file(entries: 2_500).replacingOccurrences(of: "is_default: true}", with: "is_default: !str true}")
+        #expect(CertificatesSection(splitting: tagged) == nil)
+        Self.expectSameAsWhole(tagged)
+    }
+
     @Test("an invalid file is parsed whole, so its errors name the same lines: an unknown key and a bad value in the third piece")
     func errorsReadAsBefore() throws {
         let unknown = Self.file(entries: 5_000).replacingOccurrences(of: "  e4400.test: { tls_cert: certs/4400.pem,", with: "  e4400.test: { tls_crt: certs/4400.pem,")

@@ -33,7 +33,9 @@ struct TextFile {
     let stamp: FileStamp
 
     static func read(_ path: String) -> Result<TextFile, Failure> {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        // A NUL would end the path early: `/etc\0…` is no file named so.
+        guard !path.utf8.contains(0) else { return .failure(.missing) }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard descriptor >= 0 else {
             // Whatever `open` said (a name too long for a path is no file either), only a
             // path that exists is "unreadable": the caller may quote that one.

@@ -53,6 +53,9 @@ struct CertificatesSection {
             default: continue
             }
         }
+        // A directive (`%TAG` can redefine `!` and `!!`) applies to the whole document, the
+        // pieces would not see it.
+        if utf8.first == 0x25 || utf8.indices.dropFirst().contains(where: { utf8[$0] == 0x25 && utf8[$0 - 1] == 0x0A }) { return nil }
         // Lines as ranges of `utf8`, without their \n.
         var lines: [Range<Int>] = []
         var start = 0
@@ -104,6 +107,12 @@ struct CertificatesSection {
             entryStarts.append(index)
         }
         guard entryStarts.count >= Self.minimumEntries else { return nil }
+        // An anchor defined in the section (`&`, anywhere in its text to be safe) could be
+        // what an alias after the section means, or redefine one before it: the remainder,
+        // with the section emptied, would then read another value.
+        if (lines[firstKey].lowerBound..<(end < lines.count ? lines[end].lowerBound : utf8.count)).contains(where: { utf8[$0] == 0x26 }) {
+            return nil
+        }
 
         var pieces: [Piece] = []
         for offset in stride(from: 0, to: entryStarts.count, by: Self.entriesPerPiece) {
