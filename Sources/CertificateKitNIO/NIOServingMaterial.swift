@@ -9,7 +9,8 @@ import Synchronization
 /// them and kept from then on, so an entry no client asks for costs its bytes only. They
 /// are also made once when the material is created — BoringSSL must accept the chain and
 /// key, or the update that brings them is refused — and, for a set entry, dropped again
-/// (``lazy(chain:key:)``); an issued leaf, served at once, keeps them (``eager(chain:key:)``).
+/// (``factory``); a certificate served at once keeps them (``eager(chain:key:)``, and
+/// ``issuedLeafFactory()`` for the leaves of local CAs).
 /// Making them costs some tens of microseconds on the event loop, once per entry.
 public final class NIOServingMaterial: Sendable {
     private struct Built: @unchecked Sendable {
@@ -41,11 +42,6 @@ public final class NIOServingMaterial: Sendable {
         self.chainDER = []
         self.keyPEM = []
         self.built = Mutex(made)
-    }
-
-    /// For an entry of a set: checked now, the NIOSSL objects made again at its first handshake.
-    public static func lazy(chain: [ParsedCertificate], key: ParsedPrivateKey) throws -> NIOServingMaterial {
-        try NIOServingMaterial(chainDER: chain.map(\.der), keyPEM: Array(key.pem.utf8), keepBuilt: false)
     }
 
     /// For an issued leaf, served right away: the NIOSSL objects are kept from the start.
@@ -95,11 +91,6 @@ public final class NIOServingMaterial: Sendable {
     public static let factory: ServingMaterialFactory = { input in
         try NIOServingMaterial(
             chainDER: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), keepBuilt: false, check: !input.alreadyAccepted)
-    }
-
-    /// The factory for issued leaves, which are served as soon as they are signed.
-    public static let eagerFactory: ServingMaterialFactory = { input in
-        try NIOServingMaterial(chainDER: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), keepBuilt: true)
     }
 
     /// A factory for the leaves of local CAs (``IssuedCertificateCache``): each leaf's

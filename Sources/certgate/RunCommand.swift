@@ -32,8 +32,13 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger))
         do {
             try await services.run()
+        } catch let error as GatewayStartupError {
+            for reason in error.reasons { logger.error("\(reason)") }
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
         } catch {
-            logger.error("stopped: \(error)")
+            // Only the lifecycle's own errors are left here; its text is not ours to print.
+            logger.error("stopped: the service lifecycle failed", metadata: ["error_type": "\(type(of: error))"])
             try? await group.shutdownGracefully()
             throw ExitCode(1)
         }

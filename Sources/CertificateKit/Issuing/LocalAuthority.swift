@@ -144,11 +144,6 @@ public struct IssuedLeaf: Sendable {
     public let key: ParsedPrivateKey
     public let notBefore: Date
     public let notAfter: Date
-
-    /// Whether less than a third of the leaf's life remains at `now` (time to re-sign).
-    public func needsRenewal(at now: Date) -> Bool {
-        notAfter.timeIntervalSince(now) < notAfter.timeIntervalSince(notBefore) / 3
-    }
 }
 
 public enum IssueError: Error, CustomStringConvertible {
