@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import X509
 
 // certgate-bench: lookup latency and set (re)build cost. Run in release:
@@ -223,17 +224,48 @@ if !CommandLine.arguments.contains("--skip-issuing") {
         }
         return residentKB()
     }
-    // As the gateway caches them: NIOSSL objects made at signing and kept, the CA's shared.
-    let memoryCache = IssuedCertificateCache(policy: policy, servingMaterialFactory: NIOServingMaterial.issuedLeafFactory())
-    let before = trimmedResidentKB()
-    let fill = DispatchGroup()
-    for index in 0..<burst {
-        fill.enter()
-        _ = memoryCache.leaf(from: authority, for: .name(ServerName.normalize("r\(index).burst.test")!), now: Date()) { _ in fill.leave() }
+    // As the gateway caches them: the CA's NIOSSL certificate shared; each leaf's objects
+    // kept while it is among the most recently served (the default), or for every leaf.
+    func cachedLeavesKB(keepingObjectsFor recent: Int) -> (count: Int, kilobytes: Int) {
+        let before = trimmedResidentKB()
+        let memoryCache = IssuedCertificateCache(
+            policy: policy, servingMaterialFactory: NIOServingMaterial.issuedLeafFactory(keepingObjectsFor: recent))
+        let fill = DispatchGroup()
+        for index in 0..<burst {
+            fill.enter()
+            let lookup = memoryCache.leaf(from: authority, for: .name(ServerName.normalize("r\(recent)x\(index).burst.test")!), now: Date()) { _ in fill.leave() }
+            if case .refused = lookup { fatalError("refused while filling the cache") }
+        }
+        fill.wait()
+        let kilobytes = trimmedResidentKB() - before
+        return withExtendedLifetime(memoryCache) { (memoryCache.count, kilobytes) }
     }
-    fill.wait()
-    let after = trimmedResidentKB()
-    row("memory of \(memoryCache.count) cached leaves (with NIOSSL objects)", String(format: "%.1f MB (%.1f KB per leaf)", Double(after - before) / 1024, Double(after - before) / Double(max(1, memoryCache.count))))
+    for recent in [1, NIOServingMaterial.recentlyServedLeaves, burst] {
+        let (count, kilobytes) = cachedLeavesKB(keepingObjectsFor: recent)
+        row("memory of \(count) cached leaves, NIOSSL objects kept for \(min(recent, count))", String(format: "%.1f MB (%.1f KB per leaf)", Double(kilobytes) / 1024, Double(kilobytes) / Double(max(1, count))))
+    }
+
+    // A leaf whose objects were let go: what its next handshake pays to make them again.
+    let remakeCache = IssuedCertificateCache(policy: policy, servingMaterialFactory: NIOServingMaterial.issuedLeafFactory(keepingObjectsFor: 1))
+    let remade = Mutex<[NIOServingMaterial]>([])
+    for index in 0..<(quick ? 200 : 2_000) {
+        let waited = DispatchSemaphore(value: 0)
+        _ = remakeCache.leaf(from: authority, for: .name(ServerName.normalize("o\(index).burst.test")!), now: Date()) { result in
+            if case .success(let cached) = result, let material = cached.servingMaterial as? NIOServingMaterial {
+                remade.withLock { $0.append(material) }
+            }
+            waited.signal()
+        }
+        waited.wait()
+    }
+    var remakeSamples: [Double] = []
+    for material in remade.withLock({ $0 }).dropLast() {
+        precondition(!material.isBuilt)
+        let start = clock.now
+        sink.value &+= try material.certificateChain().count
+        remakeSamples.append(nanoseconds(clock.now - start) / 1e3)
+    }
+    row("NIOSSL objects of a leaf made again at its next handshake", String(format: "%.1f µs", median(remakeSamples)))
 }
 
 print("")

@@ -1,17 +1,19 @@
 import CertificateKit
 import NIOSSL
+import SwiftASN1
 import Synchronization
 
 /// An entry's certificate chain and key in the form NIOSSL's certificate callback takes.
 ///
-/// The chain's DER and the key's PEM text are kept; the NIOSSL objects (BoringSSL's
-/// `X509` and `EVP_PKEY`, about 4 KiB an entry) are made when a handshake first needs
-/// them and kept from then on, so an entry no client asks for costs its bytes only. They
-/// are also made once when the material is created — BoringSSL must accept the chain and
-/// key, or the update that brings them is refused — and, for a set entry, dropped again
-/// (``factory``); a certificate served at once keeps them (``eager(chain:key:)``, and
-/// ``issuedLeafFactory()`` for the leaves of local CAs).
-/// Making them costs some tens of microseconds on the event loop, once per entry.
+/// The chain's DER and the key are kept; the NIOSSL objects (BoringSSL's `X509` and
+/// `EVP_PKEY`, about 4–5 KiB an entry) are made when a handshake first needs them, so an
+/// entry no client asks for costs its bytes only. They are also made once when the
+/// material is created — BoringSSL must accept the chain and key, or the update that
+/// brings them is refused. A set entry's objects are then dropped until its first
+/// handshake and kept from then on (``factory``); a certificate served at once keeps them
+/// (``eager(chain:key:)``); the leaves of local CAs keep them while they are among the
+/// most recently served (``issuedLeafFactory(keepingObjectsFor:)``).
+/// Making them costs some microseconds on the event loop (about 10 µs for a P-256 leaf).
 public final class NIOServingMaterial: Sendable {
     private struct Built: @unchecked Sendable {
         // NIOSSL's objects are immutable once made and safe to share between threads.
@@ -19,29 +21,41 @@ public final class NIOServingMaterial: Sendable {
         let override: NIOSSLContextConfigurationOverride
     }
 
-    private let chainDER: [[UInt8]]
-    private let keyPEM: [UInt8]
+    /// What the objects are made again from.
+    private enum Source: @unchecked Sendable {
+        // The NIOSSL certificates after an issued leaf are immutable and shared between threads.
+        /// A set entry or an on-demand certificate: the whole chain's DER, the key's PEM.
+        case entry(chainDER: [[UInt8]], keyPEM: [UInt8])
+        /// An issued leaf: its DER and its key's DER; the chain after it is its CA's, made
+        /// once for every leaf of the factory; `recent` decides whose objects are kept.
+        case issued(leafDER: [UInt8], keyDER: [UInt8], issuerChain: [NIOSSLCertificate], recent: RecentlyServedObjects)
+    }
+
+    private let source: Source
     private let built: Mutex<Built?>
 
     /// - Parameter check: make the NIOSSL objects now (BoringSSL must accept them); false
     ///   for material BoringSSL accepted when it was committed and that has not changed.
     private init(chainDER: [[UInt8]], keyPEM: [UInt8], keepBuilt: Bool, check: Bool = true) throws {
-        self.chainDER = chainDER
-        self.keyPEM = keyPEM
-        let made = check || keepBuilt ? try Self.build(chainDER: chainDER, keyPEM: keyPEM) : nil
-        self.built = Mutex(keepBuilt ? made : nil)
+        source = .entry(chainDER: chainDER, keyPEM: keyPEM)
+        let made = check || keepBuilt ? try Self.build(source) : nil
+        built = Mutex(keepBuilt ? made : nil)
     }
 
-    /// An issued leaf's material: its objects made now and kept; the chain after the leaf
-    /// taken from `shared`; no bytes kept to make them again from.
-    private init(issuedChain chainDER: [[UInt8]], keyPEM: [UInt8], shared: SharedChainCertificates) throws {
-        guard let leafDER = chainDER.first else { throw NIOSSLError.failedToLoadCertificate }
-        var certificates = [try NIOSSLCertificate(bytes: leafDER, format: .der)]
-        for der in chainDER.dropFirst() { certificates.append(try shared.certificate(der)) }
-        let made = Self.built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
-        self.chainDER = []
-        self.keyPEM = []
-        self.built = Mutex(made)
+    /// An issued leaf's material: its objects made now (BoringSSL must accept them) and
+    /// counted as just served.
+    private init(issuedChain chainDER: [[UInt8]], keyPEM: String, shared: SharedChainCertificates, recent: RecentlyServedObjects) throws {
+        guard let leafDER = chainDER.first, let keyDER = try? PEMDocument(pemString: keyPEM).derBytes else {
+            throw NIOSSLError.failedToLoadPrivateKey
+        }
+        let issuerChain = try chainDER.dropFirst().map { try shared.certificate($0) }
+        source = .issued(leafDER: leafDER, keyDER: keyDER, issuerChain: issuerChain, recent: recent)
+        built = Mutex(try Self.build(source))
+        recent.served(self)
+    }
+
+    deinit {
+        if case .issued(_, _, _, let recent) = source { recent.forget(self) }
     }
 
     /// For an issued leaf, served right away: the NIOSSL objects are kept from the start.
@@ -65,17 +79,35 @@ public final class NIOServingMaterial: Sendable {
     public var isBuilt: Bool { built.withLock { $0 != nil } }
 
     private func builtObjects() throws -> Built {
-        try built.withLock { built in
+        let objects = try built.withLock { built in
             if let built { return built }
-            let made = try Self.build(chainDER: chainDER, keyPEM: keyPEM)
+            let made = try Self.build(source)
             built = made
             return made
         }
+        if case .issued(_, _, _, let recent) = source { recent.served(self) }
+        return objects
     }
 
-    private static func build(chainDER: [[UInt8]], keyPEM: [UInt8]) throws -> Built {
-        let certificates = try chainDER.map { try NIOSSLCertificate(bytes: $0, format: .der) }
-        return built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
+    /// Lets the objects go (they are made again at the next handshake); a handshake that
+    /// already has them keeps its own references.
+    fileprivate func dropObjects() {
+        // The objects are released when the returned value goes, outside the lock.
+        _ = built.withLock { built in
+            defer { built = nil }
+            return built
+        }
+    }
+
+    private static func build(_ source: Source) throws -> Built {
+        switch source {
+        case .entry(let chainDER, let keyPEM):
+            let certificates = try chainDER.map { try NIOSSLCertificate(bytes: $0, format: .der) }
+            return built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
+        case .issued(let leafDER, let keyDER, let issuerChain, _):
+            let certificates = [try NIOSSLCertificate(bytes: leafDER, format: .der)] + issuerChain
+            return built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyDER, format: .der))
+        }
     }
 
     private static func built(certificates: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) -> Built {
@@ -93,17 +125,60 @@ public final class NIOServingMaterial: Sendable {
             chainDER: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), keepBuilt: false, check: !input.alreadyAccepted)
     }
 
-    /// A factory for the leaves of local CAs (``IssuedCertificateCache``): each leaf's
-    /// objects are made at once and kept, and the certificates after the leaf — its CA's,
-    /// the same for thousands of leaves — are made once and shared by every leaf this
-    /// factory makes (each would otherwise hold its own parsed copy of the CA's certificate,
-    /// 2–3 KiB). No DER or PEM is kept beside the objects.
-    public static func issuedLeafFactory() -> ServingMaterialFactory {
+    /// The leaves kept with their NIOSSL objects by default: the 1,000 most recently served.
+    public static let recentlyServedLeaves = 1_000
+
+    /// A factory for the leaves of local CAs (``IssuedCertificateCache``).
+    ///
+    /// Each leaf keeps its DER and its key's DER (PKCS#8 or SEC1, about 0.7 KB together
+    /// for P-256). Its NIOSSL objects are made at once (BoringSSL must accept them) and kept
+    /// while the leaf is among the `keepingObjectsFor` most recently served of this
+    /// factory's leaves; a leaf pushed out of them lets its objects go (about 4.7 KB) and
+    /// has them made again at its next handshake (about 10 µs). The certificates after the
+    /// leaf — its CA's, the same for thousands of leaves — are made once and shared by every
+    /// leaf of the factory.
+    /// - Parameter keepingObjectsFor: leaves whose objects are kept, at least 1.
+    public static func issuedLeafFactory(keepingObjectsFor recentLeaves: Int = recentlyServedLeaves) -> ServingMaterialFactory {
         let shared = SharedChainCertificates()
+        let recent = RecentlyServedObjects(capacity: max(1, recentLeaves))
         return { input in
-            try NIOServingMaterial(issuedChain: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), shared: shared)
+            try NIOServingMaterial(issuedChain: input.chain.map(\.der), keyPEM: input.keyPEM, shared: shared, recent: recent)
         }
     }
+}
+
+/// The issued leaves whose NIOSSL objects are kept: the most recently served, at most
+/// `capacity`; the one pushed out drops its objects. Leaves are held weakly: a leaf the
+/// cache evicts goes, and leaves this list at its `deinit`.
+final class RecentlyServedObjects: Sendable {
+    private struct Held {
+        weak var material: NIOServingMaterial?
+    }
+
+    private let recent: Mutex<LRUList<ObjectIdentifier, Held>>
+
+    init(capacity: Int) {
+        recent = Mutex(LRUList(capacity: capacity))
+    }
+
+    /// `material` was just served (or made): it keeps its objects; the least recently
+    /// served past the capacity drops its own.
+    func served(_ material: NIOServingMaterial) {
+        let identifier = ObjectIdentifier(material)
+        let pushedOut: NIOServingMaterial? = recent.withLock { recent in
+            if recent.get(identifier, time: 0) != nil { return nil }
+            return recent.set(identifier, Held(material: material), time: 0)?.value.material
+        }
+        pushedOut?.dropObjects()
+    }
+
+    func forget(_ material: NIOServingMaterial) {
+        let identifier = ObjectIdentifier(material)
+        recent.withLock { recent in recent.remove(identifier) }
+    }
+
+    /// How many leaves are listed (for tests).
+    var count: Int { recent.withLock { $0.count } }
 }
 
 /// The NIOSSL certificates that follow issued leaves, by DER, made once (at most

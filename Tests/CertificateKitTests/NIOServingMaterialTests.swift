@@ -2,8 +2,10 @@ import CertificateKit
 import CertificateKitNIO
 import NIOSSL
 import CertificateTestSupport
+import Foundation
 import Synchronization
 import Testing
+import X509
 
 @Suite("NIOSSL serving material")
 struct NIOServingMaterialTests {
@@ -68,14 +70,9 @@ struct NIOServingMaterialTests {
     func issuedLeavesShareTheirChain() throws {
         let authority = TestCertificate.authority()
         let factory = NIOServingMaterial.issuedLeafFactory()
-        func material(_ name: String, from factory: ServingMaterialFactory) throws -> (NIOServingMaterial, TestCertificate) {
-            let leaf = authority.leaf(dnsNames: [name])
-            let made = try factory(ServingMaterialInput(chain: [leaf.parsed, authority.parsed], keyPEM: leaf.key.pkcs8PEM))
-            return (try #require(made as? NIOServingMaterial), leaf)
-        }
-        let (a, leafA) = try material("a.test", from: factory)
-        let (b, leafB) = try material("b.test", from: factory)
-        let (c, _) = try material("c.test", from: NIOServingMaterial.issuedLeafFactory())
+        let (a, leafA) = try Self.issued("a.test", by: authority, from: factory)
+        let (b, leafB) = try Self.issued("b.test", by: authority, from: factory)
+        let (c, _) = try Self.issued("c.test", by: authority, from: NIOServingMaterial.issuedLeafFactory())
         #expect(a.isBuilt && b.isBuilt && c.isBuilt)
         let chainA = try a.certificateChain(), chainB = try b.certificateChain(), chainC = try c.certificateChain()
         #expect(try chainA.map { try $0.toDERBytes() } == [leafA.parsed.der, authority.parsed.der])
@@ -89,5 +86,76 @@ struct NIOServingMaterialTests {
         }
         #expect(keyA == (try NIOSSLPrivateKey(bytes: Array(leafA.key.pkcs8PEM.utf8), format: .pem)))
         #expect(keyB == (try NIOSSLPrivateKey(bytes: Array(leafB.key.pkcs8PEM.utf8), format: .pem)))
+    }
+    /// An issued leaf's material from `factory`, with the leaf it was made from.
+    static func issued(
+        _ name: String, by authority: TestCertificate, from factory: ServingMaterialFactory, sec1: Bool = false
+    ) throws -> (material: NIOServingMaterial, leaf: TestCertificate) {
+        let leaf = authority.leaf(dnsNames: [name])
+        let keyPEM = sec1 ? try #require(leaf.key.sec1PEM) : leaf.key.pkcs8PEM
+        let made = try factory(ServingMaterialInput(chain: [leaf.parsed, authority.parsed], keyPEM: keyPEM))
+        return (try #require(made as? NIOServingMaterial), leaf)
+    }
+
+    @Test("an issued leaf pushed out of the most recently served lets its NIOSSL objects go and has the same leaf, CA certificate and key made again when next served (PKCS#8 and SEC1 keys)", arguments: [false, true])
+    func issuedLeafObjectsAreRemade(sec1: Bool) throws {
+        let authority = TestCertificate.authority()
+        let factory = NIOServingMaterial.issuedLeafFactory(keepingObjectsFor: 2)
+        let (a, leafA) = try Self.issued("a.test", by: authority, from: factory, sec1: sec1)
+        let (b, _) = try Self.issued("b.test", by: authority, from: factory, sec1: sec1)
+        let caCertificate = try b.certificateChain()[1]
+        #expect(a.isBuilt && b.isBuilt)
+        // Made (and so served) in the order a, b, then b again: c pushes a out.
+        let (c, _) = try Self.issued("c.test", by: authority, from: factory, sec1: sec1)
+        #expect(!a.isBuilt && b.isBuilt && c.isBuilt)
+
+        // Served again: a's objects are made from its kept DER; b, now the least recently
+        // served, lets its own go.
+        let chainA = try a.certificateChain()
+        #expect(a.isBuilt && !b.isBuilt && c.isBuilt)
+        #expect(try chainA.map { try $0.toDERBytes() } == [leafA.parsed.der, authority.parsed.der])
+        #expect(chainA[1] === caCertificate)
+        guard case .privateKey(let key)? = try a.contextOverride().privateKey else {
+            Issue.record("no private key in the remade TLS objects")
+            return
+        }
+        #expect(key == (try NIOSSLPrivateKey(bytes: Array(leafA.key.pkcs8PEM.utf8), format: .pem)))
+    }
+
+    @Test("an issued leaf that goes away (evicted from the cache) leaves the recently served: it pushes no other leaf's objects out")
+    func goneLeafLeavesTheRecentlyServed() throws {
+        let authority = TestCertificate.authority()
+        let factory = NIOServingMaterial.issuedLeafFactory(keepingObjectsFor: 2)
+        let (a, _) = try Self.issued("a.test", by: authority, from: factory)
+        do {
+            let (b, _) = try Self.issued("b.test", by: authority, from: factory)
+            #expect(b.isBuilt)
+        }
+        // With b gone there is room for c beside a.
+        let (c, _) = try Self.issued("c.test", by: authority, from: factory)
+        #expect(a.isBuilt && c.isBuilt)
+    }
+
+    @Test("through the cache: a hit for a leaf whose objects were let go serves that same leaf, without signing again")
+    func cacheHitRemakesObjects() async throws {
+        let (ca, authority) = try IssuingTests.authority()
+        let signings = Mutex(0)
+        let cache = IssuedCertificateCache(servingMaterialFactory: NIOServingMaterial.issuedLeafFactory(keepingObjectsFor: 1)) { event in
+            if case .issued = event { signings.withLock { $0 += 1 } }
+        }
+        func lookup(_ name: String) async throws -> IssuedCertificateCache.CachedLeaf {
+            try #require(try await IssuingTests.await { cache.leaf(from: authority, for: .name(ServerName.normalize(name)!), now: Date(), completion: $0) })
+        }
+        let first = try await lookup("first.dev.test")
+        _ = try await lookup("second.dev.test")
+        let firstMaterial = try #require(first.servingMaterial as? NIOServingMaterial)
+        #expect(!firstMaterial.isBuilt)
+
+        let again = try await lookup("first.dev.test")
+        #expect(again === first)
+        let chain = try #require(again.servingMaterial as? NIOServingMaterial).certificateChain()
+        #expect(try chain.map { try $0.toDERBytes() } == [first.leafDER, ca.parsed.der])
+        #expect(try Certificate(derEncoded: first.leafDER).subject.commonName == "first.dev.test")
+        #expect(signings.withLock { $0 } == 2)
     }
 }

@@ -213,4 +213,29 @@ struct IssuingInteropTests {
         // Recorded at the last signing: the new idle leaf and busy's.
         #expect(metrics.value("certgate_issued_certificates_cached") == 2)
     }
+    @Test("a leaf pushed out of the 1,000 most recently served (its TLS objects let go) is served again as the same certificate, made again from what the cache kept; nothing is signed twice")
+    func leafBeyondTheRecentlyServedIsServedAgain() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let (gateway, metricsPort) = try await Self.start(
+            folder: folder, issuing: "{ rate_per_second: 1000000, burst: 1000000 }", staticDefault: true)
+        defer { gateway.stop() }
+        let probe = TLSProbe(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
+        func leaf(_ name: String) async throws -> Certificate {
+            let connection = try await probe.connect(port: gateway.port, serverName: name)
+            let served = connection.servedLeaf
+            await connection.close()
+            return try Certificate(derEncoded: try #require(served))
+        }
+        let first = try await leaf("first.dev.test")
+        for index in 0..<1_000 {
+            _ = try await leaf("n\(index).dev.test")
+        }
+        let again = try await leaf("first.dev.test")
+        #expect(again.subject.commonName == "first.dev.test")
+        #expect(again == first)
+        let metrics = try scrapeMetrics(port: metricsPort)
+        #expect(metrics.value("certgate_issued_certificates_total") == 1_001)
+        #expect((metrics.value("certgate_issue_refused_total", ["reason": "rate_limited"]) ?? 0) == 0)
+    }
 }
