@@ -61,6 +61,12 @@ struct CertificatesSectionTests {
         #expect(section.pieces.map(\.keyLines.count) == [2_000, 2_000, 1_001])
         // Entry 0 is on line 5; entry 1 (a comment, then its key) starts on line 6, its key on 7.
         #expect(section.pieces[0].keyLines.prefix(3) == [5, 7, 12])
+        // The cut stands: the pieces are what the configuration is made of, not a fallback.
+        let inPieces = GatewayConfiguration.parseInPieces(section, baseDirectory: "/etc/certgate", acmeIssuersElsewhere: false)
+        #expect(inPieces?.certificates.count == 5_001)
+        let crlf = try #require(CertificatesSection(splitting: Self.file(entries: 5_001, lineEnd: "\r\n")))
+        let crlfInPieces = GatewayConfiguration.parseInPieces(crlf, baseDirectory: "/etc/certgate", acmeIssuersElsewhere: false)
+        #expect(crlfInPieces?.certificates.count == 5_001)
         let configuration = try Self.parse(yaml).get()
         #expect(configuration.certificates.count == 5_001)
         #expect(configuration.certificates["*.w1.test"]?.domains?.items == ["*.w1.test", "w1.test"])
@@ -104,6 +110,10 @@ struct CertificatesSectionTests {
         // A flow mapping around the file: the whole parse refuses the block entries inside it.
         let body = Self.file(entries: 2_500)
         let flow = "{listeners: [],\n" + body[body.range(of: "certificates:")!.lowerBound...].replacingOccurrences(of: "routes:\n  - { server_names: ['*'], respond: { body: ok } }\n", with: "") + "}\n"
+        if let section = CertificatesSection(splitting: flow) {
+            let inPieces = GatewayConfiguration.parseInPieces(section, baseDirectory: "/etc/certgate", acmeIssuersElsewhere: false)
+            #expect(inPieces == nil)
+        }
         Self.expectSameAsWhole(flow)
         #expect(throws: ConfigurationErrors.self) { try Self.parse(flow).get() }
         // An anchor defined before the section, redefined in it, and used after it: the
@@ -133,6 +143,24 @@ struct CertificatesSectionTests {
         #expect(description.contains("tls_crt"))
         let badValue = Self.file(entries: 5_000).replacingOccurrences(of: "    buffer_days: 21", with: "    buffer_days: soon")
         Self.expectSameAsWhole(badValue)
+    }
+
+    @Test("a mapping is told block or flow by where it starts: block at its first key (plain or quoted), flow at its brace; an anchored or empty mapping is not taken as block")
+    func blockOrFlow() throws {
+        /// Whether the top mapping of `yaml` (or the value of its `key`) is taken as block.
+        func isBlock(_ yaml: String, key: String? = nil) throws -> Bool {
+            let top = try #require(try YAMLResolution.compose(yaml)?.mapping)
+            guard let key else { return YAMLResolution.isBlock(top) }
+            return YAMLResolution.isBlock(try #require(top.first { $0.key.string == key }?.value.mapping))
+        }
+        #expect(try isBlock("a: 1\nb: 2\n"))
+        #expect(try isBlock("\n# a comment\n  'q.test': 1\n  r.test: 2\n"))
+        #expect(try !isBlock("{a: 1, b: 2}\n"))
+        #expect(try !isBlock("{\na: 1}\n"))
+        #expect(try !isBlock("a: {b: 1}\n", key: "a"))
+        #expect(try isBlock("a:\n  b: 1\n", key: "a"))
+        #expect(try !isBlock("&anchor\na: 1\n"))
+        #expect(try !isBlock("{}\n"))
     }
 }
 

@@ -112,8 +112,8 @@ public struct GatewayConfiguration: Sendable {
     /// ``CertificatesSection``): the pieces parsed and decoded on every core. Nil when any
     /// part is not valid or the cut does not stand — the file is then parsed whole, which
     /// says what is wrong exactly as it always has.
-    private static func parseInPieces(_ section: CertificatesSection, baseDirectory: String, acmeIssuersElsewhere: Bool) -> GatewayConfiguration? {
-        guard let root = try? YAMLResolution.compose(section.remainder), let top = root.mapping, top.style == .block,
+    static func parseInPieces(_ section: CertificatesSection, baseDirectory: String, acmeIssuersElsewhere: Bool) -> GatewayConfiguration? {
+        guard let root = try? YAMLResolution.compose(section.remainder), let top = root.mapping, YAMLResolution.isBlock(top),
               let header = top.first(where: { $0.key.string == "certificates" }), header.key.mark?.line == section.headerLine,
               header.value.scalar?.string == "", header.value.scalar?.style == .plain,
               schema.unknownKeys(in: root, file: "").isEmpty,
@@ -122,7 +122,7 @@ public struct GatewayConfiguration: Sendable {
         let entrySchema = ConfigurationSchema.section(names: CertificateConf.fieldNames)
         let decoded = ConcurrentMap.map(section.pieces, chunk: 1) { piece -> [(String, CertificateConf)]? in
             // The piece's nodes live only here.
-            guard let node = try? YAMLResolution.compose(piece.text), let mapping = node.mapping, mapping.style == .block,
+            guard let node = try? YAMLResolution.compose(piece.text), let mapping = node.mapping, YAMLResolution.isBlock(mapping),
                   mapping.count == piece.keyLines.count else { return nil }
             var entries: [(String, CertificateConf)] = []
             entries.reserveCapacity(mapping.count)

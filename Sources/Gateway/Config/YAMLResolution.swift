@@ -17,6 +17,16 @@ enum YAMLResolution {
         try Parser(yaml: yaml, resolver: .basic).singleRoot()
     }
 
+    /// Whether `mapping` was written in block style (keys on their own lines) rather than
+    /// flow style (`{ … }`). Yams 6 composes every mapping with the style `.any` (it reads
+    /// the style from the mapping's end event, which has none), so the style is told by where
+    /// the mapping starts: a block mapping at its first key, a flow mapping at its `{`. A
+    /// mapping with an anchor or a tag in front, or an empty one, is not taken as block.
+    static func isBlock(_ mapping: Node.Mapping) -> Bool {
+        guard let start = mapping.mark, let firstKey = mapping.first?.key.mark else { return false }
+        return start.line == firstKey.line && start.column == firstKey.column
+    }
+
     /// `node` with its scalars' types resolved by Yams' default rules, as `Yams.compose`
     /// would have made it; the value of each key in `skipping` (at the top level) is left out.
     static func resolved(_ node: Node, skipping: Set<String> = []) -> Node {
