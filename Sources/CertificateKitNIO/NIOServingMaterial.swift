@@ -5,7 +5,7 @@ import Synchronization
 
 /// An entry's certificate chain and key in the form NIOSSL's certificate callback takes.
 ///
-/// The chain's DER and the key are kept; the NIOSSL objects (BoringSSL's `X509` and
+/// The chain's DER and the key (PKCS#8 as DER, other forms as PEM) are kept; the NIOSSL objects (BoringSSL's `X509` and
 /// `EVP_PKEY`, about 4–5 KiB an entry) are made when a handshake first needs them, so an
 /// entry no client asks for costs its bytes only. They are also made once when the
 /// material is created — BoringSSL must accept the chain and key, or the update that
@@ -24,11 +24,33 @@ public final class NIOServingMaterial: Sendable {
     /// What the objects are made again from.
     private enum Source: @unchecked Sendable {
         // The NIOSSL certificates after an issued leaf are immutable and shared between threads.
-        /// A set entry or an on-demand certificate: the whole chain's DER, the key's PEM.
-        case entry(chainDER: [[UInt8]], keyPEM: [UInt8])
-        /// An issued leaf: its DER and its key's DER; the chain after it is its CA's, made
-        /// once for every leaf of the factory; `recent` decides whose objects are kept.
-        case issued(leafDER: [UInt8], keyDER: [UInt8], issuerChain: [NIOSSLCertificate], recent: RecentlyServedObjects)
+        /// A set entry or an on-demand certificate: the whole chain's DER, the key.
+        case entry(chainDER: [[UInt8]], key: KeyBytes)
+        /// An issued leaf: its DER and its key; the chain after it is its CA's, made once
+        /// for every leaf of the factory; `recent` decides whose objects are kept.
+        case issued(leafDER: [UInt8], key: KeyBytes, issuerChain: [NIOSSLCertificate], recent: RecentlyServedObjects)
+    }
+
+    /// A private key as NIOSSL loads it: PKCS#8 as its DER (no base64 to decode); SEC1 and
+    /// PKCS#1 as PEM text, whose label names the form (BoringSSL's DER loader guesses them by
+    /// counting fields, and a SEC1 key without its optional fields would read as RSA).
+    private struct KeyBytes {
+        let bytes: [UInt8]
+        let format: NIOSSLSerializationFormats
+
+        init(_ block: PEMDocument) {
+            if block.discriminator == "PRIVATE KEY" {
+                bytes = block.derBytes
+                format = .der
+            } else {
+                bytes = Array(block.pemString.utf8)
+                format = .pem
+            }
+        }
+
+        func load() throws -> NIOSSLPrivateKey {
+            try NIOSSLPrivateKey(bytes: bytes, format: format)
+        }
     }
 
     private let source: Source
@@ -36,20 +58,18 @@ public final class NIOServingMaterial: Sendable {
 
     /// - Parameter check: make the NIOSSL objects now (BoringSSL must accept them); false
     ///   for material BoringSSL accepted when it was committed and that has not changed.
-    private init(chainDER: [[UInt8]], keyPEM: [UInt8], keepBuilt: Bool, check: Bool = true) throws {
-        source = .entry(chainDER: chainDER, keyPEM: keyPEM)
+    private init(chainDER: [[UInt8]], key: PEMDocument, keepBuilt: Bool, check: Bool = true) throws {
+        source = .entry(chainDER: chainDER, key: KeyBytes(key))
         let made = check || keepBuilt ? try Self.build(source) : nil
         built = Mutex(keepBuilt ? made : nil)
     }
 
     /// An issued leaf's material: its objects made now (BoringSSL must accept them) and
     /// counted as just served.
-    private init(issuedChain chainDER: [[UInt8]], keyPEM: String, shared: SharedChainCertificates, recent: RecentlyServedObjects) throws {
-        guard let leafDER = chainDER.first, let keyDER = try? PEMDocument(pemString: keyPEM).derBytes else {
-            throw NIOSSLError.failedToLoadPrivateKey
-        }
+    private init(issuedChain chainDER: [[UInt8]], key: PEMDocument, shared: SharedChainCertificates, recent: RecentlyServedObjects) throws {
+        guard let leafDER = chainDER.first else { throw NIOSSLError.failedToLoadCertificate }
         let issuerChain = try chainDER.dropFirst().map { try shared.certificate($0) }
-        source = .issued(leafDER: leafDER, keyDER: keyDER, issuerChain: issuerChain, recent: recent)
+        source = .issued(leafDER: leafDER, key: KeyBytes(key), issuerChain: issuerChain, recent: recent)
         built = Mutex(try Self.build(source))
         recent.served(self)
     }
@@ -60,7 +80,7 @@ public final class NIOServingMaterial: Sendable {
 
     /// For an issued leaf, served right away: the NIOSSL objects are kept from the start.
     public static func eager(chain: [ParsedCertificate], key: ParsedPrivateKey) throws -> NIOServingMaterial {
-        try NIOServingMaterial(chainDER: chain.map(\.der), keyPEM: Array(key.pem.utf8), keepBuilt: true)
+        try NIOServingMaterial(chainDER: chain.map(\.der), key: key.block, keepBuilt: true)
     }
 
     /// What the certificate callback hands NIOSSL, made at the first call and kept.
@@ -101,12 +121,12 @@ public final class NIOServingMaterial: Sendable {
 
     private static func build(_ source: Source) throws -> Built {
         switch source {
-        case .entry(let chainDER, let keyPEM):
+        case .entry(let chainDER, let key):
             let certificates = try chainDER.map { try NIOSSLCertificate(bytes: $0, format: .der) }
-            return built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
-        case .issued(let leafDER, let keyDER, let issuerChain, _):
+            return built(certificates: certificates, privateKey: try key.load())
+        case .issued(let leafDER, let key, let issuerChain, _):
             let certificates = [try NIOSSLCertificate(bytes: leafDER, format: .der)] + issuerChain
-            return built(certificates: certificates, privateKey: try NIOSSLPrivateKey(bytes: keyDER, format: .der))
+            return built(certificates: certificates, privateKey: try key.load())
         }
     }
 
@@ -122,7 +142,7 @@ public final class NIOServingMaterial: Sendable {
     /// until its first handshake.
     public static let factory: ServingMaterialFactory = { input in
         try NIOServingMaterial(
-            chainDER: input.chain.map(\.der), keyPEM: Array(input.keyPEM.utf8), keepBuilt: false, check: !input.alreadyAccepted)
+            chainDER: input.chain.map(\.der), key: input.keyBlock, keepBuilt: false, check: !input.alreadyAccepted)
     }
 
     /// The leaves kept with their NIOSSL objects by default: the 1,000 most recently served.
@@ -130,8 +150,7 @@ public final class NIOServingMaterial: Sendable {
 
     /// A factory for the leaves of local CAs (``IssuedCertificateCache``).
     ///
-    /// Each leaf keeps its DER and its key's DER (PKCS#8 or SEC1, about 0.7 KB together
-    /// for P-256). Its NIOSSL objects are made at once (BoringSSL must accept them) and kept
+    /// Each leaf keeps its DER and its key (PKCS#8 DER, about 0.7 KB together for P-256). Its NIOSSL objects are made at once (BoringSSL must accept them) and kept
     /// while the leaf is among the `keepingObjectsFor` most recently served of this
     /// factory's leaves; a leaf pushed out of them lets its objects go (about 4.7 KB) and
     /// has them made again at its next handshake (about 10 µs). The certificates after the
@@ -142,7 +161,7 @@ public final class NIOServingMaterial: Sendable {
         let shared = SharedChainCertificates()
         let recent = RecentlyServedObjects(capacity: max(1, recentLeaves))
         return { input in
-            try NIOServingMaterial(issuedChain: input.chain.map(\.der), keyPEM: input.keyPEM, shared: shared, recent: recent)
+            try NIOServingMaterial(issuedChain: input.chain.map(\.der), key: input.keyBlock, shared: shared, recent: recent)
         }
     }
 }

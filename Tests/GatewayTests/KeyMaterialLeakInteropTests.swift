@@ -120,8 +120,12 @@ struct KeyMaterialLeakInteropTests {
         try folder.write(head.replacingOccurrences(of: "PORT", with: String(gateway.port)) + corpus.certificatesYAML, to: "certgate.yaml")
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reload rejected"))
-        // The reasons follow the summary line; the last entry's name ends them.
-        #expect(try await gateway.waitForLog("combined-torn: "))
+        // The summary line counts the reasons; each follows on its own line, and every one
+        // of them (source=signal) is in before the log is searched for key text.
+        let summary = try #require(gateway.logText.split(separator: "\n").first { $0.contains("configuration reload rejected") })
+        let count = try #require(summary.firstMatch(of: /errors=(\d+)/).flatMap { Int($0.1) })
+        #expect(count >= corpus.items.count, "every damaged entry is refused")
+        #expect(try await gateway.waitForLog("source=signal", occurrences: count + 1))
         expectNoLeak(gateway.logText, in: corpus, "the log of a rejected reload")
         #expect(gateway.logText.contains("torn-file-150: tls_key: not valid PEM: the PRIVATE KEY block begun on line 1 has no END line"))
     }

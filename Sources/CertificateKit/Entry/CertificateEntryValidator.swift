@@ -1,20 +1,36 @@
 import Foundation
+import SwiftASN1
 import X509
 
 /// What a ``ServingMaterialFactory`` turns into an entry's TLS form.
 public struct ServingMaterialInput: Sendable {
     /// The certificates a handshake sends, leaf first.
     public var chain: [ParsedCertificate]
-    /// The PEM block of the private key.
-    public var keyPEM: String
+    /// The private key's PEM block, decoded: its label (`PRIVATE KEY`, `EC PRIVATE KEY`,
+    /// `RSA PRIVATE KEY`) and its DER. The TLS layer can take the DER as it is, with no
+    /// base64 on either side.
+    public var keyBlock: PEMDocument
     /// The TLS library accepted exactly this material when it was committed, and it has
     /// provably not changed since (a restart from the state): no need to check it again.
     public var alreadyAccepted: Bool
 
-    public init(chain: [ParsedCertificate], keyPEM: String, alreadyAccepted: Bool = false) {
+    /// The key's PEM block as text.
+    public var keyPEM: String { keyBlock.pemString }
+
+    public init(chain: [ParsedCertificate], keyBlock: PEMDocument, alreadyAccepted: Bool = false) {
         self.chain = chain
-        self.keyPEM = keyPEM
+        self.keyBlock = keyBlock
         self.alreadyAccepted = alreadyAccepted
+    }
+
+    /// - Parameter keyPEM: one PEM block holding the private key.
+    /// - Throws: ``PEMMaterialParser/Failure`` when `keyPEM` is not one readable PEM block.
+    public init(chain: [ParsedCertificate], keyPEM: String, alreadyAccepted: Bool = false) throws(PEMMaterialParser.Failure) {
+        guard let block = try? PEMDocument(pemString: keyPEM) else {
+            // Not quoted: the text is a private key.
+            throw PEMMaterialParser.Failure("the private key is not one PEM block")
+        }
+        self.init(chain: chain, keyBlock: block, alreadyAccepted: alreadyAccepted)
     }
 }
 
@@ -99,8 +115,8 @@ enum CertificateEntryValidator {
         name: String, conf: CertificateConf, content: EntryContent, fileStamps: [FileStamp] = [],
         context: CertificateBuildContext, verified: Bool = false
     ) -> Result<CertificateEntry, CertificateSetError> {
-        if verified, conf.isCA != true, let keyPEM = PEMMaterialParser.verifiedPrivateKeyPEM(fromPEM: content.keyPEM),
-           case .success(let entry) = validateVerified(name: name, conf: conf, content: content, keyPEM: keyPEM, context: context) {
+        if verified, conf.isCA != true, let keyBlock = PEMMaterialParser.verifiedPrivateKeyBlock(fromPEM: content.keyPEM),
+           case .success(let entry) = validateVerified(name: name, conf: conf, content: content, keyBlock: keyBlock, context: context) {
             return .success(entry)
         }
         return validateInFull(name: name, conf: conf, content: content, fileStamps: fileStamps, context: context)
@@ -126,15 +142,15 @@ enum CertificateEntryValidator {
         let keyField = conf.tlsKey == nil ? "tls_cert" : "tls_key"
         // The key stated by a static entry's key file, when it is its leaf's and the TLS
         // library will prove the pair (see `factoryChecksKeyPairs`).
-        var statedKeyPEM: String?
+        var statedKeyBlock: PEMDocument?
         if keyPairProvenByFactory, context.factoryChecksKeyPairs, context.servingMaterialFactory != nil, conf.isCA != true,
            let leaf = certificates.first,
            let stated = PEMMaterialParser.statedKey(fromPEM: content.keyPEM),
            stated.publicKey == StatedECPublicKey(certificateDER: leaf.der) {
-            statedKeyPEM = stated.pem
+            statedKeyBlock = stated.block
         }
         var privateKey: ParsedPrivateKey?
-        if statedKeyPEM == nil {
+        if statedKeyBlock == nil {
             do {
                 privateKey = try PEMMaterialParser.privateKey(fromPEM: content.keyPEM)
             } catch {
@@ -154,7 +170,7 @@ enum CertificateEntryValidator {
         } else if let days = conf.leafValidityDays, !CertificateConf.leafValidityDaysRange.contains(days) {
             errors.append(error("leaf_validity_days", "must be 1 to 397 days, not \(days) (browsers refuse TLS leaves valid for more than 398 days)"))
         }
-        guard let leaf = certificates.first, let keyPEM = statedKeyPEM ?? privateKey?.pem else { return .failure(CertificateSetError(errors)) }
+        guard let leaf = certificates.first, let keyBlock = statedKeyBlock ?? privateKey?.block else { return .failure(CertificateSetError(errors)) }
 
         let hygiene = ChainHygiene(certificates, key: privateKey.map { .publicKey($0.key.publicKey) } ?? .matchesFirst)
         if hygiene.keyMismatch {
@@ -190,9 +206,9 @@ enum CertificateEntryValidator {
         var material: (any Sendable)?
         if let factory = context.servingMaterialFactory {
             do {
-                material = try factory(ServingMaterialInput(chain: [leaf] + chain, keyPEM: keyPEM))
+                material = try factory(ServingMaterialInput(chain: [leaf] + chain, keyBlock: keyBlock))
             } catch {
-                if statedKeyPEM != nil {
+                if statedKeyBlock != nil {
                     // Refused: the full path says why when it can (a key that is not the pair
                     // it states fails the match there).
                     return validateInFull(
@@ -213,7 +229,7 @@ enum CertificateEntryValidator {
     /// Any surprise (a parse failure, a chain that no longer reads the same) fails, and the
     /// caller validates in full, which reports it as usual.
     private static func validateVerified(
-        name: String, conf: CertificateConf, content: EntryContent, keyPEM: String, context: CertificateBuildContext
+        name: String, conf: CertificateConf, content: EntryContent, keyBlock: PEMDocument, context: CertificateBuildContext
     ) -> Result<CertificateEntry, CertificateSetError> {
         guard let certificates = try? PEMMaterialParser.certificates(fromPEM: content.certificatePEM),
               let leaf = certificates.first else {
@@ -230,7 +246,7 @@ enum CertificateEntryValidator {
         warnings += validityWarnings(conf: conf, leaf: leaf, now: context.now)
         var material: (any Sendable)?
         if let factory = context.servingMaterialFactory {
-            guard let made = try? factory(ServingMaterialInput(chain: [leaf] + chain, keyPEM: keyPEM, alreadyAccepted: true)) else {
+            guard let made = try? factory(ServingMaterialInput(chain: [leaf] + chain, keyBlock: keyBlock, alreadyAccepted: true)) else {
                 return .failure(CertificateSetError([error(name, "tls_cert", "the TLS library refused the stored material")]))
             }
             material = made

@@ -219,7 +219,7 @@ public final class IssuedCertificateCache: Sendable {
         let chain = [leaf] + authority.material.servedChain
         let key = try PEMMaterialParser.privateKey(fromPEM: record.keyPEM)
         let issued = IssuedLeaf(chain: chain, key: key, notBefore: leaf.certificate.notValidBefore, notAfter: leaf.certificate.notValidAfter)
-        return CachedLeaf(leaf: issued, servingMaterial: try servingMaterialFactory?(ServingMaterialInput(chain: chain, keyPEM: key.pem)))
+        return CachedLeaf(leaf: issued, servingMaterial: try servingMaterialFactory?(ServingMaterialInput(chain: chain, keyBlock: key.block)))
     }
 
     private static func takeToken(_ state: inout State, now: Date) -> Bool {
@@ -242,7 +242,7 @@ public final class IssuedCertificateCache: Sendable {
             let result: Result<CachedLeaf, any Error> = Result {
                 let leaf = try authority.sign(subject, now: now)
                 signed = leaf
-                let material = try servingMaterialFactory?(ServingMaterialInput(chain: leaf.chain, keyPEM: leaf.key.pem))
+                let material = try servingMaterialFactory?(ServingMaterialInput(chain: leaf.chain, keyBlock: leaf.key.block))
                 return CachedLeaf(leaf: leaf, servingMaterial: material)
             }
             var next: (Key, LocalAuthority, LocalAuthority.Subject, Date)?

@@ -124,7 +124,7 @@ public struct LocalAuthority: Sendable {
             extensions: extensions,
             issuerPrivateKey: caKey)
         let leaf = try ParsedCertificate(certificate: certificate)
-        let key = ParsedPrivateKey(key: Certificate.PrivateKey(leafKey), pem: leafKey.pemRepresentation)
+        let key = ParsedPrivateKey(key: Certificate.PrivateKey(leafKey), block: PEMDocument(type: "PRIVATE KEY", derBytes: Array(leafKey.derRepresentation)))
         return IssuedLeaf(chain: [leaf] + material.servedChain, key: key, notBefore: notBefore, notAfter: notAfter)
     }
 

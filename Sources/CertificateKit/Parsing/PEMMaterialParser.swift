@@ -31,8 +31,11 @@ public struct ParsedCertificate: Hashable, Sendable {
 /// A private key as parsed from PEM, with the PEM block it came from.
 public struct ParsedPrivateKey: Sendable {
     public let key: Certificate.PrivateKey
-    /// The one PEM block holding the key (an `EC PARAMETERS` block is left out).
-    public let pem: String
+    /// The one PEM block holding the key, decoded (an `EC PARAMETERS` block is left out).
+    public let block: PEMDocument
+
+    /// The key's PEM block as text.
+    public var pem: String { block.pemString }
 }
 
 /// Turns PEM text into certificates and keys, with errors that say what is wrong.
@@ -81,13 +84,13 @@ public enum PEMMaterialParser {
             throw Failure("holds \(keys.count) private keys; exactly one is expected")
         }
         do {
-            return ParsedPrivateKey(key: try Certificate.PrivateKey(pemDocument: block), pem: block.pemString)
+            return ParsedPrivateKey(key: try Certificate.PrivateKey(pemDocument: block), block: block)
         } catch {
             switch ExplicitCurveKey.load(block) {
             case .success(let key)?:
                 // Kept (stored, handed to the TLS library) in the named-curve form.
                 guard let named = try? key.serializeAsPEM() else { break }
-                return ParsedPrivateKey(key: key, pem: named.pemString)
+                return ParsedPrivateKey(key: key, block: named)
             case .failure(let failure)?:
                 throw failure
             case nil:
@@ -102,17 +105,17 @@ public enum PEMMaterialParser {
     /// was committed and provably has not changed since (a restart from the state). Nil when
     /// the text needs the full path: no or several key blocks, an encrypted key, or explicit
     /// curve parameters (those are converted by ``privateKey(fromPEM:)``).
-    static func verifiedPrivateKeyPEM(fromPEM text: String) -> String? {
-        singleKeyBlock(fromPEM: text)?.pemString
+    static func verifiedPrivateKeyBlock(fromPEM text: String) -> PEMDocument? {
+        singleKeyBlock(fromPEM: text)
     }
 
     /// The one private key block of `text` as the TLS layer takes it and the EC public key
     /// it states, found without key arithmetic; nil when the text needs the full path (as
-    /// for ``verifiedPrivateKeyPEM(fromPEM:)``) or the key states no public key. See
+    /// for ``verifiedPrivateKeyBlock(fromPEM:)``) or the key states no public key. See
     /// ``StatedECPublicKey`` for what a match with a certificate does and does not prove.
-    static func statedKey(fromPEM text: String) -> (pem: String, publicKey: StatedECPublicKey)? {
+    static func statedKey(fromPEM text: String) -> (block: PEMDocument, publicKey: StatedECPublicKey)? {
         guard let block = singleKeyBlock(fromPEM: text), let publicKey = StatedECPublicKey(privateKeyBlock: block) else { return nil }
-        return (block.pemString, publicKey)
+        return (block, publicKey)
     }
 
     /// The single private key block of `text`; nil for none or several, an encrypted key,
