@@ -105,6 +105,10 @@ struct ControlCommand: AsyncParsableCommand {
                         certificate.state, certificate.issuer]
             }
             Swift.print(OutputFormat.table(header: ["NAME", "KIND", "DOMAINS", "NOT AFTER", "DAYS LEFT", "STATE", "ISSUER"], rows: rows), terminator: "")
+            // As `certgate check` prints them.
+            for certificate in response.certificates {
+                for warning in certificate.warnings { Swift.print("\(certificate.name): warning: \(warning)") }
+            }
             for certificate in response.certificates where !certificate.acme.isEmpty {
                 if certificate.onDemand {
                     Swift.print("\(certificate.name): on demand from acme \(certificate.acme), \(certificate.ask.isEmpty ? "no ask endpoint" : "ask \(certificate.ask)"); its certificates: ctl list --on-demand")

@@ -1,4 +1,5 @@
 import CertificateKit
+import CertificateKitNIO
 import CertificateTestSupport
 import Foundation
 import Synchronization
@@ -60,6 +61,35 @@ struct IssuingTests {
         #expect(certificate.notValidBefore < Date().addingTimeInterval(-60))
         #expect(certificate.notValidAfter <= Date().addingTimeInterval(30 * 86_400 + 5))
         #expect(leaf.chain.count == 2)
+    }
+
+    @Test("an intermediate issuer's leaf is served with the issuer's certificate and the issuer entry's own chain after it (the root left out), and openssl verifies it to the root")
+    func issuerChainFollowsTheLeaf() throws {
+        let root = TestCertificate.authority(commonName: "Issuing Root")
+        let parent = root.intermediate(commonName: "Issuing Parent", maxPathLength: 1)
+        let ca = parent.intermediate(commonName: "Issuing Intermediate")
+        // The entry's file: its certificate, its parent, the root (which is not sent).
+        let conf = ca.conf(chain: [parent, root], domains: ["*.dev.test"], isCA: true)
+        let entry = try #require(try CertificateSet.build(from: ["ca": conf], context: CertificateBuildContext()).set.entries["ca"])
+        let authority = LocalAuthority(entry: entry)
+        let leaf = try authority.sign(.name(ServerName.normalize("api.dev.test")!), now: Date())
+        #expect(leaf.chain.map(\.der) == [leaf.chain[0].der, ca.parsed.der, parent.parsed.der])
+        #expect(leaf.chain.dropFirst().map { $0.certificate.subject.commonName } == ["Issuing Intermediate", "Issuing Parent"])
+        // As the gateway's TLS objects carry it.
+        let material = try #require(try NIOServingMaterial.issuedLeafFactory()(ServingMaterialInput(chain: leaf.chain, keyBlock: leaf.key.block)) as? NIOServingMaterial)
+        #expect(try material.certificateChain().map { try $0.toDERBytes() } == leaf.chain.map(\.der))
+
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-issue-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try root.pem.write(to: folder.appendingPathComponent("root.pem"), atomically: true, encoding: .utf8)
+        try leaf.chain.dropFirst().map { $0.pem + "\n" }.joined().write(to: folder.appendingPathComponent("sent.pem"), atomically: true, encoding: .utf8)
+        try (leaf.chain[0].pem + "\n").write(to: folder.appendingPathComponent("leaf.pem"), atomically: true, encoding: .utf8)
+        let verified = try runCommand("/usr/bin/openssl", [
+            "verify", "-CAfile", folder.appendingPathComponent("root.pem").path, "-untrusted", folder.appendingPathComponent("sent.pem").path,
+            "-purpose", "sslserver", "-verify_hostname", "api.dev.test", folder.appendingPathComponent("leaf.pem").path,
+        ])
+        #expect(verified.status == 0, "\(verified.output)")
     }
 
     @Test("a leaf never outlives its CA")

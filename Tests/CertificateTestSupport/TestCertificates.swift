@@ -100,14 +100,16 @@ public struct TestCertificate: Sendable {
     }
 
     /// An intermediate CA signed by `self`.
+    /// `maxPathLength`: how many CAs may follow it down to a leaf (0: it signs leaves only).
     public func intermediate(
         commonName: String, keyType: TestKeyType = .p256, key: TestKey? = nil,
         notBefore: Date = Date().addingTimeInterval(-3600),
-        notAfter: Date = Date().addingTimeInterval(1000 * 86_400)
+        notAfter: Date = Date().addingTimeInterval(1000 * 86_400),
+        maxPathLength: Int = 0
     ) -> TestCertificate {
         let key = key ?? TestKey.make(keyType)
         let extensions = try! Certificate.Extensions {
-            Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+            Critical(BasicConstraints.isCertificateAuthority(maxPathLength: maxPathLength))
             Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
             SubjectKeyIdentifier(hash: key.key.publicKey)
             AuthorityKeyIdentifier(keyIdentifier: SubjectKeyIdentifier(hash: self.key.key.publicKey).keyIdentifier)

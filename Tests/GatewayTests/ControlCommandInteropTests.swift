@@ -178,6 +178,46 @@ struct ControlCommandInteropTests {
         #expect(missingJSON.stderr == "no entry named 'nobody'\n")
     }
 
+    @Test("an entry's warning (a self-signed root after its leaf) is in UpdateResult.warnings with an empty field (ctl upsert prints it), in ctl list after the table, in ctl show, and logged at warning with entry=")
+    func entryWarningsEverywhere() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: ControlInteropTests.config(), folder: folder)
+        defer { gateway.stop() }
+        let socket = ControlInteropTests.socket(folder)
+        let leaf = Self.authority.leaf(dnsNames: ["rooted.test"])
+        // The leaf, then its CA, which is a self-signed root: certificate 2 is not sent.
+        try folder.write(leaf.pem + "\n" + Self.authority.pem, to: "certs/rooted.pem")
+        try folder.write(leaf.key.pkcs8PEM, to: "certs/rooted.key")
+        try folder.write("certificates:\n  rooted: { tls_cert: certs/rooted.pem, tls_key: certs/rooted.key }\n", to: "rooted.yaml")
+        let reason = "certificate 2 (CN=Interop CA) is a self-signed root; it is not sent (clients use their own trust store)"
+
+        let upsert = try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("rooted.yaml").path])
+        #expect(upsert.status == 0)
+        #expect(upsert.stdout == "applied generation 1: 1 added, 0 changed, 0 removed\n  added: rooted\nwarning: rooted: \(reason)\n")
+        // Changed (a new buffer_days), so its warnings come again; unchanged it would bring none.
+        try folder.write("certificates:\n  rooted: { tls_cert: certs/rooted.pem, tls_key: certs/rooted.key, buffer_days: 14 }\n", to: "rooted.yaml")
+        let json = try runCtl(socket: socket, ["upsert", "--json", folder.url.appendingPathComponent("rooted.yaml").path])
+        #expect(json.stdout.contains(#""changed":["rooted"]"#), "\(json.stdout)")
+        #expect(json.stdout.contains(#""warnings":[{"entry":"rooted","reason":"\#(reason)"}]"#), "\(json.stdout)")
+
+        let list = try runCtl(socket: socket, ["list"])
+        #expect(list.status == 0)
+        let lines = list.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.filter { $0.contains("warning") } == ["rooted: warning: \(reason)"])
+        // After the table, before the summary line.
+        #expect(lines.last?.hasPrefix("generation ") == true)
+        #expect(lines.dropLast().last == "rooted: warning: \(reason)")
+
+        let show = try runCtl(socket: socket, ["show", "rooted"])
+        #expect(show.stdout.split(separator: "\n").last.map(String.init) == "warning      \(reason)")
+
+        #expect(try await gateway.waitForLog(reason))
+        let logged = ReloadInteropTests.lines(gateway.logText, containing: reason)
+        #expect(logged.count >= 1)
+        #expect(logged.allSatisfy { $0.contains(" warning ") && $0.contains("entry=rooted") && $0.contains("source=control") })
+    }
+
     @Test("ctl status prints generation, counts, the last update and its source, and each listener (table and --json), and follows an update")
     func status() async throws {
         let folder = try GatewayInteropTests.fixture()

@@ -368,6 +368,25 @@ struct GatewayInteropTests {
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
     }
 
+    @Test("the default config with its listener moved to [::1]: a client without SNI over IPv6 gets a leaf for ::1 from the CA in state/",
+          .enabled(if: ipv6LoopbackAvailable, "this machine has no IPv6 loopback (::1) to bind"))
+    func defaultConfigurationOverIPv6() async throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
+        let shipped = try String(contentsOf: CertgateProcess.packageRoot.appendingPathComponent("config/certgate.yaml"), encoding: .utf8)
+        #expect(shipped.contains("127.0.0.1:8443"))
+        let gateway = try await GatewayProcess(
+            config: shipped.replacingOccurrences(of: "127.0.0.1:8443", with: "\"[::1]:PORT\""), folder: folder,
+            configPath: "config/certgate.yaml")
+        defer { gateway.stop() }
+        let caFile = folder.url.appendingPathComponent("state/ca.pem").path
+        // curl checks the leaf's IP SAN against ::1; the responder's {sni} is empty.
+        let (status, output) = try runTool("/usr/bin/curl", ["-sS", "--cacert", caFile, "https://[::1]:\(gateway.port)/"])
+        #expect(status == 0, "\(output)")
+        #expect(output == "certgate is serving \n")
+    }
+
     @Test("a burst of 2,000 distinct allowed names: every served leaf verifies against the CA and matches its SNI; outside names get none")
     func issuingBurst() async throws {
         let folder = try Self.fixture()

@@ -98,6 +98,65 @@ struct ReloadInteropTests {
         #expect(Self.lines(gateway.logText, containing: "change needs a restart").count == 6)
     }
 
+    @Test("a reloaded file with a configuration error: SIGHUP logs the summary, then the error with file=, key= and line= metadata and its place in the message")
+    func configurationErrorMetadata() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let config = GatewayInteropTests.config()
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        // Line 2 of the file is `shutdown_timeout: 5s`.
+        let broken = config.replacingOccurrences(of: "shutdown_timeout: 5s", with: "shutdown_timout: 5s")
+        #expect(broken != config)
+        try Self.reload(gateway, folder: folder, config: broken)
+        #expect(try await gateway.waitForLog("configuration reload rejected"))
+        let message = "certgate.yaml:2:1: shutdown_timout: unknown key; did you mean 'shutdown_timeout'?"
+        #expect(try await gateway.waitForLog(message))
+        let path = folder.url.appendingPathComponent("certgate.yaml").path
+        let summary = Self.lines(gateway.logText, containing: "configuration reload rejected")
+        #expect(summary.count == 1 && summary.allSatisfy { $0.contains("errors=1") && $0.contains("source=signal") })
+        let reasons = Self.lines(gateway.logText, containing: message)
+        #expect(reasons.count == 1)
+        for part in ["file=\(path)", "key=shutdown_timout", "line=2", "source=signal"] {
+            #expect(reasons.first?.contains(part) == true, "\(part)")
+        }
+    }
+
+    @Test("a reload to a quieter log_level says \"log level changed\" while still at the old level, to a more verbose one at the new; between two levels quieter than notice it is not logged")
+    func logLevelChangeIsLoggedAtTheMoreVerbose() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let metricsPort = try freePort()
+        let config = GatewayInteropTests.config() + "\nmetrics: { listen: 127.0.0.1:\(metricsPort) }\n"  // log_level: info
+        let gateway = try await GatewayProcess(config: config, folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        func level(_ level: String) -> String { config.replacingOccurrences(of: "log_level: info", with: "log_level: \(level)") }
+        func appliedReloads() throws -> Double? {
+            try scrapeMetrics(port: metricsPort).value("certgate_updates_total", ["source": "signal", "result": "applied"])
+        }
+
+        // info → warning: told at info, before the switch.
+        try Self.reload(gateway, folder: folder, config: level("warning"))
+        #expect(try await gateway.waitForLog("log level changed"))
+        #expect(Self.lines(gateway.logText, containing: "log level changed", "from=info", "to=warning").count == 1)
+        // warning → notice: told at notice, after the switch.
+        try Self.reload(gateway, folder: folder, config: level("notice"))
+        #expect(try await gateway.waitForLog("log level changed", occurrences: 2))
+        #expect(Self.lines(gateway.logText, containing: "log level changed", "from=warning", "to=notice").count == 1)
+        // notice → warning: told at notice, before the switch. warning → error: at neither
+        // level (notice is quieter than both); it is done when the fourth applied reload is
+        // counted, and a rejected reload logged at error after it ends the log read.
+        try Self.reload(gateway, folder: folder, config: level("warning"))
+        #expect(try await gateway.waitForLog("log level changed", occurrences: 3))
+        #expect(Self.lines(gateway.logText, containing: "log level changed", "from=notice", "to=warning").count == 1)
+        try Self.reload(gateway, folder: folder, config: level("error"))
+        #expect(try await eventually { try appliedReloads() == 4 })
+        try Self.reload(gateway, folder: folder, config: level("error").replacingOccurrences(of: "shutdown_timeout: 5s", with: "shutdown_timout: 5s"))
+        #expect(try await gateway.waitForLog("configuration reload rejected"))
+        #expect(Self.lines(gateway.logText, containing: "log level changed").count == 3)
+    }
+
     @Test("an invalid entry in a reloaded file: SIGHUP logs it with entry and field; ReloadConfig answers INVALID_ARGUMENT with exactly UpdateCertificates' message")
     func perEntryErrors() async throws {
         let folder = try GatewayInteropTests.fixture()

@@ -177,7 +177,7 @@ public final class StateStore: Sendable {
             // at random places (SQLite inserting 100,000 rows of 1 KB: 0.36 instead of 0.46
             // CPU seconds).
             let names = (previous == nil ? Array(change.set.entries.keys) : change.added + change.changed)
-                .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                .sorted()
             let rows: [StoredRow]
             do throws(StoredRow.Problem) {
                 rows = try StoredRow.rows(of: names, builtBy: change)
