@@ -145,7 +145,7 @@ struct UpstreamConnectorTests {
             try await upstreamSide.close().get()
             try await eventually { fromUpstream.inactive }
             #expect(fromUpstream.text == "response")
-            #expect(fromUpstream.inactive)
+            #expect(fromUpstream.inactive, "gateway's client side active: \(String(describing: gateway.accepted.all.first?.isActive)), client active: \(client.isActive)")
         }
     }
 
