@@ -12,8 +12,8 @@ import Synchronization
 /// brings them is refused. A set entry's objects are then dropped until its first
 /// handshake and kept from then on (``factory``); a certificate served at once keeps them
 /// (``eager(chain:key:)``); the leaves of local CAs keep them while they are among the
-/// most recently served (``issuedLeafFactory(keepingObjectsFor:)``).
-/// Making them costs some microseconds on the event loop (about 10 µs for a P-256 leaf).
+/// most recently made or served (``issuedLeafFactory(keepingObjectsFor:)``).
+/// Making them costs some microseconds on the event loop (about 11 µs for a P-256 leaf).
 public final class NIOServingMaterial: Sendable {
     private struct Built: @unchecked Sendable {
         // NIOSSL's objects are immutable once made and safe to share between threads.
@@ -145,15 +145,16 @@ public final class NIOServingMaterial: Sendable {
             chainDER: input.chain.map(\.der), key: input.keyBlock, keepBuilt: false, check: !input.alreadyAccepted)
     }
 
-    /// The leaves kept with their NIOSSL objects by default: the 1,000 most recently served.
+    /// The leaves kept with their NIOSSL objects by default: the 1,000 most recently made or served.
     public static let recentlyServedLeaves = 1_000
 
     /// A factory for the leaves of local CAs (``IssuedCertificateCache``).
     ///
     /// Each leaf keeps its DER and its key (PKCS#8 DER, about 0.7 KB together for P-256). Its NIOSSL objects are made at once (BoringSSL must accept them) and kept
-    /// while the leaf is among the `keepingObjectsFor` most recently served of this
-    /// factory's leaves; a leaf pushed out of them lets its objects go (about 4.7 KB) and
-    /// has them made again at its next handshake (about 10 µs). The certificates after the
+    /// while the leaf is among the `keepingObjectsFor` most recently made or served of this
+    /// factory's leaves (signing, a restore at start and a renewal count as made); a leaf
+    /// pushed out of them lets its objects go (about 4.7 KB) and has them made again at its
+    /// next handshake (about 11 µs). The certificates after the
     /// leaf — its CA's, the same for thousands of leaves — are made once and shared by every
     /// leaf of the factory.
     /// - Parameter keepingObjectsFor: leaves whose objects are kept, at least 1.
@@ -166,7 +167,7 @@ public final class NIOServingMaterial: Sendable {
     }
 }
 
-/// The issued leaves whose NIOSSL objects are kept: the most recently served, at most
+/// The issued leaves whose NIOSSL objects are kept: the most recently made or served, at most
 /// `capacity`; the one pushed out drops its objects. Leaves are held weakly: a leaf the
 /// cache evicts goes, and leaves this list at its `deinit`.
 final class RecentlyServedObjects: Sendable {

@@ -41,17 +41,11 @@ struct IssuingTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         try ca.pem.write(to: folder.appendingPathComponent("ca.pem"), atomically: true, encoding: .utf8)
         try leaf.chain[0].certificate.serializeAsPEM().pemString.write(to: folder.appendingPathComponent("leaf.pem"), atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = ["verify", "-CAfile", folder.appendingPathComponent("ca.pem").path, "-purpose", "sslserver",
-                             "-verify_hostname", "api.dev.test", folder.appendingPathComponent("leaf.pem").path]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runCommand("/usr/bin/openssl", [
+            "verify", "-CAfile", folder.appendingPathComponent("ca.pem").path, "-purpose", "sslserver",
+            "-verify_hostname", "api.dev.test", folder.appendingPathComponent("leaf.pem").path,
+        ])
+        #expect(status == 0, "\(text)")
         #expect(text.contains(": OK"))
         // The facts the design asks for.
         let certificate = leaf.chain[0].certificate

@@ -158,4 +158,43 @@ struct NIOServingMaterialTests {
         #expect(try Certificate(derEncoded: first.leafDER).subject.commonName == "first.dev.test")
         #expect(signings.withLock { $0 } == 2)
     }
+    /// A key type and the PEM form its file is written in.
+    enum KeyForm: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case p256PKCS8, p256SEC1, p256SEC1AfterParameters, p384PKCS8, p384SEC1, rsaPKCS8, rsaPKCS1, ed25519PKCS8
+        var testDescription: String { rawValue }
+        var type: TestKeyType {
+            switch self {
+            case .p256PKCS8, .p256SEC1, .p256SEC1AfterParameters: .p256
+            case .p384PKCS8, .p384SEC1: .p384
+            case .rsaPKCS8, .rsaPKCS1: .rsa2048
+            case .ed25519PKCS8: .ed25519
+            }
+        }
+        func pem(_ key: TestKey) -> String? {
+            switch self {
+            case .p256PKCS8, .p384PKCS8, .rsaPKCS8, .ed25519PKCS8: key.pkcs8PEM
+            case .p256SEC1, .p384SEC1: key.sec1PEM
+            case .p256SEC1AfterParameters: key.sec1PEM.map { TestKey.p256ECParametersPEM + $0 }
+            case .rsaPKCS1: key.pkcs1PEM
+            }
+        }
+    }
+
+    @Test("every key form a file may hold reaches BoringSSL as the same key, checked when built and made again at the first handshake, with and without the stated-key match of run",
+          arguments: KeyForm.allCases, [false, true])
+    func keyFormsReachBoringSSL(form: KeyForm, statedKeyMatch: Bool) throws {
+        let authority = TestCertificate.authority()
+        let leaf = authority.leaf(dnsNames: ["form.test"], keyType: form.type)
+        var conf = leaf.conf()
+        conf.tlsKey = try #require(form.pem(leaf.key))
+        let context = CertificateBuildContext(servingMaterialFactory: NIOServingMaterial.factory, factoryChecksKeyPairs: statedKeyMatch)
+        let material = try #require(try CertificateSet.build(from: ["form": conf], context: context).set.entries["form"]?.nioServingMaterial)
+        #expect(!material.isBuilt)
+        guard case .privateKey(let served)? = try material.contextOverride().privateKey else {
+            Issue.record("no private key in the TLS objects")
+            return
+        }
+        #expect(served == (try NIOSSLPrivateKey(bytes: Array(leaf.key.pkcs8PEM.utf8), format: .pem)))
+        #expect(try material.certificateChain().map { try $0.toDERBytes() } == [leaf.parsed.der])
+    }
 }

@@ -19,7 +19,7 @@ public final class PebbleServer: Sendable {
     public let httpsRoot: [UInt8]
     public let managementPort: Int
     public let challengePorts: (http: Int, tls: Int, dns: Int, management: Int)
-    private let processes: Mutex<(pebble: Process, challengeServer: Process)>
+    private let processes: Mutex<(pebble: LaunchedProcess, challengeServer: LaunchedProcess)>
     private let listenPort: Int
     private let environment: [String: String]
     private let answersItself: Bool
@@ -62,8 +62,7 @@ public final class PebbleServer: Sendable {
                 self.challengePorts = ports
                 return
             }
-            pebble.terminate(); challenge.terminate()
-            pebble.waitUntilExit(); challenge.waitUntilExit()
+            pebble.stop(); challenge.stop()
             guard attempt < 3 else {
                 let log = (try? String(contentsOf: folder.appendingPathComponent("pebble.log"), encoding: .utf8)) ?? ""
                 throw Failure(description: "Pebble did not start: \(log.suffix(2_000))")
@@ -108,10 +107,7 @@ public final class PebbleServer: Sendable {
     /// Stops both processes and keeps the folder (for ``restart()``).
     public func terminate() {
         let (pebble, challengeServer) = processes.withLock { $0 }
-        for process in [pebble, challengeServer] where process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        for process in [pebble, challengeServer] { process.stop() }
     }
 
     /// Starts Pebble and challtestsrv again on the same ports, as after an outage. The new
@@ -130,7 +126,7 @@ public final class PebbleServer: Sendable {
 
     private static func launchBoth(
         folder: URL, ports: (http: Int, tls: Int, dns: Int, management: Int), answersItself: Bool, environment: [String: String]
-    ) throws -> (Process, Process) {
+    ) throws -> (LaunchedProcess, LaunchedProcess) {
         let challenge = try launch("/usr/bin/pebble-challtestsrv", [
             "-http01", answersItself ? "127.0.0.1:\(ports.http)" : "", "-https01", "", "-tlsalpn01", answersItself ? "127.0.0.1:\(ports.tls)" : "",
             "-dns01", "127.0.0.1:\(ports.dns)", "-management", "127.0.0.1:\(ports.management)",
@@ -143,17 +139,8 @@ public final class PebbleServer: Sendable {
         return (pebble, challenge)
     }
 
-    private static func launch(_ executable: String, _ arguments: [String], environment: [String: String], log: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
+    private static func launch(_ executable: String, _ arguments: [String], environment: [String: String], log: URL) throws -> LaunchedProcess {
+        try LaunchedProcess(URL(fileURLWithPath: executable), arguments, environment: environment, standardOutput: .file(log), standardError: .file(log))
     }
 
     private static func waitUntil(_ condition: () -> Bool, timeout: Duration = .seconds(10)) async -> Bool {

@@ -3,8 +3,9 @@ import Foundation
 import Testing
 
 /// The tests' own guard against hanging CI: a command run to its end is stopped at its
-/// deadline (tried here with a command that would take 30 s).
-@Suite("A command the tests run is stopped at its deadline", .timeLimit(.minutes(1)))
+/// deadline (tried here with a command that would take 30 s), and a long-running process
+/// that does not take SIGTERM is killed after its grace period.
+@Suite("A command the tests run is stopped at its deadline; a launched process is stopped in bounded time", .timeLimit(.minutes(1)))
 struct BoundedProcessTests {
     @Test("a command past its deadline is killed: it is reported as stopped, with what it printed, in about the deadline")
     func stoppedAtTheDeadline() throws {
@@ -26,5 +27,35 @@ struct BoundedProcessTests {
         #expect(finished.status == 3)
         #expect(finished.stdout == "out\n")
         #expect(finished.stderr.utf8.count == 102_400)
+    }
+    @Test("a launched process that ignores SIGTERM is stopped with SIGKILL after the grace period, in about that time")
+    func stuckProcessIsKilled() async throws {
+        let process = try LaunchedProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", "trap '' TERM; echo ready; while :; do sleep 1; done"])
+        #expect(try await eventually { process.standardOutputText == "ready\n" })
+        #expect(!process.waitForExit(timeout: .milliseconds(200)))
+        let started = ContinuousClock.now
+        #expect(!process.stop(grace: .seconds(1)), "SIGTERM alone ended it")
+        let elapsed = ContinuousClock.now - started
+        #expect(!process.isRunning)
+        #expect(process.terminationReason == .uncaughtSignal)
+        #expect(process.terminationStatus == SIGKILL)
+        #expect(elapsed >= .seconds(1) && elapsed < .seconds(10), "took \(elapsed)")
+    }
+
+    @Test("a launched process's standard output and error are collected apart, or written to one file")
+    func launchedProcessOutputs() async throws {
+        let apart = try LaunchedProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", "echo out; echo err >&2"])
+        #expect(apart.waitForExit(timeout: .seconds(10)))
+        #expect(apart.terminationStatus == 0)
+        #expect(try await eventually { apart.standardOutputText == "out\n" && apart.standardErrorText == "err\n" })
+
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-launched-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let together = try LaunchedProcess(
+            URL(fileURLWithPath: "/bin/sh"), ["-c", "echo out; echo err >&2"], standardOutput: .file(file), standardError: .file(file))
+        #expect(together.waitForExit(timeout: .seconds(10)))
+        #expect(together.terminationStatus == 0)
+        #expect(together.standardOutputText == "out\nerr\n")
+        #expect(together.standardErrorText == "out\nerr\n")
     }
 }

@@ -102,6 +102,30 @@ struct CommandLineTests {
         #expect(output.stdout.contains("certificates.a.is_default"))
     }
 
+    @Test("check lists acme entries after its verdict: one obtained from its CA when certgate runs, an on-demand one as a certificate for each name at its first handshake")
+    func checkListsACMEEntries() throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        try folder.write("""
+            listeners:
+              - listen: 127.0.0.1:8443
+            acme:
+              pebble: { directory: "https://127.0.0.1:14000/dir" }
+            certificates:
+              site: { acme: pebble, domains: [site.test, www.site.test] }
+              customers: { acme: pebble, domains: ["*.customers.test"], on_demand: true }
+
+            """, to: "certgate.yaml")
+        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+        #expect(output.stdout == """
+            configuration is valid: 0 certificates
+            customers: on demand from pebble by ACME: a certificate for each name its patterns take, at the name's first handshake
+            site: obtained from pebble by ACME when certgate runs
+
+            """)
+    }
+
     @Test("check reads config/certgate.yaml from the working folder by default")
     func checkDefaultPath() throws {
         let folder = try validFixture()

@@ -806,38 +806,22 @@ struct ControlCommandInteropTests {
 
 /// A `certgate` command left running (`ctl watch`), its output gathered as it comes.
 final class RunningCommand: Sendable {
-    let process: Process
-    private let output = GatewayProcess.LogBuffer()
-    private let errorOutput = GatewayProcess.LogBuffer()
+    let process: LaunchedProcess
 
     init(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = CertgateProcess.binary
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        output.collect(from: out)
-        errorOutput.collect(from: err)
-        self.process = process
+        process = try LaunchedProcess(CertgateProcess.binary, arguments)
     }
 
     /// The complete lines printed so far.
     var lines: [String] {
-        let text = output.text.withLock { $0 }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var lines = process.standardOutputText.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         lines.removeLast()  // what follows the last newline: nothing, or a line still being written
         return lines
     }
 
-    var errors: String { errorOutput.text.withLock { $0 } }
+    var errors: String { process.standardErrorText }
 
     func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-        }
+        process.stop()
     }
 }

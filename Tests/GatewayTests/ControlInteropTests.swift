@@ -273,6 +273,47 @@ struct ControlInteropTests {
         #expect(days > 2.9 && days < 3.1, "\(days) days")
     }
 
+    @Test("a control-plane entry is held to the file's ranges: buffer_days 3651 and leaf_validity_days 398 are INVALID_ARGUMENT naming the entry, the field and the range; the edges 3650 and 397 are applied")
+    func entryRanges() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config(), folder: folder)
+        defer { gateway.stop() }
+        let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["ranged.test"])
+        let authority = TestCertificate.authority(commonName: "Ranged CA")
+        func entry(bufferDays: UInt32) -> Certgate_Control_V1_CertificateEntry {
+            .with { $0.name = "ranged"; $0.tlsCert = leaf.pem; $0.tlsKey = leaf.key.pkcs8PEM; $0.bufferDays = bufferDays }
+        }
+        func issuer(leafValidityDays: UInt32) -> Certgate_Control_V1_CertificateEntry {
+            .with {
+                $0.name = "ranged-ca"; $0.tlsCert = authority.pem; $0.tlsKey = authority.key.pkcs8PEM; $0.isCa = true
+                $0.domains = ["*.ranged.test"]; $0.leafValidityDays = leafValidityDays
+            }
+        }
+        func refusal(_ entry: Certgate_Control_V1_CertificateEntry, _ control: Control) async -> (RPCError.Code, String)? {
+            do {
+                _ = try await control.updateCertificates(.with { $0.upsert = [entry] })
+                return nil
+            } catch let error as RPCError {
+                return (error.code, error.message)
+            } catch {
+                return nil
+            }
+        }
+        try await Self.withControl(socket: Self.socket(folder)) { control in
+            let days = await refusal(entry(bufferDays: 3_651), control)
+            #expect(days?.0 == .invalidArgument)
+            #expect(days?.1 == "ranged: buffer_days: must be 0 to 3650 days, not 3651")
+            let validity = await refusal(issuer(leafValidityDays: 398), control)
+            #expect(validity?.0 == .invalidArgument)
+            #expect(validity?.1 == "ranged-ca: leaf_validity_days: must be 1 to 397 days, not 398 (browsers refuse TLS leaves valid for more than 398 days)")
+            let before = try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation
+            let applied = try await control.updateCertificates(.with { $0.upsert = [entry(bufferDays: 3_650), issuer(leafValidityDays: 397)] })
+            #expect(applied.generation == before + 1)
+            #expect(Set(applied.added) == ["ranged", "ranged-ca"])
+        }
+    }
+
     @Test("a message over the configured limit gets RESOURCE_EXHAUSTED and changes nothing")
     func sizeLimit() async throws {
         let folder = try GatewayInteropTests.fixture()

@@ -25,4 +25,20 @@ struct EventLoopLagTests {
         #expect(samples.withLock { $0.count } == count)
         try await group.shutdownGracefully()
     }
+    @Test("by default a loop is measured every 100 ms: never more samples than 100 ms periods have passed since the start (one loop)")
+    func defaultIntervalIs100Milliseconds() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let samples = Mutex(0)
+        let lag = EventLoopLag { _ in samples.withLock { $0 += 1 } }
+        let started = ContinuousClock.now
+        lag.start(on: group)
+        #expect(try await eventually(timeout: .seconds(10)) { samples.withLock { $0 } >= 3 })
+        lag.stop()
+        let elapsed = ContinuousClock.now - started
+        // The first run is due 100 ms after the start, each next one 100 ms after the last:
+        // at most elapsed / 100 ms of them (a slow machine makes fewer, never more).
+        let periods = Int(elapsed / .milliseconds(100))
+        #expect(samples.withLock { $0 } <= periods, "\(samples.withLock { $0 }) samples in \(elapsed)")
+        try await group.shutdownGracefully()
+    }
 }

@@ -213,7 +213,7 @@ struct IssuingInteropTests {
         // Recorded at the last signing: the new idle leaf and busy's.
         #expect(metrics.value("certgate_issued_certificates_cached") == 2)
     }
-    @Test("a leaf pushed out of the 1,000 most recently served (its TLS objects let go) is served again as the same certificate, made again from what the cache kept; nothing is signed twice")
+    @Test("a leaf served again after 1,000 other new names (its TLS objects let go meanwhile, as NIOServingMaterialTests shows) is the same certificate, and verifies; nothing is signed twice")
     func leafBeyondTheRecentlyServedIsServedAgain() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }

@@ -14,6 +14,59 @@ struct MetricsInteropTests {
         return try PrometheusScrape(text)
     }
 
+    @Test("certgate_event_loop_lag_seconds is a histogram with the buckets 1, 2, 5, 10, 25, 50, 100, 250 ms and 1 s (and +Inf), its count growing as the gateway runs")
+    func eventLoopLagHistogram() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let metricsPort = try freePort()
+        let gateway = try await GatewayProcess(
+            config: GatewayInteropTests.config() + "\nmetrics: { listen: 127.0.0.1:\(metricsPort) }\n", folder: folder)
+        defer { gateway.stop() }
+        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        func count() throws -> Double { try scrape(metricsPort).value("certgate_event_loop_lag_seconds_count") ?? 0 }
+        let first = try count()
+        #expect(try await eventually { try count() >= first + 3 })
+        let buckets = try scrape(metricsPort).samples.keys
+            .filter { $0.name == "certgate_event_loop_lag_seconds_bucket" }
+            .compactMap { $0.labels["le"].flatMap(Double.init) }
+            .sorted()
+        #expect(buckets == [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, .infinity])
+    }
+
+    @Test("without a metrics: section the gateway opens no TCP port but its listener's")
+    func noMetricsNoEndpoint() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: GatewayInteropTests.config(), folder: folder)
+        defer { gateway.stop() }
+        #expect(!gateway.logText.contains("metrics endpoint"))
+        #expect(try listeningTCPPorts(of: gateway.process.processIdentifier) == [gateway.port])
+    }
+
+    /// The TCP ports a process listens on: its sockets (`/proc/PID/fd`) found in LISTEN
+    /// state (0A) in `/proc/net/tcp` and `tcp6`.
+    func listeningTCPPorts(of pid: Int32) throws -> Set<Int> {
+        let fdFolder = "/proc/\(pid)/fd"
+        var inodes: Set<String> = []
+        for fd in try FileManager.default.contentsOfDirectory(atPath: fdFolder) {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdFolder)/\(fd)"),
+                  target.hasPrefix("socket:[") else { continue }
+            inodes.insert(String(target.dropFirst("socket:[".count).dropLast()))
+        }
+        var ports: Set<Int> = []
+        for table in ["/proc/\(pid)/net/tcp", "/proc/\(pid)/net/tcp6"] {
+            let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n").dropFirst() {
+                // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+                let fields = line.split(separator: " ")
+                guard fields.count > 9, fields[3] == "0A", inodes.contains(String(fields[9])),
+                      let port = fields[1].split(separator: ":").last.flatMap({ Int($0, radix: 16) }) else { continue }
+                ports.insert(port)
+            }
+        }
+        return ports
+    }
+
     @Test("handshake counters by match kind, per-entry validity gauges, update counters; a removed entry's series are gone")
     func scrapeAfterHandshakesAndUpdates() async throws {
         let folder = try GatewayInteropTests.fixture()

@@ -12,10 +12,11 @@ struct NoCommittedKeysTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// A PEM private key block with a body: its BEGIN line, any `Name: value` headers (an
-    /// encrypted legacy key), then at least two full lines of base64 — lines may be
-    /// indented (a multi-line string in code) and ended by an escaped `\n` (a one-line
-    /// string). The damaged-PEM fixtures in the tests have a few characters at most.
-    static var keyBlock: Regex<Substring> { /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:\r?\n|\\n)(?:[^\n\\]*:[^\n\\]*(?:\r?\n|\\n))*(?:\r?\n|\\n)?(?:[ \t]*[A-Za-z0-9+\/=]{40,}(?:\r?\n|\\n)){2,}/ }
+    /// encrypted legacy key), then at least two full lines of base64 or one run of 100
+    /// base64 characters — lines may be indented (a multi-line string in code) and ended by
+    /// an escaped `\n` (a one-line string). The damaged-PEM fixtures in the tests have a few
+    /// characters at most; the smallest key, Ed25519 in PKCS#8, has 64.
+    static var keyBlock: Regex<Substring> { /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:\r?\n|\\n)(?:[^\n\\]*:[^\n\\]*(?:\r?\n|\\n))*(?:\r?\n|\\n)?(?:(?:[ \t]*[A-Za-z0-9+\/=]{40,}(?:\r?\n|\\n)){2,}|[ \t]*[A-Za-z0-9+\/=]{100,})/ }
 
     /// File names that hold keys or key stores whatever their content.
     static let keyFileSuffixes = [".key", ".p12", ".pfx", ".jks", ".keystore"]
@@ -39,9 +40,11 @@ struct NoCommittedKeysTests {
     /// The files Git tracks under `folder`, or nil when it is not a Git checkout.
     static func trackedFiles(under folder: URL) throws -> [URL]? {
         guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(".git").path) else { return nil }
-        let listed = try runCommand("/usr/bin/git", ["-C", folder.path, "ls-files", "-z"])
-        guard listed.status == 0 else { throw ScanFailure(reason: "git ls-files failed: \(listed.output)") }
-        return listed.output.split(separator: "\0").map { folder.appendingPathComponent(String($0)) }
+        // safe.directory: the checkout may belong to another user than the one running the tests.
+        let listed = try FinishedProcess.run(
+            URL(fileURLWithPath: "/usr/bin/git"), ["-c", "safe.directory=*", "-C", folder.path, "ls-files", "-z"], timeout: .seconds(60))
+        guard listed.status == 0, !listed.timedOut else { throw ScanFailure(reason: "git ls-files failed: \(listed.stderr)") }
+        return listed.stdout.split(separator: "\0").map { folder.appendingPathComponent(String($0)) }
     }
 
     struct ScanFailure: Error { let reason: String }
@@ -64,7 +67,7 @@ struct NoCommittedKeysTests {
         #expect(try Self.keyHolders(under: Self.root) == [])
     }
 
-    @Test("the scan finds a generated key in an indented multi-line string, in an escaped one-line string, as SEC1 after EC PARAMETERS, as encrypted PEM with headers, and a .key file whatever it holds; not a torn fixture or build output")
+    @Test("the scan finds a generated key in an indented multi-line string, in an escaped one-line string, with its base64 on one line, as SEC1 after EC PARAMETERS, as encrypted PEM with headers, and a .key file whatever it holds; not a torn fixture or build output")
     func scanFindsKeys() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-keyscan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder.appendingPathComponent("nested"), withIntermediateDirectories: true)
@@ -75,6 +78,8 @@ struct NoCommittedKeysTests {
         try Data(("    let fixture = \"\"\"\n" + indented + "\n        \"\"\"\n").utf8).write(to: folder.appendingPathComponent("nested/Fixture.swift"))
         let escaped = key.pkcs8PEM.replacingOccurrences(of: "\n", with: "\\n")
         try Data(("let fixture = \"" + escaped + "\"\n").utf8).write(to: folder.appendingPathComponent("nested/Escaped.swift"))
+        let oneLine = "-----BEGIN PRIVATE KEY-----\n" + body.replacingOccurrences(of: "\n", with: "") + "\n-----END PRIVATE KEY-----\n"
+        try Data(oneLine.utf8).write(to: folder.appendingPathComponent("one-line.pem"))
         try Data((TestKey.p256ECParametersPEM + (key.sec1PEM ?? "")).utf8).write(to: folder.appendingPathComponent("sec1.pem"))
         let encrypted = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00000000000000000000000000000000\n\n\(body)\n-----END RSA PRIVATE KEY-----\n"
         try Data(encrypted.utf8).write(to: folder.appendingPathComponent("legacy.txt"))
@@ -82,6 +87,6 @@ struct NoCommittedKeysTests {
         try Data("-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n-----END PRIVATE KEY-----\n".utf8).write(to: folder.appendingPathComponent("torn.txt"))
         try FileManager.default.createDirectory(at: folder.appendingPathComponent(".build"), withIntermediateDirectories: true)
         try Data(key.pkcs8PEM.utf8).write(to: folder.appendingPathComponent(".build/ignored.pem"))
-        #expect(try Self.keyHolders(under: folder).sorted() == ["legacy.txt", "nested/Escaped.swift", "nested/Fixture.swift", "sec1.pem", "server.key"])
+        #expect(try Self.keyHolders(under: folder).sorted() == ["legacy.txt", "nested/Escaped.swift", "nested/Fixture.swift", "one-line.pem", "sec1.pem", "server.key"])
     }
 }

@@ -117,7 +117,7 @@ struct ReloadInteropTests {
         #expect(summary.count == 1 && summary.allSatisfy { $0.contains("errors=1") && $0.contains("source=signal") })
         let reasons = Self.lines(gateway.logText, containing: message)
         #expect(reasons.count == 1)
-        for part in ["file=\(path)", "key=shutdown_timout", "line=2", "source=signal"] {
+        for part in ["file=\(path) ", "key=shutdown_timout ", "line=2 ", "source=signal "] {
             #expect(reasons.first?.contains(part) == true, "\(part)")
         }
     }

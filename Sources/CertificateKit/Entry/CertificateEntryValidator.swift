@@ -23,14 +23,12 @@ public struct ServingMaterialInput: Sendable {
         self.alreadyAccepted = alreadyAccepted
     }
 
-    /// - Parameter keyPEM: one PEM block holding the private key.
-    /// - Throws: ``PEMMaterialParser/Failure`` when `keyPEM` is not one readable PEM block.
+    /// - Parameter keyPEM: PEM text holding one private key block (other blocks, such as
+    ///   `EC PARAMETERS`, are left out).
+    /// - Throws: ``PEMMaterialParser/Failure`` when `keyPEM` is not valid PEM or holds no
+    ///   or several private keys (the reason never quotes the text).
     public init(chain: [ParsedCertificate], keyPEM: String, alreadyAccepted: Bool = false) throws(PEMMaterialParser.Failure) {
-        guard let block = try? PEMDocument(pemString: keyPEM) else {
-            // Not quoted: the text is a private key.
-            throw PEMMaterialParser.Failure("the private key is not one PEM block")
-        }
-        self.init(chain: chain, keyBlock: block, alreadyAccepted: alreadyAccepted)
+        self.init(chain: chain, keyBlock: try PEMMaterialParser.keyBlock(fromPEM: keyPEM), alreadyAccepted: alreadyAccepted)
     }
 }
 

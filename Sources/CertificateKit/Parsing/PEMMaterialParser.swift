@@ -75,14 +75,7 @@ public enum PEMMaterialParser {
         if OctetSearch.contains("ENCRYPTED PRIVATE KEY", in: text) || OctetSearch.contains("Proc-Type: 4,ENCRYPTED", in: text) {
             throw Failure("the private key is encrypted, which is not supported; decrypt it first (openssl pkey -in key.pem -out plain.pem)")
         }
-        let documents = try documents(in: text)
-        let keys = documents.filter { privateKeyLabels.contains($0.discriminator) }
-        guard let block = keys.first else {
-            throw Failure("no private key block (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY) found\(describeLabels(documents))")
-        }
-        guard keys.count == 1 else {
-            throw Failure("holds \(keys.count) private keys; exactly one is expected")
-        }
+        let block = try keyBlock(fromPEM: text)
         do {
             return ParsedPrivateKey(key: try Certificate.PrivateKey(pemDocument: block), block: block)
         } catch {
@@ -98,6 +91,20 @@ public enum PEMMaterialParser {
             }
             throw Failure("private key (\(block.discriminator)) cannot be parsed: \(explainKey(error, block: block))")
         }
+    }
+
+    /// The single private key block of `text`, decoded but not parsed (other blocks, such
+    /// as `EC PARAMETERS`, are left out).
+    public static func keyBlock(fromPEM text: String) throws(Failure) -> PEMDocument {
+        let documents = try documents(in: text)
+        let keys = documents.filter { privateKeyLabels.contains($0.discriminator) }
+        guard let block = keys.first else {
+            throw Failure("no private key block (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY) found\(describeLabels(documents))")
+        }
+        guard keys.count == 1 else {
+            throw Failure("holds \(keys.count) private keys; exactly one is expected")
+        }
+        return block
     }
 
     /// The one private key block of `text` as the TLS layer takes it, found without

@@ -21,7 +21,9 @@ enum YAMLResolution {
     /// flow style (`{ … }`). Yams 6 composes every mapping with the style `.any` (it reads
     /// the style from the mapping's end event, which has none), so the style is told by where
     /// the mapping starts: a block mapping at its first key, a flow mapping at its `{`. A
-    /// mapping with an anchor or a tag in front, or an empty one, is not taken as block.
+    /// mapping with an anchor or a tag in front, or an empty one, is not taken as block. For
+    /// a document's root or a mapping's value only: a one-pair mapping inside a flow
+    /// sequence (`[a: 1]`) also starts at its key.
     static func isBlock(_ mapping: Node.Mapping) -> Bool {
         guard let start = mapping.mark, let firstKey = mapping.first?.key.mark else { return false }
         return start.line == firstKey.line && start.column == firstKey.column

@@ -173,9 +173,9 @@ public final class StateStore: Sendable {
                     reason: "the stored generation is \(previous), expected \(generation - 1): another writer changed the state")
             }
             // The first commit holds the whole set (it comes from a full build: every entry added).
-            // In name order: the primary key's index is filled from left to right instead of
-            // at random places (SQLite inserting 100,000 rows of 1 KB: 0.36 instead of 0.46
-            // CPU seconds).
+            // Every commit writes its rows in name order: the primary key's index is filled
+            // from left to right instead of at random places (SQLite inserting 100,000 rows of
+            // 1 KB: 0.36 instead of 0.46 CPU seconds).
             let names = (previous == nil ? Array(change.set.entries.keys) : change.added + change.changed)
                 .sorted()
             let rows: [StoredRow]

@@ -5,31 +5,11 @@ import Synchronization
 import Glibc
 #endif
 
-/// A running `certgate run` in a throw-away folder, with its log captured.
+/// A running `certgate run` in a throw-away folder, with its log (standard error) captured.
 final class GatewayProcess: Sendable {
     let folder: FixtureFolder
     let port: Int
-    let process: Process
-    private let log: LogBuffer
-
-    final class LogBuffer: Sendable {
-        let text = Mutex<String>("")
-
-        /// Appends what `pipe` carries until its end, read on a thread of its own with
-        /// blocking reads (Foundation's `readabilityHandler` once crashed the test process
-        /// inside libdispatch while another test waited for a process to exit).
-        func collect(from pipe: Pipe) {
-            let handle = pipe.fileHandleForReading
-            let thread = Thread { [self] in
-                while true {
-                    let data = handle.availableData
-                    if data.isEmpty { return }
-                    text.withLock { $0 += String(decoding: data, as: UTF8.self) }
-                }
-            }
-            thread.start()
-        }
-    }
+    let process: LaunchedProcess
 
     /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
     /// returns once it logs that it is serving (and, when configured, that its control
@@ -47,19 +27,17 @@ final class GatewayProcess: Sendable {
             attempt += 1
             let port = try freePort()
             try folder.write(config.replacingOccurrences(of: "PORT", with: String(port)), to: configPath)
-            let log = LogBuffer()
-            let process = try Self.launch(
-                arguments: (command ?? ["run", "--config", folder.url.appendingPathComponent(configPath).path]) + arguments,
-                directory: folder.url, log: log)
+            let process = try LaunchedProcess(
+                CertgateProcess.binary, (command ?? ["run", "--config", folder.url.appendingPathComponent(configPath).path]) + arguments,
+                directory: folder.url, standardOutput: .discarded, standardError: .collected)
             // The line that follows the binding of every listener (its message ends the line).
-            if try await Self.waitForLog("] serving\n", in: log, of: process, timeout: .seconds(20)) {
+            if try await Self.waitForLog("] serving\n", of: process, timeout: .seconds(20)) {
                 self.port = port
                 self.process = process
-                self.log = log
                 break
             }
-            Self.terminate(process)
-            let text = log.text.withLock { $0 }
+            process.stop()
+            let text = process.standardErrorText
             guard attempt < 3, text.contains("cannot listen on 127.0.0.1:\(port)") else {
                 throw GatewayProcessError(message: "certgate did not start:\n\(text)")
             }
@@ -71,33 +49,13 @@ final class GatewayProcess: Sendable {
         }
     }
 
-    private static func launch(arguments: [String], directory: URL, log: LogBuffer) throws -> Process {
-        let process = Process()
-        process.executableURL = CertgateProcess.binary
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        log.collect(from: errors)
-        return process
-    }
-
-    private static func waitForLog(_ text: String, in log: LogBuffer, of process: Process, timeout: Duration) async throws -> Bool {
+    private static func waitForLog(_ text: String, of process: LaunchedProcess, timeout: Duration) async throws -> Bool {
         try await eventually(timeout: timeout) {
-            log.text.withLock { $0.contains(text) } || !process.isRunning
-        } && log.text.withLock { $0.contains(text) }
+            process.standardErrorText.contains(text) || !process.isRunning
+        } && process.standardErrorText.contains(text)
     }
 
-    private static func terminate(_ process: Process) {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-        }
-    }
-
-    var logText: String { log.text.withLock { $0 } }
+    var logText: String { process.standardErrorText }
 
     /// Waits until the log holds `text` (counting from the start).
     func waitForLog(_ text: String, occurrences: Int = 1, timeout: Duration = .seconds(10)) async throws -> Bool {
@@ -111,24 +69,19 @@ final class GatewayProcess: Sendable {
     }
 
     func signal(_ number: Int32) {
-        kill(process.processIdentifier, number)
+        process.signal(number)
     }
 
     /// SIGKILL — no drain, no cleanup — then wait for the exit.
     func kill9() {
-        if process.isRunning {
-            signal(SIGKILL)
-            process.waitUntilExit()
-        }
+        process.kill9()
     }
 
-    /// SIGTERM, then wait for the exit.
+    /// SIGTERM, then wait for the exit: SIGKILL after 45 s (past the default 30 s
+    /// `shutdown_timeout`), and a test that needed a clean stop fails on the status.
     @discardableResult
     func stop() -> Int32 {
-        if process.isRunning {
-            signal(SIGTERM)
-            process.waitUntilExit()
-        }
+        process.stop(grace: .seconds(45))
         reportCrash()
         return process.terminationStatus
     }
