@@ -173,6 +173,69 @@ struct OnDemandInteropTests {
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 32)
     }
 
+    @Test("beside an issuer for '*': an allowed name is ordered on demand (the on-demand pattern before the issuer), a denied name and a name outside the patterns get the issuer's leaf (not the default); ctl list and ctl show describe the on-demand entry; the cached and stored gauges count its certificate; ctl watch shows no on-demand event")
+    func catchAllIssuerBesideOnDemand() async throws {
+        let setup = try await Self.setUp()
+        defer { Task { await setup.stop() } }
+        let ca = TestCertificate.authority(commonName: "catch-all CA")
+        try setup.folder.write(ca.pem, to: "certs/catchall.pem")
+        try setup.folder.write(ca.key.pkcs8PEM, to: "certs/catchall.key")
+        let base = setup.config(onDemand: "{ handshake_wait: 30s }")
+        let config = base.replacingOccurrences(
+            of: "  customers:", with: "  catchall: { tls_cert: certs/catchall.pem, tls_key: certs/catchall.key, is_ca: true, domains: \"*\" }\n  customers:")
+        #expect(config != base)
+        let gateway = try await GatewayProcess(config: config, folder: setup.folder)
+        defer { _ = gateway.stop() }
+        let watcher = try RunningCommand(["ctl", "--socket", setup.socket, "watch"])
+        defer { watcher.stop() }
+        let subscribed = try await ControlCommandInteropTests.subscribe([watcher], socket: setup.socket)
+
+        // 3 before 4: the issuer for '*' would sign this name; the on-demand entry takes it.
+        #expect(try await Self.verified("allowed.customers.test", setup) != nil)
+        #expect(Self.issuedByPebble(setup) == 1)
+        // Refused by ask, and outside the patterns: the issuer's leaf, not the default.
+        let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [try NIOSSLCertificate(bytes: ca.parsed.der, format: .der)])
+        for name in ["denied.customers.test", "elsewhere.example.test"] {
+            let connection = try await client.connect(port: setup.httpsPort, serverName: name)
+            await connection.close()
+            let served = try #require(try connection.servedCertificate?.toDERBytes(), "\(name)")
+            let leaf = try Certificate(derEncoded: served)
+            #expect(leaf.issuer.commonName == "catch-all CA", "\(name)")
+            #expect(leaf.dnsNames == [name])
+        }
+        #expect(Self.issuedByPebble(setup) == 1)
+
+        let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "list"])
+        #expect(list.status == 0, "\(list.stderr)")
+        let rows = list.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(rows.contains(["customers", "on-demand", "*.customers.test", "-", "-", "-", "-"]), "\(list.stdout)")
+        #expect(list.stdout.contains("\ncustomers: on demand from acme pebble, ask \(setup.ask.url); its certificates: ctl list --on-demand\n"), "\(list.stdout)")
+        let show = try CertgateProcess.run(["ctl", "--socket", setup.socket, "show", "customers"])
+        #expect(show.stdout == """
+            name         customers
+            kind         on-demand acme entry
+            patterns     *.customers.test
+            acme         pebble
+            ask          \(setup.ask.url)
+            certificates ctl list --on-demand
+
+            """)
+
+        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        #expect(metrics.value("certgate_on_demand_certificates_cached") == 1)
+        #expect(metrics.value("certgate_on_demand_certificates_stored") == 1)
+
+        // One more update: its event ends what the watcher printed since it subscribed; the
+        // on-demand certificate made none.
+        try await ControlInteropTests.withControl(socket: setup.socket) { control in
+            _ = try await control.updateCertificates(.with { $0.delete = ["probe"] })
+        }
+        #expect(try await eventually { watcher.lines.contains { $0.hasSuffix("generation \(subscribed + 1) (control): +0 ~0 -1") } }, "\(watcher.lines)")
+        let since = watcher.lines.drop { !$0.contains("generation \(subscribed) ") }
+        #expect(since.count == 2, "\(watcher.lines)")
+        #expect(!watcher.lines.contains { $0.contains("customers") })
+    }
+
     @Test("a name the ask endpoint denies, a name outside the patterns and a name from a client over its hourly limit are not ordered (Pebble issues nothing more); each gets the default; each refusal is counted by reason; a denied name is not asked again while it backs off")
     func refusalsOrderNothing() async throws {
         let setup = try await Self.setUp()
