@@ -144,9 +144,9 @@ struct ControlInteropTests {
         try await Self.withGateway { _, socket, folder in
             let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
             #expect(mode == 0o600)
-            // Its own port and state folder: the shared socket alone must stop it.
-            let otherPort = try freePort()
-            try folder.write(Self.config().replacingOccurrences(of: "PORT", with: String(otherPort)) + "state_dir: state2\n", to: "second.yaml")
+            // Its own port (port 0: one the kernel picks, no other test's) and state folder:
+            // the shared socket alone must stop it.
+            try folder.write(Self.config().replacingOccurrences(of: "PORT", with: "0") + "state_dir: state2\n", to: "second.yaml")
             let second = try CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("second.yaml").path])
             #expect(second.status == 1)
             #expect(second.stderr.contains("another certgate holds the control socket"))

@@ -330,10 +330,9 @@ struct HandshakeInteropTests {
         let v6 = Self.authority.leaf(ipAddresses: ["::1"], commonName: "by-ipv6")
         try folder.write(v6.pem, to: "certs/v6.pem")
         try folder.write(v6.key.pkcs8PEM, to: "certs/v6.key")
-        let metricsPort = try freePort()
         let gateway = try await GatewayProcess(
             config: Self.config(listen: "[::1]:PORT", extraCertificates: "  v6: { tls_cert: certs/v6.pem, tls_key: certs/v6.key }",
-                                extra: "metrics: { listen: 127.0.0.1:\(metricsPort) }"),
+                                extra: "metrics: { listen: 127.0.0.1:0 }"),
             folder: folder)
         defer { gateway.stop() }
         #expect(gateway.count(ofLine: "notice certgate: address=[IPv6]::1/::1:\(gateway.port) listener=https [Gateway] listening") == 1)
@@ -349,7 +348,7 @@ struct HandshakeInteropTests {
         #expect(named == 0, "\(body)")
         #expect(body == "served exact.test\n")
         #expect(try await gateway.waitForLog("metrics endpoint listening"))
-        let metrics = try scrapeMetrics(port: metricsPort)
+        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "ip"]) == 1)
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "exact"]) == 1)
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "default"]) == 0)

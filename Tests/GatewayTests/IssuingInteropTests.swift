@@ -22,12 +22,11 @@ struct IssuingInteropTests {
     /// otherwise the issuer is the default.
     static func start(folder: FixtureFolder, issuing: String, staticDefault: Bool) async throws -> (GatewayProcess, metricsPort: Int) {
         try folder.write(authority.key.pkcs8PEM, to: "ca.key")
-        let metricsPort = try freePort()
         let issuer = "  dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: \"*.dev.test\"\(staticDefault ? "" : ", is_default: true") }"
         let config = GatewayInteropTests.config(extraCertificates: issuer, withDefault: staticDefault)
-            + "\nissuing: \(issuing)\nmetrics: { listen: 127.0.0.1:\(metricsPort) }\n"
+            + "\nissuing: \(issuing)\nmetrics: { listen: 127.0.0.1:0 }\n"
         let gateway = try await GatewayProcess(config: config, folder: folder)
-        guard try await gateway.waitForLog("metrics endpoint listening") else {
+        guard let metricsPort = gateway.metricsPort else {
             gateway.stop()
             throw GatewayProcessError(message: "no metrics endpoint:\n\(gateway.logText)")
         }
@@ -114,7 +113,6 @@ struct IssuingInteropTests {
             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         ])
         try #require(made == 0, "\(output)")
-        let metricsPort = try freePort()
         func config(maxConcurrent: Int) -> String {
             """
             log_level: info
@@ -126,14 +124,14 @@ struct IssuingInteropTests {
               - server_names: ["*"]
                 respond: { body: "ok" }
             issuing: { max_concurrent: \(maxConcurrent), max_queued: 5, rate_per_second: 1000000, burst: 1000000 }
-            metrics: { listen: 127.0.0.1:\(metricsPort) }
+            metrics: { listen: 127.0.0.1:0 }
             certificates:
               slow-ca: { tls_cert: slow-ca.pem, tls_key: slow-ca.key, is_ca: true, domains: "*.q.test" }
             """
         }
         let gateway = try await GatewayProcess(config: config(maxConcurrent: 1), folder: folder)
         defer { gateway.stop() }
-        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        let metricsPort = try #require(gateway.metricsPort)
 
         // Every new name takes a token and a place: 1 signing, then up to 5 queued.
         let first = (0..<200).map { String(format: "n%04d.q.test", $0) }

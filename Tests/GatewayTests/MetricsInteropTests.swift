@@ -18,11 +18,10 @@ struct MetricsInteropTests {
     func eventLoopLagHistogram() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let metricsPort = try freePort()
         let gateway = try await GatewayProcess(
-            config: GatewayInteropTests.config() + "\nmetrics: { listen: 127.0.0.1:\(metricsPort) }\n", folder: folder)
+            config: GatewayInteropTests.config() + "\nmetrics: { listen: 127.0.0.1:0 }\n", folder: folder)
         defer { gateway.stop() }
-        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        let metricsPort = try #require(gateway.metricsPort)
         func count() throws -> Double { try scrape(metricsPort).value("certgate_event_loop_lag_seconds_count") ?? 0 }
         let first = try count()
         #expect(try await eventually { try count() >= first + 3 })
@@ -40,11 +39,20 @@ struct MetricsInteropTests {
         let gateway = try await GatewayProcess(config: GatewayInteropTests.config(), folder: folder)
         defer { gateway.stop() }
         #expect(!gateway.logText.contains("metrics endpoint"))
-        #expect(try listeningTCPPorts(of: gateway.process.processIdentifier) == [gateway.port])
+        let listening = try listeningTCPPorts(of: gateway.process.processIdentifier)
+        #expect(listening == [gateway.port], "sockets: \(Self.socketTargets(of: gateway.process.processIdentifier))")
+    }
+
+    /// What each of a process's sockets is (for a failure's message).
+    static func socketTargets(of pid: Int32) -> [String] {
+        let fdFolder = "/proc/\(pid)/fd"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: fdFolder)) ?? []).compactMap { fd in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdFolder)/\(fd)")).map { "\(fd) → \($0)" }
+        }.sorted()
     }
 
     /// The TCP ports a process listens on: its sockets (`/proc/PID/fd`) found in LISTEN
-    /// state (0A) in `/proc/net/tcp` and `tcp6`.
+    /// state (0A) in its network namespace's `tcp` and `tcp6` tables.
     func listeningTCPPorts(of pid: Int32) throws -> Set<Int> {
         let fdFolder = "/proc/\(pid)/fd"
         var inodes: Set<String> = []
@@ -55,7 +63,9 @@ struct MetricsInteropTests {
         }
         var ports: Set<Int> = []
         for table in ["/proc/\(pid)/net/tcp", "/proc/\(pid)/net/tcp6"] {
-            let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
+            // Read to its end: a proc file reports no size, and the table outgrows a page
+            // while other tests hold sockets.
+            let text = FileHandle(forReadingAtPath: table).map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } ?? ""
             for line in text.split(separator: "\n").dropFirst() {
                 // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
                 let fields = line.split(separator: " ")
@@ -71,13 +81,12 @@ struct MetricsInteropTests {
     func scrapeAfterHandshakesAndUpdates() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let metricsPort = try freePort()
-        let withMetrics = { (config: String) in config + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\ncontrol:\n  socket: control.sock\n" }
+        let withMetrics = { (config: String) in config + "\nmetrics:\n  listen: 127.0.0.1:0\ncontrol:\n  socket: control.sock\n" }
         try folder.write(GatewayInteropTests.authority.key.pkcs8PEM, to: "ca.key")
         let issuer = "  dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: \"*.dev.test\" }"
         let gateway = try await GatewayProcess(config: withMetrics(GatewayInteropTests.config(extraCertificates: issuer)), folder: folder)
         defer { gateway.stop() }
-        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        let metricsPort = try #require(gateway.metricsPort)
 
         for name in ["exact.test", "a.wild.test", "unknown.test", nil, "x.dev.test"] as [String?] {
             _ = try servedCommonName(port: gateway.port, serverName: name, folder: folder)
@@ -153,12 +162,11 @@ struct MetricsInteropTests {
         let soon = GatewayInteropTests.authority.leaf(dnsNames: ["soon.test"], notAfter: Date().addingTimeInterval(3 * 86_400))
         try folder.write(soon.pem, to: "certs/soon.pem")
         try folder.write(soon.key.pkcs8PEM, to: "certs/soon.key")
-        let metricsPort = try freePort()
         let config = GatewayInteropTests.config(extraCertificates: "  soon: { tls_cert: certs/soon.pem, tls_key: certs/soon.key }")
-            + "\nmetrics:\n  listen: 127.0.0.1:\(metricsPort)\n"
+            + "\nmetrics:\n  listen: 127.0.0.1:0\n"
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
-        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        let metricsPort = try #require(gateway.metricsPort)
         let metrics = try scrape(metricsPort)
         #expect(metrics.value("certgate_certificate_expiring", ["name": "soon"]) == 1)
         #expect(metrics.value("certgate_certificate_expiring", ["name": "exact"]) == 0)

@@ -126,11 +126,10 @@ struct ReloadInteropTests {
     func logLevelChangeIsLoggedAtTheMoreVerbose() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
-        let metricsPort = try freePort()
-        let config = GatewayInteropTests.config() + "\nmetrics: { listen: 127.0.0.1:\(metricsPort) }\n"  // log_level: info
+        let config = GatewayInteropTests.config() + "\nmetrics: { listen: 127.0.0.1:0 }\n"  // log_level: info
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
-        #expect(try await gateway.waitForLog("metrics endpoint listening"))
+        let metricsPort = try #require(gateway.metricsPort)
         func level(_ level: String) -> String { config.replacingOccurrences(of: "log_level: info", with: "log_level: \(level)") }
         func appliedReloads() throws -> Double? {
             try scrapeMetrics(port: metricsPort).value("certgate_updates_total", ["source": "signal", "result": "applied"])

@@ -69,9 +69,8 @@ struct ValidityMonitorInteropTests {
         let shortCA = TestCertificate.authority(commonName: "Short CA", notAfter: Date().addingTimeInterval(3 * 86_400 + 3_600))
         try folder.write(shortCA.pem, to: "short-ca.pem")
         try folder.write(shortCA.key.pkcs8PEM, to: "short-ca.key")
-        let metricsPort = try freePort()
         let config = GatewayInteropTests.config(extraCertificates: "  short-ca: { tls_cert: short-ca.pem, tls_key: short-ca.key, is_ca: true, domains: \"*.dev.test\" }")
-            + "\nmetrics: { listen: 127.0.0.1:\(metricsPort) }\nvalidity:\n  notify:\n    - webhook: http://127.0.0.1:\(receiver.port)/hook\n"
+            + "\nmetrics: { listen: 127.0.0.1:0 }\nvalidity:\n  notify:\n    - webhook: http://127.0.0.1:\(receiver.port)/hook\n"
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         let caNotAfter = try servedNotAfter(shortCA.certificate)
@@ -80,8 +79,7 @@ struct ValidityMonitorInteropTests {
         #expect(Self.bodies(receiver)
             == [#"{"days_left":3,"entry":"short-ca","host":"\#(Self.host)","names":["*.dev.test"],"not_after":"\#(notificationTime(caNotAfter))","state":"expiring"}"#])
         #expect(gateway.count(ofLine: "warning certgate: days_left=3 entry=short-ca from=- state=expiring [Gateway] certificate validity changed") == 1)
-        #expect(try await gateway.waitForLog("metrics endpoint listening"))
-        let metrics = try scrapeMetrics(port: metricsPort)
+        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_certificate_expiring", ["name": "short-ca"]) == 1)
         #expect(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "short-ca"]) == caNotAfter.timeIntervalSince1970)
 

@@ -201,7 +201,9 @@ public final class GatewayServer: Sendable {
                     ValiditySeries.renderRenewalTimes(acme.renewalTimes, into: &output)
                 }
                 metricsChannel.withLock { $0 = channel }
-                logger.notice("metrics endpoint listening", metadata: ["address": "\(address)", "path": "/metrics"])
+                // The port bound: the one configured, or the kernel's choice for port 0.
+                let bound = HostAndPort(host: address.host, port: channel.localAddress?.port ?? address.port)
+                logger.notice("metrics endpoint listening", metadata: ["address": "\(bound)", "path": "/metrics"])
             } catch {
                 await shutdown(timeout: .zero)
                 throw GatewayStartupError(reasons: ["metrics: cannot listen on \(address): \(SocketFailure.describe(error))"])

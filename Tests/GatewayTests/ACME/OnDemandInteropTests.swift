@@ -16,7 +16,6 @@ struct OnDemandInteropTests {
         let ask: AskEndpoint
         let folder: FixtureFolder
         let httpsPort: Int
-        let metricsPort: Int
         let pebbleRoot: NIOSSLCertificate
         let testRoot: NIOSSLCertificate
         let defaultLeaf: [UInt8]
@@ -42,7 +41,7 @@ struct OnDemandInteropTests {
             control:
               socket: run/control.sock
             metrics:
-              listen: 127.0.0.1:\(metricsPort)
+              listen: 127.0.0.1:0
             """
         }
 
@@ -72,7 +71,7 @@ struct OnDemandInteropTests {
         try folder.write(fixed.pem + authority.pem, to: "certs/fixed.pem")
         try folder.write(fixed.key.pkcs8PEM, to: "certs/fixed.key")
         return Setup(
-            pebble: pebble, ask: ask, folder: folder, httpsPort: httpsPort, metricsPort: unusedLocalPort(),
+            pebble: pebble, ask: ask, folder: folder, httpsPort: httpsPort,
             pebbleRoot: try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem),
             testRoot: try NIOSSLCertificate(bytes: authority.parsed.der, format: .der),
             defaultLeaf: fallback.parsed.der, staticLeaf: fixed.parsed.der)
@@ -167,7 +166,7 @@ struct OnDemandInteropTests {
         #expect(status.stdout.contains("on demand    1 entries; 20 certificates stored, 20 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
         #expect(status.stdout.contains("limits       handshake_wait 30s, max_concurrent 4, orders_per_minute 10 (burst 40), per_client_per_hour 100, max_certificates 10000, idle_timeout 30d, ask_timeout 3s, ask_cache 10m, failure_backoff 5m"), "\(status.stdout)")
 
-        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_acme_orders_total", ["acme": "pebble", "result": "valid"]) == 20)
         // 10 + 19 first handshakes + 3 from memory.
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 32)
@@ -221,7 +220,7 @@ struct OnDemandInteropTests {
 
             """)
 
-        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_on_demand_certificates_cached") == 1)
         #expect(metrics.value("certgate_on_demand_certificates_stored") == 1)
 
@@ -264,7 +263,7 @@ struct OnDemandInteropTests {
         #expect(setup.ask.askedNames.filter { $0 == "denied-1.customers.test" }.count == 1)
 
         #expect(try await gateway.waitForLog("refusal=client_rate_limited"), "\(gateway.logText)")
-        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "ask_denied"]) == 1)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "client_rate_limited"]) == 1)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "failed_recently"]) == 1)
@@ -305,7 +304,7 @@ struct OnDemandInteropTests {
         #expect(staticServed == 20)
         #expect(Self.issuedByPebble(setup) == 5, "\(gateway.logText.suffix(3_000))")
         #expect(Self.orders(in: gateway.logText) == 5)
-        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "client_rate_limited"]) == 495)
         // The loops' lateness is measured (its figures under this load: bench/on_demand.sh).
         #expect((metrics.value("certgate_event_loop_lag_seconds_count") ?? 0) > 0)
@@ -372,7 +371,7 @@ struct OnDemandInteropTests {
         // The burst of 1 is spent and none comes back (0 per minute).
         #expect(try await Self.served("next.customers.test", setup) == setup.defaultLeaf)
         #expect(Self.issuedByPebble(setup) == 1)
-        let metrics = try scrapeMetrics(port: setup.metricsPort)
+        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "rate_limited"]) == 1)
         #expect(gateway.logText.contains("refusal=rate_limited"))
         // ctl renew on the on-demand entry says what it is.

@@ -25,7 +25,8 @@ struct FleetInteropTests {
         let folder: FixtureFolder
         /// The listener's port when the configuration names it (else the one GatewayProcess chose).
         var fixedPort: Int? = nil
-        var metricsPort: Int? = nil
+        /// The metrics endpoint's port, when the node has one (bound to port 0, read from its log).
+        var metricsPort: Int? { gateway.metricsPort }
         var socket: String { ControlInteropTests.socket(folder) }
         var port: Int { fixedPort ?? gateway.port }
     }
@@ -33,8 +34,8 @@ struct FleetInteropTests {
     /// A node's configuration: the standard interop one with a control socket, and
     /// `shared_state` on `cluster` with the password in a file. `pollInterval` 1h: a node
     /// learns of commits by notification alone unless a test says otherwise.
-    static func config(node: String, cluster: PostgresCluster, pollInterval: String = "1h", metricsPort: Int? = nil, extraCertificates: String = "") -> String {
-        ControlInteropTests.config(GatewayInteropTests.config(extraCertificates: extraCertificates)) + (metricsPort.map { "metrics:\n  listen: 127.0.0.1:\($0)\n" } ?? "") + """
+    static func config(node: String, cluster: PostgresCluster, pollInterval: String = "1h", metrics: Bool = false, extraCertificates: String = "") -> String {
+        ControlInteropTests.config(GatewayInteropTests.config(extraCertificates: extraCertificates)) + (metrics ? "metrics:\n  listen: 127.0.0.1:0\n" : "") + """
             shared_state:
               postgres: \(cluster.url)
               password_file: pg.pass
@@ -45,13 +46,13 @@ struct FleetInteropTests {
     }
 
     static func startNode(
-        _ name: String, cluster: PostgresCluster, folder: FixtureFolder? = nil, pollInterval: String = "1h", metricsPort: Int? = nil
+        _ name: String, cluster: PostgresCluster, folder: FixtureFolder? = nil, pollInterval: String = "1h", metrics: Bool = false
     ) async throws -> Node {
         let folder = try folder ?? GatewayInteropTests.fixture()
         try folder.write(cluster.password + "\n", to: "pg.pass")
         let gateway = try await GatewayProcess(
-            config: config(node: name, cluster: cluster, pollInterval: pollInterval, metricsPort: metricsPort), folder: folder)
-        return Node(name: name, gateway: gateway, folder: folder, metricsPort: metricsPort)
+            config: config(node: name, cluster: cluster, pollInterval: pollInterval, metrics: metrics), folder: folder)
+        return Node(name: name, gateway: gateway, folder: folder)
     }
 
     /// Starts three nodes one after the other (node-1 seeds the fleet with its configuration's set).
@@ -70,7 +71,7 @@ struct FleetInteropTests {
         var nodes: [Node] = []
         defer { Self.stopAll(nodes, cluster: cluster) }
         for index in 1...3 {
-            nodes.append(try await startNode("node-\(index)", cluster: cluster, pollInterval: pollInterval, metricsPort: unusedLocalPort()))
+            nodes.append(try await startNode("node-\(index)", cluster: cluster, pollInterval: pollInterval, metrics: true))
         }
         try await body(cluster, nodes)
     }
@@ -232,7 +233,7 @@ struct FleetInteropTests {
             }
             // A node restarted during the outage serves its snapshot.
             started[2].gateway.stop()
-            let restarted = try await Self.startNode("node-3", cluster: cluster, folder: started[2].folder, pollInterval: "500ms", metricsPort: unusedLocalPort())
+            let restarted = try await Self.startNode("node-3", cluster: cluster, folder: started[2].folder, pollInterval: "500ms", metrics: true)
             let nodes = [started[0], started[1], restarted]
             #expect(restarted.gateway.logText.contains("shared state unreachable at start: serving the local snapshot until it returns"))
             #expect(await Self.servedLeaf(restarted, "before.test") == before.parsed.der)
@@ -281,7 +282,7 @@ struct FleetInteropTests {
                 try first.folder.write(leaf.key.pkcs8PEM, to: "certs/\(name).key")
             }
             func config(_ extra: String) -> String {
-                Self.config(node: "node-1", cluster: cluster, pollInterval: "500ms", metricsPort: first.metricsPort, extraCertificates: extra)
+                Self.config(node: "node-1", cluster: cluster, pollInterval: "500ms", metrics: first.metricsPort != nil, extraCertificates: extra)
             }
             let withReloaded = "  reloaded: { tls_cert: certs/reloaded.pem, tls_key: certs/reloaded.key }"
             try first.gateway.reload(with: config(withReloaded))

@@ -9,6 +9,10 @@ import Glibc
 final class GatewayProcess: Sendable {
     let folder: FixtureFolder
     let port: Int
+    /// The metrics endpoint's port, when the configuration has a `metrics:` section: give
+    /// it port 0 (`metrics: { listen: 127.0.0.1:0 }`) and read the bound one here — no other
+    /// test can take it between a choice and the bind.
+    let metricsPort: Int?
     let process: LaunchedProcess
 
     /// Writes `certgate.yaml` (with `PORT` replaced by a free port) and starts the binary;
@@ -23,6 +27,7 @@ final class GatewayProcess: Sendable {
     ) async throws {
         self.folder = folder
         var attempt = 0
+        var started: (port: Int, process: LaunchedProcess)
         while true {
             attempt += 1
             let port = try freePort()
@@ -32,8 +37,7 @@ final class GatewayProcess: Sendable {
                 directory: folder.url, standardOutput: .discarded, standardError: .collected)
             // The line that follows the binding of every listener (its message ends the line).
             if try await Self.waitForLog("] serving\n", of: process, timeout: .seconds(20)) {
-                self.port = port
-                self.process = process
+                started = (port, process)
                 break
             }
             process.stop()
@@ -42,7 +46,21 @@ final class GatewayProcess: Sendable {
                 throw GatewayProcessError(message: "certgate did not start:\n\(text)")
             }
         }
-        // The control socket is bound right after.
+        // The metrics endpoint and the control socket are bound right after.
+        let process = started.process
+        if config.hasPrefix("metrics:") || config.contains("\nmetrics:") {
+            guard try await Self.waitForLog("metrics endpoint listening", of: process, timeout: .seconds(10)),
+                  let line = process.standardErrorText.split(separator: "\n").first(where: { $0.contains("metrics endpoint listening") }),
+                  let match = line.firstMatch(of: /address=\S*:(\d+)\s/), let bound = Int(match.1) else {
+                process.stop()
+                throw GatewayProcessError(message: "certgate did not open its metrics endpoint:\n\(process.standardErrorText)")
+            }
+            metricsPort = bound
+        } else {
+            metricsPort = nil
+        }
+        port = started.port
+        self.process = process
         if config.contains("\ncontrol:"), !(try await waitForLog("control socket listening")) {
             stop()
             throw GatewayProcessError(message: "certgate did not open its control socket:\n\(logText)")
