@@ -5,9 +5,9 @@ import Synchronization
 
 /// An entry's certificate chain and key in the form NIOSSL's certificate callback takes.
 ///
-/// The chain's DER and the key (PKCS#8 as DER, other forms as PEM) are kept; the NIOSSL objects (BoringSSL's `X509` and
-/// `EVP_PKEY`, about 4–5 KiB an entry) are made when a handshake first needs them, so an
-/// entry no client asks for costs its bytes only. They are also made once when the
+/// The chain's DER and the key (PKCS#8 as DER, other forms as PEM) are kept; the NIOSSL
+/// objects (BoringSSL's `X509` and `EVP_PKEY`, about 4–5 KiB an entry) are made when a
+/// handshake first needs them, so an entry no client asks for costs its bytes only. They are also made once when the
 /// material is created — BoringSSL must accept the chain and key, or the update that
 /// brings them is refused. A set entry's objects are then dropped until its first
 /// handshake and kept from then on (``factory``); a certificate served at once keeps them

@@ -336,17 +336,21 @@ struct GatewayInteropTests {
         #expect(gateway.logText.components(separatedBy: "upstream unreachable").count - 1 == 1)
     }
 
+    /// The shipped `config/certgate.yaml`, its listener moved to `listen` (with `PORT`), started
+    /// from its own folder layout in `folder` (`config/`, and `state/` beside it).
+    static func startShipped(listen: String, in folder: FixtureFolder) async throws -> GatewayProcess {
+        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
+        let shipped = try String(contentsOf: CertgateProcess.packageRoot.appendingPathComponent("config/certgate.yaml"), encoding: .utf8)
+        #expect(shipped.contains("127.0.0.1:8443"))
+        return try await GatewayProcess(
+            config: shipped.replacingOccurrences(of: "127.0.0.1:8443", with: listen), folder: folder, configPath: "config/certgate.yaml")
+    }
+
     @Test("out of the box: the default config serves https://localhost with the certificate it creates in state/")
     func defaultConfiguration() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
-        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
-        let shipped = try String(contentsOf: CertgateProcess.packageRoot.appendingPathComponent("config/certgate.yaml"), encoding: .utf8)
-        #expect(shipped.contains("127.0.0.1:8443"))
-        // The shipped file, moved to a free port and started from its own folder layout.
-        let gateway = try await GatewayProcess(
-            config: shipped.replacingOccurrences(of: "127.0.0.1:8443", with: "127.0.0.1:PORT"), folder: folder,
-            configPath: "config/certgate.yaml")
+        let gateway = try await Self.startShipped(listen: "127.0.0.1:PORT", in: folder)
         defer { gateway.stop() }
         let caFile = folder.url.appendingPathComponent("state/ca.pem").path
         for name in ["anything.localhost", "localhost"] {
@@ -373,12 +377,7 @@ struct GatewayInteropTests {
     func defaultConfigurationOverIPv6() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
-        try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
-        let shipped = try String(contentsOf: CertgateProcess.packageRoot.appendingPathComponent("config/certgate.yaml"), encoding: .utf8)
-        #expect(shipped.contains("127.0.0.1:8443"))
-        let gateway = try await GatewayProcess(
-            config: shipped.replacingOccurrences(of: "127.0.0.1:8443", with: "\"[::1]:PORT\""), folder: folder,
-            configPath: "config/certgate.yaml")
+        let gateway = try await Self.startShipped(listen: "\"[::1]:PORT\"", in: folder)
         defer { gateway.stop() }
         let caFile = folder.url.appendingPathComponent("state/ca.pem").path
         // curl checks the leaf's IP SAN against ::1; the responder's {sni} is empty.

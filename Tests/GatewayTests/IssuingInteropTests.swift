@@ -33,6 +33,15 @@ struct IssuingInteropTests {
         return (gateway, metricsPort)
     }
 
+    /// The leaf the gateway on `port` serves for `name`, verified against the fixture's CA.
+    static func servedLeaf(_ name: String, port: Int) async throws -> Certificate {
+        let probe = TLSProbe(group: group, trustRoots: [try NIOSSLCertificate(bytes: authority.parsed.der, format: .der)])
+        let connection = try await probe.connect(port: port, serverName: name)
+        let served = connection.servedLeaf
+        await connection.close()
+        return try Certificate(derEncoded: try #require(served))
+    }
+
     static func commonName(_ der: [UInt8]?) throws -> String? {
         try der.map { try Certificate(derEncoded: $0).subject.commonName } ?? nil
     }
@@ -178,13 +187,7 @@ struct IssuingInteropTests {
         let (gateway, metricsPort) = try await Self.start(folder: folder, issuing: "{ idle_timeout: 5s }", staticDefault: true)
         defer { gateway.stop() }
         let stateDirectory = folder.url.appendingPathComponent("state")
-        let probe = TLSProbe(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
-        func leaf(_ name: String) async throws -> Certificate {
-            let connection = try await probe.connect(port: gateway.port, serverName: name)
-            let served = connection.servedLeaf
-            await connection.close()
-            return try Certificate(derEncoded: try #require(served))
-        }
+        func leaf(_ name: String) async throws -> Certificate { try await Self.servedLeaf(name, port: gateway.port) }
         let idle = try await leaf("idle.dev.test")
         let busy = try await leaf("busy.dev.test")
         #expect(idle.subject.commonName == "idle.dev.test")
@@ -218,13 +221,7 @@ struct IssuingInteropTests {
         let (gateway, metricsPort) = try await Self.start(
             folder: folder, issuing: "{ rate_per_second: 1000000, burst: 1000000 }", staticDefault: true)
         defer { gateway.stop() }
-        let probe = TLSProbe(group: Self.group, trustRoots: [try NIOSSLCertificate(bytes: Self.authority.parsed.der, format: .der)])
-        func leaf(_ name: String) async throws -> Certificate {
-            let connection = try await probe.connect(port: gateway.port, serverName: name)
-            let served = connection.servedLeaf
-            await connection.close()
-            return try Certificate(derEncoded: try #require(served))
-        }
+        func leaf(_ name: String) async throws -> Certificate { try await Self.servedLeaf(name, port: gateway.port) }
         let first = try await leaf("first.dev.test")
         for index in 0..<1_000 {
             _ = try await leaf("n\(index).dev.test")

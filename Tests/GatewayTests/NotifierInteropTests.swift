@@ -94,6 +94,33 @@ struct NotifierInteropTests {
         try? await receiver.channel.close()
     }
 
+    @Test("a command past its timeout is ended even though it ignores SIGTERM (as every child of certgate does unless it sets a handler): logged as failed with the signal, and the process is gone")
+    func commandPastItsTimeoutIsKilled() async throws {
+        let folder = try Self.fixture()
+        defer { folder.remove() }
+        let pids = folder.url.appendingPathComponent("pids").path
+        // Records its PID, then waits far past the 1 s timeout without a SIGTERM handler.
+        let notify = """
+
+            validity:
+              interval: 1h
+              notify:
+                - command: ["/bin/sh", "-c", 'echo $$ >> "$0"; exec sleep 60', "\(pids)"]
+                  timeout: 1s
+            """
+        let gateway = try await GatewayProcess(config: GatewayInteropTests.config(extraCertificates: Self.extraCertificates) + notify, folder: folder)
+        defer { gateway.stop() }
+        // Three entries changed state at start: three runs, each ended past its second.
+        #expect(try await gateway.waitForLog("notification command failed", occurrences: 3, timeout: .seconds(20)), "\(gateway.logText)")
+        let failures = ReloadInteropTests.lines(gateway.logText, containing: "notification command failed")
+        #expect(failures.count == 3)
+        #expect(failures.allSatisfy { $0.contains("command=/bin/sh") && $0.contains("status=9") }, "\(failures)")
+        let started = ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+        #expect(started.count == 3)
+        // Gone: signal 0 finds no such process.
+        #expect(started.allSatisfy { kill($0, 0) == -1 && errno == ESRCH }, "\(started)")
+    }
+
     @Test("a webhook that is down is retried and logged; handshakes and reloads are unaffected")
     func webhookDown() async throws {
         let folder = try Self.fixture()

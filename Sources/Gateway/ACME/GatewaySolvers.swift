@@ -112,7 +112,7 @@ struct DNS01HookSolver: ChallengeSolver {
                 return nil
             }
             let first = await group.next() ?? nil
-            if first == nil, process.isRunning { process.terminate() }
+            if first == nil { ChildProcessStop.stop(process) }
             group.cancelAll()
             return first
         }

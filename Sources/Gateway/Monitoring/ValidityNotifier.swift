@@ -106,7 +106,7 @@ final class ValidityNotifier: Sendable {
             try? stdin.fileHandleForWriting.close()
             let deadline = Task {
                 try await Task.sleep(for: timeout)
-                if process.isRunning { process.terminate() }
+                ChildProcessStop.stop(process)
             }
             _ = deadline
         }

@@ -1,5 +1,6 @@
 import ACME
 import CertificateTestSupport
+import ControlProtocol
 import Foundation
 import GRDB
 import NIOCore
@@ -33,6 +34,8 @@ struct ACMEInteropTests {
         let hook = """
             #!/bin/sh
             # certgate's dns_hook: present|cleanup FQDN VALUE, written into pebble-challtestsrv.
+            # Output on both streams, which certgate must not log; a file says it ran.
+            echo "dns-hook-stdout $1 $2"; echo "dns-hook-stderr $1 $2" >&2; echo "$1" >> "$0.ran"
             case "$1" in
               present) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/set-txt ;;
               cleanup) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/clear-txt ;;
@@ -68,6 +71,8 @@ struct ACMEInteropTests {
               wild: { acme: pebble-dns, domains: "*.wild.example.test" }
             control:
               socket: run/control.sock
+            metrics:
+              listen: 127.0.0.1:0
             """
         let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
         return Setup(pebble: pebble, folder: folder, httpsPort: httpsPort, httpPort: httpPort, config: config, root: root)
@@ -104,6 +109,26 @@ struct ACMEInteropTests {
             leaves[name] = leaf
         }
         #expect(leaves["plain.example.test"] == leaves["www.plain.example.test"])
+        // The hook ran (present, then cleanup once the order is valid); nothing it printed
+        // is in the log.
+        let ran = setup.folder.url.appendingPathComponent("dns-hook.sh.ran")
+        #expect(try await eventually { (try? String(contentsOf: ran, encoding: .utf8)) == "present\ncleanup\n" })
+        #expect(!gateway!.logText.contains("dns-hook-stdout") && !gateway!.logText.contains("dns-hook-stderr"))
+        // Each entry's renewal time: the metric says what ListCertificates says, inside the
+        // certificate's life.
+        let metrics = try scrapeMetrics(port: try #require(gateway!.metricsPort))
+        let listed = try await ControlInteropTests.withControl(socket: setup.folder.url.appendingPathComponent("run/control.sock").path) { control in
+            try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
+        }
+        for entry in ["alpn", "plain", "wild"] {
+            let row = try #require(listed.certificates.first { $0.name == entry }, "\(entry)")
+            #expect(row.hasRenewAt, "\(entry)")
+            func seconds(_ whole: Int64, _ nanos: Int32) -> Double { Double(whole) + Double(nanos) / 1e9 }
+            let renewAt = seconds(row.renewAt.seconds, row.renewAt.nanos)
+            let metric = try #require(metrics.value("certgate_certificate_renew_at_timestamp_seconds", ["name": entry]), "\(entry)")
+            #expect(abs(metric - renewAt) < 1, "\(entry): \(metric) vs \(renewAt)")
+            #expect(renewAt > seconds(row.notBefore.seconds, row.notBefore.nanos) && renewAt < seconds(row.notAfter.seconds, row.notAfter.nanos), "\(entry)")
+        }
         // The same with the clients operators use: openssl verifying chain and name against
         // Pebble's root, and curl.
         try setup.folder.write(try setup.pebble.issuingRoot(), to: "pebble-issuing-root.pem")

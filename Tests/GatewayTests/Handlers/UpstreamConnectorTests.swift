@@ -133,12 +133,13 @@ struct UpstreamConnectorTests {
                 log: UpstreamFailureLog(logger: LogStore().makeLogger()))
             let (client, fromUpstream) = try await connectRecordingClient(group: group, port: gateway.port)
             try await client.writeAndFlush(client.allocator.buffer(string: "request")).get()
-            try await eventually { upstreamConnections.all.first?.text == "request" }
+            // Each step checked, so that a slow or stuck one names itself.
+            #expect(try await eventually { upstreamConnections.all.first?.text == "request" }, "upstream connections: \(upstreamConnections.all.count)")
             try await client.close(mode: .output).get()
 
-            try await eventually { upstreamConnections.all.first?.inputClosed == true }
-            #expect(upstreamConnections.all.first?.inputClosed == true)
+            #expect(try await eventually { upstreamConnections.all.first?.inputClosed == true })
             #expect(!fromUpstream.inactive)
+            #expect(upstream.accepted.all.count == 1 && gateway.accepted.all.count == 1, "\(upstream.accepted.all.count) upstream, \(gateway.accepted.all.count) gateway connections")
 
             let upstreamSide = try #require(upstream.accepted.all.first)
             try await upstreamSide.writeAndFlush(upstreamSide.allocator.buffer(string: "response")).get()
