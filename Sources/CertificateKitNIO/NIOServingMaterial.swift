@@ -170,6 +170,10 @@ public final class NIOServingMaterial: Sendable {
 /// The issued leaves whose NIOSSL objects are kept: the most recently made or served, at most
 /// `capacity`; the one pushed out drops its objects. Leaves are held weakly: a leaf the
 /// cache evicts goes, and leaves this list at its `deinit`.
+///
+/// Its lock is the innermost: nothing else is locked and no material is released while it is
+/// held (the issued-leaf cache may release a leaf under its own lock, whose `deinit` then
+/// takes this one). One lock and an LRU touch per handshake of an issued leaf.
 final class RecentlyServedObjects: Sendable {
     private struct Held {
         weak var material: NIOServingMaterial?
@@ -196,9 +200,6 @@ final class RecentlyServedObjects: Sendable {
         let identifier = ObjectIdentifier(material)
         recent.withLock { recent in recent.remove(identifier) }
     }
-
-    /// How many leaves are listed (for tests).
-    var count: Int { recent.withLock { $0.count } }
 }
 
 /// The NIOSSL certificates that follow issued leaves, by DER, made once (at most
