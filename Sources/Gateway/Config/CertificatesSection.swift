@@ -11,12 +11,13 @@
 /// indented exactly as the section's first key) to the next piece's, after as many empty
 /// lines as precede it in the file, so every line and column is where the whole document
 /// has it. Whatever a cut could break — a quoted or flow value still open at the cut, an
-/// alias to an anchor in another piece, a `%TAG` handle — leaves a piece that does not
-/// parse, and the caller then parses the file whole (as it does for anything invalid, so
-/// that every error reads as before). Files that are not plainly shaped are never cut:
-/// tabs or lone carriage returns or Unicode line separators anywhere, a section whose
-/// entries are not a block mapping indented by spaces, fewer than
-/// ``minimumEntries`` entries.
+/// alias to an anchor in another piece — leaves a piece that does not parse or keys not
+/// where they were cut, and the caller then parses the file whole (as it does for anything
+/// invalid, so that every error reads as before). Files that are not plainly shaped are
+/// never cut: tabs or lone carriage returns or Unicode line separators anywhere, a directive
+/// (`%TAG` may redefine `!` and `!!` for the whole document), an `&` in the section (an
+/// anchor there may be what an alias after it means), a section whose entries are not a
+/// block mapping indented by spaces, fewer than ``minimumEntries`` entries.
 struct CertificatesSection {
     /// Fewer entries than this are parsed with the rest of the file.
     static let minimumEntries = 2_000
