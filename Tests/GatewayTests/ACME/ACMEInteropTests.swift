@@ -1,5 +1,6 @@
 import ACME
 import CertificateTestSupport
+import Crypto
 import ControlProtocol
 import Foundation
 import GRDB
@@ -94,7 +95,7 @@ struct ACMEInteropTests {
         return try connection.servedCertificate?.toDERBytes()
     }
 
-    @Test("three entries get certificates from Pebble through the gateway's own listeners (tls-alpn-01, http-01, dns-01 for a wildcard); each verifies with Pebble's root; a restart serves them without ordering again")
+    @Test("three entries get certificates from Pebble through the gateway's own listeners (tls-alpn-01, http-01, dns-01 for a wildcard); each verifies with Pebble's root; the three CAs on one directory share one P-256 account in the state; no obtained key in the log or ctl's outputs; a restart, also with --reset-state, serves them without ordering again")
     func obtainAndRestart() async throws {
         let setup = try await Self.setUp()
         defer { setup.pebble.stop(); setup.folder.remove() }
@@ -160,14 +161,142 @@ struct ACMEInteropTests {
         #expect(headers.hasPrefix("HTTP/1.1 308 Permanent Redirect\r\n"), "\(headers)")
         #expect(headers.contains("location: https://shop.example.test:\(setup.httpsPort)/cart?id=1\r\n"), "\(headers)")
 
+        // What an operator sees: no obtained key in the log, a listing or a description.
+        let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
+        var outputs = gateway!.logText
+        for arguments in [["list"], ["list", "--json"], ["show", "alpn"], ["show", "wild", "--json"], ["status"]] {
+            let run = try runCtl(socket: socket, arguments)
+            #expect(run.status == 0, "\(arguments): \(run.stderr)")
+            outputs += run.stdout + run.stderr
+        }
+
         // A restart serves the stored certificates and orders nothing.
         #expect(gateway!.stop() == 0)
+        outputs += gateway!.logText
+        #expect(!outputs.contains("PRIVATE KEY"))
+        let keys = try Self.storedCertificateKeys(setup)
+        #expect(keys.count == 3)
+        for keyPEM in keys {
+            // A line of each key's base64 body.
+            let body = try #require(keyPEM.split(separator: "\n").dropFirst().first)
+            #expect(body.count >= 40 && !outputs.contains(body.prefix(40)))
+        }
+        // The three CAs share Pebble's directory: one account, its key P-256, kept in the
+        // state (0600) with the account URL Pebble gave.
+        let accounts = try Self.storedAccounts(setup)
+        #expect(accounts.map(\.directory) == [setup.pebble.directoryURL], "\(accounts.map(\.directory))")
+        let account = try #require(accounts.first)
+        #expect(try P256.Signing.PrivateKey(pemRepresentation: account.keyPEM).publicKey.rawRepresentation.count == 64)
+        #expect(account.accountURL?.hasPrefix("https://") == true, "\(account.accountURL ?? "nil")")
+        let databasePath = setup.folder.url.appendingPathComponent("state/certgate.db").path
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: databasePath)[.posixPermissions] as? Int)
+        #expect(mode == 0o600, "\(String(mode, radix: 8))")
         gateway = try await GatewayProcess(config: setup.config, folder: setup.folder)
         defer { _ = gateway?.stop() }
         for (name, leaf) in leaves {
             #expect(try await Self.served(name, setup: setup) == leaf, "\(name)")
         }
         #expect(!gateway!.logText.contains("ordering a certificate"))
+
+        // --reset-state discards the stored set, not what ACME obtained: the same
+        // certificates serve at once, nothing is ordered, the account is the same.
+        #expect(gateway!.stop() == 0)
+        gateway = try await GatewayProcess(config: setup.config, folder: setup.folder, arguments: ["--reset-state"])
+        #expect(gateway!.logText.contains("state reset: the stored set and issued leaves are discarded"), "\(gateway!.logText)")
+        for (name, leaf) in leaves {
+            #expect(try await Self.served(name, setup: setup) == leaf, "\(name)")
+        }
+        #expect(!gateway!.logText.contains("ordering a certificate"), "\(gateway!.logText)")
+        #expect(gateway!.stop() == 0)
+        #expect(try Self.storedAccounts(setup) == accounts)
+    }
+
+    struct StoredAccount: Equatable {
+        let directory: String
+        let keyPEM: String
+        let accountURL: String?
+    }
+
+    /// The keys of the certificates obtained for the entries, as stored (read while no gateway runs).
+    static func storedCertificateKeys(_ setup: Setup) throws -> [String] {
+        let database = try DatabaseQueue(path: setup.folder.url.appendingPathComponent("state/certgate.db").path)
+        defer { try? database.close() }
+        return try database.read { try String.fetchAll($0, sql: "SELECT key_pem FROM acme_certificates ORDER BY name") }
+    }
+
+    /// The rows of the state's ACME accounts, by directory (read while no gateway runs).
+    static func storedAccounts(_ setup: Setup) throws -> [StoredAccount] {
+        let database = try DatabaseQueue(path: setup.folder.url.appendingPathComponent("state/certgate.db").path)
+        defer { try? database.close() }
+        return try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT directory, key_pem, account_url FROM acme_accounts ORDER BY directory").map {
+                StoredAccount(directory: $0["directory"], keyPEM: $0["key_pem"], accountURL: $0["account_url"])
+            }
+        }
+    }
+
+    @Test("until its first certificate an acme entry that brings tls_cert/tls_key serves those files and one without them gets the default; once its CA answers (a reload pointing at Pebble, then ctl renew) each serves the CA's certificate")
+    func filesAndDefaultUntilFirstCertificate() async throws {
+        let setup = try await Self.setUp()
+        defer { setup.pebble.stop(); setup.folder.remove() }
+        let authority = GatewayInteropTests.authority
+        let shopLeaf = authority.leaf(dnsNames: ["shop.example.test"])
+        let fallbackLeaf = authority.leaf(dnsNames: ["fallback.test"])
+        for (name, leaf) in [("shop", shopLeaf), ("fallback", fallbackLeaf)] {
+            try setup.folder.write(leaf.pem, to: "certs/\(name).pem")
+            try setup.folder.write(leaf.key.pkcs8PEM, to: "certs/\(name).key")
+        }
+        func config(directory: String) -> String {
+            """
+            log_level: info
+            shutdown_timeout: 2s
+            listeners:
+              - name: https
+                listen: 127.0.0.1:\(setup.httpsPort)
+            routes:
+              - server_names: ["*"]
+                respond: { body: "served {sni}\\n" }
+            acme:
+              later: { directory: "\(directory)", ca_roots: pebble-https-root.pem, challenges: [tls-alpn-01] }
+            certificates:
+              shop: { acme: later, domains: shop.example.test, tls_cert: certs/shop.pem, tls_key: certs/shop.key }
+              bare: { acme: later, domains: bare.example.test }
+              fallback: { tls_cert: certs/fallback.pem, tls_key: certs/fallback.key, is_default: true }
+            control:
+              socket: run/control.sock
+            """
+        }
+        // Nothing answers at the CA's directory: both entries are ordered (the one serving its
+        // files too), both orders fail (each after the HTTP client's 10 s connect timeout) and back off.
+        let gateway = try await GatewayProcess(config: config(directory: "https://127.0.0.1:9/dir"), folder: setup.folder)
+        defer { _ = gateway.stop() }
+        #expect(try await gateway.waitForLog("obtaining a certificate failed", occurrences: 2, timeout: .seconds(60)), "\(gateway.logText)")
+        #expect(gateway.logText.contains("entry=shop names=shop.example.test renewal=false [Gateway] ordering a certificate"), "\(gateway.logText)")
+        func servedWithoutVerifying(_ name: String) async throws -> [UInt8]? {
+            let connection = try await TLSProbe(group: MultiThreadedEventLoopGroup.singleton).connect(port: setup.httpsPort, serverName: name)
+            defer { Task { await connection.close() } }
+            return connection.servedLeaf
+        }
+        #expect(try await servedWithoutVerifying("shop.example.test") == shopLeaf.parsed.der)
+        #expect(try await servedWithoutVerifying("bare.example.test") == fallbackLeaf.parsed.der)
+        let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
+        let pending = try runCtl(socket: socket, ["list"])
+        #expect(pending.stdout.contains("\nshop: acme later, failed"), "\(pending.stdout)")
+        #expect(pending.stdout.contains("\nbare: acme later, failed"), "\(pending.stdout)")
+
+        // The CA answers now: the reload's acme: section is used by the next orders.
+        try setup.folder.write(config(directory: setup.pebble.directoryURL), to: "certgate.yaml")
+        let reloaded = try runCtl(socket: socket, ["reload"])
+        #expect(reloaded.status == 0, "\(reloaded.stderr)")
+        for entry in ["shop", "bare"] {
+            let renewed = try runCtl(socket: socket, ["renew", entry])
+            #expect(renewed.status == 0, "\(entry): \(renewed.stderr)")
+            #expect(renewed.stdout.hasPrefix("renewed \(entry): generation "), "\(renewed.stdout)")
+        }
+        // Verified against Pebble's root and for the name: the CA's certificates.
+        #expect(try await Self.served("shop.example.test", setup: setup) != nil)
+        #expect(try await Self.served("bare.example.test", setup: setup) != nil)
+        #expect(try await servedWithoutVerifying("shop.example.test") != shopLeaf.parsed.der)
     }
 
     @Test("ctl renew orders a new certificate now: new handshakes get it, an open connection keeps working; with the CA gone it exits 1 with the reason, ctl list says failed, and the old certificate serves on; when the CA returns without its state, the next attempt registers a new account and succeeds")
