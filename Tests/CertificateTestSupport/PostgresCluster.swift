@@ -19,9 +19,13 @@ public final class PostgresCluster: Sendable {
     public let database = "certgate"
     private let bin: String
     private let runAs: String?
+    /// `-c` settings added to the server's command line (TLS).
+    private let serverOptions: String
     private let running = Mutex(false)
 
-    public init() async throws {
+    /// - Parameter tls: the server's certificate and key (PEM): with them it offers TLS
+    ///   (`ssl=on`), else it speaks plain TCP only.
+    public init(tls: (certificatePEM: String, keyPEM: String)? = nil) async throws {
         guard let bin = Self.binaries() else {
             throw Failure(description: "PostgreSQL's initdb/pg_ctl are missing: apt-get install postgresql (CI's .ci/run installs it)")
         }
@@ -35,8 +39,20 @@ public final class PostgresCluster: Sendable {
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         let passwordFile = folder.appendingPathComponent("password")
         try password.write(to: passwordFile, atomically: true, encoding: .utf8)
+        var serverOptions = ""
+        var owned = [data.path, passwordFile.path]
+        if let tls {
+            // The server refuses a key file others can read; it must be its user's.
+            let certificate = folder.appendingPathComponent("server.crt"), key = folder.appendingPathComponent("server.key")
+            try tls.certificatePEM.write(to: certificate, atomically: true, encoding: .utf8)
+            try tls.keyPEM.write(to: key, atomically: true, encoding: .utf8)
+            chmod(key.path, 0o600)
+            owned += [certificate.path, key.path]
+            serverOptions = " -c ssl=on -c ssl_cert_file=\(certificate.path) -c ssl_key_file=\(key.path)"
+        }
+        self.serverOptions = serverOptions
         if let runAs, let entry = getpwnam(runAs) {
-            for path in [data.path, passwordFile.path] { chown(path, entry.pointee.pw_uid, entry.pointee.pw_gid) }
+            for path in owned { chown(path, entry.pointee.pw_uid, entry.pointee.pw_gid) }
         }
         _ = try Self.execute(
             "\(bin)/initdb", ["-D", data.path, "-U", "certgate", "--pwfile=\(passwordFile.path)", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
@@ -46,7 +62,7 @@ public final class PostgresCluster: Sendable {
             attempt += 1
             let port = unusedLocalPort()
             do {
-                try Self.start(bin: bin, runAs: runAs, data: data.path, port: port)
+                try Self.start(bin: bin, runAs: runAs, data: data.path, port: port, options: serverOptions)
                 self.port = port
                 break
             } catch {
@@ -70,7 +86,7 @@ public final class PostgresCluster: Sendable {
     /// Starts it again on the same port.
     public func start() throws {
         guard !running.withLock({ $0 }) else { return }
-        try Self.start(bin: bin, runAs: runAs, data: folder.appendingPathComponent("data").path, port: port)
+        try Self.start(bin: bin, runAs: runAs, data: folder.appendingPathComponent("data").path, port: port, options: serverOptions)
         running.withLock { $0 = true }
     }
 
@@ -79,7 +95,7 @@ public final class PostgresCluster: Sendable {
     public func psql(_ sql: String, database: String? = nil) throws -> String {
         try Self.execute(
             "\(bin)/psql", ["-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", database ?? self.database, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            environment: ["PGPASSWORD": password], runAs: nil)
+            environment: ["PGPASSWORD": password, "PGSSLMODE": "disable"], runAs: nil)
     }
 
     deinit {
@@ -87,8 +103,8 @@ public final class PostgresCluster: Sendable {
         try? FileManager.default.removeItem(at: folder)
     }
 
-    private static func start(bin: String, runAs: String?, data: String, port: Int) throws {
-        let options = "-p \(port) -k \(data) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
+    private static func start(bin: String, runAs: String?, data: String, port: Int, options extra: String) throws {
+        let options = "-p \(port) -k \(data) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50" + extra
         _ = try execute("\(bin)/pg_ctl", ["-D", data, "-l", "\(data)/server.log", "-w", "-t", "30", "-o", options, "start"], environment: [:], runAs: runAs)
     }
 

@@ -383,6 +383,53 @@ struct FleetInteropTests {
         #expect(!newer.stderr.contains(cluster.password))
     }
 
+    @Test("sslmode against a server offering TLS with a certificate no system root trusts: disable, allow, prefer and require reach it (check --connect), a running node's connections are encrypted with require and in the clear with disable (pg_stat_ssl); verify-ca and verify-full refuse it (exit 1, the TLS handshake failed); require against a server without TLS says it is not offered")
+    func sslModes() async throws {
+        let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+        let cluster = try await PostgresCluster(tls: (leaf.pem, leaf.key.pkcs8PEM))
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        try folder.write(cluster.password + "\n", to: "pg.pass")
+        func config(_ node: String, _ mode: String, on cluster: PostgresCluster) -> String {
+            Self.config(node: node, cluster: cluster).replacingOccurrences(of: "sslmode=disable", with: "sslmode=\(mode)")
+        }
+        func check(_ mode: String, on cluster: PostgresCluster) throws -> CertgateProcess.Output {
+            try folder.write(config("edge-1", mode, on: cluster).replacingOccurrences(of: "PORT", with: "18999"), to: "certgate.yaml")
+            return try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path, "--connect"])
+        }
+        let location = "certgate@127.0.0.1:\(cluster.port)/certgate"
+        for mode in ["disable", "allow", "prefer", "require"] {
+            let reached = try check(mode, on: cluster)
+            #expect(reached.status == 0, "\(mode): \(reached.stdout)")
+            #expect(reached.stdout.contains("\nshared state: reached \(location): no fleet there yet (the first node to start sets it up)\n"), "\(mode): \(reached.stdout)")
+        }
+        for mode in ["verify-ca", "verify-full"] {
+            let refused = try check(mode, on: cluster)
+            #expect(refused.status == 1, "\(mode): \(refused.stdout)")
+            #expect(refused.stdout.contains("\nshared state: cannot connect to \(location): cannot reach the database: the TLS handshake failed\n"), "\(mode): \(refused.stdout)")
+        }
+
+        // A running node's own connections (psql's are never over TLS).
+        for (mode, encrypted) in [("require", "t"), ("disable", "f")] {
+            let nodeFolder = try GatewayInteropTests.fixture()
+            defer { nodeFolder.remove() }
+            try nodeFolder.write(cluster.password + "\n", to: "pg.pass")
+            let gateway = try await GatewayProcess(config: config("edge-\(mode)", mode, on: cluster), folder: nodeFolder)
+            defer { gateway.stop() }
+            let rows = try cluster.psql("""
+                SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'certgate edge-\(mode)'
+                """).split(separator: "\n")
+            #expect(!rows.isEmpty && rows.allSatisfy { $0 == encrypted }, "\(mode): \(rows)")
+        }
+
+        let plain = try await PostgresCluster()
+        let required = try check("require", on: plain)
+        #expect(required.status == 1)
+        #expect(required.stdout.contains("\nshared state: cannot connect to certgate@127.0.0.1:\(plain.port)/certgate: the server does not offer TLS, which sslmode requires\n"), "\(required.stdout)")
+        try folder.write(plain.password + "\n", to: "pg.pass")
+        #expect(try check("prefer", on: plain).status == 0)
+    }
+
     /// Three nodes on `cluster` with Pebble's CAs (`acme`, YAML lines under `acme:`), each
     /// node's listeners from `listeners(index)` (YAML list items) and `certificates`; the
     /// node whose TLS listener is `fixedPort` is told so. Stops them and checks their logs
