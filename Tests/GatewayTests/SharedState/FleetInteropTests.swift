@@ -383,6 +383,62 @@ struct FleetInteropTests {
         #expect(!newer.stderr.contains(cluster.password))
     }
 
+    @Test("a single node moving to a fleet seeds it with its local snapshot, keeping its set and generation; a node joining serves the same; ctl watch on the joiner shows a commit made through the first node with that node's name (as a line and as JSON); ctl status shows the node, the fleet's generation and the connection")
+    func singleNodeMovesToAFleet() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        let moved = GatewayInteropTests.authority.leaf(dnsNames: ["moved.test"])
+        // Alone: two updates through its socket, generation 2.
+        do {
+            let alone = try await GatewayProcess(config: ControlInteropTests.config(GatewayInteropTests.config()), folder: folder)
+            defer { alone.stop() }
+            try await ControlInteropTests.withControl(socket: ControlInteropTests.socket(folder)) { control in
+                _ = try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("moved", GatewayInteropTests.authority.leaf(dnsNames: ["moved.test"]))] })
+                let second = try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("moved", moved)]; $0.delete = ["by-ip"] })
+                #expect(second.generation == 2)
+            }
+        }
+        let cluster = try await PostgresCluster()
+        var nodes: [Node] = []
+        defer { Self.stopAll(nodes, cluster: cluster) }
+        nodes.append(try await Self.startNode("edge-1", cluster: cluster, folder: folder))
+        #expect(try Self.fleetGeneration(cluster) == 2)
+        #expect(try await Self.status(nodes[0]).generation == 2)
+        nodes.append(try await Self.startNode("edge-2", cluster: cluster))
+        for node in nodes {
+            #expect(try await Self.status(node).generation == 2, "\(node.name)")
+            #expect(await Self.servedLeaf(node, "moved.test") == moved.parsed.der, "\(node.name)")
+            let names = try await ControlInteropTests.withControl(socket: node.socket) { control in
+                try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest()).certificates.map(\.name)
+            }
+            #expect(names.sorted() == ["exact", "fallback", "moved", "wild"], "\(node.name)")
+        }
+
+        let table = try RunningCommand(["ctl", "--socket", nodes[1].socket, "watch"])
+        defer { table.stop() }
+        let json = try RunningCommand(["ctl", "--socket", nodes[1].socket, "watch", "--json"])
+        defer { json.stop() }
+        let base = try await ControlCommandInteropTests.subscribe([table, json], socket: nodes[1].socket)
+        #expect(try await Self.upsert(GatewayInteropTests.authority.leaf(dnsNames: ["later.test"]), named: "later", through: nodes[0]) == nil)
+        let next = base + 1
+        #expect(try await eventually {
+            table.lines.contains { $0.contains(" generation \(next) ") } && json.lines.contains { $0.contains("\"generation\":\"\(next)\"") }
+        }, "table: \(table.lines) json: \(json.lines)")
+        let line = try #require(table.lines.first { $0.contains(" generation \(next) ") })
+        #expect(ControlCommandInteropTests.stamped(line).rest == "generation \(next) (control on edge-1): +1 ~0 -0")
+        let event = try #require(json.lines.first { $0.contains("\"generation\":\"\(next)\"") })
+        #expect(ControlCommandInteropTests.masking(event, key: "time").text
+            == #"{"time":"…","set_changed":{"generation":"\#(next)","source":"control","added":["later"],"node":"edge-1"}}"#, "\(event)")
+        // The probes the subscription pushed went through edge-2's own socket.
+        let probeLine = try #require(table.lines.first { $0.contains(" generation \(base) ") })
+        #expect(ControlCommandInteropTests.stamped(probeLine).rest.hasPrefix("generation \(base) (control on edge-2): "), "\(probeLine)")
+
+        let status = try runCtl(socket: nodes[1].socket, ["status"])
+        #expect(status.status == 0)
+        for expected in ["\nnode         edge-2\n", "\nfleet        generation \(next); this node serves \(next)\n", "\ndatabase     connected\n"] {
+            #expect(status.stdout.contains(expected), "\(status.stdout)")
+        }
+    }
+
     @Test("sslmode against a server offering TLS with a certificate no system root trusts: disable, allow, prefer and require reach it (check --connect), a running node's connections are encrypted with require and in the clear with disable (pg_stat_ssl); verify-ca and verify-full refuse it (exit 1, the TLS handshake failed); require against a server without TLS says it is not offered")
     func sslModes() async throws {
         let leaf = GatewayInteropTests.authority.leaf(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
