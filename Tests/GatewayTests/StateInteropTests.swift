@@ -226,7 +226,7 @@ struct StateInteropTests {
         #expect(try await Self.served(folder).generation == UInt64(rounds))
     }
 
-    @Test("a commit the database refuses answers UNAVAILABLE and changes nothing, served or stored")
+    @Test("a commit the database refuses answers UNAVAILABLE and changes nothing, served or stored — for an update and for ReloadConfig/ctl reload")
     func failedCommitChangesNothing() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
@@ -255,6 +255,28 @@ struct StateInteropTests {
         #expect(status == .unavailable)
         #expect(try await Self.served(folder) == before)
         #expect(try servedCommonName(port: gateway.port, serverName: "fine.test", folder: folder).cn == "fallback.test")
+
+        // A reload whose file brings the poisoned entry: ReloadConfig answers UNAVAILABLE, ctl
+        // reload says so (exit 1), a SIGHUP logs it; nothing changes.
+        let poison = Self.authority.leaf(dnsNames: ["poison.test"])
+        try folder.write(poison.pem, to: "certs/poison.pem")
+        try folder.write(poison.key.pkcs8PEM, to: "certs/poison.key")
+        let file = try String(contentsOf: folder.url.appendingPathComponent("certgate.yaml"), encoding: .utf8)
+        try folder.write(ControlInteropTests.config(GatewayInteropTests.config(
+            extraCertificates: "  poison: { tls_cert: certs/poison.pem, tls_key: certs/poison.key }")).replacingOccurrences(of: "PORT", with: String(gateway.port)),
+            to: "certgate.yaml")
+        let reloadStatus = await ControlInteropTests.code {
+            _ = try await Self.control(folder) { try await $0.reloadConfig(Certgate_Control_V1_ReloadConfigRequest()) }
+        }
+        #expect(reloadStatus == .unavailable)
+        let reload = try runCtl(socket: Self.socket(folder), ["reload"])
+        #expect(reload.status == 1)
+        // In certgate's words: SQLite's message (here the trigger's text) is not passed on.
+        let statePath = folder.url.appendingPathComponent("state/certgate.db").path
+        #expect(reload.stderr == "unavailable: could not persist the update; nothing changed: state \(statePath): cannot commit generation \(before.generation + 1): SQLite error 19: a constraint refused the write\n")
+        #expect(try await Self.served(folder) == before)
+        #expect(try servedCommonName(port: gateway.port, serverName: "poison.test", folder: folder).cn == "fallback.test")
+        try folder.write(file, to: "certgate.yaml")
         // The next update (without the poisoned row) commits as the next generation.
         let next = try await Self.control(folder) { control in
             try await control.updateCertificates(.with { $0.delete = ["wild"] })

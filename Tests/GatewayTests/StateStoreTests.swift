@@ -187,7 +187,7 @@ struct StateStoreTests {
             #expect {
                 try store.commit(change, generation: 1, source: .control)
             } throws: { error in
-                "\(error)".contains("refused by the test trigger") && "\(error)".contains(store.path)
+                "\(error)" == "state \(store.path): cannot commit generation 1: SQLite error 19: a constraint refused the write"
             }
             let stored = try #require(try store.load())
             #expect(stored.generation == 0)

@@ -418,10 +418,34 @@ extension StateStore {
     /// Why a state operation failed, in words that quote no stored value: SQLite's result code
     /// and message (GRDB's full description names the statement), a stored row that does not
     /// read back, or the system's reason for the folder.
+    /// What a primary SQLite result code means (https://sqlite.org/rescode.html).
+    static func sqliteReason(_ code: ResultCode) -> String {
+        switch code {
+        case .SQLITE_PERM: return "access permission denied"
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return "the database is locked by another connection"
+        case .SQLITE_NOMEM: return "out of memory"
+        case .SQLITE_READONLY: return "the database is read-only"
+        case .SQLITE_IOERR: return "a disk I/O error"
+        case .SQLITE_CORRUPT: return "the database file is malformed"
+        case .SQLITE_FULL: return "the disk is full"
+        case .SQLITE_CANTOPEN: return "the file cannot be opened"
+        case .SQLITE_PROTOCOL: return "a locking protocol error"
+        case .SQLITE_SCHEMA: return "the schema changed"
+        case .SQLITE_TOOBIG: return "a row is too big"
+        case .SQLITE_CONSTRAINT: return "a constraint refused the write"
+        case .SQLITE_MISMATCH: return "a value of the wrong type"
+        case .SQLITE_AUTH: return "not authorized"
+        case .SQLITE_NOTADB: return "file is not a database"
+        default: return "the database refused the operation"
+        }
+    }
+
     static func reason(_ error: any Error) -> String {
         switch error {
         case let error as DatabaseError:
-            return "SQLite error \(error.resultCode.rawValue): \(error.message ?? "no message")"
+            // SQLite's own message can quote what it was given (a trigger's text, a value):
+            // its result code says enough, in certgate's words.
+            return "SQLite error \(error.resultCode.rawValue): \(sqliteReason(error.resultCode.primaryResultCode))"
         case let error as StoredRowUnreadable:
             return error.description
         case let error as CocoaError:
