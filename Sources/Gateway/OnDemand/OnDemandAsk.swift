@@ -3,12 +3,14 @@ import CertificateKit
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 
 /// The `ask` endpoint of an on-demand entry (as Caddy's on-demand TLS asks): before a name
 /// is ordered, `GET <ask>?domain=<name>`; a 2xx answer allows it; any other status, a
 /// redirect, a connection failure, or no whole answer (status and body, at most 64 KiB
-/// read) within `ask_timeout` refuses it. A yes is remembered for `ask_cache`; a no goes to
+/// read) within `ask_timeout` refuses it. A refused connection is tried again until
+/// `ask_timeout`; the refusal then says why the last attempt failed. A yes is remembered for `ask_cache`; a no goes to
 /// the negative cache (``OnDemandLimits``). HTTPS endpoints are verified against the
 /// system's roots.
 final class OnDemandAsk: Sendable {
@@ -94,12 +96,21 @@ final class OnDemandAsk: Sendable {
                     return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
                 } catch let error as HTTPClientError where error == .connectTimeout {
                     return Answer(reason: "the ask endpoint could not be reached within \(Int(timeout * 1_000)) ms")
+                } catch is NIOSSLError {
+                    return Answer(reason: "the TLS handshake with the ask endpoint failed (its certificate must verify against the system's roots)")
+                } catch is BoringSSLError {
+                    return Answer(reason: "the TLS handshake with the ask endpoint failed (its certificate must verify against the system's roots)")
+                } catch let error as HTTPClientError {
+                    return Answer(reason: "the ask endpoint did not answer in HTTP (\(SocketFailure.describe(error)))")
                 } catch {
-                    return Answer(reason: "the ask endpoint could not be reached or did not answer in HTTP")
+                    // A refused connection is tried again until the timeout; this is the last failure.
+                    return Answer(reason: "the ask endpoint could not be reached: \(SocketFailure.describe(error))")
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: .milliseconds(Int64(timeout * 1_000)))
+                // A little past the client's own deadline, so that a connection that kept
+                // failing is reported with its reason; this ends a body that never does.
+                try? await Task.sleep(for: .milliseconds(Int64(timeout * 1_000) + 100))
                 return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
             }
             let first = await group.next()!

@@ -2,13 +2,15 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// An on-demand `ask` endpoint for tests: answers `GET /allowed?domain=NAME` with 200 when
 /// `allows(NAME)`, else 403, and records every name asked, in order. For a name `trickles`
 /// takes, it sends a 200 head and a first chunk of its body, and never ends it; a name
 /// starting with `redirect` gets a 302 to a URL that would allow it; one starting with `slow`
-/// is answered after a second.
+/// is answered after a second; `bodyN.…` gets 200 with a body of N bytes. With `tls` it
+/// speaks HTTPS; with `reserved` it listens on that port's socket.
 final class AskEndpoint: Sendable {
     let channel: any Channel
     let port: Int
@@ -18,23 +20,31 @@ final class AskEndpoint: Sendable {
         let names = Mutex<[String]>([])
     }
 
-    var url: String { "http://127.0.0.1:\(port)/allowed" }
+    private let scheme: String
+    var url: String { "\(scheme)://127.0.0.1:\(port)/allowed" }
     var askedNames: [String] { asked.names.withLock { $0 } }
 
     init(
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, trickles: @escaping @Sendable (String) -> Bool = { _ in false },
-        allows: @escaping @Sendable (String) -> Bool
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, reserved: ReservedPort? = nil, tls: NIOSSLContext? = nil,
+        trickles: @escaping @Sendable (String) -> Bool = { _ in false }, allows: @escaping @Sendable (String) -> Bool
     ) async throws {
         let asked = self.asked
-        channel = try await ServerBootstrap(group: group)
+        scheme = tls == nil ? "http" : "https"
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Handler(asked: asked, allows: allows, trickles: trickles))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).get()
+        if let reserved {
+            // The reserved port's own socket, which refused connections until now.
+            channel = try await bootstrap.withBoundSocket(try reserved.listen()).get()
+        } else {
+            channel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+        }
         port = channel.localAddress!.port!
     }
 
@@ -68,6 +78,14 @@ final class AskEndpoint: Sendable {
                     headers.add(name: "transfer-encoding", value: "chunked")
                     context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .ok, headers: headers))), promise: nil)
                     context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "y")))), promise: nil)
+                    return
+                }
+                if let name, name.hasPrefix("body"), let size = Int(name.dropFirst(4).prefix { $0.isNumber }) {
+                    var headers = HTTPHeaders()
+                    headers.add(name: "content-length", value: String(size))
+                    context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(repeating: UInt8(ascii: "y"), count: size)))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
                     return
                 }
                 if let name, name.hasPrefix("redirect") {
