@@ -235,11 +235,13 @@ struct OnDemandInteropTests {
         #expect(!watcher.lines.contains { $0.contains("customers") })
     }
 
-    @Test("a name the ask endpoint denies, a name outside the patterns and a name from a client over its hourly limit are not ordered (Pebble issues nothing more); each gets the default; each refusal is counted by reason; a denied name is not asked again while it backs off")
+    @Test("a name the ask endpoint denies, a name outside the patterns and a name from a client over its hourly limit are not ordered (Pebble issues nothing more); each gets the default; each refusal is counted by reason and logged at its level (the ask's no a warning, the client's limit at info, backing off at debug); a denied name is not asked again while it backs off")
     func refusalsOrderNothing() async throws {
         let setup = try await Self.setUp()
         defer { Task { await setup.stop() } }
-        let gateway = try await GatewayProcess(config: setup.config(onDemand: "{ handshake_wait: 30s, per_client_per_hour: 2 }"), folder: setup.folder)
+        // At debug: every refusal's log line is there to be read at its level.
+        let config = setup.config(onDemand: "{ handshake_wait: 30s, per_client_per_hour: 2 }").replacingOccurrences(of: "log_level: info", with: "log_level: debug")
+        let gateway = try await GatewayProcess(config: config, folder: setup.folder)
         defer { _ = gateway.stop() }
 
         #expect(try await Self.served("denied-1.customers.test", setup) == setup.defaultLeaf)
@@ -271,6 +273,19 @@ struct OnDemandInteropTests {
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 2)
         let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
         #expect(status.stdout.contains("2 certificates stored, 2 in memory; 0 names being obtained; 1 names refused for now"), "\(status.stdout)")
+
+        // Each refusal logged once, with its name, at its level: the ask's no a warning, the
+        // client's limit at info, a name still backing off at debug.
+        func refusals(_ refusal: String) -> [String] {
+            gateway.logText.split(separator: "\n").filter { $0.contains(" refusal=\(refusal) [Gateway] a certificate on demand was refused") }.map { line in
+                let words = line.split(separator: " ")
+                let name = words.first { $0.hasPrefix("name=") } ?? "?"
+                return "\(words[1]) \(name)"
+            }
+        }
+        #expect(refusals("ask_denied") == ["warning name=denied-1.customers.test"], "\(gateway.logText)")
+        #expect(refusals("client_rate_limited") == ["info name=c.customers.test"], "\(gateway.logText)")
+        #expect(refusals("failed_recently") == ["debug name=denied-1.customers.test"], "\(gateway.logText)")
     }
 
     @Test("500 random subdomains from one client: new orders stop at the client's hourly limit, every handshake is answered (the default past the limit), a static name keeps being served meanwhile, and nothing is left waiting")
