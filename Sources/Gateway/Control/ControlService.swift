@@ -119,6 +119,9 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                 if acme.wantedEntries[request.name]?.isOnDemand == true {
                     throw RPCError(code: .failedPrecondition, message: "\(QuotedValue.quote(request.name, limit: 253)) is an on-demand entry: its certificates, one per name, are renewed as they are served (ctl list --on-demand)")
                 }
+                if let entry = onDemand.entryTaking(request.name) {
+                    throw RPCError(code: .failedPrecondition, message: "\(QuotedValue.quote(request.name, limit: 253)) is a name of the on-demand entry \(QuotedValue.quote(entry, limit: 253)): its certificate is renewed as it is served (ctl list --on-demand)")
+                }
                 throw RPCError(code: .notFound, message: "no acme entry named \(QuotedValue.quote(request.name, limit: 253))")
             case .failed(let reason):
                 let serving = store.current.set.entries[request.name] != nil

@@ -144,6 +144,13 @@ final class OnDemandCertificates: Sendable {
         hasEntries.load(ordering: .acquiring) && name.text.utf8.contains(UInt8(ascii: "."))
     }
 
+    /// The on-demand entry whose patterns take `text` now, if any (`ctl renew` of one name
+    /// says which entry renews it).
+    func entryTaking(_ text: String) -> String? {
+        guard let name = ServerName.normalize(text), name.text.utf8.contains(UInt8(ascii: ".")) else { return nil }
+        return state.withLock { Self.entry(for: name, in: $0.entries)?.name }
+    }
+
     /// A reload's `on_demand:` section.
     func replaceConfiguration(_ configuration: OnDemandConfiguration) {
         state.withLock { state in
