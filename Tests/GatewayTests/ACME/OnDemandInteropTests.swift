@@ -172,26 +172,48 @@ struct OnDemandInteropTests {
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 32)
     }
 
-    @Test("beside an issuer for '*': an allowed name is ordered on demand (the on-demand pattern before the issuer), a denied name and a name outside the patterns get the issuer's leaf (not the default); ctl list and ctl show describe the on-demand entry; the cached and stored gauges count its certificate; ctl watch shows no on-demand event")
+    @Test("beside an issuer for '*': names the set claims itself (an issuer's own pattern, an acme entry with its certificate) are never ordered on demand; an allowed name is (the on-demand pattern before the issuer), a denied name and a name outside the patterns get the issuer's leaf (not the default); ctl list and ctl show describe the on-demand entry; the cached and stored gauges count its certificate; ctl watch shows no on-demand event")
     func catchAllIssuerBesideOnDemand() async throws {
         let setup = try await Self.setUp()
         defer { Task { await setup.stop() } }
         let ca = TestCertificate.authority(commonName: "catch-all CA")
         try setup.folder.write(ca.pem, to: "certs/catchall.pem")
         try setup.folder.write(ca.key.pkcs8PEM, to: "certs/catchall.key")
+        // Entries of the set whose own names fall under the on-demand pattern: an issuer for
+        // one name and an acme entry (ordered at the start).
+        let own = TestCertificate.authority(commonName: "own-pattern CA")
+        try setup.folder.write(own.pem, to: "certs/own.pem")
+        try setup.folder.write(own.key.pkcs8PEM, to: "certs/own.key")
         let base = setup.config(onDemand: "{ handshake_wait: 30s }")
         let config = base.replacingOccurrences(
-            of: "  customers:", with: "  catchall: { tls_cert: certs/catchall.pem, tls_key: certs/catchall.key, is_ca: true, domains: \"*\" }\n  customers:")
+            of: "  customers:", with: """
+                  catchall: { tls_cert: certs/catchall.pem, tls_key: certs/catchall.key, is_ca: true, domains: "*" }
+                  internal: { tls_cert: certs/own.pem, tls_key: certs/own.key, is_ca: true, domains: internal.customers.test }
+                  shop: { acme: pebble, domains: shop.customers.test }
+                  customers:
+                """)
         #expect(config != base)
         let gateway = try await GatewayProcess(config: config, folder: setup.folder)
         defer { _ = gateway.stop() }
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", timeout: .seconds(60)), "\(gateway.logText)")
+        #expect(Self.issuedByPebble(setup) == 1)
+        // 1 before 3: the set's own names, though the on-demand pattern takes them too.
+        #expect(try await Self.verified("shop.customers.test", setup) != nil)
+        let ownClient = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [try NIOSSLCertificate(bytes: own.parsed.der, format: .der)])
+        let ownIssued = try await ownClient.connect(port: setup.httpsPort, serverName: "internal.customers.test")
+        await ownIssued.close()
+        #expect(try ownIssued.servedCertificate.map { try Certificate(derEncoded: try $0.toDERBytes()).dnsNames } == ["internal.customers.test"])
+        #expect(setup.ask.askedNames == [])
+        #expect(Self.orders(in: gateway.logText) == 0)
+        #expect(Self.issuedByPebble(setup) == 1)
+
         let watcher = try RunningCommand(["ctl", "--socket", setup.socket, "watch"])
         defer { watcher.stop() }
         let subscribed = try await ControlCommandInteropTests.subscribe([watcher], socket: setup.socket)
 
         // 3 before 4: the issuer for '*' would sign this name; the on-demand entry takes it.
         #expect(try await Self.verified("allowed.customers.test", setup) != nil)
-        #expect(Self.issuedByPebble(setup) == 1)
+        #expect(Self.issuedByPebble(setup) == 2)
         // Refused by ask, and outside the patterns: the issuer's leaf, not the default.
         let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [try NIOSSLCertificate(bytes: ca.parsed.der, format: .der)])
         for name in ["denied.customers.test", "elsewhere.example.test"] {
@@ -202,7 +224,8 @@ struct OnDemandInteropTests {
             #expect(leaf.issuer.commonName == "catch-all CA", "\(name)")
             #expect(leaf.dnsNames == [name])
         }
-        #expect(Self.issuedByPebble(setup) == 1)
+        #expect(Self.issuedByPebble(setup) == 2)
+        #expect(setup.ask.askedNames == ["allowed.customers.test", "denied.customers.test"])
 
         let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "list"])
         #expect(list.status == 0, "\(list.stderr)")
