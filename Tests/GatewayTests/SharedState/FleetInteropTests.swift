@@ -318,6 +318,74 @@ struct FleetInteropTests {
         }
     }
 
+    @Test("a commit writes only the rows it changes (the others keep their PostgreSQL row version); a node restarted behind the fleet loads only what changed since its snapshot, removals included; one further behind than the removals kept loads the whole set")
+    func changedRowsAndCatchingUp() async throws {
+        let cluster = try await PostgresCluster()
+        var nodes: [Node] = []
+        defer { Self.stopAll(nodes, cluster: cluster) }
+        nodes.append(try await Self.startNode("node-1", cluster: cluster))
+        nodes.append(try await Self.startNode("node-2", cluster: cluster))
+        func rowVersions() throws -> [String: String] {
+            let lines = try cluster.psql("SELECT name || ' ' || xmin::text FROM certgate_certificates").split(separator: "\n")
+            return Dictionary(uniqueKeysWithValues: lines.map { line in
+                let parts = line.split(separator: " ")
+                return (String(parts[0]), String(parts[1]))
+            })
+        }
+        let seeded = try rowVersions()
+        #expect(seeded.keys.sorted() == ["by-ip", "exact", "fallback", "wild"])
+        // A SIGHUP whose file adds one entry: the four unchanged rows are not written again.
+        let added = GatewayInteropTests.authority.leaf(dnsNames: ["added.test"])
+        try nodes[0].folder.write(added.pem, to: "certs/added.pem")
+        try nodes[0].folder.write(added.key.pkcs8PEM, to: "certs/added.key")
+        try nodes[0].gateway.reload(with: Self.config(
+            node: "node-1", cluster: cluster, extraCertificates: "  added: { tls_cert: certs/added.pem, tls_key: certs/added.key }"))
+        #expect(try await nodes[0].gateway.waitForLog("source=signal [Gateway] certificate set committed"), "\(nodes[0].gateway.logText)")
+        let afterReload = try rowVersions()
+        #expect(afterReload.keys.sorted() == ["added", "by-ip", "exact", "fallback", "wild"])
+        #expect(afterReload.filter { $0.key != "added" } == seeded)
+        // An upsert of one entry rewrites that row alone.
+        let exact = GatewayInteropTests.authority.leaf(dnsNames: ["exact.test"])
+        #expect(try await Self.upsert(exact, named: "exact", through: nodes[0]) == nil)
+        let afterUpsert = try rowVersions()
+        #expect(afterUpsert["exact"] != afterReload["exact"])
+        #expect(afterUpsert.filter { $0.key != "exact" } == afterReload.filter { $0.key != "exact" })
+        #expect(try await eventually { try await Self.status(nodes[1]).generation == 2 })
+
+        func names(_ node: Node) async throws -> [String] {
+            try await ControlInteropTests.withControl(socket: node.socket) { control in
+                try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest()).certificates.map(\.name).sorted()
+            }
+        }
+        func loadedLine(_ node: Node) -> String? {
+            node.gateway.logText.split(separator: "\n").first { $0.contains("serving the fleet's certificate set") }
+                .flatMap { line in line.firstMatch(of: /loaded=(.*?) node=/).map { String($0.1) } }
+        }
+        // node-2 away for one removal: at its restart it loads what changed since its snapshot.
+        nodes[1].gateway.stop()
+        try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+            _ = try await control.updateCertificates(.with { $0.delete = ["wild"] })
+        }
+        let rejoined = try await Self.startNode("node-2", cluster: cluster, folder: nodes[1].folder)
+        nodes[1] = rejoined
+        #expect(loadedLine(rejoined) == "0 changed, 1 removed since the local snapshot", "\(rejoined.gateway.logText)")
+        #expect(try await names(rejoined) == ["added", "by-ip", "exact", "fallback"])
+        #expect(try await Self.status(rejoined).generation == 3)
+
+        // Away again, and further behind than the removals the fleet keeps (the window is
+        // 10,000 generations; here it is moved by hand, as 10,000 commits would move it).
+        nodes[1].gateway.stop()
+        try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+            _ = try await control.updateCertificates(.with { $0.delete = ["by-ip"] })
+        }
+        try cluster.psql("UPDATE certgate_fleet SET forgotten_through = 4; DELETE FROM certgate_removed")
+        let farBehind = try await Self.startNode("node-2", cluster: cluster, folder: nodes[1].folder)
+        nodes[1] = farBehind
+        #expect(loadedLine(farBehind) == "whole set", "\(farBehind.gateway.logText)")
+        #expect(try await names(farBehind) == ["added", "exact", "fallback"])
+        #expect(try await Self.status(farBehind).generation == 4)
+    }
+
     @Test("kill -9 of a node during a stream of updates; restarted, it serves the latest committed set")
     func killedNodeCatchesUp() async throws {
         try await Self.withFleet { cluster, nodes in
