@@ -75,7 +75,7 @@ final class OnDemandAsk: Sendable {
         let client = self.client
         // The whole exchange — connection, status and body — within the timeout: a body that
         // trickles forever must not hold a connection or the name.
-        let reason: String? = await withTaskGroup(of: Answer.self) { group in
+        let reason: String? = await withTaskGroup(of: Answer?.self) { group in
             group.addTask {
                 do {
                     var request = HTTPClientRequest(url: url)
@@ -108,14 +108,17 @@ final class OnDemandAsk: Sendable {
                 }
             }
             group.addTask {
-                // A little past the client's own deadline, so that a connection that kept
-                // failing is reported with its reason; this ends a body that never does.
+                // The deadline (a little past the client's own): ends a body that never does.
                 try? await Task.sleep(for: .milliseconds(Int64(timeout * 1_000) + 100))
-                return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
+                return nil
             }
             let first = await group.next()!
             group.cancelAll()
-            return first.reason
+            if let first { return first.reason }
+            // Past the deadline the exchange is cancelled; how it ended says why (a connection
+            // that kept failing has failed by now with its reason, even on a loaded machine).
+            let exchange = await group.next()!
+            return exchange?.reason ?? "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms"
         }
         if reason == nil, remember > 0 {
             allowed.withLock { allowed in

@@ -303,12 +303,21 @@ struct FleetInteropTests {
             }
 
             try cluster.start()
-            // Each node reconnects (backoff up to 5 s); the same file, signalled again, then applies.
+            // Each node reconnects (backoff up to 5 s); the same file, signalled again, then
+            // applies. A signal is sent again only once the last one was refused, so that
+            // exactly one commits.
+            let notApplied = "configuration reload not applied (shared state unreachable)"
+            func count(_ text: String) -> Int { first.gateway.logText.components(separatedBy: text).count - 1 }
             var applied = false
-            let deadline = ContinuousClock.now + .seconds(20)
+            let deadline = ContinuousClock.now + .seconds(30)
             while !applied, ContinuousClock.now < deadline {
+                let refusals = count(notApplied)
                 first.gateway.signal(SIGHUP)
-                applied = try await first.gateway.waitForLog("source=signal [Gateway] certificate set committed", occurrences: 2, timeout: .seconds(2))
+                #expect(try await eventually(timeout: .seconds(20)) {
+                    count("source=signal [Gateway] certificate set committed") == 2 || count(notApplied) > refusals
+                }, "\(first.gateway.logText)")
+                applied = count("source=signal [Gateway] certificate set committed") == 2
+                if !applied { try await Task.sleep(for: .milliseconds(200)) }
             }
             #expect(applied, "\(first.gateway.logText)")
             for node in nodes {
