@@ -26,11 +26,11 @@ struct ChallengeServerSolver: ChallengeSolver {
         do {
             switch challengeType {
             case "http-01":
-                try pebble.manage("/add-http01", #"{"token":"\#(keyAuthorization.token)","content":"\#(keyAuthorization.http01Body)"}"#)
+                try await pebble.manage("/add-http01", #"{"token":"\#(keyAuthorization.token)","content":"\#(keyAuthorization.http01Body)"}"#)
             case "tls-alpn-01":
-                try pebble.manage("/add-tlsalpn01", #"{"host":"\#(identifier.value)","content":"\#(keyAuthorization.value)"}"#)
+                try await pebble.manage("/add-tlsalpn01", #"{"host":"\#(identifier.value)","content":"\#(keyAuthorization.value)"}"#)
             default:
-                try pebble.manage("/set-txt", #"{"host":"_acme-challenge.\#(identifier.value).","value":"\#(keyAuthorization.dns01Value)"}"#)
+                try await pebble.manage("/set-txt", #"{"host":"_acme-challenge.\#(identifier.value).","value":"\#(keyAuthorization.dns01Value)"}"#)
             }
         } catch {
             throw ChallengeSetupError("challtestsrv refused the answer")
@@ -40,9 +40,9 @@ struct ChallengeServerSolver: ChallengeSolver {
 
     func cleanup(identifier: ACMEIdentifier, keyAuthorization: KeyAuthorization) async {
         switch challengeType {
-        case "http-01": try? pebble.manage("/del-http01", #"{"token":"\#(keyAuthorization.token)"}"#)
-        case "tls-alpn-01": try? pebble.manage("/del-tlsalpn01", #"{"host":"\#(identifier.value)"}"#)
-        default: try? pebble.manage("/clear-txt", #"{"host":"_acme-challenge.\#(identifier.value)."}"#)
+        case "http-01": try? await pebble.manage("/del-http01", #"{"token":"\#(keyAuthorization.token)"}"#)
+        case "tls-alpn-01": try? await pebble.manage("/del-tlsalpn01", #"{"host":"\#(identifier.value)"}"#)
+        default: try? await pebble.manage("/clear-txt", #"{"host":"_acme-challenge.\#(identifier.value)."}"#)
         }
     }
 }
@@ -63,7 +63,7 @@ struct PebbleOrderTests {
 
     /// `openssl verify` of the obtained leaf against Pebble's root with the chain's
     /// intermediates; the leaf's SANs; the key is the leaf's.
-    static func expectVerifies(_ obtained: ObtainedCertificate, names: [String], pebble: PebbleServer) throws {
+    static func expectVerifies(_ obtained: ObtainedCertificate, names: [String], pebble: PebbleServer) async throws {
         let documents = try PEMDocument.parseMultiple(pemString: obtained.chainPEM)
         #expect(documents.count >= 2, "leaf and at least one intermediate")
         let leaf = try Certificate(derEncoded: documents[0].derBytes)
@@ -72,10 +72,10 @@ struct PebbleOrderTests {
         let key = try P256.Signing.PrivateKey(pemRepresentation: obtained.privateKeyPEM)
         #expect(Certificate.PublicKey(key.publicKey) == leaf.publicKey)
         let folder = pebble.folder
-        try pebble.issuingRoot().write(to: folder.appendingPathComponent("root.pem"), atomically: true, encoding: .utf8)
+        try await pebble.issuingRoot().write(to: folder.appendingPathComponent("root.pem"), atomically: true, encoding: .utf8)
         try obtained.chainPEM.write(to: folder.appendingPathComponent("chain.pem"), atomically: true, encoding: .utf8)
         try documents[0].pemString.write(to: folder.appendingPathComponent("leaf.pem"), atomically: true, encoding: .utf8)
-        let (status, output) = try runCommand("/usr/bin/openssl", [
+        let (status, output) = try await runCommand("/usr/bin/openssl", [
             "verify", "-purpose", "sslserver", "-CAfile", folder.appendingPathComponent("root.pem").path,
             "-untrusted", folder.appendingPathComponent("chain.pem").path, folder.appendingPathComponent("leaf.pem").path,
         ])
@@ -93,7 +93,7 @@ struct PebbleOrderTests {
         let solver = ChallengeServerSolver(challengeType: "http-01", pebble: pebble)
         let names = ["shop.example.test", "www.shop.example.test"]
         let obtained = try await CertificateOrder(client: client, solvers: [solver]).obtain(CertificateOrderRequest(names: names))
-        try Self.expectVerifies(obtained, names: names, pebble: pebble)
+        try await Self.expectVerifies(obtained, names: names, pebble: pebble)
         #expect(Set(solver.presented.all) == ["http-01 shop.example.test", "http-01 www.shop.example.test"])
         // The same key finds the same account.
         #expect(try await client.register(contact: [], agreeToTerms: true) == account)
@@ -109,7 +109,7 @@ struct PebbleOrderTests {
         let alpn = ChallengeServerSolver(challengeType: "tls-alpn-01", pebble: pebble)
         let http = ChallengeServerSolver(challengeType: "http-01", pebble: pebble)
         let obtained = try await CertificateOrder(client: client, solvers: [alpn, http]).obtain(CertificateOrderRequest(names: ["alpn.example.test"]))
-        try Self.expectVerifies(obtained, names: ["alpn.example.test"], pebble: pebble)
+        try await Self.expectVerifies(obtained, names: ["alpn.example.test"], pebble: pebble)
         #expect(alpn.presented.all == ["tls-alpn-01 alpn.example.test"])
         #expect(http.presented.all.isEmpty)
     }
@@ -125,7 +125,7 @@ struct PebbleOrderTests {
         let http = ChallengeServerSolver(challengeType: "http-01", pebble: pebble)
         let names = ["*.wild.example.test", "wild.example.test"]
         let obtained = try await CertificateOrder(client: client, solvers: [http, dns]).obtain(CertificateOrderRequest(names: names))
-        try Self.expectVerifies(obtained, names: names, pebble: pebble)
+        try await Self.expectVerifies(obtained, names: names, pebble: pebble)
         // The wildcard's authorization (for wild.example.test, wildcard: true) offers only
         // dns-01; the base name's offers http-01 too, which comes first.
         #expect(dns.presented.all == ["dns-01 wild.example.test"])

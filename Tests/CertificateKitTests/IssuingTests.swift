@@ -33,7 +33,7 @@ struct IssuingTests {
     }
 
     @Test("issued leaves pass openssl verify -purpose sslserver -verify_hostname (P-256 and RSA-2048 CAs)", arguments: [TestKeyType.p256, .rsa2048])
-    func opensslVerifies(keyType: TestKeyType) throws {
+    func opensslVerifies(keyType: TestKeyType) async throws {
         let (ca, authority) = try Self.authority(keyType: keyType)
         let leaf = try authority.sign(.name(ServerName.normalize("api.dev.test")!), now: Date())
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-issue-\(UUID().uuidString)")
@@ -41,7 +41,7 @@ struct IssuingTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         try ca.pem.write(to: folder.appendingPathComponent("ca.pem"), atomically: true, encoding: .utf8)
         try leaf.chain[0].certificate.serializeAsPEM().pemString.write(to: folder.appendingPathComponent("leaf.pem"), atomically: true, encoding: .utf8)
-        let (status, text) = try runCommand("/usr/bin/openssl", [
+        let (status, text) = try await runCommand("/usr/bin/openssl", [
             "verify", "-CAfile", folder.appendingPathComponent("ca.pem").path, "-purpose", "sslserver",
             "-verify_hostname", "api.dev.test", folder.appendingPathComponent("leaf.pem").path,
         ])
@@ -58,7 +58,7 @@ struct IssuingTests {
     }
 
     @Test("an intermediate issuer's leaf is served with the issuer's certificate and the issuer entry's own chain after it (the root left out), and openssl verifies it to the root")
-    func issuerChainFollowsTheLeaf() throws {
+    func issuerChainFollowsTheLeaf() async throws {
         let root = TestCertificate.authority(commonName: "Issuing Root")
         let parent = root.intermediate(commonName: "Issuing Parent", maxPathLength: 1)
         let ca = parent.intermediate(commonName: "Issuing Intermediate")
@@ -79,7 +79,7 @@ struct IssuingTests {
         try root.pem.write(to: folder.appendingPathComponent("root.pem"), atomically: true, encoding: .utf8)
         try leaf.chain.dropFirst().map { $0.pem + "\n" }.joined().write(to: folder.appendingPathComponent("sent.pem"), atomically: true, encoding: .utf8)
         try (leaf.chain[0].pem + "\n").write(to: folder.appendingPathComponent("leaf.pem"), atomically: true, encoding: .utf8)
-        let verified = try runCommand("/usr/bin/openssl", [
+        let verified = try await runCommand("/usr/bin/openssl", [
             "verify", "-CAfile", folder.appendingPathComponent("root.pem").path, "-untrusted", folder.appendingPathComponent("sent.pem").path,
             "-purpose", "sslserver", "-verify_hostname", "api.dev.test", folder.appendingPathComponent("leaf.pem").path,
         ])

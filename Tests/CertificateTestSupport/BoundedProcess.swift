@@ -8,6 +8,10 @@ import Glibc
 /// or for the certgate binary fails instead of hanging CI: past `timeout` the process is
 /// killed (SIGKILL). Standard output and error are read at the same time
 /// (reading one to its end first would block on a process filling the other's pipe).
+///
+/// `run` waits on a thread of its own, not on one of Swift concurrency's few cooperative
+/// threads (two on a two-core machine): tests waiting for tools at once must not starve
+/// the ones that are running.
 public struct FinishedProcess: Sendable {
     public let status: Int32
     public let stdout: String
@@ -16,6 +20,20 @@ public struct FinishedProcess: Sendable {
     public let timedOut: Bool
 
     public static func run(
+        _ executable: URL, _ arguments: [String], in directory: URL? = nil, input: Data? = nil,
+        mergingErrors: Bool = false, timeout: Duration = .seconds(120)
+    ) async throws -> FinishedProcess {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result {
+                    try runBlocking(executable, arguments, in: directory, input: input, mergingErrors: mergingErrors, timeout: timeout)
+                })
+            }
+        }
+    }
+
+    /// The same, waiting on the calling thread (for callers outside Swift concurrency).
+    public static func runBlocking(
         _ executable: URL, _ arguments: [String], in directory: URL? = nil, input: Data? = nil,
         mergingErrors: Bool = false, timeout: Duration = .seconds(120)
     ) throws -> FinishedProcess {

@@ -36,8 +36,8 @@ public func isListening(port: Int) -> Bool {
 /// Runs a command-line tool (openssl, curl) to its end and returns its status and its
 /// standard output and error, together; stopped after two minutes (then the output says so
 /// and the status is the signal's).
-public func runCommand(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
-    let finished = try FinishedProcess.run(URL(fileURLWithPath: executable), arguments, input: input, mergingErrors: true)
+public func runCommand(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> (status: Int32, output: String) {
+    let finished = try await FinishedProcess.run(URL(fileURLWithPath: executable), arguments, input: input, mergingErrors: true)
     let note = finished.timedOut ? "\n[stopped: \(executable) did not finish within 120 s]" : ""
     return (finished.status, finished.stdout + note)
 }

@@ -76,18 +76,18 @@ public final class PebbleServer: Sendable {
     }
 
     /// Pebble's issuing root (PEM), to verify what it issued.
-    public func issuingRoot() throws -> String {
+    public func issuingRoot() async throws -> String {
         let caFile = folder.appendingPathComponent("https-root.pem")
         let pem = "-----BEGIN CERTIFICATE-----\n" + Data(httpsRoot).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed]) + "\n-----END CERTIFICATE-----\n"
         try pem.write(to: caFile, atomically: true, encoding: .utf8)
-        let (status, output) = try runCommand("/usr/bin/curl", ["-sS", "--fail", "--cacert", caFile.path, "https://127.0.0.1:\(managementPort)/roots/0"])
+        let (status, output) = try await runCommand("/usr/bin/curl", ["-sS", "--fail", "--cacert", caFile.path, "https://127.0.0.1:\(managementPort)/roots/0"])
         guard status == 0 else { throw Failure(description: "fetching Pebble's root: \(output)") }
         return output
     }
 
     /// A POST of `json` to challtestsrv's management API (`/add-http01`, `/set-txt`, …).
-    public func manage(_ path: String, _ json: String) throws {
-        let (status, output) = try runCommand("/usr/bin/curl", [
+    public func manage(_ path: String, _ json: String) async throws {
+        let (status, output) = try await runCommand("/usr/bin/curl", [
             "-sS", "--fail", "-X", "POST", "-H", "Content-Type: application/json", "-d", json,
             "http://127.0.0.1:\(challengePorts.management)\(path)",
         ])

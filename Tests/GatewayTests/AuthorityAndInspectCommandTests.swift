@@ -22,10 +22,10 @@ struct AuthorityAndInspectCommandTests {
     }
 
     @Test("ca init with no options writes state/ca.pem and state/ca.key: CN 'certgate local CA' (O=certgate), 3650 days, P-256, CA with pathLen 0 and keyCertSign, key 0600; a second run refuses to overwrite")
-    func caInitDefaults() throws {
+    func caInitDefaults() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
-        let first = try CertgateProcess.run(["ca", "init"], in: folder.url)
+        let first = try await CertgateProcess.run(["ca", "init"], in: folder.url)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout == "wrote state/ca.pem and state/ca.key\n")
         let pem = try String(contentsOf: folder.url.appendingPathComponent("state/ca.pem"), encoding: .utf8)
@@ -44,25 +44,25 @@ struct AuthorityAndInspectCommandTests {
         let key = try P256.Signing.PrivateKey(pemRepresentation: String(contentsOfFile: keyPath, encoding: .utf8))
         #expect(Certificate.PublicKey(key.publicKey) == certificate.publicKey)
 
-        let again = try CertgateProcess.run(["ca", "init"], in: folder.url)
+        let again = try await CertgateProcess.run(["ca", "init"], in: folder.url)
         #expect(again.status == 1)
         #expect(again.stderr == "state/ca.pem exists; refusing to overwrite a CA (move it away first)\n")
         #expect(try String(contentsOf: folder.url.appendingPathComponent("state/ca.pem"), encoding: .utf8) == pem)
     }
 
     @Test("ca init --out --name --days: the CA named and valid for that many days, in that folder; --days outside 1–9125 is refused")
-    func caInitOptions() throws {
+    func caInitOptions() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let out = folder.url.appendingPathComponent("pki").path
-        let made = try CertgateProcess.run(["ca", "init", "--out", out, "--name", "Dev CA", "--days", "30"])
+        let made = try await CertgateProcess.run(["ca", "init", "--out", out, "--name", "Dev CA", "--days", "30"])
         #expect(made.status == 0, "\(made.stderr)")
         let certificate = try Certificate(pemEncoded: String(contentsOfFile: out + "/ca.pem", encoding: .utf8))
         #expect(certificate.subject.description == "O=certgate,CN=Dev CA")
         #expect(certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore) >= 30 * 86_400)
         #expect(certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore) <= 30 * 86_400 + 3_600)
         for days in ["0", "9126"] {
-            let refused = try CertgateProcess.run(["ca", "init", "--out", folder.url.appendingPathComponent("other").path, "--days", days])
+            let refused = try await CertgateProcess.run(["ca", "init", "--out", folder.url.appendingPathComponent("other").path, "--days", days])
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("--days must be 1 to 9125 (25 years), not \(days)"), "\(refused.stderr)")
             #expect(!FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("other/ca.pem").path))
@@ -70,7 +70,7 @@ struct AuthorityAndInspectCommandTests {
     }
 
     @Test("inspect prints every fact of a leaf exactly: subject, issuer, serial, validity, days left, key, names, CA, key identifiers, SHA-256; then the served chain")
-    func inspectExactly() throws {
+    func inspectExactly() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let authority = TestCertificate.authority(commonName: "Inspect CA")
@@ -82,7 +82,7 @@ struct AuthorityAndInspectCommandTests {
         let stored = try Certificate(derEncoded: leaf.parsed.der)
         let ski = try #require(try stored.extensions.subjectKeyIdentifier?.keyIdentifier)
         let aki = try #require(try stored.extensions.authorityKeyIdentifier?.keyIdentifier)
-        let output = try CertgateProcess.run(["inspect", folder.url.appendingPathComponent("leaf.pem").path])
+        let output = try await CertgateProcess.run(["inspect", folder.url.appendingPathComponent("leaf.pem").path])
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout == """
             certificate 1 of 1
@@ -106,26 +106,26 @@ struct AuthorityAndInspectCommandTests {
     }
 
     @Test("ctl at a socket file nobody listens on says so and exits 1")
-    func ctlDeadSocket() throws {
+    func ctlDeadSocket() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         // A socket bound and left behind by a process that exited.
         let socket = folder.url.appendingPathComponent("dead.sock").path
-        let bound = try runCommand("/usr/bin/python3", ["-c", "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", socket])
+        let bound = try await runCommand("/usr/bin/python3", ["-c", "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", socket])
         #expect(bound.status == 0, "\(bound.output)")
-        let output = try CertgateProcess.run(["ctl", "--socket", socket, "status"])
+        let output = try await CertgateProcess.run(["ctl", "--socket", socket, "status"])
         #expect(output.status == 1)
         #expect(output.stdout.isEmpty)
         #expect(output.stderr == "cannot reach the gateway at \(socket): nothing listens on the socket (certgate stopped?)\n", "\(output.stderr)")
     }
 
     @Test("ctl with neither --socket nor --config uses control.socket of config/certgate.yaml in the working folder")
-    func ctlDefaultSocket() throws {
+    func ctlDefaultSocket() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config"), withIntermediateDirectories: true)
         try folder.write("listeners:\n  - listen: 127.0.0.1:8443\ncontrol:\n  socket: run/here.sock\n", to: "config/certgate.yaml")
-        let output = try CertgateProcess.run(["ctl", "status"], in: folder.url)
+        let output = try await CertgateProcess.run(["ctl", "status"], in: folder.url)
         #expect(output.status == 1)
         // Relative to the configuration's folder.
         let socket = folder.url.appendingPathComponent("config/run/here.sock").path

@@ -8,9 +8,9 @@ import Testing
 @Suite("A command the tests run is stopped at its deadline; a launched process is stopped in bounded time", .timeLimit(.minutes(1)))
 struct BoundedProcessTests {
     @Test("a command past its deadline is killed: it is reported as stopped, with what it printed, in about the deadline")
-    func stoppedAtTheDeadline() throws {
+    func stoppedAtTheDeadline() async throws {
         let started = ContinuousClock.now
-        let finished = try FinishedProcess.run(
+        let finished = try await FinishedProcess.run(
             URL(fileURLWithPath: "/bin/sh"), ["-c", "echo before; exec sleep 30"], timeout: .seconds(1))
         let elapsed = ContinuousClock.now - started
         #expect(finished.timedOut)
@@ -20,8 +20,8 @@ struct BoundedProcessTests {
     }
 
     @Test("a command that ends in time is not stopped: its status and both outputs, read at once (100 KiB on stderr does not block stdout)")
-    func endsInTime() throws {
-        let finished = try FinishedProcess.run(
+    func endsInTime() async throws {
+        let finished = try await FinishedProcess.run(
             URL(fileURLWithPath: "/bin/sh"), ["-c", "head -c 102400 /dev/zero >&2; echo out; exit 3"], timeout: .seconds(30))
         #expect(!finished.timedOut)
         #expect(finished.status == 3)

@@ -31,10 +31,10 @@ struct CommandLineTests {
     }
 
     @Test("check on a valid config prints a row per entry and exits 0")
-    func checkValid() throws {
+    func checkValid() async throws {
         let folder = try validFixture()
         defer { folder.remove() }
-        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let output = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
         let lines = output.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("NAME") == true)
@@ -50,10 +50,10 @@ struct CommandLineTests {
     }
 
     @Test("check --json gives the same facts to machines")
-    func checkJSON() throws {
+    func checkJSON() async throws {
         let folder = try validFixture()
         defer { folder.remove() }
-        let output = try CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let output = try await CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(output.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
         #expect(object["valid"] as? Bool == true)
@@ -67,7 +67,7 @@ struct CommandLineTests {
     }
 
     @Test("check on an invalid config prints every error as entry: field: reason and exits 1")
-    func checkInvalid() throws {
+    func checkInvalid() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let site = Self.authority.leaf(dnsNames: ["example.test"])
@@ -84,7 +84,7 @@ struct CommandLineTests {
             tls_cert: certs/nope.pem
             tls_key: certs/other.key
         """, to: "certgate.yaml")
-        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let output = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(output.status == 1)
         #expect(output.stdout.contains("mismatched: tls_key: the private key does not match the certificate"))
         #expect(output.stdout.contains("missing: tls_cert: "))
@@ -92,18 +92,18 @@ struct CommandLineTests {
     }
 
     @Test("check on a broken YAML file names the line and exits 1")
-    func checkBrokenYAML() throws {
+    func checkBrokenYAML() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         try folder.write("certificates:\n  a:\n    is_default: maybe\n", to: "certgate.yaml")
-        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let output = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(output.status == 1)
         #expect(output.stdout.contains("certgate.yaml:3:"))
         #expect(output.stdout.contains("certificates.a.is_default"))
     }
 
     @Test("check lists acme entries after its verdict: one obtained from its CA when certgate runs, an on-demand one as a certificate for each name at its first handshake")
-    func checkListsACMEEntries() throws {
+    func checkListsACMEEntries() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         try folder.write("""
@@ -116,7 +116,7 @@ struct CommandLineTests {
               customers: { acme: pebble, domains: ["*.customers.test"], on_demand: true }
 
             """, to: "certgate.yaml")
-        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let output = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
         #expect(output.stdout == """
             configuration is valid: 0 certificates
@@ -127,24 +127,24 @@ struct CommandLineTests {
     }
 
     @Test("check reads config/certgate.yaml from the working folder by default")
-    func checkDefaultPath() throws {
+    func checkDefaultPath() async throws {
         let folder = try validFixture()
         defer { folder.remove() }
         try FileManager.default.createDirectory(at: folder.url.appendingPathComponent("config/certs"), withIntermediateDirectories: true)
         for file in ["certgate.yaml", "certs/site.pem", "certs/site.key"] {
             try FileManager.default.copyItem(at: folder.url.appendingPathComponent(file), to: folder.url.appendingPathComponent("config/" + file))
         }
-        let output = try CertgateProcess.run(["check"], in: folder.url)
+        let output = try await CertgateProcess.run(["check"], in: folder.url)
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
     }
 
     @Test("inspect prints a certificate's facts and the served chain")
-    func inspectLeaf() throws {
+    func inspectLeaf() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let leaf = Self.authority.leaf(dnsNames: ["inspect.test"], ipAddresses: ["127.0.0.1"])
         try folder.write(leaf.pem, to: "leaf.pem")
-        let output = try CertgateProcess.run(["inspect", folder.url.appendingPathComponent("leaf.pem").path])
+        let output = try await CertgateProcess.run(["inspect", folder.url.appendingPathComponent("leaf.pem").path])
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("CN=inspect.test"))
         #expect(output.stdout.contains("inspect.test"))
@@ -155,9 +155,9 @@ struct CommandLineTests {
     }
 
     @Test("inspect completes a Let's Encrypt chain from the bundled certificates")
-    func inspectLetsEncrypt() throws {
+    func inspectLetsEncrypt() async throws {
         let ye1 = CertgateProcess.packageRoot.appendingPathComponent("Sources/CertificateKit/Resources/letsencrypt/ye1.pem")
-        let output = try CertgateProcess.run(["inspect", "--json", ye1.path])
+        let output = try await CertgateProcess.run(["inspect", "--json", ye1.path])
         #expect(output.status == 0, "\(output.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
         #expect(object["chain_completed"] as? Bool == true)
@@ -169,25 +169,25 @@ struct CommandLineTests {
     }
 
     @Test("inspect of a file without a certificate fails with a reason")
-    func inspectNotACertificate() throws {
+    func inspectNotACertificate() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         try folder.write(TestKey.make().pkcs8PEM, to: "key.pem")
-        let output = try CertgateProcess.run(["inspect", folder.url.appendingPathComponent("key.pem").path])
+        let output = try await CertgateProcess.run(["inspect", folder.url.appendingPathComponent("key.pem").path])
         #expect(output.status == 1)
         #expect(output.stderr.contains("no CERTIFICATE block found"))
     }
 
     @Test("ca init makes a P-256 CA (CA:TRUE, pathlen 0, keyCertSign; key 0600) and refuses to overwrite it")
-    func caInit() throws {
+    func caInit() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let out = folder.url.appendingPathComponent("ca").path
-        let first = try CertgateProcess.run(["ca", "init", "--out", out, "--name", "Test Local CA", "--days", "30"])
+        let first = try await CertgateProcess.run(["ca", "init", "--out", out, "--name", "Test Local CA", "--days", "30"])
         #expect(first.status == 0, "\(first.stderr)")
         let keyAttributes = try FileManager.default.attributesOfItem(atPath: out + "/ca.key")
         #expect((keyAttributes[.posixPermissions] as? Int) == 0o600)
-        let (status, text) = try runTool("/usr/bin/openssl", ["x509", "-in", out + "/ca.pem", "-noout", "-text"])
+        let (status, text) = try await runTool("/usr/bin/openssl", ["x509", "-in", out + "/ca.pem", "-noout", "-text"])
         #expect(status == 0)
         #expect(text.contains("CA:TRUE, pathlen:0"))
         #expect(text.contains("Certificate Sign"))
@@ -195,10 +195,10 @@ struct CommandLineTests {
         #expect(text.contains("prime256v1") || text.contains("P-256"))
         // It loads as an issuer entry.
         try folder.write("listeners:\n  - listen: 127.0.0.1:8443\ncertificates:\n  ca: { tls_cert: ca/ca.pem, tls_key: ca/ca.key, is_ca: true, domains: '*.dev.test' }\n", to: "certgate.yaml")
-        let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let check = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(check.status == 0, "\(check.stdout)")
         #expect(check.stdout.contains("issuer"))
-        let second = try CertgateProcess.run(["ca", "init", "--out", out])
+        let second = try await CertgateProcess.run(["ca", "init", "--out", out])
         #expect(second.status == 1)
         #expect(second.stderr.contains("refusing to overwrite"))
     }

@@ -56,9 +56,9 @@ struct ControlCommandInteropTests {
     }
 
     /// The SHA-256 fingerprint of a certificate as `openssl x509 -fingerprint -sha256` gives it.
-    static func opensslFingerprint(_ pem: String, folder: FixtureFolder) throws -> String {
+    static func opensslFingerprint(_ pem: String, folder: FixtureFolder) async throws -> String {
         try folder.write(pem, to: "fingerprint.pem")
-        let (status, output) = try runTool("/usr/bin/openssl", [
+        let (status, output) = try await runTool("/usr/bin/openssl", [
             "x509", "-noout", "-fingerprint", "-sha256", "-in", folder.url.appendingPathComponent("fingerprint.pem").path,
         ])
         #expect(status == 0, "\(output)")
@@ -133,15 +133,15 @@ struct ControlCommandInteropTests {
         try folder.write(leaf.pem + "\n" + intermediate.pem, to: "certs/shown.pem")
         try folder.write(leaf.key.pkcs8PEM, to: "certs/shown.key")
         try folder.write("certificates:\n  shown: { tls_cert: certs/shown.pem, tls_key: certs/shown.key, buffer_days: 14 }\n", to: "shown.yaml")
-        let fingerprint = try Self.opensslFingerprint(leaf.pem, folder: folder)
+        let fingerprint = try await Self.opensslFingerprint(leaf.pem, folder: folder)
         #expect(fingerprint.count == 95)  // 32 bytes as XX: pairs
 
-        let upsert = try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("shown.yaml").path])
+        let upsert = try await runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("shown.yaml").path])
         #expect(upsert.status == 0)
         #expect(upsert.stdout == "applied generation 1: 1 added, 0 changed, 0 removed\n  added: shown\n")
         #expect(upsert.stderr == "")
 
-        let table = try runCtl(socket: socket, ["show", "shown"])
+        let table = try await runCtl(socket: socket, ["show", "shown"])
         #expect(table.status == 0)
         #expect(table.stderr == "")
         #expect(table.stdout == """
@@ -157,7 +157,7 @@ struct ControlCommandInteropTests {
 
             """)
 
-        let json = try runCtl(socket: socket, ["show", "shown", "--json"])
+        let json = try await runCtl(socket: socket, ["show", "shown", "--json"])
         #expect(json.status == 0)
         #expect(json.stdout == #"{"name":"shown","domains":["shown.test","www.shown.test"],"not_before":""#
             + Self.iso(notBefore) + #"","not_after":""# + Self.iso(notAfter)
@@ -165,14 +165,14 @@ struct ControlCommandInteropTests {
             + fingerprint + "\"}\n")
 
         // The default entry of the fixture says so.
-        let fallback = try runCtl(socket: socket, ["show", "fallback"])
+        let fallback = try await runCtl(socket: socket, ["show", "fallback"])
         #expect(fallback.stdout.split(separator: "\n").dropFirst().first == "kind         static (default)")
 
-        let missing = try runCtl(socket: socket, ["show", "nobody"])
+        let missing = try await runCtl(socket: socket, ["show", "nobody"])
         #expect(missing.status == 1)
         #expect(missing.stdout == "")
         #expect(missing.stderr == "no entry named 'nobody'\n")
-        let missingJSON = try runCtl(socket: socket, ["show", "nobody", "--json"])
+        let missingJSON = try await runCtl(socket: socket, ["show", "nobody", "--json"])
         #expect(missingJSON.status == 1)
         #expect(missingJSON.stdout == "")
         #expect(missingJSON.stderr == "no entry named 'nobody'\n")
@@ -192,16 +192,16 @@ struct ControlCommandInteropTests {
         try folder.write("certificates:\n  rooted: { tls_cert: certs/rooted.pem, tls_key: certs/rooted.key }\n", to: "rooted.yaml")
         let reason = "certificate 2 (CN=Interop CA) is a self-signed root; it is not sent (clients use their own trust store)"
 
-        let upsert = try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("rooted.yaml").path])
+        let upsert = try await runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("rooted.yaml").path])
         #expect(upsert.status == 0)
         #expect(upsert.stdout == "applied generation 1: 1 added, 0 changed, 0 removed\n  added: rooted\nwarning: rooted: \(reason)\n")
         // Changed (a new buffer_days), so its warnings come again; unchanged it would bring none.
         try folder.write("certificates:\n  rooted: { tls_cert: certs/rooted.pem, tls_key: certs/rooted.key, buffer_days: 14 }\n", to: "rooted.yaml")
-        let json = try runCtl(socket: socket, ["upsert", "--json", folder.url.appendingPathComponent("rooted.yaml").path])
+        let json = try await runCtl(socket: socket, ["upsert", "--json", folder.url.appendingPathComponent("rooted.yaml").path])
         #expect(json.stdout.contains(#""changed":["rooted"]"#), "\(json.stdout)")
         #expect(json.stdout.contains(#""warnings":[{"entry":"rooted","reason":"\#(reason)"}]"#), "\(json.stdout)")
 
-        let list = try runCtl(socket: socket, ["list"])
+        let list = try await runCtl(socket: socket, ["list"])
         #expect(list.status == 0)
         let lines = list.stdout.split(separator: "\n").map(String.init)
         #expect(lines.filter { $0.contains("warning") } == ["rooted: warning: \(reason)"])
@@ -209,7 +209,7 @@ struct ControlCommandInteropTests {
         #expect(lines.last?.hasPrefix("generation ") == true)
         #expect(lines.dropLast().last == "rooted: warning: \(reason)")
 
-        let show = try runCtl(socket: socket, ["show", "rooted"])
+        let show = try await runCtl(socket: socket, ["show", "rooted"])
         #expect(show.stdout.split(separator: "\n").last.map(String.init) == "warning      \(reason)")
 
         #expect(try await gateway.waitForLog(reason))
@@ -228,8 +228,8 @@ struct ControlCommandInteropTests {
         let socket = ControlInteropTests.socket(folder)
         let listener = "https [IPv4]127.0.0.1/127.0.0.1:\(gateway.port)"
 
-        func expectStatus(generation: UInt64, certificates: Int, source: String, since: Date, sourceLocation: SourceLocation = #_sourceLocation) throws {
-            let table = try runCtl(socket: socket, ["status"])
+        func expectStatus(generation: UInt64, certificates: Int, source: String, since: Date, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let table = try await runCtl(socket: socket, ["status"])
             #expect(table.status == 0, sourceLocation: sourceLocation)
             #expect(table.stderr == "", sourceLocation: sourceLocation)
             let lines = table.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -244,7 +244,7 @@ struct ControlCommandInteropTests {
             #expect(lines[3] == "listener     \(listener)", sourceLocation: sourceLocation)
             #expect(lines[4] == "", sourceLocation: sourceLocation)
 
-            let json = try runCtl(socket: socket, ["status", "--json"])
+            let json = try await runCtl(socket: socket, ["status", "--json"])
             #expect(json.status == 0, sourceLocation: sourceLocation)
             let (masked, stamps) = Self.masking(json.stdout, key: "last_update")
             // proto3 JSON leaves out a zero generation; a uint64 is a string.
@@ -255,19 +255,19 @@ struct ControlCommandInteropTests {
                     "\(stamps)", sourceLocation: sourceLocation)
         }
 
-        try expectStatus(generation: 0, certificates: 4, source: "config", since: started)
+        try await expectStatus(generation: 0, certificates: 4, source: "config", since: started)
 
         let before = Self.wholeSecond(0)
         let fresh = Self.authority.leaf(dnsNames: ["fresh.test"])
         _ = try await ControlInteropTests.withControl(socket: socket) { control in
             try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("fresh", fresh)] })
         }
-        try expectStatus(generation: 1, certificates: 5, source: "control", since: before)
+        try await expectStatus(generation: 1, certificates: 5, source: "control", since: before)
 
         let reloading = Self.wholeSecond(0)
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        try expectStatus(generation: 2, certificates: 4, source: "signal", since: reloading)
+        try await expectStatus(generation: 2, certificates: 4, source: "signal", since: reloading)
     }
 
     @Test("ctl apply replaces the set: --keep-last-good applies the valid entries and reports the invalid one as kept, --dry-run changes nothing (the generation stays), --expect-generation N mismatch exits 1 with the reason (table and --json)")
@@ -295,7 +295,7 @@ struct ControlCommandInteropTests {
         }
 
         // The default policy: one invalid entry rejects the whole file.
-        let rejected = try runCtl(socket: socket, ["apply", file])
+        let rejected = try await runCtl(socket: socket, ["apply", file])
         #expect(rejected.status == 1)
         #expect(rejected.stdout == "")
         #expect(rejected.stderr == "invalidArgument: \(brokenReason)\n")
@@ -303,7 +303,7 @@ struct ControlCommandInteropTests {
 
         // A dry run reports what would change (ctl sends files inline, so the file entries
         // kept are "changed"), and changes nothing.
-        let dry = try runCtl(socket: socket, ["apply", "--dry-run", "--keep-last-good", file])
+        let dry = try await runCtl(socket: socket, ["apply", "--dry-run", "--keep-last-good", file])
         #expect(dry.status == 0)
         #expect(dry.stderr == "")
         #expect(dry.stdout == """
@@ -315,22 +315,22 @@ struct ControlCommandInteropTests {
 
             """)
         #expect(try await generation() == 0)
-        #expect(try runCtl(socket: socket, ["status"]).stdout.hasPrefix("generation   0\n"))
-        #expect(try servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fallback.test")
+        #expect(try await runCtl(socket: socket, ["status"]).stdout.hasPrefix("generation   0\n"))
+        #expect(try await servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fallback.test")
 
         // Compare-and-swap: a stale generation exits 1 with the server's reason.
-        let stale = try runCtl(socket: socket, ["apply", "--keep-last-good", "--expect-generation", "5", file])
+        let stale = try await runCtl(socket: socket, ["apply", "--keep-last-good", "--expect-generation", "5", file])
         #expect(stale.status == 1)
         #expect(stale.stdout == "")
         #expect(stale.stderr == "failedPrecondition: expected generation 5, the current one is 0\n")
-        let staleJSON = try runCtl(socket: socket, ["apply", "--keep-last-good", "--expect-generation", "5", "--json", file])
+        let staleJSON = try await runCtl(socket: socket, ["apply", "--keep-last-good", "--expect-generation", "5", "--json", file])
         #expect(staleJSON.status == 1)
         #expect(staleJSON.stdout == "")
         #expect(staleJSON.stderr == "failedPrecondition: expected generation 5, the current one is 0\n")
         #expect(try await generation() == 0)
 
         // KEEP_LAST_GOOD at the expected generation: the valid entries apply, broken is reported.
-        let applied = try runCtl(socket: socket, ["apply", "--keep-last-good", "--expect-generation", "0", file])
+        let applied = try await runCtl(socket: socket, ["apply", "--keep-last-good", "--expect-generation", "0", file])
         #expect(applied.status == 0)
         #expect(applied.stderr == "")
         #expect(applied.stdout == """
@@ -345,18 +345,18 @@ struct ControlCommandInteropTests {
             try await $0.listCertificates(Certgate_Control_V1_ListCertificatesRequest()).certificates.map(\.name)
         }
         #expect(names == ["exact", "fallback", "fresh"])
-        #expect(try servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fresh.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "fresh.test", folder: folder).cn == "fresh.test")
 
         // The same again as JSON, a dry run: nothing left to change but the broken entry.
-        let dryJSON = try runCtl(socket: socket, ["apply", "--dry-run", "--keep-last-good", "--json", file])
+        let dryJSON = try await runCtl(socket: socket, ["apply", "--dry-run", "--keep-last-good", "--json", file])
         #expect(dryJSON.status == 0)
         #expect(dryJSON.stdout == #"{"generation":"1","errors":[{"entry":"broken","field":"tls_key","reason":"the private key does not match the certificate (CN=fresh.test)"}],"dry_run":true}"# + "\n")
         #expect(try await generation() == 1)
-        let rejectedJSON = try runCtl(socket: socket, ["apply", "--json", file])
+        let rejectedJSON = try await runCtl(socket: socket, ["apply", "--json", file])
         #expect(rejectedJSON.status == 1)
         #expect(rejectedJSON.stdout == "")
         #expect(rejectedJSON.stderr == "invalidArgument: \(brokenReason)\n")
-        let staleAgain = try runCtl(socket: socket, ["apply", "--expect-generation", "0", "--keep-last-good", file])
+        let staleAgain = try await runCtl(socket: socket, ["apply", "--expect-generation", "0", "--keep-last-good", file])
         #expect(staleAgain.status == 1)
         #expect(staleAgain.stderr == "failedPrecondition: expected generation 0, the current one is 1\n")
         #expect(try await generation() == 1)
@@ -376,11 +376,11 @@ struct ControlCommandInteropTests {
         }
 
         // The file's entries are unchanged (same files): only the pushed one goes.
-        let table = try runCtl(socket: socket, ["reload"])
+        let table = try await runCtl(socket: socket, ["reload"])
         #expect(table.status == 0)
         #expect(table.stderr == "")
         #expect(table.stdout == "applied generation 2: 0 added, 0 changed, 1 removed\n  removed: fresh\n")
-        let json = try runCtl(socket: socket, ["reload", "--json"])
+        let json = try await runCtl(socket: socket, ["reload", "--json"])
         #expect(json.status == 0)
         #expect(json.stdout == #"{"generation":"3"}"# + "\n")
 
@@ -389,14 +389,14 @@ struct ControlCommandInteropTests {
         let broken = config.replacingOccurrences(of: "PORT", with: String(gateway.port))
             .replacingOccurrences(of: "certificates:\n", with: "certificates:\n  bad: { tls_cert: certs/bad.pem, tls_key: certs/exact.key }\n")
         try folder.write(broken, to: "certgate.yaml")
-        let refused = try runCtl(socket: socket, ["reload"])
+        let refused = try await runCtl(socket: socket, ["reload"])
         #expect(refused.status == 1)
         #expect(refused.stdout == "")
         #expect(refused.stderr == "invalidArgument: bad: tls_key: the private key does not match the certificate (CN=bad.test)\n")
-        let refusedJSON = try runCtl(socket: socket, ["reload", "--json"])
+        let refusedJSON = try await runCtl(socket: socket, ["reload", "--json"])
         #expect(refusedJSON.status == 1)
         #expect(refusedJSON.stderr == refused.stderr)
-        #expect(try runCtl(socket: socket, ["status"]).stdout.hasPrefix("generation   3\n"))
+        #expect(try await runCtl(socket: socket, ["status"]).stdout.hasPrefix("generation   3\n"))
     }
 
     @Test("ctl --config FILE reload with a file that has become invalid (but still names its socket) reaches the gateway, which refuses the file with its reasons: exit 1, nothing applied; a file ctl cannot read at all exits 1 with the reason, not a usage error")
@@ -407,16 +407,16 @@ struct ControlCommandInteropTests {
         defer { gateway.stop() }
         let path = folder.url.appendingPathComponent("certgate.yaml").path
         try (try String(contentsOfFile: path, encoding: .utf8) + "bogus_key: 1\n").write(toFile: path, atomically: true, encoding: .utf8)
-        let refused = try CertgateProcess.run(["ctl", "--config", path, "reload"])
+        let refused = try await CertgateProcess.run(["ctl", "--config", path, "reload"])
         #expect(refused.status == 1)
         #expect(refused.stdout == "")
         #expect(refused.stderr.hasPrefix("invalidArgument: "), "\(refused.stderr)")
         #expect(refused.stderr.contains("bogus_key"), "\(refused.stderr)")
         #expect(try await gateway.waitForLog("reload rejected"), "\(gateway.logText)")
-        #expect(try runCtl(socket: ControlInteropTests.socket(folder), ["status"]).stdout.hasPrefix("generation   0\n"))
+        #expect(try await runCtl(socket: ControlInteropTests.socket(folder), ["status"]).stdout.hasPrefix("generation   0\n"))
 
         try "listeners: [".write(toFile: path, atomically: true, encoding: .utf8)
-        let unreadable = try CertgateProcess.run(["ctl", "--config", path, "status"])
+        let unreadable = try await CertgateProcess.run(["ctl", "--config", path, "status"])
         #expect(unreadable.status == 1)
         #expect(unreadable.stderr.hasPrefix(path + ":"), "\(unreadable.stderr)")
         #expect(!unreadable.stderr.contains("Usage:"), "\(unreadable.stderr)")
@@ -490,7 +490,7 @@ struct ControlCommandInteropTests {
         #expect(watcher.process.terminationStatus == 1)
         #expect(watcher.errors == "the gateway closed the watch (it stopped or restarted)\n", "\(watcher.errors)")
 
-        let absent = try CertgateProcess.run(["ctl", "--socket", folder.url.appendingPathComponent("run/none.sock").path, "status"])
+        let absent = try await CertgateProcess.run(["ctl", "--socket", folder.url.appendingPathComponent("run/none.sock").path, "status"])
         #expect(absent.status == 1)
         #expect(absent.stderr == "cannot reach the gateway at \(folder.url.appendingPathComponent("run/none.sock").path): no such socket (is certgate running with this control.socket?)\n")
     }
@@ -534,8 +534,8 @@ struct ControlCommandInteropTests {
         defer { gateway.stop() }
         let socket = ControlInteropTests.socket(folder)
         func path(_ name: String) -> String { folder.url.appendingPathComponent(name).path }
-        func ctl(_ arguments: String...) throws -> CertgateProcess.Output {
-            let output = try runCtl(socket: socket, arguments)
+        func ctl(_ arguments: String...) async throws -> CertgateProcess.Output {
+            let output = try await runCtl(socket: socket, arguments)
             leak.expectNoLeak(output.stdout + output.stderr, in: corpus, "ctl \(arguments.joined(separator: " "))")
             return output
         }
@@ -547,41 +547,41 @@ struct ControlCommandInteropTests {
         let base = try await Self.subscribe([table, json], socket: socket)
 
         // upsert: file, inline, base64 (dry runs), table and JSON.
-        #expect(try ctl("upsert", path("push-file.yaml")).stdout == "applied generation \(base + 1): 1 added, 0 changed, 0 removed\n  added: pushed\n")
-        #expect(try ctl("upsert", "--json", path("push-inline.yaml")).stdout == #"{"generation":"\#(base + 2)","changed":["pushed"]}"# + "\n")
-        #expect(try ctl("upsert", "--dry-run", path("push-base64.yaml")).stdout == "dry run: would apply generation \(base + 2): 0 added, 1 changed, 0 removed\n  changed: pushed\n")
-        #expect(try ctl("upsert", "--dry-run", "--json", path("push-base64.yaml")).stdout == #"{"generation":"\#(base + 2)","changed":["pushed"],"dry_run":true}"# + "\n")
+        await #expect(try ctl("upsert", path("push-file.yaml")).stdout == "applied generation \(base + 1): 1 added, 0 changed, 0 removed\n  added: pushed\n")
+        await #expect(try ctl("upsert", "--json", path("push-inline.yaml")).stdout == #"{"generation":"\#(base + 2)","changed":["pushed"]}"# + "\n")
+        await #expect(try ctl("upsert", "--dry-run", path("push-base64.yaml")).stdout == "dry run: would apply generation \(base + 2): 0 added, 1 changed, 0 removed\n  changed: pushed\n")
+        await #expect(try ctl("upsert", "--dry-run", "--json", path("push-base64.yaml")).stdout == #"{"generation":"\#(base + 2)","changed":["pushed"],"dry_run":true}"# + "\n")
 
         // list, show, status.
-        let list = try ctl("list")
+        let list = try await ctl("list")
         #expect(list.status == 0)
         #expect(list.stdout.hasSuffix("\ngeneration \(base + 2), 7 certificates\n"))
-        let listJSON = try ctl("list", "--json")
+        let listJSON = try await ctl("list", "--json")
         let listed = try #require(try JSONSerialization.jsonObject(with: Data(listJSON.stdout.utf8)) as? [String: Any])
         #expect((listed["certificates"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["by-ip", "exact", "fallback", "leaky", "probe", "pushed", "wild"])
         for name in ["leaky", "pushed"] {
-            #expect(try ctl("show", name).stdout.hasPrefix("name         \(name)\n"))
-            #expect(try ctl("show", name, "--json").stdout.hasPrefix(#"{"name":"\#(name)","#))
+            await #expect(try ctl("show", name).stdout.hasPrefix("name         \(name)\n"))
+            await #expect(try ctl("show", name, "--json").stdout.hasPrefix(#"{"name":"\#(name)","#))
         }
-        #expect(try ctl("status").stdout.hasPrefix("generation   \(base + 2)\n"))
-        #expect(try ctl("status", "--json").stdout.hasPrefix(#"{"generation":"\#(base + 2)","certificates":7,"#))
+        await #expect(try ctl("status").stdout.hasPrefix("generation   \(base + 2)\n"))
+        await #expect(try ctl("status", "--json").stdout.hasPrefix(#"{"generation":"\#(base + 2)","certificates":7,"#))
 
         // apply: dry run, for real, and again (nothing left to change), table and JSON.
         let applyPreview = "0 added, 4 changed, 3 removed\n  changed: exact, fallback, leaky, pushed\n  removed: by-ip, probe, wild\n"
-        #expect(try ctl("apply", "--dry-run", path("apply.yaml")).stdout == "dry run: would apply generation \(base + 2): " + applyPreview)
-        #expect(try ctl("apply", "--dry-run", "--json", path("apply.yaml")).stdout
+        await #expect(try ctl("apply", "--dry-run", path("apply.yaml")).stdout == "dry run: would apply generation \(base + 2): " + applyPreview)
+        await #expect(try ctl("apply", "--dry-run", "--json", path("apply.yaml")).stdout
             == #"{"generation":"\#(base + 2)","changed":["exact","fallback","leaky","pushed"],"removed":["by-ip","probe","wild"],"dry_run":true}"# + "\n")
-        #expect(try ctl("apply", path("apply.yaml")).stdout == "applied generation \(base + 3): " + applyPreview)
-        #expect(try ctl("apply", "--json", path("apply.yaml")).stdout == #"{"generation":"\#(base + 4)"}"# + "\n")
+        await #expect(try ctl("apply", path("apply.yaml")).stdout == "applied generation \(base + 3): " + applyPreview)
+        await #expect(try ctl("apply", "--json", path("apply.yaml")).stdout == #"{"generation":"\#(base + 4)"}"# + "\n")
 
         // delete, table and JSON.
-        #expect(try ctl("delete", "pushed").stdout == "applied generation \(base + 5): 0 added, 0 changed, 1 removed\n  removed: pushed\n")
-        #expect(try ctl("upsert", path("push-file.yaml")).status == 0)
-        #expect(try ctl("delete", "--json", "pushed").stdout == #"{"generation":"\#(base + 7)","removed":["pushed"]}"# + "\n")
+        await #expect(try ctl("delete", "pushed").stdout == "applied generation \(base + 5): 0 added, 0 changed, 1 removed\n  removed: pushed\n")
+        await #expect(try ctl("upsert", path("push-file.yaml")).status == 0)
+        await #expect(try ctl("delete", "--json", "pushed").stdout == #"{"generation":"\#(base + 7)","removed":["pushed"]}"# + "\n")
 
         // reload: the file's entries come back (from their files: "changed").
-        #expect(try ctl("reload").stdout == "applied generation \(base + 8): 2 added, 3 changed, 0 removed\n  added: by-ip, wild\n  changed: exact, fallback, leaky\n")
-        #expect(try ctl("reload", "--json").stdout == #"{"generation":"\#(base + 9)"}"# + "\n")
+        await #expect(try ctl("reload").stdout == "applied generation \(base + 8): 2 added, 3 changed, 0 removed\n  added: by-ip, wild\n  changed: exact, fallback, leaky\n")
+        await #expect(try ctl("reload", "--json").stdout == #"{"generation":"\#(base + 9)"}"# + "\n")
 
         // Failing updates: each damaged entry with --keep-last-good, whose reasons go to
         // stdout (the server's) — or, for what ctl cannot read itself, to stderr.
@@ -590,8 +590,8 @@ struct ControlCommandInteropTests {
             if let key = item.tlsKey { yaml += "    tls_key: \(DamagedKeyCorpus.yamlValue(key))\n" }
             if let domains = item.domains { yaml += "    domains: \(DamagedKeyCorpus.yamlValue(domains))\n" }
             try folder.write(yaml, to: "damaged-\(item.name).yaml")
-            let text = try ctl("upsert", "--keep-last-good", path("damaged-\(item.name).yaml"))
-            let machine = try ctl("upsert", "--keep-last-good", "--json", path("damaged-\(item.name).yaml"))
+            let text = try await ctl("upsert", "--keep-last-good", path("damaged-\(item.name).yaml"))
+            let machine = try await ctl("upsert", "--keep-last-good", "--json", path("damaged-\(item.name).yaml"))
             switch text.status {
             case 0:
                 #expect(text.stdout.contains("\nkept previous version: \(item.name): "), "\(item.name): \(text.stdout)")
@@ -605,17 +605,17 @@ struct ControlCommandInteropTests {
         }
         // A key pasted where a name belongs.
         try folder.write("certificates:\n  \"\(hex)\": { tls_cert: corpus/pushed.pem, tls_key: corpus/good.key }\n", to: "key-as-name.yaml")
-        let keyAsName = try ctl("upsert", path("key-as-name.yaml"))
+        let keyAsName = try await ctl("upsert", path("key-as-name.yaml"))
         #expect(keyAsName.status == 1)
         #expect(keyAsName.stderr.hasPrefix("invalidArgument: (\(hex.count) characters, not shown): name: "), "\(keyAsName.stderr)")
-        _ = try ctl("upsert", "--json", path("key-as-name.yaml"))
-        #expect(try ctl("delete", body).stdout.hasSuffix(": 0 added, 0 changed, 0 removed\n"))
-        #expect(try ctl("delete", "--json", hex).status == 0)
+        _ = try await ctl("upsert", "--json", path("key-as-name.yaml"))
+        await #expect(try ctl("delete", body).stdout.hasSuffix(": 0 added, 0 changed, 0 removed\n"))
+        await #expect(try ctl("delete", "--json", hex).status == 0)
 
         // `ctl show NAME` answers "no entry named NAME": with a key pasted as the name.
         for name in [body, hex] {
             for arguments in [["show", name], ["show", name, "--json"]] {
-                let output = try runCtl(socket: socket, arguments)
+                let output = try await runCtl(socket: socket, arguments)
                 #expect(output.status == 1)
                 #expect(output.stdout == "")
                 leak.expectNoLeak(output.stdout + output.stderr, in: corpus, "ctl show <the key as a name>")
@@ -643,23 +643,23 @@ struct ControlCommandInteropTests {
 
             """, to: "inline.yaml")
         for (file, count) in [("certgate.yaml", 5), ("inline.yaml", 1)] {
-            let check = try CertgateProcess.run(["check", "--config", path(file)])
+            let check = try await CertgateProcess.run(["check", "--config", path(file)])
             #expect(check.status == 0, "\(check.stdout)")
             #expect(check.stdout.contains(count == 1 ? "configuration is valid: 1 certificate\n" : "configuration is valid: \(count) certificates\n"), "\(check.stdout)")
             leak.expectNoLeak(check.stdout + check.stderr, in: corpus, "check \(file)")
-            let checkJSON = try CertgateProcess.run(["check", "--json", "--config", path(file)])
+            let checkJSON = try await CertgateProcess.run(["check", "--json", "--config", path(file)])
             #expect(checkJSON.status == 0)
             leak.expectNoLeak(checkJSON.stdout + checkJSON.stderr, in: corpus, "check --json \(file)")
         }
-        let inspect = try CertgateProcess.run(["inspect", path("corpus/whole.pem")])
+        let inspect = try await CertgateProcess.run(["inspect", path("corpus/whole.pem")])
         #expect(inspect.status == 0)
         #expect(inspect.stdout.hasSuffix("\nserved chain:\n  0: CN=corpus.test (issuer: Interop CA)\n"))
         leak.expectNoLeak(inspect.stdout + inspect.stderr, in: corpus, "inspect whole.pem")
-        let inspectJSON = try CertgateProcess.run(["inspect", "--json", path("corpus/whole.pem")])
+        let inspectJSON = try await CertgateProcess.run(["inspect", "--json", path("corpus/whole.pem")])
         #expect(inspectJSON.status == 0)
         leak.expectNoLeak(inspectJSON.stdout + inspectJSON.stderr, in: corpus, "inspect --json whole.pem")
         for arguments in [["inspect", path("corpus/good.key")], ["inspect", "--json", path("corpus/good.key")]] {
-            let output = try CertgateProcess.run(arguments)
+            let output = try await CertgateProcess.run(arguments)
             #expect(output.status == 1)
             #expect(output.stderr == "\(path("corpus/good.key")): no CERTIFICATE block found (found: PRIVATE KEY)\n")
             leak.expectNoLeak(output.stdout + output.stderr, in: corpus, arguments.joined(separator: " "))
@@ -689,7 +689,7 @@ struct ControlCommandInteropTests {
         let attributes = try FileManager.default.attributesOfItem(atPath: socket)
         #expect(attributes[.type] as? FileAttributeType == .typeSocket)
         #expect(attributes[.posixPermissions] as? Int == 0o600)
-        let status = try runCtl(socket: socket, ["status"])
+        let status = try await runCtl(socket: socket, ["status"])
         #expect(status.status == 0)
         #expect(status.stdout.hasPrefix("generation   0\ncertificates 4 (0 issued leaves cached)\n"))
         let generation = try await ControlInteropTests.withControl(socket: socket) { control in
@@ -787,7 +787,7 @@ struct ControlCommandInteropTests {
         // Closed: the gateway goes on, and a new watcher sees the next update.
         phase.append("after")
         #expect(!gateway.logText.contains("control socket failed"))
-        let status = try runCtl(socket: socket, ["status"])
+        let status = try await runCtl(socket: socket, ["status"])
         #expect(status.stdout.hasPrefix("generation   \(base + UInt64(updates))\ncertificates 9 (0 issued leaves cached)\n"), "\(status.stdout)")
         let watcher = try RunningCommand(["ctl", "--socket", socket, "watch"])
         defer { watcher.stop() }
@@ -800,7 +800,7 @@ struct ControlCommandInteropTests {
         #expect(after == probed + 1)
         #expect(try await eventually { watcher.lines.contains { Self.stamped($0).rest == "generation \(after) (control): +1 ~0 -0" } }, "\(watcher.lines)")
         phase.append("handshake")
-        #expect(try servedCommonName(port: gateway.port, serverName: "after.test", folder: folder).cn == "after.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "after.test", folder: folder).cn == "after.test")
     }
 }
 

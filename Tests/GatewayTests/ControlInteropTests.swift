@@ -122,11 +122,11 @@ struct ControlInteropTests {
                 let pushed = try #require(list.certificates.first { $0.name == "pushed" })
                 #expect(pushed.domains == ["pushed.test"])
                 #expect(pushed.state == "ok")
-                #expect(pushed.sha256Fingerprint == (try ControlCommandInteropTests.opensslFingerprint(fresh.pem, folder: folder)))
+                await #expect(pushed.sha256Fingerprint == (try ControlCommandInteropTests.opensslFingerprint(fresh.pem, folder: folder)))
                 let status = try await control.getStatus(Certgate_Control_V1_GetStatusRequest())
                 #expect(status.generation == 1 && status.lastUpdateSource == "control")
             }
-            #expect(try servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
+            #expect(try await servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
         }
     }
 
@@ -147,7 +147,7 @@ struct ControlInteropTests {
             // Its own port (port 0: one the kernel picks, no other test's) and state folder:
             // the shared socket alone must stop it.
             try folder.write(Self.config().replacingOccurrences(of: "PORT", with: "0") + "state_dir: state2\n", to: "second.yaml")
-            let second = try CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("second.yaml").path])
+            let second = try await CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("second.yaml").path])
             #expect(second.status == 1)
             #expect(second.stderr.contains("another certgate holds the control socket"))
             let stillThere = try await Self.withControl(socket: socket) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()).generation }
@@ -238,7 +238,7 @@ struct ControlInteropTests {
             #expect(broken == .invalidArgument)
             #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 2)
         }
-        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
     }
 
     @Test("an issuer pushed with leaf_names wildcard and leaf_validity_days signs such leaves; an unknown leaf_names is INVALID_ARGUMENT")
@@ -347,28 +347,28 @@ struct ControlInteropTests {
         try folder.write(leaf.key.pkcs8PEM, to: "certs/ctl.key")
         try folder.write("certificates:\n  ctl: { tls_cert: certs/ctl.pem, tls_key: certs/ctl.key }\n", to: "push.yaml")
 
-        let upsert = try CertgateProcess.run(["ctl", "--config", configPath, "upsert", folder.url.appendingPathComponent("push.yaml").path])
+        let upsert = try await CertgateProcess.run(["ctl", "--config", configPath, "upsert", folder.url.appendingPathComponent("push.yaml").path])
         #expect(upsert.status == 0, "\(upsert.stdout)\(upsert.stderr)")
         #expect(upsert.stdout.contains("applied generation 1: 1 added"))
 
-        let table = try CertgateProcess.run(["ctl", "--config", configPath, "list"])
+        let table = try await CertgateProcess.run(["ctl", "--config", configPath, "list"])
         #expect(table.stdout.split(separator: "\n").contains { $0.hasPrefix("ctl ") && $0.contains("ctl.test") })
-        let json = try CertgateProcess.run(["ctl", "--config", configPath, "list", "--json"])
+        let json = try await CertgateProcess.run(["ctl", "--config", configPath, "list", "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let names = (object["certificates"] as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
         #expect(names.contains("ctl"))
         #expect(!json.stdout.contains("PRIVATE KEY"))
-        #expect(try servedCommonName(port: gateway.port, serverName: "ctl.test", folder: folder).cn == "ctl.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "ctl.test", folder: folder).cn == "ctl.test")
 
-        let stale = try CertgateProcess.run(["ctl", "--config", configPath, "delete", "ctl", "--expect-generation", "0"])
+        let stale = try await CertgateProcess.run(["ctl", "--config", configPath, "delete", "ctl", "--expect-generation", "0"])
         #expect(stale.status == 1)
         #expect(stale.stderr.contains("failedPrecondition"))
-        let delete = try CertgateProcess.run(["ctl", "--config", configPath, "delete", "ctl", "--expect-generation", "1"])
+        let delete = try await CertgateProcess.run(["ctl", "--config", configPath, "delete", "ctl", "--expect-generation", "1"])
         #expect(delete.status == 0, "\(delete.stderr)")
         #expect(delete.stdout.contains("removed: ctl"))
 
         try folder.write("certificates:\n  broken: { tls_cert: certs/ctl.pem, tls_key: certs/exact.key }\n", to: "bad.yaml")
-        let bad = try CertgateProcess.run(["ctl", "--config", configPath, "upsert", folder.url.appendingPathComponent("bad.yaml").path])
+        let bad = try await CertgateProcess.run(["ctl", "--config", configPath, "upsert", folder.url.appendingPathComponent("bad.yaml").path])
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("broken: tls_key: the private key does not match"))
     }

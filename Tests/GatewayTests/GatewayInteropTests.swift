@@ -76,7 +76,7 @@ struct GatewayInteropTests {
         defer { folder.remove() }
         let gateway = try await GatewayProcess(config: Self.config(), folder: folder)
         defer { gateway.stop() }
-        let (cn, output) = try servedCommonName(port: gateway.port, serverName: serverName, folder: folder)
+        let (cn, output) = try await servedCommonName(port: gateway.port, serverName: serverName, folder: folder)
         // A wildcard certificate's CN is its first SAN.
         let expectedCN = expected == "a.wild.test" ? "*.wild.test" : expected
         #expect(cn == expectedCN, "\(output)")
@@ -89,12 +89,12 @@ struct GatewayInteropTests {
         defer { folder.remove() }
         let gateway = try await GatewayProcess(config: Self.config(withDefault: false), folder: folder)
         defer { gateway.stop() }
-        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder)
+        let (cn, output) = try await servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder)
         #expect(cn == nil, "\(output)")
         #expect(try await gateway.waitForLog("sni=nobody.test"))
         #expect(gateway.logText.contains("TLS handshake failed"))
         // Known names still work.
-        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
     }
 
     @Test("curl reaches an upstream through the gateway: a 10 MB body both ways, intact")
@@ -114,7 +114,7 @@ struct GatewayInteropTests {
         var generator = SystemRandomNumberGenerator()
         for index in payload.indices { payload[index] = UInt8.random(in: 0...255, using: &generator) }
         try Data(payload).write(to: folder.url.appendingPathComponent("payload.bin"))
-        let (status, output) = try runTool("/usr/bin/curl", [
+        let (status, output) = try await runTool("/usr/bin/curl", [
             "-sS", "--fail", "--cacert", folder.url.appendingPathComponent("ca.pem").path,
             "--resolve", "exact.test:\(gateway.port):127.0.0.1",
             "--data-binary", "@" + folder.url.appendingPathComponent("payload.bin").path,
@@ -126,7 +126,7 @@ struct GatewayInteropTests {
         #expect(echoed.count == payload.count)
         #expect(echoed == Data(payload))
         // The built-in responder answers the other names.
-        let (_, other) = try runTool("/usr/bin/curl", [
+        let (_, other) = try await runTool("/usr/bin/curl", [
             "-sS", "--cacert", folder.url.appendingPathComponent("ca.pem").path,
             "--resolve", "x.wild.test:\(gateway.port):127.0.0.1", "https://x.wild.test:\(gateway.port)/",
         ])
@@ -194,7 +194,7 @@ struct GatewayInteropTests {
         let quiet = Self.config(withDefault: false).replacingOccurrences(of: "log_level: info", with: "log_level: notice")
         let gateway = try await GatewayProcess(config: quiet, folder: folder)
         defer { gateway.stop() }
-        #expect(try servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
+        #expect(try await servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
         // A reload of the same file, logged at notice after the handshake has failed: by
         // then an info line for the failure would be there.
         gateway.signal(SIGHUP)
@@ -204,7 +204,7 @@ struct GatewayInteropTests {
         try folder.write(Self.config(withDefault: false).replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("log level changed"))
-        #expect(try servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
+        #expect(try await servedCommonName(port: gateway.port, serverName: "nobody.test", folder: folder).cn == nil)
         #expect(try await gateway.waitForLog("TLS handshake failed"))
     }
 
@@ -354,17 +354,17 @@ struct GatewayInteropTests {
         defer { gateway.stop() }
         let caFile = folder.url.appendingPathComponent("state/ca.pem").path
         for name in ["anything.localhost", "localhost"] {
-            let (status, output) = try runTool("/usr/bin/curl", [
+            let (status, output) = try await runTool("/usr/bin/curl", [
                 "-sS", "--cacert", caFile, "--resolve", "\(name):\(gateway.port):127.0.0.1", "https://\(name):\(gateway.port)/",
             ])
             #expect(status == 0, "\(output)")
             #expect(output == "certgate is serving \(name)\n")
         }
         // No SNI (an IP in the URL): the leaf carries the local address as an IP SAN.
-        let (ipStatus, ipOutput) = try runTool("/usr/bin/curl", ["-sS", "--cacert", caFile, "https://127.0.0.1:\(gateway.port)/"])
+        let (ipStatus, ipOutput) = try await runTool("/usr/bin/curl", ["-sS", "--cacert", caFile, "https://127.0.0.1:\(gateway.port)/"])
         #expect(ipStatus == 0, "\(ipOutput)")
         // A name outside the CA's domains gets no leaf.
-        let (refusedStatus, _) = try runTool("/usr/bin/curl", [
+        let (refusedStatus, _) = try await runTool("/usr/bin/curl", [
             "-sS", "--cacert", caFile, "--resolve", "evil.test:\(gateway.port):127.0.0.1", "https://evil.test:\(gateway.port)/",
         ])
         #expect(refusedStatus != 0)
@@ -381,7 +381,7 @@ struct GatewayInteropTests {
         defer { gateway.stop() }
         let caFile = folder.url.appendingPathComponent("state/ca.pem").path
         // curl checks the leaf's IP SAN against ::1; the responder's {sni} is empty.
-        let (status, output) = try runTool("/usr/bin/curl", ["-sS", "--cacert", caFile, "https://[::1]:\(gateway.port)/"])
+        let (status, output) = try await runTool("/usr/bin/curl", ["-sS", "--cacert", caFile, "https://[::1]:\(gateway.port)/"])
         #expect(status == 0, "\(output)")
         #expect(output == "certgate is serving \n")
     }
@@ -452,7 +452,7 @@ struct GatewayInteropTests {
         #expect(firstLeaf.dnsNames == ["one.dev.test"])
         await first.close()
         // The bucket is empty: the next new name gets the static default (fallback.test).
-        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "two.dev.test", folder: folder)
+        let (cn, output) = try await servedCommonName(port: gateway.port, serverName: "two.dev.test", folder: folder)
         #expect(cn == "fallback.test", "\(output)")
         // The signed name is still served from the cache.
         let again = try await client.connect(port: gateway.port, serverName: "one.dev.test")

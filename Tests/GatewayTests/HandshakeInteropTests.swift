@@ -44,10 +44,10 @@ struct HandshakeInteropTests {
         """
     }
 
-    static func sClient(port: Int, host: String = "127.0.0.1", serverName: String?, caFile: String, _ options: [String] = []) throws -> String {
+    static func sClient(port: Int, host: String = "127.0.0.1", serverName: String?, caFile: String, _ options: [String] = []) async throws -> String {
         var arguments = ["s_client", "-connect", "\(host):\(port)", "-CAfile", caFile, "-verify_return_error", "-showcerts"] + options
         if let serverName { arguments += ["-servername", serverName] } else { arguments += ["-noservername"] }
-        return try runTool("/usr/bin/openssl", arguments, input: Data("Q\n".utf8)).output
+        return try await runTool("/usr/bin/openssl", arguments, input: Data("Q\n".utf8)).output
     }
 
     /// The certificates `openssl s_client -showcerts` printed, in order, as DER.
@@ -78,17 +78,17 @@ struct HandshakeInteropTests {
         let gateway = try await GatewayProcess(config: strict, folder: folder)
         defer { gateway.stop() }
 
-        var output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_2"])
+        var output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_2"])
         #expect(output.contains("SSL alert number 70"), "\(output)")  // protocol_version
         #expect(Self.shownCertificates(output).isEmpty)
         #expect(try await gateway.waitForLog("TLS handshake failed"))
-        output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_3"])
+        output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_3"])
         #expect(output.contains("New, TLSv1.3, Cipher is "), "\(output)")
         #expect(output.contains("Verify return code: 0 (ok)"))
 
         try gateway.reload(with: Self.config(settings: ["min_tls_version: tls1.2"]))
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_2"])
+        output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_2"])
         #expect(output.contains("New, TLSv1.2, Cipher is "), "\(output)")
         #expect(output.contains("Verify return code: 0 (ok)"))
 
@@ -112,7 +112,7 @@ struct HandshakeInteropTests {
 
             try gateway.reload(with: strict)
             #expect(try await gateway.waitForLog("configuration reloaded", occurrences: 2))
-            let refused = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_2"])
+            let refused = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_2"])
             #expect(refused.contains("SSL alert number 70"), "\(refused)")
             // Open connections keep the settings they were made with.
             #expect(try await ask() == answer)
@@ -127,18 +127,18 @@ struct HandshakeInteropTests {
         let gateway = try await GatewayProcess(config: Self.config(settings: ["max_tls_version: tls1.2"]), folder: folder)
         defer { gateway.stop() }
 
-        var output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile)
+        var output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile)
         #expect(output.contains("New, TLSv1.2, Cipher is "), "\(output)")
         #expect(output.contains("Verify return code: 0 (ok)"))
-        output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_3"])
+        output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_3"])
         #expect(output.contains("SSL alert number 70"), "\(output)")
         #expect(Self.shownCertificates(output).isEmpty)
 
         try gateway.reload(with: Self.config(settings: ["max_tls_version: tls1.3"]))
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile)
+        output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile)
         #expect(output.contains("New, TLSv1.3, Cipher is "), "\(output)")
-        output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_3"])
+        output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-tls1_3"])
         #expect(output.contains("Verify return code: 0 (ok)"), "\(output)")
     }
 
@@ -153,7 +153,7 @@ struct HandshakeInteropTests {
         defer { gateway.stop() }
         let h2Only = TLSProbe(group: Self.group, trustRoots: try Self.trust(), applicationProtocols: ["h2"])
 
-        var output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-alpn", "h2"])
+        var output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-alpn", "h2"])
         #expect(output.contains("No ALPN negotiated"), "\(output)")
         #expect(output.contains("Verify return code: 0 (ok)"))
         let before = try await h2Only.connect(port: gateway.port, serverName: "exact.test")
@@ -163,7 +163,7 @@ struct HandshakeInteropTests {
 
         try gateway.reload(with: Self.config(settings: ["alpn: [h2, http/1.1]"]))
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        output = try Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-alpn", "h2"])
+        output = try await Self.sClient(port: gateway.port, serverName: "exact.test", caFile: caFile, ["-alpn", "h2"])
         #expect(output.contains("ALPN protocol: h2"), "\(output)")
         let after = try await h2Only.connect(port: gateway.port, serverName: "exact.test")
         #expect(after.negotiatedProtocol == "h2")
@@ -214,7 +214,7 @@ struct HandshakeInteropTests {
         #expect(echoed == payload)
 
         // curl speaking HTTP/1.1 on the respond route is answered.
-        let (status, body) = try runTool("/usr/bin/curl", [
+        let (status, body) = try await runTool("/usr/bin/curl", [
             "-sS", "--http1.1", "--cacert", folder.url.appendingPathComponent("ca.pem").path,
             "--resolve", "b.wild.test:\(gateway.port):127.0.0.1", "https://b.wild.test:\(gateway.port)/",
         ])
@@ -246,28 +246,28 @@ struct HandshakeInteropTests {
             folder: folder)
         defer { gateway.stop() }
         let caFile = folder.url.appendingPathComponent("ca.pem").path
-        func curl(_ name: String?) throws -> String {
+        func curl(_ name: String?) async throws -> String {
             var arguments = ["-sS", "-i", "--cacert", caFile]
             if let name {
                 arguments += ["--resolve", "\(name):\(gateway.port):127.0.0.1", "https://\(name):\(gateway.port)/"]
             } else {
                 arguments += ["https://127.0.0.1:\(gateway.port)/"]  // an IP in the URL: no SNI
             }
-            return try runTool("/usr/bin/curl", arguments).output
+            return try await runTool("/usr/bin/curl", arguments).output
         }
-        #expect(try curl("exact.test")
+        await #expect(try curl("exact.test")
             == "HTTP/1.1 201 Created\r\nx-route: exact\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 17\r\n\r\nexact exact.test\n")
         // Both an exact route and the wildcard name a.wild.test: the exact one takes it.
-        #expect(try curl("a.wild.test")
+        await #expect(try curl("a.wild.test")
             == "HTTP/1.1 201 Created\r\nx-route: exact\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 18\r\n\r\nexact a.wild.test\n")
         // A configured content-type replaces the default one.
-        #expect(try curl("b.wild.test")
+        await #expect(try curl("b.wild.test")
             == "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\nx-route: wildcard\r\ncontent-length: 21\r\n\r\n{\"sni\":\"b.wild.test\"}")
         // A wildcard covers one label: deep.b.wild.test falls to "*".
-        #expect(try curl("deep.b.wild.test")
+        await #expect(try curl("deep.b.wild.test")
             == "HTTP/1.1 203 Non-Authoritative Information\r\nx-route: any\r\nx-sni: deep.b.wild.test\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\n\r\nany deep.b.wild.test\n")
         // No SNI: "*", with {sni} empty in the header and the body.
-        #expect(try curl(nil)
+        await #expect(try curl(nil)
             == "HTTP/1.1 203 Non-Authoritative Information\r\nx-route: any\r\nx-sni: \r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 5\r\n\r\nany \n")
     }
 
@@ -281,7 +281,7 @@ struct HandshakeInteropTests {
         try folder.write(ca.pem, to: "p521-ca.pem")
         try folder.write(ca.key.pemRepresentation, to: "p521-ca.key")
         let keyPath = folder.url.appendingPathComponent("certs/p521.key").path
-        let (generated, generation) = try runTool("/usr/bin/openssl", ["ecparam", "-name", "secp521r1", "-genkey", "-out", keyPath])
+        let (generated, generation) = try await runTool("/usr/bin/openssl", ["ecparam", "-name", "secp521r1", "-genkey", "-out", keyPath])
         #expect(generated == 0, "\(generation)")
         let keyFile = try String(contentsOfFile: keyPath, encoding: .utf8)
         #expect(keyFile.hasPrefix("-----BEGIN EC PARAMETERS-----\nBgUrgQQAIw==\n-----END EC PARAMETERS-----\n-----BEGIN EC PRIVATE KEY-----\n"))
@@ -297,7 +297,7 @@ struct HandshakeInteropTests {
         defer { gateway.stop() }
         let caFile = folder.url.appendingPathComponent("p521-ca.pem").path
 
-        let output = try Self.sClient(port: gateway.port, serverName: "p521.test", caFile: caFile, ["-sigalgs", "ecdsa_secp521r1_sha512"])
+        let output = try await Self.sClient(port: gateway.port, serverName: "p521.test", caFile: caFile, ["-sigalgs", "ecdsa_secp521r1_sha512"])
         #expect(output.contains("Verify return code: 0 (ok)"), "\(output)")
         #expect(output.contains("Server public key is 521 bit"))
         #expect(output.contains("Peer signing digest: SHA512"))
@@ -307,7 +307,7 @@ struct HandshakeInteropTests {
         #expect(Self.shownCertificates(output) == [serializer.serializedBytes])
 
         // The P-521 CA as an issuer: a P-256 leaf for the name, chained to it.
-        let issuedOutput = try Self.sClient(port: gateway.port, serverName: "app.p521.test", caFile: caFile)
+        let issuedOutput = try await Self.sClient(port: gateway.port, serverName: "app.p521.test", caFile: caFile)
         #expect(issuedOutput.contains("Verify return code: 0 (ok)"), "\(issuedOutput)")
         let chain = Self.shownCertificates(issuedOutput)
         var caSerializer = DER.Serializer()
@@ -339,16 +339,16 @@ struct HandshakeInteropTests {
         let caFile = folder.url.appendingPathComponent("ca.pem").path
 
         // curl verifies the IP SAN ::1 against the URL.
-        let (status, output) = try runTool("/usr/bin/curl", ["-sS", "-i", "-g", "--cacert", caFile, "https://[::1]:\(gateway.port)/"])
+        let (status, output) = try await runTool("/usr/bin/curl", ["-sS", "-i", "-g", "--cacert", caFile, "https://[::1]:\(gateway.port)/"])
         #expect(status == 0, "\(output)")
         #expect(output == "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 8\r\n\r\nserved \n")
-        let (named, body) = try runTool("/usr/bin/curl", [
+        let (named, body) = try await runTool("/usr/bin/curl", [
             "-sS", "--cacert", caFile, "--resolve", "exact.test:\(gateway.port):[::1]", "https://exact.test:\(gateway.port)/",
         ])
         #expect(named == 0, "\(body)")
         #expect(body == "served exact.test\n")
         #expect(try await gateway.waitForLog("metrics endpoint listening"))
-        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "ip"]) == 1)
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "exact"]) == 1)
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "default"]) == 0)

@@ -68,7 +68,7 @@ struct IssuingInteropTests {
             + "reason=issuer 'dev-ca' refused evil.test: not_allowed sni=evil.test [Gateway] TLS handshake failed"
         #expect(try await gateway.waitForLine(line), "\(gateway.logText)")
         // A one-level pattern does not take two levels: openssl sees the alert.
-        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "a.b.dev.test", folder: folder)
+        let (cn, output) = try await servedCommonName(port: gateway.port, serverName: "a.b.dev.test", folder: folder)
         #expect(cn == nil)
         #expect(output.contains("alert internal error"), "\(output)")
         // An allowed name is signed.
@@ -76,7 +76,7 @@ struct IssuingInteropTests {
         #expect(try Self.commonName(signed.servedLeaf) == "ok.dev.test")
         await signed.close()
 
-        let metrics = try scrapeMetrics(port: metricsPort)
+        let metrics = try await scrapeMetrics(port: metricsPort)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "not_allowed"]) == 2)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "rate_limited"]) == nil)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "cache_full"]) == nil)
@@ -100,7 +100,7 @@ struct IssuingInteropTests {
             await connection.close()
         }
         #expect(served == ["n1.dev.test", "n2.dev.test", "fallback.test", "fallback.test", "n1.dev.test"])
-        let metrics = try scrapeMetrics(port: metricsPort)
+        let metrics = try await scrapeMetrics(port: metricsPort)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "rate_limited"]) == 2)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "not_allowed"]) == nil)
         #expect(metrics.value("certgate_issued_certificates_total") == 2)
@@ -116,7 +116,7 @@ struct IssuingInteropTests {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         // An RSA-4096 CA: each signature takes milliseconds, so the queue grows faster than it drains.
-        let (made, output) = try runTool("/usr/bin/openssl", [
+        let (made, output) = try await runTool("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-keyout", folder.url.appendingPathComponent("slow-ca.key").path,
             "-out", folder.url.appendingPathComponent("slow-ca.pem").path, "-subj", "/CN=Slow RSA CA", "-days", "30",
             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
@@ -150,7 +150,7 @@ struct IssuingInteropTests {
         #expect(alerts + serverHellos == 200, "other answers: \(answers.filter { $0 != RawClientHello.internalErrorAlert && $0.first != 0x16 }.prefix(3))")
         #expect(alerts > 0)
         #expect(serverHellos >= 6)  // at least the one signing and the 5 queued
-        var metrics = try scrapeMetrics(port: metricsPort)
+        var metrics = try await scrapeMetrics(port: metricsPort)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "cache_full"]) == Double(alerts))
         #expect(metrics.value("certgate_issued_certificates_total") == Double(serverHellos))
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "none"]) == Double(alerts))
@@ -175,7 +175,7 @@ struct IssuingInteropTests {
         let second = (0..<20).map { String(format: "m%04d.q.test", $0) }
         let more = try await RawClientHello.firstBytes(of: try RawClientHello.make(serverNames: second), port: gateway.port, group: Self.group)
         #expect(more.filter { $0.first == 0x16 }.count == 20)
-        metrics = try scrapeMetrics(port: metricsPort)
+        metrics = try await scrapeMetrics(port: metricsPort)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "cache_full"]) == Double(alerts))
         #expect(metrics.value("certgate_issued_certificates_total") == Double(serverHellos + 20))
     }
@@ -209,7 +209,7 @@ struct IssuingInteropTests {
         #expect(again.subject.commonName == "idle.dev.test")
         #expect(again.serialNumber != idle.serialNumber)
         #expect(try await leaf("busy.dev.test").serialNumber == busy.serialNumber)
-        let metrics = try scrapeMetrics(port: metricsPort)
+        let metrics = try await scrapeMetrics(port: metricsPort)
         #expect(metrics.value("certgate_issued_certificates_total") == 3)
         // Recorded at the last signing: the new idle leaf and busy's.
         #expect(metrics.value("certgate_issued_certificates_cached") == 2)
@@ -229,7 +229,7 @@ struct IssuingInteropTests {
         let again = try await leaf("first.dev.test")
         #expect(again.subject.commonName == "first.dev.test")
         #expect(again == first)
-        let metrics = try scrapeMetrics(port: metricsPort)
+        let metrics = try await scrapeMetrics(port: metricsPort)
         #expect(metrics.value("certgate_issued_certificates_total") == 1_001)
         #expect((metrics.value("certgate_issue_refused_total", ["reason": "rate_limited"]) ?? 0) == 0)
     }

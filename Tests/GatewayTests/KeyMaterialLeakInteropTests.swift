@@ -24,14 +24,14 @@ struct KeyMaterialLeakInteropTests {
     }
 
     @Test("check names every damaged entry with certgate's reasons and quotes no key")
-    func check() throws {
+    func check() async throws {
         let (folder, corpus) = try corpusFixture()
         defer { folder.remove() }
         try folder.write("listeners:\n  - listen: 127.0.0.1:8443\ncertificates:\n" + corpus.certificatesYAML, to: "certgate.yaml")
-        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let output = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(output.status == 1)
         expectNoLeak(output.stdout + output.stderr, in: corpus, "check")
-        let json = try CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let json = try await CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         expectNoLeak(json.stdout + json.stderr, in: corpus, "check --json")
 
         let lines = Set(output.stdout.split(separator: "\n").map(String.init))
@@ -62,7 +62,7 @@ struct KeyMaterialLeakInteropTests {
     }
 
     @Test("a key pasted into an enumerated field, a header name or a refused entry name is not quoted back")
-    func keyInOtherFields() throws {
+    func keyInOtherFields() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let corpus = DamagedKeyCorpus(authority: Self.authority)
@@ -80,7 +80,7 @@ struct KeyMaterialLeakInteropTests {
         ]
         for (index, item) in cases.enumerated() {
             try folder.write(item.yaml, to: "case\(index).yaml")
-            let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("case\(index).yaml").path])
+            let output = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("case\(index).yaml").path])
             #expect(output.status == 1)
             expectNoLeak(output.stdout + output.stderr, in: corpus, "check of case \(index)")
             #expect(output.stdout.contains(item.reason), "\(output.stdout)")
@@ -88,11 +88,11 @@ struct KeyMaterialLeakInteropTests {
     }
 
     @Test("inspect of each damaged file quotes no key")
-    func inspect() throws {
+    func inspect() async throws {
         let (folder, corpus) = try corpusFixture()
         defer { folder.remove() }
         for path in corpus.files.keys.sorted() where path != "corpus/leaf.pem" {
-            let output = try CertgateProcess.run(["inspect", folder.url.appendingPathComponent(path).path])
+            let output = try await CertgateProcess.run(["inspect", folder.url.appendingPathComponent(path).path])
             expectNoLeak(output.stdout + output.stderr, in: corpus, "inspect \(path)")
         }
     }
@@ -144,7 +144,7 @@ struct KeyMaterialLeakInteropTests {
             if let key = item.tlsKey { yaml += "    tls_key: \(DamagedKeyCorpus.yamlValue(key))\n" }
             if let domains = item.domains { yaml += "    domains: \(DamagedKeyCorpus.yamlValue(domains))\n" }
             try folder.write(yaml, to: "upsert-\(item.name).yaml")
-            let output = try CertgateProcess.run(["ctl", "--socket", socket, "upsert", folder.url.appendingPathComponent("upsert-\(item.name).yaml").path])
+            let output = try await CertgateProcess.run(["ctl", "--socket", socket, "upsert", folder.url.appendingPathComponent("upsert-\(item.name).yaml").path])
             #expect(output.status != 0, "\(item.name) was accepted")
             expectNoLeak(output.stdout + output.stderr, in: corpus, "ctl upsert \(item.name)")
             if output.stderr.contains("invalidArgument: ") { fromServer += 1 }
@@ -157,7 +157,7 @@ struct KeyMaterialLeakInteropTests {
 
     @Test("examples/admin.py upsert of damaged keys fails without quoting the key")
     func adminScript() async throws {
-        let probe = try runTool("/usr/bin/env", ["python3", "-c", "import grpc, grpc_tools"])
+        let probe = try await runTool("/usr/bin/env", ["python3", "-c", "import grpc, grpc_tools"])
         try #require(probe.status == 0, "python3 with grpcio and grpcio-tools is needed (pip install grpcio grpcio-tools): \(probe.output)")
         let (folder, corpus) = try corpusFixture()
         defer { folder.remove() }
@@ -165,7 +165,7 @@ struct KeyMaterialLeakInteropTests {
         defer { gateway.stop() }
         let socket = ControlInteropTests.socket(folder)
         for key in ["corpus/torn-150.key", "corpus/torn-93.key", "corpus/flip-20.key", "corpus/public.key", "corpus/torn-sec1.key"] {
-            let output = try runTool("/usr/bin/env", [
+            let output = try await runTool("/usr/bin/env", [
                 "python3", AdminScriptInteropTests.script, "--socket", socket, "upsert", "damaged",
                 "--cert", folder.url.appendingPathComponent("corpus/leaf.pem").path, "--key", folder.url.appendingPathComponent(key).path,
             ])
@@ -176,7 +176,7 @@ struct KeyMaterialLeakInteropTests {
     }
 
     @Test("a YAML error beside an inline key names the line, never the key's text")
-    func yamlErrorNearInlineKey() throws {
+    func yamlErrorNearInlineKey() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let corpus = DamagedKeyCorpus(authority: Self.authority)
@@ -186,7 +186,7 @@ struct KeyMaterialLeakInteropTests {
         var yaml = "listeners:\n  - listen: 127.0.0.1:8443\ncertificates:\n  inline:\n    tls_cert: corpus/leaf.pem\n    tls_key: |\n"
         yaml += "      \(keyLines[0])\n      \(keyLines[1])\n   \(keyLines[2])\n      \(keyLines[3])\n"
         try folder.write(yaml, to: "certgate.yaml")
-        let output = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let output = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(output.status == 1)
         expectNoLeak(output.stdout + output.stderr, in: corpus, "check of broken YAML")
         #expect(output.stdout.contains("certgate.yaml:9:"), "\(output.stdout)")
@@ -194,7 +194,7 @@ struct KeyMaterialLeakInteropTests {
         var tabbed = "certificates:\n  inline:\n    tls_key: |\n      \(keyLines[0])\n\t\(keyLines[1])\n"
         tabbed += "      \(keyLines[2])\n"
         try folder.write(tabbed, to: "tabbed.yaml")
-        let second = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("tabbed.yaml").path])
+        let second = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("tabbed.yaml").path])
         #expect(second.status == 1)
         expectNoLeak(second.stdout + second.stderr, in: corpus, "check of YAML with a tab")
     }

@@ -99,7 +99,7 @@ struct LifecycleInteropTests {
     // MARK: 4. Every reason at once
 
     @Test("run with a configuration that has several problems exits 1 and prints every reason, each with its key and line (and check prints the same)")
-    func everyConfigurationProblem() throws {
+    func everyConfigurationProblem() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         try folder.write("""
@@ -128,18 +128,18 @@ struct LifecycleInteropTests {
             "\(file):9:15: issuing.cache_size: must be 1 to 10000000, not 0",
             "\(file):7:19: shutdown_timeout: must be 0s to 1h, not 2h",
         ]
-        let run = try CertgateProcess.run(["run", "--config", file])
+        let run = try await CertgateProcess.run(["run", "--config", file])
         #expect(run.status == 1)
         #expect(run.stdout == "")
         #expect(run.stderr == reasons.map { "config: \($0)\n" }.joined())
 
-        let check = try CertgateProcess.run(["check", "--config", file])
+        let check = try await CertgateProcess.run(["check", "--config", file])
         #expect(check.status == 1)
         #expect(check.stdout == reasons.map { "config: \($0)\n" }.joined() + "configuration is invalid: 5 errors\n")
     }
 
     @Test("run with several invalid certificate entries exits 1 and logs every entry's reason, as check prints them")
-    func everyCertificateProblem() throws {
+    func everyCertificateProblem() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         let site = Self.authority.leaf(dnsNames: ["example.test"])
@@ -168,12 +168,12 @@ struct LifecycleInteropTests {
             "mismatched: tls_key: the private key does not match the certificate (CN=example.test)",
             "dup-b: domains: 'dup.test' is also claimed by entry 'dup-a'; a name may belong to one entry only",
         ]
-        let run = try CertgateProcess.run(["run", "--config", file])
+        let run = try await CertgateProcess.run(["run", "--config", file])
         #expect(run.status == 1)
         #expect(run.stdout == "")
         #expect(logEntries(run.stderr).filter { $0.hasPrefix("error ") } == reasons.map { "error certgate: [certgate] \($0)" })
 
-        let check = try CertgateProcess.run(["check", "--config", file])
+        let check = try await CertgateProcess.run(["check", "--config", file])
         #expect(check.status == 1)
         #expect(Set(check.stdout.split(separator: "\n").map(String.init)).isSuperset(of: reasons))
         #expect(check.stdout.hasSuffix("configuration is invalid: 3 errors\n"))
@@ -273,17 +273,17 @@ struct LifecycleInteropTests {
         // A failed handshake (plain HTTP on the TLS port) is logged at info: a marker that the
         // log is written up to here.
         func marker(_ occurrence: Int) async throws {
-            _ = try runTool("/usr/bin/curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(gateway.port)/"])
+            _ = try await runTool("/usr/bin/curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(gateway.port)/"])
             #expect(try await gateway.waitForLog("TLS handshake failed", occurrences: occurrence))
         }
         try await marker(1)
         let before = logEntries(gateway.logText)
 
         for name in ["exact.test", "a.wild.test", "unknown.test", "EXACT.test", "b.wild.test"] {
-            let (cn, output) = try servedCommonName(port: gateway.port, serverName: name, folder: folder)
+            let (cn, output) = try await servedCommonName(port: gateway.port, serverName: name, folder: folder)
             #expect(cn != nil, "\(output)")
         }
-        #expect(try servedCommonName(port: gateway.port, serverName: nil, folder: folder).cn == "by-ip")
+        #expect(try await servedCommonName(port: gateway.port, serverName: nil, folder: folder).cn == "by-ip")
         let client = try Self.client()
         for index in 0..<24 {
             let name = index % 2 == 0 ? "exact.test" : "n\(index).wild.test"
@@ -324,12 +324,12 @@ struct LifecycleInteropTests {
         #expect(logEntries(gateway.logText).filter { $0.contains("change needs a restart") } == [restart])
         #expect(logEntries(gateway.logText).contains("notice certgate: added=0 changed=0 generation=1 removed=0 [Gateway] configuration reloaded"))
         #expect(try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int == 0o600)
-        let status = try runCtl(socket: socket, ["status"])
+        let status = try await runCtl(socket: socket, ["status"])
         #expect(status.status == 0)
         #expect(status.stdout.hasPrefix("generation   1\n"))
 
         // The running value stayed, so the next reload (ctl reload this time) says it again.
-        let reload = try runCtl(socket: socket, ["reload"])
+        let reload = try await runCtl(socket: socket, ["reload"])
         #expect(reload.stdout == "applied generation 2: 0 added, 0 changed, 0 removed\n")
         #expect(try await gateway.waitForLog("change needs a restart", occurrences: 2))
         #expect(logEntries(gateway.logText).filter { $0.contains("change needs a restart") } == [restart, restart])

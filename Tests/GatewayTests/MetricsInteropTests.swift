@@ -8,8 +8,8 @@ import Glibc
 
 @Suite("Prometheus metrics (the real binary)", .serialized, .timeLimit(.minutes(3)))
 struct MetricsInteropTests {
-    func scrape(_ port: Int) throws -> PrometheusScrape {
-        let (status, text) = try runTool("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(port)/metrics"])
+    func scrape(_ port: Int) async throws -> PrometheusScrape {
+        let (status, text) = try await runTool("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(port)/metrics"])
         guard status == 0 else { throw GatewayProcessError(message: text) }
         return try PrometheusScrape(text)
     }
@@ -22,10 +22,10 @@ struct MetricsInteropTests {
             config: GatewayInteropTests.config() + "\nmetrics: { listen: 127.0.0.1:0 }\n", folder: folder)
         defer { gateway.stop() }
         let metricsPort = try #require(gateway.metricsPort)
-        func count() throws -> Double { try scrape(metricsPort).value("certgate_event_loop_lag_seconds_count") ?? 0 }
-        let first = try count()
-        #expect(try await eventually { try count() >= first + 3 })
-        let buckets = try scrape(metricsPort).samples.keys
+        func count() async throws -> Double { try await scrape(metricsPort).value("certgate_event_loop_lag_seconds_count") ?? 0 }
+        let first = try await count()
+        #expect(try await eventually { try await count() >= first + 3 })
+        let buckets = try await scrape(metricsPort).samples.keys
             .filter { $0.name == "certgate_event_loop_lag_seconds_bucket" }
             .compactMap { $0.labels["le"].flatMap(Double.init) }
             .sorted()
@@ -89,9 +89,9 @@ struct MetricsInteropTests {
         let metricsPort = try #require(gateway.metricsPort)
 
         for name in ["exact.test", "a.wild.test", "unknown.test", nil, "x.dev.test"] as [String?] {
-            _ = try servedCommonName(port: gateway.port, serverName: name, folder: folder)
+            _ = try await servedCommonName(port: gateway.port, serverName: name, folder: folder)
         }
-        var metrics = try scrape(metricsPort)
+        var metrics = try await scrape(metricsPort)
         let handshakes = { (match: String) in metrics.value("certgate_handshakes_total", ["listener": "https", "match": match]) }
         #expect(handshakes("exact") == 1)
         #expect(handshakes("wildcard") == 1)
@@ -114,10 +114,10 @@ struct MetricsInteropTests {
             .replacingOccurrences(of: "PORT", with: String(gateway.port)), to: "certgate.yaml")
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        _ = try servedCommonName(port: gateway.port, serverName: "unknown.test", folder: folder)
+        _ = try await servedCommonName(port: gateway.port, serverName: "unknown.test", folder: folder)
         // The refused handshake is counted as it fails; wait for the count, not a while.
         try await eventually {
-            metrics = try scrape(metricsPort)
+            metrics = try await scrape(metricsPort)
             return metrics.value("certgate_handshakes_total", ["listener": "https", "match": "none"]) == 1
         }
         #expect(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "fallback"]) == nil)
@@ -132,7 +132,7 @@ struct MetricsInteropTests {
         try folder.write("certificates: [broken\n", to: "certgate.yaml")
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("reload rejected"))
-        metrics = try scrape(metricsPort)
+        metrics = try await scrape(metricsPort)
         #expect(metrics.value("certgate_updates_total", ["source": "signal", "result": "rejected"]) == 1)
 
         // Control-plane updates count under source="control"; a pushed entry's series appear.
@@ -147,7 +147,7 @@ struct MetricsInteropTests {
             let refused = await ControlInteropTests.code { _ = try await control.updateCertificates(.with { $0.upsert = [bad] }) }
             #expect(refused == .invalidArgument)
         }
-        metrics = try scrape(metricsPort)
+        metrics = try await scrape(metricsPort)
         #expect(metrics.value("certgate_updates_total", ["source": "control", "result": "applied"]) == 1)
         #expect(metrics.value("certgate_updates_total", ["source": "control", "result": "rejected"]) == 1)
         #expect(metrics.value("certgate_certificate_set_generation") == 2)
@@ -167,7 +167,7 @@ struct MetricsInteropTests {
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
         let metricsPort = try #require(gateway.metricsPort)
-        let metrics = try scrape(metricsPort)
+        let metrics = try await scrape(metricsPort)
         #expect(metrics.value("certgate_certificate_expiring", ["name": "soon"]) == 1)
         #expect(metrics.value("certgate_certificate_expiring", ["name": "exact"]) == 0)
         #expect(gateway.logText.contains("certificate validity changed"))

@@ -38,10 +38,10 @@ struct NoCommittedKeysTests {
     }
 
     /// The files Git tracks under `folder`, or nil when it is not a Git checkout.
-    static func trackedFiles(under folder: URL) throws -> [URL]? {
+    static func trackedFiles(under folder: URL) async throws -> [URL]? {
         guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(".git").path) else { return nil }
         // safe.directory: the checkout may belong to another user than the one running the tests.
-        let listed = try FinishedProcess.run(
+        let listed = try await FinishedProcess.run(
             URL(fileURLWithPath: "/usr/bin/git"), ["-c", "safe.directory=*", "-C", folder.path, "ls-files", "-z"], timeout: .seconds(60))
         guard listed.status == 0, !listed.timedOut else { throw ScanFailure(reason: "git ls-files failed: \(listed.stderr)") }
         return listed.stdout.split(separator: "\0").map { folder.appendingPathComponent(String($0)) }
@@ -50,8 +50,8 @@ struct NoCommittedKeysTests {
     struct ScanFailure: Error { let reason: String }
 
     /// The files of `folder` that hold a private key, by path relative to it.
-    static func keyHolders(under folder: URL) throws -> [String] {
-        try (trackedFiles(under: folder) ?? files(under: folder)).compactMap { url -> String? in
+    static func keyHolders(under folder: URL) async throws -> [String] {
+        try await (trackedFiles(under: folder) ?? files(under: folder)).compactMap { url -> String? in
             let relative = String(url.path.dropFirst(folder.path.count + 1))
             if keyFileSuffixes.contains(where: { relative.lowercased().hasSuffix($0) }) { return relative }
             guard let size = try? url.resourceValues(forKeys: [.fileSizeKey]).fileSize, size < 8 << 20,
@@ -62,13 +62,13 @@ struct NoCommittedKeysTests {
     }
 
     @Test("no file of the package holds a PEM private key or is a key file; the damaged-key fixtures in the tests are not keys")
-    func noKeyCommitted() throws {
+    func noKeyCommitted() async throws {
         #expect(FileManager.default.fileExists(atPath: Self.root.appendingPathComponent("Package.swift").path))
-        #expect(try Self.keyHolders(under: Self.root) == [])
+        #expect(try await Self.keyHolders(under: Self.root) == [])
     }
 
     @Test("the scan finds a generated key in an indented multi-line string, in an escaped one-line string, with its base64 on one line, as SEC1 after EC PARAMETERS, as encrypted PEM with headers, and a .key file whatever it holds; not a torn fixture or build output")
-    func scanFindsKeys() throws {
+    func scanFindsKeys() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("certgate-keyscan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder.appendingPathComponent("nested"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -87,6 +87,6 @@ struct NoCommittedKeysTests {
         try Data("-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n-----END PRIVATE KEY-----\n".utf8).write(to: folder.appendingPathComponent("torn.txt"))
         try FileManager.default.createDirectory(at: folder.appendingPathComponent(".build"), withIntermediateDirectories: true)
         try Data(key.pkcs8PEM.utf8).write(to: folder.appendingPathComponent(".build/ignored.pem"))
-        #expect(try Self.keyHolders(under: folder).sorted() == ["legacy.txt", "nested/Escaped.swift", "nested/Fixture.swift", "one-line.pem", "sec1.pem", "server.key"])
+        #expect(try await Self.keyHolders(under: folder).sorted() == ["legacy.txt", "nested/Escaped.swift", "nested/Fixture.swift", "one-line.pem", "sec1.pem", "server.key"])
     }
 }

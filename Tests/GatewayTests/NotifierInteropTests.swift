@@ -137,11 +137,11 @@ struct NotifierInteropTests {
         let config = GatewayInteropTests.config(extraCertificates: Self.extraCertificates) + notify
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
-        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
         #expect(try await gateway.waitForLog("will retry"))
         #expect(try await gateway.waitForLog("giving up", timeout: .seconds(15)))
         gateway.signal(SIGHUP)
         #expect(try await gateway.waitForLog("configuration reloaded"))
-        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
     }
 }

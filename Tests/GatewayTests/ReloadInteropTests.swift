@@ -30,18 +30,18 @@ struct ReloadInteropTests {
         let config = GatewayInteropTests.config(extraCertificates: "  dev-ca: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: \"*.dev.test\" }")
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
-        func served(_ name: String) throws -> String? {
-            try servedCommonName(port: gateway.port, serverName: name, folder: folder).cn
+        func served(_ name: String) async throws -> String? {
+            try await servedCommonName(port: gateway.port, serverName: name, folder: folder).cn
         }
         // The defaults (burst 400) sign three new names.
-        for name in ["a.dev.test", "b.dev.test", "c.dev.test"] { #expect(try served(name) == name) }
+        for name in ["a.dev.test", "b.dev.test", "c.dev.test"] { await #expect(try served(name) == name) }
 
         try Self.reload(gateway, folder: folder, config: config + "\nissuing: { rate_per_second: 0, burst: 1 }\n")
         #expect(try await gateway.waitForLog("configuration reloaded"))
         #expect(Self.lines(gateway.logText, containing: "issuing limits changed", "burst=1", "rate_per_second=0.0").count == 1)
-        #expect(try served("d.dev.test") == "d.dev.test")  // the one token left
-        #expect(try served("e.dev.test") == "fallback.test")  // rate_limited: the default serves
-        #expect(try served("a.dev.test") == "a.dev.test")  // cached before the reload: still served
+        await #expect(try served("d.dev.test") == "d.dev.test")  // the one token left
+        await #expect(try served("e.dev.test") == "fallback.test")  // rate_limited: the default serves
+        await #expect(try served("a.dev.test") == "a.dev.test")  // cached before the reload: still served
     }
 
     @Test("SIGHUP puts a new validity.interval in force: an entry that expired after start is reported at the new period, not at the old one")
@@ -90,7 +90,7 @@ struct ReloadInteropTests {
         #expect(Self.lines(gateway.logText, containing: "change needs a restart", "section=state_dir", "/elsewhere").count == 1)
         #expect(Self.lines(gateway.logText, containing: "change needs a restart", "section=metrics", "metrics.listen changes from none to 127.0.0.1:\(other.port)").count == 1)
         // Still serving on the old port; nothing bound on the new one.
-        #expect(try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder).cn == "exact.test")
 
         // The running values stayed, so the next reload reports the same three again.
         try Self.reload(gateway, folder: folder, config: moved)
@@ -131,8 +131,8 @@ struct ReloadInteropTests {
         defer { gateway.stop() }
         let metricsPort = try #require(gateway.metricsPort)
         func level(_ level: String) -> String { config.replacingOccurrences(of: "log_level: info", with: "log_level: \(level)") }
-        func appliedReloads() throws -> Double? {
-            try scrapeMetrics(port: metricsPort).value("certgate_updates_total", ["source": "signal", "result": "applied"])
+        func appliedReloads() async throws -> Double? {
+            try await scrapeMetrics(port: metricsPort).value("certgate_updates_total", ["source": "signal", "result": "applied"])
         }
 
         // info → warning: told at info, before the switch.
@@ -150,7 +150,7 @@ struct ReloadInteropTests {
         #expect(try await gateway.waitForLog("log level changed", occurrences: 3))
         #expect(Self.lines(gateway.logText, containing: "log level changed", "from=notice", "to=warning").count == 1)
         try Self.reload(gateway, folder: folder, config: level("error"))
-        #expect(try await eventually { try appliedReloads() == 4 })
+        #expect(try await eventually { try await appliedReloads() == 4 })
         try Self.reload(gateway, folder: folder, config: level("error").replacingOccurrences(of: "shutdown_timeout: 5s", with: "shutdown_timout: 5s"))
         #expect(try await gateway.waitForLog("configuration reload rejected"))
         #expect(Self.lines(gateway.logText, containing: "log level changed").count == 3)

@@ -72,10 +72,10 @@ struct StateInteropTests {
         }
 
         // `certgate check` says that a stored set will be served instead of the file's.
-        let check = try CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let check = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(check.status == 0)
         #expect(check.stdout.contains("holds a stored set (generation 2, 4 certificates"), "\(check.stdout)")
-        let checkJSON = try CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let checkJSON = try await CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(checkJSON.stdout.contains("\"stored_set\""))
 
         // Restart: the stored generation 2 is served, not the YAML.
@@ -84,8 +84,8 @@ struct StateInteropTests {
         var served = try await Self.served(folder)
         #expect(served.generation == 2)
         #expect(served.fingerprints == expected)
-        #expect(try servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
-        #expect(try servedCommonName(port: gateway.port, serverName: "a.wild.test", folder: folder).cn == "fallback.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "pushed.test", folder: folder).cn == "pushed.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "a.wild.test", folder: folder).cn == "fallback.test")
 
         // SIGHUP applies the YAML as generation 3, and that is what the next start serves.
         gateway.signal(SIGHUP)
@@ -108,7 +108,7 @@ struct StateInteropTests {
         #expect(served.generation == 0 && served.fingerprints == yamlSet)
 
         // A second instance on the same state folder refuses to start.
-        let second = try CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let second = try await CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(second.status != 0)
         #expect(second.stderr.contains("another certgate uses this state"))
     }
@@ -165,7 +165,7 @@ struct StateInteropTests {
         // The update in flight at the kill may have committed before its reply was lost.
         #expect(served.generation == lastAcknowledged || served.generation == lastAcknowledged + 1)
         #expect(served.fingerprints == expectedSet(after: Int(served.generation)))
-        #expect(try servedCommonName(port: restarted.port, serverName: "rolling.test", folder: folder).cn == "rolling.test")
+        #expect(try await servedCommonName(port: restarted.port, serverName: "rolling.test", folder: folder).cn == "rolling.test")
     }
 
     @Test("handshakes running while updates apply never fail and always get a certificate for their SNI")
@@ -254,7 +254,7 @@ struct StateInteropTests {
         }
         #expect(status == .unavailable)
         #expect(try await Self.served(folder) == before)
-        #expect(try servedCommonName(port: gateway.port, serverName: "fine.test", folder: folder).cn == "fallback.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "fine.test", folder: folder).cn == "fallback.test")
 
         // A reload whose file brings the poisoned entry: ReloadConfig answers UNAVAILABLE, ctl
         // reload says so (exit 1), a SIGHUP logs it; nothing changes.
@@ -269,13 +269,13 @@ struct StateInteropTests {
             _ = try await Self.control(folder) { try await $0.reloadConfig(Certgate_Control_V1_ReloadConfigRequest()) }
         }
         #expect(reloadStatus == .unavailable)
-        let reload = try runCtl(socket: Self.socket(folder), ["reload"])
+        let reload = try await runCtl(socket: Self.socket(folder), ["reload"])
         #expect(reload.status == 1)
         // In certgate's words: SQLite's message (here the trigger's text) is not passed on.
         let statePath = folder.url.appendingPathComponent("state/certgate.db").path
         #expect(reload.stderr == "unavailable: could not persist the update; nothing changed: state \(statePath): cannot commit generation \(before.generation + 1): SQLite error 19: a constraint refused the write\n")
         #expect(try await Self.served(folder) == before)
-        #expect(try servedCommonName(port: gateway.port, serverName: "poison.test", folder: folder).cn == "fallback.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "poison.test", folder: folder).cn == "fallback.test")
         try folder.write(file, to: "certgate.yaml")
         // The next update (without the poisoned row) commits as the next generation.
         let next = try await Self.control(folder) { control in

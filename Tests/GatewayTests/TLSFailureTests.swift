@@ -20,7 +20,7 @@ struct TLSFailureTests {
         defer { folder.remove() }
         let gateway = try await GatewayProcess(config: GatewayInteropTests.config(), folder: folder)
         defer { gateway.stop() }
-        _ = try runTool("/usr/bin/curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(gateway.port)/"])
+        _ = try await runTool("/usr/bin/curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(gateway.port)/"])
         #expect(try await gateway.waitForLog("reason=plain HTTP on a TLS port"), "\(gateway.logText)")
         #expect(!gateway.logText.contains("OPENSSL_internal"))
         #expect(!gateway.logText.contains(".cc:"))

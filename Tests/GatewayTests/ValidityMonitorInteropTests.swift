@@ -79,7 +79,7 @@ struct ValidityMonitorInteropTests {
         #expect(Self.bodies(receiver)
             == [#"{"days_left":3,"entry":"short-ca","host":"\#(Self.host)","names":["*.dev.test"],"not_after":"\#(notificationTime(caNotAfter))","state":"expiring"}"#])
         #expect(gateway.count(ofLine: "warning certgate: days_left=3 entry=short-ca from=- state=expiring [Gateway] certificate validity changed") == 1)
-        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_certificate_expiring", ["name": "short-ca"]) == 1)
         #expect(metrics.value("certgate_certificate_not_after_timestamp_seconds", ["name": "short-ca"]) == caNotAfter.timeIntervalSince1970)
 
@@ -113,7 +113,7 @@ struct ValidityMonitorInteropTests {
         // The receiver holds soon's notification from now on.
         #expect(try await eventually { holder.bodies.all.count >= 1 })
         let start = ContinuousClock.now
-        let (cn, output) = try servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder)
+        let (cn, output) = try await servedCommonName(port: gateway.port, serverName: "exact.test", folder: folder)
         let handshake = ContinuousClock.now - start  // an openssl s_client process; far below the 5 s hold
         #expect(cn == "exact.test", "\(output)")
         try gateway.reload(with: GatewayInteropTests.config(extraCertificates: soonEntry + "\n  soon2: { tls_cert: certs/soon2.pem, tls_key: certs/soon2.key }") + notify)

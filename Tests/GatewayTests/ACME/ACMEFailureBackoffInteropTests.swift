@@ -30,7 +30,7 @@ struct ACMEFailureBackoffInteropTests {
         let now = Date()
         #expect(patient.refused == 1 && plain.refused == 1)
 
-        let list = try runCtl(socket: ControlInteropTests.socket(folder), ["list"])
+        let list = try await runCtl(socket: ControlInteropTests.socket(folder), ["list"])
         func nextAttempt(_ entry: String) -> Date? {
             let line = list.stdout.split(separator: "\n").first { $0.hasPrefix("\(entry): ") } ?? ""
             return line.firstRange(of: ", next attempt ").flatMap { ControlCommandInteropTests.date(line[$0.upperBound...].prefix(20)) }

@@ -75,7 +75,7 @@ struct ACMEInteropTests {
             metrics:
               listen: 127.0.0.1:0
             """
-        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        let root = try NIOSSLCertificate(bytes: Array(try await pebble.issuingRoot().utf8), format: .pem)
         return Setup(pebble: pebble, folder: folder, httpsPort: httpsPort, httpPort: httpPort, config: config, root: root)
     }
 
@@ -117,7 +117,7 @@ struct ACMEInteropTests {
         #expect(!gateway!.logText.contains("dns-hook-stdout") && !gateway!.logText.contains("dns-hook-stderr"))
         // Each entry's renewal time: the metric says what ListCertificates says, inside the
         // certificate's life.
-        let metrics = try scrapeMetrics(port: try #require(gateway!.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway!.metricsPort))
         let listed = try await ControlInteropTests.withControl(socket: setup.folder.url.appendingPathComponent("run/control.sock").path) { control in
             try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
         }
@@ -132,16 +132,16 @@ struct ACMEInteropTests {
         }
         // The same with the clients operators use: openssl verifying chain and name against
         // Pebble's root, and curl.
-        try setup.folder.write(try setup.pebble.issuingRoot(), to: "pebble-issuing-root.pem")
+        try setup.folder.write(try await setup.pebble.issuingRoot(), to: "pebble-issuing-root.pem")
         let rootFile = setup.folder.url.appendingPathComponent("pebble-issuing-root.pem").path
         for name in ["alpn.example.test", "www.plain.example.test", "a.wild.example.test"] {
-            let (status, output) = try runTool("/usr/bin/openssl", [
+            let (status, output) = try await runTool("/usr/bin/openssl", [
                 "s_client", "-connect", "127.0.0.1:\(setup.httpsPort)", "-servername", name, "-CAfile", rootFile,
                 "-verify_return_error", "-verify_hostname", name,
             ], input: Data())
             #expect(status == 0, "\(name): \(output)")
             #expect(output.contains("Verify return code: 0 (ok)"), "\(name): \(output)")
-            let (curlStatus, body) = try runTool("/usr/bin/curl", [
+            let (curlStatus, body) = try await runTool("/usr/bin/curl", [
                 "-sS", "--fail", "--cacert", rootFile, "--resolve", "\(name):\(setup.httpsPort):127.0.0.1", "https://\(name):\(setup.httpsPort)/",
             ])
             #expect(curlStatus == 0, "\(name): \(body)")
@@ -154,7 +154,7 @@ struct ACMEInteropTests {
         #expect(!gateway!.logText.contains("TLS handshake failed"), "\(gateway!.logText)")
 
         // The plain-HTTP listener redirects what is not a challenge.
-        let (status, headers) = try runTool("/usr/bin/curl", [
+        let (status, headers) = try await runTool("/usr/bin/curl", [
             "-sS", "-o", "/dev/null", "-D", "-", "-H", "Host: shop.example.test", "http://127.0.0.1:\(setup.httpPort)/cart?id=1",
         ])
         #expect(status == 0)
@@ -165,7 +165,7 @@ struct ACMEInteropTests {
         let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
         var outputs = gateway!.logText
         for arguments in [["list"], ["list", "--json"], ["show", "alpn"], ["show", "wild", "--json"], ["status"]] {
-            let run = try runCtl(socket: socket, arguments)
+            let run = try await runCtl(socket: socket, arguments)
             #expect(run.status == 0, "\(arguments): \(run.stderr)")
             outputs += run.stdout + run.stderr
         }
@@ -280,16 +280,16 @@ struct ACMEInteropTests {
         #expect(try await servedWithoutVerifying("shop.example.test") == shopLeaf.parsed.der)
         #expect(try await servedWithoutVerifying("bare.example.test") == fallbackLeaf.parsed.der)
         let socket = setup.folder.url.appendingPathComponent("run/control.sock").path
-        let pending = try runCtl(socket: socket, ["list"])
+        let pending = try await runCtl(socket: socket, ["list"])
         #expect(pending.stdout.contains("\nshop: acme later, failed"), "\(pending.stdout)")
         #expect(pending.stdout.contains("\nbare: acme later, failed"), "\(pending.stdout)")
 
         // The CA answers now: the reload's acme: section is used by the next orders.
         try setup.folder.write(config(directory: setup.pebble.directoryURL), to: "certgate.yaml")
-        let reloaded = try runCtl(socket: socket, ["reload"])
+        let reloaded = try await runCtl(socket: socket, ["reload"])
         #expect(reloaded.status == 0, "\(reloaded.stderr)")
         for entry in ["shop", "bare"] {
-            let renewed = try runCtl(socket: socket, ["renew", entry])
+            let renewed = try await runCtl(socket: socket, ["renew", entry])
             #expect(renewed.status == 0, "\(entry): \(renewed.stderr)")
             #expect(renewed.stdout.hasPrefix("renewed \(entry): generation "), "\(renewed.stdout)")
         }
@@ -306,7 +306,7 @@ struct ACMEInteropTests {
         let (gateway, socket) = try await Self.gatewayWithCertificates(setup)
         defer { _ = gateway.stop() }
 
-        let list = try runCtl(socket: socket, ["list"])
+        let list = try await runCtl(socket: socket, ["list"])
         #expect(list.status == 0)
         for line in ["alpn: acme pebble-alpn, valid, renews at ", "plain: acme pebble-http, valid, renews at ", "wild: acme pebble-dns, valid, renews at "] {
             #expect(list.stdout.contains("\n" + line), "\(list.stdout)")
@@ -330,7 +330,7 @@ struct ACMEInteropTests {
             }
             #expect(try await request().hasPrefix("HTTP/1.1 200 OK"))
 
-            let renewed = try runCtl(socket: socket, ["renew", "alpn"])
+            let renewed = try await runCtl(socket: socket, ["renew", "alpn"])
             #expect(renewed.status == 0, "\(renewed.stderr)")
             #expect(renewed.stdout.hasPrefix("renewed alpn: generation 4, not after "), "\(renewed.stdout)")
             let after = try await Self.served("alpn.example.test", setup: setup)
@@ -342,11 +342,11 @@ struct ACMEInteropTests {
         // The CA goes away: the renewal fails with its reason; the entry serves what it had.
         let plainBefore = try await Self.served("plain.example.test", setup: setup)
         setup.pebble.terminate()
-        let failed = try runCtl(socket: socket, ["renew", "plain"])
+        let failed = try await runCtl(socket: socket, ["renew", "plain"])
         #expect(failed.status == 1)
         #expect(failed.stderr.hasPrefix("unavailable: plain: newOrder: https://127.0.0.1:"), "\(failed.stderr)")  // the directory is known: the first request that fails is the new order
         #expect(failed.stderr.contains("cannot connect; the current certificate keeps serving"), "\(failed.stderr)")
-        let listed = try runCtl(socket: socket, ["list"])
+        let listed = try await runCtl(socket: socket, ["list"])
         #expect(listed.stdout.contains("\nplain: acme pebble-http, failed, renews at "), "\(listed.stdout)")
         #expect(listed.stdout.contains("; last error: newOrder: https://127.0.0.1:"), "\(listed.stdout)")
         // When it is tried again: after the first failure's one-minute backoff.
@@ -356,15 +356,15 @@ struct ACMEInteropTests {
         #expect(nextAttempt.map { $0 > Date().addingTimeInterval(30) && $0 <= Date().addingTimeInterval(61) } == true, "\(listed.stdout)")
         #expect(try await Self.served("plain.example.test", setup: setup) == plainBefore)
         #expect(gateway.logText.contains("obtaining a certificate failed; the entry keeps what it serves"))
-        let unknown = try runCtl(socket: socket, ["renew", "nobody"])
+        let unknown = try await runCtl(socket: socket, ["renew", "nobody"])
         #expect(unknown.status == 1)
         #expect(unknown.stderr == "notFound: no acme entry named 'nobody'\n")
 
         // The CA returns, with none of its old state: the next attempt registers a new
         // account and gets a certificate that verifies with the new CA's root.
         try await setup.pebble.restart()
-        let newRoot = try NIOSSLCertificate(bytes: Array(try setup.pebble.issuingRoot().utf8), format: .pem)
-        let recovered = try runCtl(socket: socket, ["renew", "plain"])
+        let newRoot = try NIOSSLCertificate(bytes: Array(try await setup.pebble.issuingRoot().utf8), format: .pem)
+        let recovered = try await runCtl(socket: socket, ["renew", "plain"])
         #expect(recovered.status == 0, "\(recovered.stderr)\n\(gateway.logText.suffix(3_000))")
         #expect(recovered.stdout.hasPrefix("renewed plain: generation "), "\(recovered.stdout)")
         #expect(gateway.logText.contains("the CA does not know the ACME account any more; registering a new one"))
@@ -373,7 +373,7 @@ struct ACMEInteropTests {
         let plainAfter = try verified.servedCertificate?.toDERBytes()
         await verified.close()
         #expect(plainAfter != nil && plainAfter != plainBefore)
-        let relisted = try runCtl(socket: socket, ["list"])
+        let relisted = try await runCtl(socket: socket, ["list"])
         #expect(relisted.stdout.contains("\nplain: acme pebble-http, valid, renews at "), "\(relisted.stdout)")
     }
 
@@ -399,12 +399,12 @@ struct ACMEInteropTests {
         #expect(try await eventually(timeout: .seconds(60)) { acmeLines().count == 1 }, "\(json.lines)\n\(gateway.logText.suffix(2_000))")
         let first = try #require(try await Self.served("late.example.test", setup: setup))
         // Renewed on request.
-        let renewed = try runCtl(socket: socket, ["renew", "late"])
+        let renewed = try await runCtl(socket: socket, ["renew", "late"])
         #expect(renewed.status == 0, "\(renewed.stderr)")
         let second = try #require(try await Self.served("late.example.test", setup: setup))
         #expect(first != second)
         // Validation fails: Pebble resolves the name to an address nothing listens on.
-        try setup.pebble.manage("/add-a", #"{"host":"astray.example.test","addresses":["127.0.0.2"]}"#)
+        try await setup.pebble.manage("/add-a", #"{"host":"astray.example.test","addresses":["127.0.0.2"]}"#)
         try await ControlInteropTests.withControl(socket: socket) { control in
             _ = try await control.updateCertificates(.with {
                 $0.upsert = [.with { $0.name = "astray"; $0.acme = "pebble-http"; $0.domains = ["astray.example.test"] }]
@@ -460,7 +460,7 @@ struct ACMEInteropTests {
         let folder = try FixtureFolder()
         defer { folder.remove() }
         try folder.write(pebble.httpsRootPEM, to: "pebble-https-root.pem")
-        let (fetched, pebbleDirectory) = try runTool("/usr/bin/curl", [
+        let (fetched, pebbleDirectory) = try await runTool("/usr/bin/curl", [
             "-sS", "--fail", "--cacert", folder.url.appendingPathComponent("pebble-https-root.pem").path, pebble.directoryURL,
         ])
         try #require(fetched == 0, "\(pebbleDirectory)")
@@ -483,15 +483,15 @@ struct ACMEInteropTests {
               socket: run/control.sock
             """
         let socket = folder.url.appendingPathComponent("run/control.sock").path
-        let root = try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem)
+        let root = try NIOSSLCertificate(bytes: Array(try await pebble.issuingRoot().utf8), format: .pem)
         func served() async throws -> Certificate {
             let connection = try await TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [root])
                 .connect(port: httpsPort, serverName: "ari.example.test")
             await connection.close()
             return try Certificate(derEncoded: try #require(try connection.servedCertificate?.toDERBytes()))
         }
-        func renewAt() throws -> Date? {
-            let list = try runCtl(socket: socket, ["list", "--json"])
+        func renewAt() async throws -> Date? {
+            let list = try await runCtl(socket: socket, ["list", "--json"])
             let object = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
             let entry = (object?["certificates"] as? [[String: Any]])?.first { $0["name"] as? String == "renewing" }
             return (entry?["renew_at"] as? String).flatMap { ControlCommandInteropTests.date($0) }
@@ -503,14 +503,14 @@ struct ACMEInteropTests {
         let first = try await served()
         let firstID = try #require(ARICertificateIdentifier.of(first))
         #expect(try await eventually { asked(firstID) == 1 }, "\(ari.asked.all)")
-        let firstRenewal = try #require(try renewAt())
+        let firstRenewal = try await #require(try renewAt())
         #expect(firstRenewal >= ahead.start && firstRenewal <= ahead.end, "\(firstRenewal)")
         #expect(gateway.stop() == 0)
 
         // A restart serves the stored certificate, asks the CA again, and orders nothing.
         gateway = try await GatewayProcess(config: config, folder: folder)
         #expect(try await eventually { asked(firstID) == 2 }, "\(ari.asked.all)")
-        #expect(try await eventually { try renewAt().map { $0 >= ahead.start && $0 <= ahead.end } == true })
+        #expect(try await eventually { try await renewAt().map { $0 >= ahead.start && $0 <= ahead.end } == true })
         #expect(try await served() == first)
         #expect(!gateway.logText.contains("ordering a certificate"))
         #expect(gateway.stop() == 0)
@@ -525,7 +525,7 @@ struct ACMEInteropTests {
         #expect(second != first)
         let secondID = ARICertificateIdentifier.of(second)
         #expect(try await eventually { asked(secondID) == 1 }, "\(ari.asked.all)")
-        #expect(try await eventually { try renewAt().map { $0 >= ahead.start && $0 <= ahead.end } == true })
+        #expect(try await eventually { try await renewAt().map { $0 >= ahead.start && $0 <= ahead.end } == true })
         #expect(gateway.logText.components(separatedBy: "ordering a certificate").count - 1 == 1)
         await ari.close()
     }
@@ -538,14 +538,14 @@ struct ACMEInteropTests {
         defer { _ = gateway.stop() }
         let before = try #require(try await Self.served("alpn.example.test", setup: setup))
         try setup.folder.write("certificates:\n  alpn: { acme: pebble-http, domains: alpn.example.test }\n", to: "moved.yaml")
-        let moved = try runCtl(socket: socket, ["upsert", setup.folder.url.appendingPathComponent("moved.yaml").path])
+        let moved = try await runCtl(socket: socket, ["upsert", setup.folder.url.appendingPathComponent("moved.yaml").path])
         #expect(moved.status == 0, "\(moved.stderr)")
         // At once after the reply: still served (the old certificate, or already the new one).
         #expect(try await Self.served("alpn.example.test", setup: setup) != nil)
         #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 4, timeout: .seconds(60)), "\(gateway.logText)")
         let after = try #require(try await Self.served("alpn.example.test", setup: setup))
         #expect(after != before)
-        let list = try runCtl(socket: socket, ["list"])
+        let list = try await runCtl(socket: socket, ["list"])
         #expect(list.stdout.contains("\nalpn: acme pebble-http, valid, renews at "), "\(list.stdout)")
 
         // Deleted: its obtained certificate and key leave the state with it.
@@ -555,7 +555,7 @@ struct ACMEInteropTests {
             return try database.read { try String.fetchAll($0, sql: "SELECT name FROM acme_certificates ORDER BY name") }
         }
         #expect(try storedCertificates() == ["alpn", "plain", "wild"])
-        #expect(try runCtl(socket: socket, ["delete", "alpn"]).status == 0)
+        #expect(try await runCtl(socket: socket, ["delete", "alpn"]).status == 0)
         #expect(try storedCertificates() == ["plain", "wild"])
     }
 }

@@ -26,27 +26,27 @@ struct ACMEUpdateInteropTests {
         defer { gateway.stop() }
         let socket = ControlInteropTests.socket(folder)
         try folder.write("certificates:\n  shop: { acme: ca, domains: \"shop.test,www.shop.test\" }\n", to: "shop.yaml")
-        let upserted = try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("shop.yaml").path])
+        let upserted = try await runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("shop.yaml").path])
         #expect(upserted.status == 0, "\(upserted.stderr)")
         #expect(upserted.stderr == "")
-        let list = try runCtl(socket: socket, ["list"])
+        let list = try await runCtl(socket: socket, ["list"])
         #expect(list.stdout.contains("\nshop      acme            shop.test,www.shop.test  -                     -          pending  -\n"), "\(list.stdout)")
         // Pending until its CA answers (here never: it fails and backs off).
         #expect(list.stdout.contains("\nshop: acme ca, pending\n") || list.stdout.contains("\nshop: acme ca, failed"), "\(list.stdout)")
 
         // Renewing it now fails (nothing answers at the directory) and says it serves nothing yet.
-        let renewed = try runCtl(socket: socket, ["renew", "shop"])
+        let renewed = try await runCtl(socket: socket, ["renew", "shop"])
         #expect(renewed.status == 1)
         #expect(renewed.stderr.hasPrefix("unavailable: shop: "), "\(renewed.stderr)")
         #expect(renewed.stderr.hasSuffix("; it has no certificate yet; the default entry answers its names\n"), "\(renewed.stderr)")
 
         // A restart: the committed, still pending entry is there and is ordered again.
         try folder.write("certificates:\n  gone: { acme: ca, domains: gone.test }\n", to: "gone.yaml")
-        #expect(try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("gone.yaml").path]).status == 0)
-        #expect(try runCtl(socket: socket, ["delete", "gone"]).status == 0)
+        #expect(try await runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("gone.yaml").path]).status == 0)
+        #expect(try await runCtl(socket: socket, ["delete", "gone"]).status == 0)
         #expect(gateway.stop() == 0)
         gateway = try await GatewayProcess(config: Self.config, folder: folder)
-        let again = try runCtl(socket: socket, ["list"])
+        let again = try await runCtl(socket: socket, ["list"])
         #expect(again.stdout.contains("\nshop      acme            shop.test,www.shop.test  -"), "\(again.stdout)")
         #expect(!again.stdout.contains("gone"), "\(again.stdout)")
         #expect(try await gateway.waitForLog("entry=shop"), "\(gateway.logText)")
@@ -99,7 +99,7 @@ struct ACMEUpdateInteropTests {
 
         // Through ctl: the file's check leaves the CA to the gateway, which refuses it.
         try folder.write("certificates:\n  nowhere: { acme: elsewhere, domains: nowhere.test }\n", to: "nowhere.yaml")
-        let refused = try runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("nowhere.yaml").path])
+        let refused = try await runCtl(socket: socket, ["upsert", folder.url.appendingPathComponent("nowhere.yaml").path])
         #expect(refused.status == 1)
         #expect(refused.stderr == "invalidArgument: nowhere: acme: no ACME CA is called 'elsewhere' (known: ca, letsencrypt, letsencrypt-staging)\n")
         #expect(!gateway.logText.contains("ordering a certificate"))

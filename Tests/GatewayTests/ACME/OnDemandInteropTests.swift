@@ -72,7 +72,7 @@ struct OnDemandInteropTests {
         try folder.write(fixed.key.pkcs8PEM, to: "certs/fixed.key")
         return Setup(
             pebble: pebble, ask: ask, folder: folder, httpsPort: httpsPort,
-            pebbleRoot: try NIOSSLCertificate(bytes: Array(try pebble.issuingRoot().utf8), format: .pem),
+            pebbleRoot: try NIOSSLCertificate(bytes: Array(try await pebble.issuingRoot().utf8), format: .pem),
             testRoot: try NIOSSLCertificate(bytes: authority.parsed.der, format: .der),
             defaultLeaf: fallback.parsed.der, staticLeaf: fixed.parsed.der)
     }
@@ -152,7 +152,7 @@ struct OnDemandInteropTests {
         #expect(Self.orders(in: gateway.logText) == 20)
         #expect(setup.ask.askedNames.count == 20)
 
-        let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "--json", "list", "--on-demand"])
+        let list = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "--json", "list", "--on-demand"])
         #expect(list.status == 0, "\(list.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
         let rows = json?["on_demand"] as? [[String: Any]] ?? []
@@ -161,12 +161,12 @@ struct OnDemandInteropTests {
         #expect(json?["certificates"] == nil)
         #expect(!list.stdout.contains("PRIVATE KEY"))
 
-        let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
+        let status = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("on demand    1 entries; 20 certificates stored, 20 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
         #expect(status.stdout.contains("limits       handshake_wait 30s, max_concurrent 4, orders_per_minute 10 (burst 40), per_client_per_hour 100, max_certificates 10000, idle_timeout 30d, ask_timeout 3s, ask_cache 10m, failure_backoff 5m"), "\(status.stdout)")
 
-        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_acme_orders_total", ["acme": "pebble", "result": "valid"]) == 20)
         // 10 + 19 first handshakes + 3 from memory.
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 32)
@@ -227,12 +227,12 @@ struct OnDemandInteropTests {
         #expect(Self.issuedByPebble(setup) == 2)
         #expect(setup.ask.askedNames == ["allowed.customers.test", "denied.customers.test"])
 
-        let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "list"])
+        let list = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "list"])
         #expect(list.status == 0, "\(list.stderr)")
         let rows = list.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         #expect(rows.contains(["customers", "on-demand", "*.customers.test", "-", "-", "-", "-"]), "\(list.stdout)")
         #expect(list.stdout.contains("\ncustomers: on demand from acme pebble, ask \(setup.ask.url); its certificates: ctl list --on-demand\n"), "\(list.stdout)")
-        let show = try CertgateProcess.run(["ctl", "--socket", setup.socket, "show", "customers"])
+        let show = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "show", "customers"])
         #expect(show.stdout == """
             name         customers
             kind         on-demand acme entry
@@ -243,7 +243,7 @@ struct OnDemandInteropTests {
 
             """)
 
-        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_on_demand_certificates_cached") == 1)
         #expect(metrics.value("certgate_on_demand_certificates_stored") == 1)
 
@@ -288,13 +288,13 @@ struct OnDemandInteropTests {
         #expect(setup.ask.askedNames.filter { $0 == "denied-1.customers.test" }.count == 1)
 
         #expect(try await gateway.waitForLog("refusal=client_rate_limited"), "\(gateway.logText)")
-        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "ask_denied"]) == 1)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "client_rate_limited"]) == 1)
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "failed_recently"]) == 1)
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "default"]) == 4)
         #expect(metrics.value("certgate_handshakes_total", ["listener": "https", "match": "on_demand"]) == 2)
-        let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
+        let status = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
         #expect(status.stdout.contains("2 certificates stored, 2 in memory; 0 names being obtained; 1 names refused for now"), "\(status.stdout)")
 
         // Each refusal logged once, with its name, at its level: the ask's no a warning, the
@@ -342,11 +342,11 @@ struct OnDemandInteropTests {
         #expect(staticServed == 20)
         #expect(Self.issuedByPebble(setup) == 5, "\(gateway.logText.suffix(3_000))")
         #expect(Self.orders(in: gateway.logText) == 5)
-        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "client_rate_limited"]) == 495)
         // The loops' lateness is measured (its figures under this load: bench/on_demand.sh).
         #expect((metrics.value("certgate_event_loop_lag_seconds_count") ?? 0) > 0)
-        let status = try CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
+        let status = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "status"])
         #expect(status.stdout.contains("5 certificates stored, 5 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
     }
 
@@ -368,7 +368,7 @@ struct OnDemandInteropTests {
         #expect(Self.issuedByPebble(setup) == 1)
         #expect(Self.orders(in: restarted.logText) == 0, "\(restarted.logText)")
         #expect(setup.ask.askedNames == ["kept.customers.test"])
-        let list = try CertgateProcess.run(["ctl", "--socket", setup.socket, "list", "--on-demand"])
+        let list = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "list", "--on-demand"])
         #expect(list.stdout.contains("kept.customers.test"), "\(list.stdout)")
         #expect(list.stdout.contains("1 certificates obtained on demand"), "\(list.stdout)")
     }
@@ -409,16 +409,16 @@ struct OnDemandInteropTests {
         // The burst of 1 is spent and none comes back (0 per minute).
         #expect(try await Self.served("next.customers.test", setup) == setup.defaultLeaf)
         #expect(Self.issuedByPebble(setup) == 1)
-        let metrics = try scrapeMetrics(port: try #require(gateway.metricsPort))
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
         #expect(metrics.value("certgate_issue_refused_total", ["reason": "rate_limited"]) == 1)
         #expect(gateway.logText.contains("refusal=rate_limited"))
         // ctl renew on the on-demand entry says what it is.
-        let renew = try CertgateProcess.run(["ctl", "--socket", setup.socket, "renew", "customers"])
+        let renew = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "renew", "customers"])
         #expect(renew.status == 1)
         #expect(renew.stderr == "failedPrecondition: 'customers' is an on-demand entry: its certificates, one per name, are renewed as they are served (ctl list --on-demand)\n")
         // ...and on one of its names, obtained or not yet: not renewed by hand either.
         for name in ["slow.customers.test", "never.customers.test"] {
-            let single = try CertgateProcess.run(["ctl", "--socket", setup.socket, "renew", name])
+            let single = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "renew", name])
             #expect(single.status == 1)
             #expect(single.stderr == "failedPrecondition: '\(name)' is a name of the on-demand entry 'customers': its certificate is renewed as it is served (ctl list --on-demand)\n")
         }

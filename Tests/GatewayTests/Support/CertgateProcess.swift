@@ -34,8 +34,8 @@ enum CertgateProcess {
 
     /// Runs the binary to its end; one that has not finished within two minutes is stopped
     /// and the test fails (it does not hang).
-    static func run(_ arguments: [String], in directory: URL? = nil) throws -> Output {
-        let finished = try FinishedProcess.run(binary, arguments, in: directory)
+    static func run(_ arguments: [String], in directory: URL? = nil) async throws -> Output {
+        let finished = try await FinishedProcess.run(binary, arguments, in: directory)
         if finished.timedOut {
             Issue.record("certgate \(arguments.joined(separator: " ")) did not finish within 120 s; stopped")
         }

@@ -166,6 +166,6 @@ func freePort() throws -> Int {
 }
 
 /// Runs a command-line client (openssl, curl) and captures its output (see `runCommand`).
-func runTool(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
-    try runCommand(executable, arguments, input: input)
+func runTool(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> (status: Int32, output: String) {
+    try await runCommand(executable, arguments, input: input)
 }

@@ -14,6 +14,6 @@ func logEntries(_ log: String) -> [String] {
 }
 
 /// `certgate ctl --socket SOCKET arguments…`, run to its end.
-func runCtl(socket: String, _ arguments: [String]) throws -> CertgateProcess.Output {
-    try CertgateProcess.run(["ctl", "--socket", socket] + arguments)
+func runCtl(socket: String, _ arguments: [String]) async throws -> CertgateProcess.Output {
+    try await CertgateProcess.run(["ctl", "--socket", socket] + arguments)
 }

@@ -470,11 +470,11 @@ let ipv6LoopbackAvailable: Bool = {
 /// The common name of the leaf `openssl s_client` verified (nil when the handshake or
 /// the verification failed), read from the certificate itself with swift-certificates:
 /// OpenSSL's text form of names changed in 3.2 (`CN = x` → `CN=x`).
-func servedCommonName(port: Int, serverName: String?, folder: FixtureFolder) throws -> (cn: String?, output: String) {
+func servedCommonName(port: Int, serverName: String?, folder: FixtureFolder) async throws -> (cn: String?, output: String) {
     var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", folder.url.appendingPathComponent("ca.pem").path,
                      "-verify_return_error", "-showcerts"]
     if let serverName { arguments += ["-servername", serverName] } else { arguments += ["-noservername"] }
-    let (status, output) = try runTool("/usr/bin/openssl", arguments, input: Data("Q\n".utf8))
+    let (status, output) = try await runTool("/usr/bin/openssl", arguments, input: Data("Q\n".utf8))
     guard status == 0, let first = try? PEMDocument.parseMultiple(pemString: output).first,
           let leaf = try? Certificate(pemDocument: first) else {
         return (nil, output)

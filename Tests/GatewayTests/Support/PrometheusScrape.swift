@@ -41,8 +41,8 @@ struct PrometheusScrape {
 }
 
 /// `GET /metrics` with curl, parsed.
-func scrapeMetrics(port: Int) throws -> PrometheusScrape {
-    let (status, text) = try runTool("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(port)/metrics"])
+func scrapeMetrics(port: Int) async throws -> PrometheusScrape {
+    let (status, text) = try await runTool("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(port)/metrics"])
     guard status == 0 else { throw GatewayProcessError(message: text) }
     return try PrometheusScrape(text)
 }
