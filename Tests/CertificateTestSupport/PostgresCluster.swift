@@ -54,15 +54,19 @@ public final class PostgresCluster: Sendable {
         if let runAs, let entry = getpwnam(runAs) {
             for path in owned { chown(path, entry.pointee.pw_uid, entry.pointee.pw_gid) }
         }
-        _ = try Self.execute(
-            "\(bin)/initdb", ["-D", data.path, "-U", "certgate", "--pwfile=\(passwordFile.path)", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            environment: [:], runAs: runAs)
+        _ = try await Self.offCooperativeThreads {
+            try Self.execute(
+                "\(bin)/initdb", ["-D", data.path, "-U", "certgate", "--pwfile=\(passwordFile.path)", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
+                environment: [:], runAs: runAs)
+        }
         var attempt = 0
         while true {
             attempt += 1
             let port = unusedLocalPort()
             do {
-                try Self.start(bin: bin, runAs: runAs, data: data.path, port: port, options: serverOptions)
+                try await Self.offCooperativeThreads { [serverOptions] in
+                    try Self.start(bin: bin, runAs: runAs, data: data.path, port: port, options: serverOptions)
+                }
                 self.port = port
                 break
             } catch {
@@ -70,32 +74,44 @@ public final class PostgresCluster: Sendable {
             }
         }
         running.withLock { $0 = true }
-        try psql("CREATE DATABASE \(database)", database: "postgres")
+        _ = try await psql("CREATE DATABASE \(database)", database: "postgres")
     }
 
     /// `postgres://certgate@127.0.0.1:PORT/certgate?sslmode=disable` (the password apart).
     public var url: String { "postgres://\(user)@127.0.0.1:\(port)/\(database)?sslmode=disable" }
 
     /// Stops the server (fast: connections are cut, as in an outage).
-    public func stop() throws {
+    public func stop() async throws {
         guard running.withLock({ $0 }) else { return }
-        try run("pg_ctl", ["-D", folder.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"])
+        try await Self.offCooperativeThreads { [self] in try run("pg_ctl", ["-D", folder.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"]) }
         running.withLock { $0 = false }
     }
 
     /// Starts it again on the same port.
-    public func start() throws {
+    public func start() async throws {
         guard !running.withLock({ $0 }) else { return }
-        try Self.start(bin: bin, runAs: runAs, data: folder.appendingPathComponent("data").path, port: port, options: serverOptions)
+        try await Self.offCooperativeThreads { [self] in
+            try Self.start(bin: bin, runAs: runAs, data: folder.appendingPathComponent("data").path, port: port, options: serverOptions)
+        }
         running.withLock { $0 = true }
     }
 
     /// Runs SQL with psql as the superuser; returns its unaligned, tuples-only output.
     @discardableResult
-    public func psql(_ sql: String, database: String? = nil) throws -> String {
-        try Self.execute(
-            "\(bin)/psql", ["-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", database ?? self.database, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            environment: ["PGPASSWORD": password, "PGSSLMODE": "disable"], runAs: nil)
+    public func psql(_ sql: String, database: String? = nil) async throws -> String {
+        try await Self.offCooperativeThreads { [self] in
+            try Self.execute(
+                "\(bin)/psql", ["-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", database ?? self.database, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                environment: ["PGPASSWORD": password, "PGSSLMODE": "disable"], runAs: nil)
+        }
+    }
+
+    /// Runs a tool's wait on a thread of its own, not on one of Swift concurrency's
+    /// cooperative threads (see ``FinishedProcess``).
+    private static func offCooperativeThreads<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
     }
 
     deinit {

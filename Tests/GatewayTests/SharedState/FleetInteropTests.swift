@@ -101,8 +101,8 @@ struct FleetInteropTests {
         }
     }
 
-    static func fleetGeneration(_ cluster: PostgresCluster) throws -> UInt64 {
-        UInt64(try cluster.psql("SELECT generation FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max
+    static func fleetGeneration(_ cluster: PostgresCluster) async throws -> UInt64 {
+        UInt64(try await cluster.psql("SELECT generation FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max
     }
 
     @Test("an upsert through node-1's socket is served by node-2 and node-3, told by notification (their periodic check is 1 h, the test waits 10 s; the latency is bench/fleet.py's); status shows each node's name and the fleet's generation")
@@ -113,7 +113,7 @@ struct FleetInteropTests {
                 try await control.updateCertificates(.with { $0.upsert = [ControlInteropTests.entry("pushed", leaf)] })
             }
             #expect(reply.generation == 1 && reply.added == ["pushed"])
-            #expect(try Self.fleetGeneration(cluster) == 1)
+            #expect(try await Self.fleetGeneration(cluster) == 1)
             for node in nodes[1...] {
                 let served = try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "pushed.test") == leaf.parsed.der }
                 #expect(served, "\(node.name) did not serve the pushed certificate")
@@ -158,7 +158,7 @@ struct FleetInteropTests {
                 }
                 try await group.waitForAll()
             }
-            #expect(try Self.fleetGeneration(cluster) == 200)
+            #expect(try await Self.fleetGeneration(cluster) == 200)
             let converged = try await eventually(timeout: .seconds(5)) {
                 var generations: [UInt64] = []
                 for node in nodes { generations.append(try await Self.status(node).generation) }
@@ -201,7 +201,7 @@ struct FleetInteropTests {
                 }
                 #expect(codes.filter { $0 == nil }.count == 1, "round \(round): \(codes)")
                 #expect(codes.filter { $0 == .failedPrecondition }.count == 1, "round \(round): \(codes)")
-                #expect(try Self.fleetGeneration(cluster) == expected + 1)
+                #expect(try await Self.fleetGeneration(cluster) == expected + 1)
             }
         }
     }
@@ -216,7 +216,7 @@ struct FleetInteropTests {
             for node in started {
                 #expect(try await eventually(timeout: .seconds(2)) { await Self.servedLeaf(node, "before.test") == before.parsed.der })
             }
-            try cluster.stop()
+            try await cluster.stop()
             let during = GatewayInteropTests.authority.leaf(dnsNames: ["during.test"])
             for node in started {
                 #expect(try await Self.upsert(during, named: "during", through: node) == .unavailable, "\(node.name)")
@@ -250,7 +250,7 @@ struct FleetInteropTests {
             let printed = try await CertgateProcess.run(["ctl", "--socket", newcomer.socket, "status"])
             #expect(printed.stdout.contains("fleet        generation unknown (the database was not reached since the start); this node serves 0\n"), "\(printed.stdout)")
 
-            try cluster.start()
+            try await cluster.start()
             // Each node reconnects (backoff up to 5 s); an update then commits and reaches all.
             let deadline = ContinuousClock.now + .seconds(15)
             var applied = false
@@ -290,10 +290,10 @@ struct FleetInteropTests {
             for node in nodes {
                 #expect(try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "reloaded.test") == reloaded.parsed.der }, "\(node.name)")
             }
-            #expect(try Self.fleetGeneration(cluster) == 1)
-            #expect(try cluster.psql("SELECT source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "signal|node-1")
+            #expect(try await Self.fleetGeneration(cluster) == 1)
+            #expect(try await cluster.psql("SELECT source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "signal|node-1")
 
-            try cluster.stop()
+            try await cluster.stop()
             try first.gateway.reload(with: config(withReloaded + "\n  later: { tls_cert: certs/later.pem, tls_key: certs/later.key }"))
             #expect(try await first.gateway.waitForLog("configuration reload not applied (shared state unreachable); the previous configuration keeps serving"), "\(first.gateway.logText)")
             for node in nodes {
@@ -302,7 +302,7 @@ struct FleetInteropTests {
                 #expect(try await Self.status(node).generation == 1)
             }
 
-            try cluster.start()
+            try await cluster.start()
             // Each node reconnects (backoff up to 5 s); the same file, signalled again, then
             // applies. A signal is sent again only once the last one was refused, so that
             // exactly one commits.
@@ -323,7 +323,7 @@ struct FleetInteropTests {
             for node in nodes {
                 #expect(try await eventually(timeout: .seconds(10)) { await Self.servedLeaf(node, "later.test") == later.parsed.der }, "\(node.name)")
             }
-            #expect(try Self.fleetGeneration(cluster) == 2)
+            #expect(try await Self.fleetGeneration(cluster) == 2)
         }
     }
 
@@ -334,14 +334,14 @@ struct FleetInteropTests {
         defer { Self.stopAll(nodes, cluster: cluster) }
         nodes.append(try await Self.startNode("node-1", cluster: cluster))
         nodes.append(try await Self.startNode("node-2", cluster: cluster))
-        func rowVersions() throws -> [String: String] {
-            let lines = try cluster.psql("SELECT name || ' ' || xmin::text FROM certgate_certificates").split(separator: "\n")
+        func rowVersions() async throws -> [String: String] {
+            let lines = try await cluster.psql("SELECT name || ' ' || xmin::text FROM certgate_certificates").split(separator: "\n")
             return Dictionary(uniqueKeysWithValues: lines.map { line in
                 let parts = line.split(separator: " ")
                 return (String(parts[0]), String(parts[1]))
             })
         }
-        let seeded = try rowVersions()
+        let seeded = try await rowVersions()
         #expect(seeded.keys.sorted() == ["by-ip", "exact", "fallback", "wild"])
         // A SIGHUP whose file adds one entry: the four unchanged rows are not written again.
         let added = GatewayInteropTests.authority.leaf(dnsNames: ["added.test"])
@@ -350,13 +350,13 @@ struct FleetInteropTests {
         try nodes[0].gateway.reload(with: Self.config(
             node: "node-1", cluster: cluster, extraCertificates: "  added: { tls_cert: certs/added.pem, tls_key: certs/added.key }"))
         #expect(try await nodes[0].gateway.waitForLog("source=signal [Gateway] certificate set committed"), "\(nodes[0].gateway.logText)")
-        let afterReload = try rowVersions()
+        let afterReload = try await rowVersions()
         #expect(afterReload.keys.sorted() == ["added", "by-ip", "exact", "fallback", "wild"])
         #expect(afterReload.filter { $0.key != "added" } == seeded)
         // An upsert of one entry rewrites that row alone.
         let exact = GatewayInteropTests.authority.leaf(dnsNames: ["exact.test"])
         #expect(try await Self.upsert(exact, named: "exact", through: nodes[0]) == nil)
-        let afterUpsert = try rowVersions()
+        let afterUpsert = try await rowVersions()
         #expect(afterUpsert["exact"] != afterReload["exact"])
         #expect(afterUpsert.filter { $0.key != "exact" } == afterReload.filter { $0.key != "exact" })
         #expect(try await eventually { try await Self.status(nodes[1]).generation == 2 })
@@ -387,7 +387,7 @@ struct FleetInteropTests {
         try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
             _ = try await control.updateCertificates(.with { $0.delete = ["by-ip"] })
         }
-        try cluster.psql("UPDATE certgate_fleet SET forgotten_through = 4; DELETE FROM certgate_removed")
+        try await cluster.psql("UPDATE certgate_fleet SET forgotten_through = 4; DELETE FROM certgate_removed")
         let farBehind = try await Self.startNode("node-2", cluster: cluster, folder: nodes[1].folder)
         nodes[1] = farBehind
         #expect(loadedLine(farBehind) == "whole set", "\(farBehind.gateway.logText)")
@@ -408,7 +408,7 @@ struct FleetInteropTests {
                 if update == 40 { second = try await Self.startNode("node-2", cluster: cluster, folder: second.folder) }
             }
             let restarted = second
-            let latest = try Self.fleetGeneration(cluster)
+            let latest = try await Self.fleetGeneration(cluster)
             #expect(latest == 60)
             #expect(try await eventually(timeout: .seconds(2)) { try await Self.status(restarted).generation == latest })
             for index in 0..<5 {
@@ -453,7 +453,7 @@ struct FleetInteropTests {
         #expect(!json.stdout.contains(wrong))
 
         try folder.write(cluster.password + "\n", to: "pg.pass")
-        try cluster.psql("INSERT INTO certgate_schema (version, applied_at) VALUES ('v99-future', 0)")
+        try await cluster.psql("INSERT INTO certgate_schema (version, applied_at) VALUES ('v99-future', 0)")
         let newer = try await CertgateProcess.run(["run", "--config", configPath])
         #expect(newer.status == 1)
         #expect(newer.stderr.contains("shared state: cannot set up the tables: the database was set up by a newer certgate (schema v99-future); run that version"), "\(newer.stderr)")
@@ -478,7 +478,7 @@ struct FleetInteropTests {
         var nodes: [Node] = []
         defer { Self.stopAll(nodes, cluster: cluster) }
         nodes.append(try await Self.startNode("edge-1", cluster: cluster, folder: folder))
-        #expect(try Self.fleetGeneration(cluster) == 2)
+        #expect(try await Self.fleetGeneration(cluster) == 2)
         #expect(try await Self.status(nodes[0]).generation == 2)
         nodes.append(try await Self.startNode("edge-2", cluster: cluster))
         for node in nodes {
@@ -549,7 +549,7 @@ struct FleetInteropTests {
             try nodeFolder.write(cluster.password + "\n", to: "pg.pass")
             let gateway = try await GatewayProcess(config: config("edge-\(mode)", mode, on: cluster), folder: nodeFolder)
             defer { gateway.stop() }
-            let rows = try cluster.psql("""
+            let rows = try await cluster.psql("""
                 SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'certgate edge-\(mode)'
                 """).split(separator: "\n")
             #expect(!rows.isEmpty && rows.allSatisfy { $0 == encrypted }, "\(mode): \(rows)")
@@ -657,14 +657,14 @@ struct FleetInteropTests {
                 }
             }
             #expect(leaves.count == 3 && Set(leaves).count == 1, "the nodes serve different certificates")
-            #expect(try cluster.psql("SELECT count(*) FROM certgate_acme_certificates WHERE name = 'shop'").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            #expect(try await cluster.psql("SELECT count(*) FROM certgate_acme_certificates WHERE name = 'shop'").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
             let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
             #expect(orders.reduce(0, +) == 1, "orders per node: \(orders)")
             #expect(orders[0] == 1)
             // (Nodes 2 and 3 read the stored certificate at their start, or — started while node-1
             // was still ordering — take it once node-1 stored it: either way, no order.)
             // The fleet's set changed once for it (node-1's commit); the others committed nothing.
-            #expect(try cluster.psql("SELECT generation, source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "1|acme|node-1")
+            #expect(try await cluster.psql("SELECT generation, source, node FROM certgate_fleet").trimmingCharacters(in: .whitespacesAndNewlines) == "1|acme|node-1")
 
             // A new acme entry sent to node-1 while all run: node-1 orders it; nodes 2 and 3 learn
             // the entry by following the set, find the certificate stored, and order nothing.
@@ -686,7 +686,7 @@ struct FleetInteropTests {
             }
             let allOrders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate").count - 1 }
             #expect(allOrders == [2, 0, 0], "orders per node: \(allOrders)")
-            #expect(try Self.fleetGeneration(cluster) == 3)  // the upsert (pending), then node-1's commit of the certificate
+            #expect(try await Self.fleetGeneration(cluster) == 3)  // the upsert (pending), then node-1's commit of the certificate
         }
     }
 
@@ -709,7 +709,7 @@ struct FleetInteropTests {
         ) { nodes in
             // Every node has said it is alive (the publisher waits for the live ones).
             #expect(try await eventually(timeout: .seconds(10)) {
-                try cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
+                try await cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
             })
             _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
                 try await control.updateCertificates(.with {
@@ -729,7 +729,7 @@ struct FleetInteropTests {
             #expect(orders == [2, 0, 0], "orders per node: \(orders)")
             // The answers are gone from the fleet once the orders are over.
             #expect(try await eventually(timeout: .seconds(5)) {
-                try cluster.psql("SELECT count(*) FROM certgate_challenges").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+                try await cluster.psql("SELECT count(*) FROM certgate_challenges").trimmingCharacters(in: .whitespacesAndNewlines) == "0"
             })
         }
     }
@@ -738,7 +738,7 @@ struct FleetInteropTests {
     func onDemandIsFleetWide() async throws {
         try await Self.withPebbleFleet(certificates: "  customers: { acme: pebble, on_demand: true, domains: \"*.customers.test\" }") { cluster, pebble, root, nodes in
             #expect(try await eventually(timeout: .seconds(10)) {
-                try cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
+                try await cluster.psql("SELECT count(*) FROM certgate_nodes").trimmingCharacters(in: .whitespacesAndNewlines) == "3"
             })
             let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
             func leaf(_ node: Node, _ name: String) async -> [UInt8]? {
@@ -763,7 +763,7 @@ struct FleetInteropTests {
             let orders = nodes.map { $0.gateway.logText.components(separatedBy: "[Gateway] ordering a certificate on demand").count - 1 }
             #expect(orders.reduce(0, +) == 1, "orders per node: \(orders)")
             #expect(pebble.logText.components(separatedBy: "Issued certificate serial").count - 1 == 1)
-            #expect(try cluster.psql("SELECT host, entry FROM certgate_acme_on_demand").trimmingCharacters(in: .whitespacesAndNewlines) == "shop.customers.test|customers")
+            #expect(try await cluster.psql("SELECT host, entry FROM certgate_acme_on_demand").trimmingCharacters(in: .whitespacesAndNewlines) == "shop.customers.test|customers")
 
             // Obtained through node 2: nodes 1 and 3 serve it from the fleet's state.
             let viaSecond = await leaf(nodes[1], "second.customers.test")
@@ -787,7 +787,7 @@ struct FleetInteropTests {
             #expect(result.added == ["tenants"] && result.changed.isEmpty && result.removed.isEmpty, "\(result)")
             #expect(try await nodes[2].gateway.waitForLog("[Gateway] certificate set committed", occurrences: 1))
             #expect(try await eventually(timeout: .seconds(30)) { await leaf(nodes[2], "one.tenants.test") != nil }, "\(nodes[2].gateway.logText)")
-            #expect(try cluster.psql("SELECT name FROM certgate_acme_entries ORDER BY name").trimmingCharacters(in: .whitespacesAndNewlines) == "customers\ntenants")
+            #expect(try await cluster.psql("SELECT name FROM certgate_acme_entries ORDER BY name").trimmingCharacters(in: .whitespacesAndNewlines) == "customers\ntenants")
         }
     }
 
@@ -844,7 +844,7 @@ struct FleetInteropTests {
             let all = results.all
             #expect(all.count > 100, "only \(all.count) handshakes")
             #expect(all.filter { $0 != "ok" }.isEmpty, "\(all.filter { $0 != "ok" }.prefix(10))")
-            #expect(try Self.fleetGeneration(cluster) == 1_001)
+            #expect(try await Self.fleetGeneration(cluster) == 1_001)
         }
     }
 
