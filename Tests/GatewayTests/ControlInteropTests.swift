@@ -314,7 +314,7 @@ struct ControlInteropTests {
         }
     }
 
-    @Test("a message over the configured limit gets RESOURCE_EXHAUSTED and changes nothing")
+    @Test("max_message_bytes 65536: a larger request gets RESOURCE_EXHAUSTED naming its size and the limit; one beyond twice the limit is cut by the transport (UNAVAILABLE); neither changes anything, and the next request applies")
     func sizeLimit() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
@@ -322,16 +322,32 @@ struct ControlInteropTests {
         let config = Self.config(extra: "  max_message_bytes: 65536\n")
         let gateway = try await GatewayProcess(config: config, folder: folder)
         defer { gateway.stop() }
-        let generation = try await Self.withControl(socket: socket) { control -> UInt64 in
-            let huge = Certgate_Control_V1_CertificateEntry.with {
-                $0.name = "huge"
-                $0.tlsCert = String(repeating: "A", count: 100_000)  // over 64 KiB, under the transport's 128 KiB
+        func request(certificateBytes: Int) -> Certgate_Control_V1_UpdateCertificatesRequest {
+            .with { $0.upsert = [.with { $0.name = "huge"; $0.tlsCert = String(repeating: "A", count: certificateBytes) }] }
+        }
+        let over = request(certificateBytes: 100_000)  // over 64 KiB, under the transport's 128 KiB
+        let overSize = try over.serializedBytes() as [UInt8]
+        let beyond = request(certificateBytes: 140_000)  // over 128 KiB
+        try await Self.withControl(socket: socket) { control async throws in
+            do {
+                _ = try await control.updateCertificates(over)
+                Issue.record("a request over the limit was applied")
+            } catch let error as RPCError {
+                #expect(error.code == .resourceExhausted)
+                #expect(error.message == "request of \(overSize.count) bytes is over the limit of 65536 (control.max_message_bytes)")
             }
-            let code = await Self.code { _ = try await control.updateCertificates(.with { $0.upsert = [huge] }) }
-            #expect(code == .resourceExhausted)
-            return try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation
+            #expect(try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation == 0)
+        }
+        let beyondCode = try await Self.withControl(socket: socket) { control in
+            await Self.code { _ = try await control.updateCertificates(beyond) }
+        }
+        #expect(beyondCode == .unavailable)
+        let (generation, next) = try await Self.withControl(socket: socket) { control in
+            (try await control.getStatus(Certgate_Control_V1_GetStatusRequest()).generation,
+             try await control.updateCertificates(.with { $0.delete = ["wild"] }).generation)
         }
         #expect(generation == 0)
+        #expect(next == 1)
     }
 
     @Test("certgate ctl: upsert a YAML file, list it (table and --json), delete it; a failure exits 1 with the server's reason")

@@ -217,6 +217,46 @@ struct OnDemandCertificatesTests {
         #expect(ca.ordered.withLock { $0 } == ["first.customers.test"])
     }
 
+    @Test("a reload's on_demand: is in force at once: a smaller max_certificates lets the least recently served leave memory (they stay stored, and come back without an order), a larger max_concurrent starts the order that waited for a slot")
+    func reloadedBoundsApplyAtOnce() async throws {
+        let store = MemoryOnDemandStore()
+        let ca = SigningCA(store: store)
+        var configuration = OnDemandConfiguration()
+        configuration.maxCertificates = 3
+        let certificates = Self.make(store, ca, configuration: configuration, client: HTTPClient.shared)
+        for name in ["a", "b", "c", "a"] {
+            #expect(await Self.serve("\(name).customers.test", certificates) == .some("\(name).customers.test"))
+        }
+        #expect(certificates.status.cached == 3)
+        configuration.maxCertificates = 1
+        certificates.replaceConfiguration(configuration)
+        #expect(certificates.status.cached == 1)
+        let listed = try await certificates.listing()
+        #expect(listed.map(\.host) == ["a.customers.test", "b.customers.test", "c.customers.test"])
+        #expect(listed.map(\.cached) == [true, false, false])
+        #expect(await Self.serve("c.customers.test", certificates) == .some("c.customers.test"))
+        #expect(ca.ordered.withLock { $0 } == ["a.customers.test", "b.customers.test", "c.customers.test"])
+
+        // max_concurrent 1: the second name waits for the slot the first holds (its order
+        // waits at the gate); a reload to 2 starts it while the first still holds its slot.
+        let gate = Gate()
+        let gated = SigningCA(store: MemoryOnDemandStore(), gate: gate)
+        var narrow = OnDemandConfiguration()
+        narrow.maxConcurrent = 1
+        let waiting = Self.make(gated.store, gated, configuration: narrow, client: HTTPClient.shared)
+        async let first = Self.serve("first.customers.test", waiting)
+        #expect(try await eventually(timeout: .seconds(60)) { gated.ordered.withLock { $0 } == ["first.customers.test"] })
+        async let second = Self.serve("second.customers.test", waiting)
+        #expect(try await eventually(timeout: .seconds(60)) { waiting.status.ordering == 2 })
+        #expect(gated.ordered.withLock { $0 } == ["first.customers.test"])
+        narrow.maxConcurrent = 2
+        waiting.replaceConfiguration(narrow)
+        #expect(try await eventually(timeout: .seconds(60)) { gated.ordered.withLock { $0 } == ["first.customers.test", "second.customers.test"] })
+        gate.open()
+        #expect(await first == .some("first.customers.test"))
+        #expect(await second == .some("second.customers.test"))
+    }
+
     @Test("an update's result counts the acme entries that are in no set (pending, on demand) as added, changed or removed, each once")
     func unservedEntriesAreCounted() {
         let shop = CertificateConf(domains: "*.shop.test", acme: "ca", onDemand: true)
