@@ -6,7 +6,7 @@ import SwiftASN1
 import Testing
 import X509
 
-@Suite("Orders against a scripted server: badNonce, Retry-After, alternate chains, ARI")
+@Suite("Orders against a scripted server: badNonce, Retry-After, alternate chains, ARI", .timeLimit(.minutes(2)))
 struct FakeServerOrderTests {
     static let base = FakeACMEServer.base
 

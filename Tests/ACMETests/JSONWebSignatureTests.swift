@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import ACME
 
-@Suite("JWS, JWK thumbprints and key authorizations (RFC 7515, 7638, 8555 §6.2, §8)")
+@Suite("JWS, JWK thumbprints and key authorizations (RFC 7515, 7638, 8555 §6.2, §8)", .timeLimit(.minutes(2)))
 struct JSONWebSignatureTests {
     /// A P-256 public key made once with `openssl ecparam -name prime256v1 -genkey` (its
     /// private half was discarded): x and y as base64url.

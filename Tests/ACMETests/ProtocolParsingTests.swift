@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import ACME
 
-@Suite("Reading what an ACME server answers: problems, Retry-After, Link, times")
+@Suite("Reading what an ACME server answers: problems, Retry-After, Link, times", .timeLimit(.minutes(2)))
 struct ProtocolParsingTests {
     @Test("a problem document reads as its ACME error name and the CA's detail, subproblems named by identifier, control characters escaped")
     func problems() throws {

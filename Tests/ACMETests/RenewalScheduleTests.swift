@@ -5,7 +5,7 @@ import Testing
 import X509
 @testable import ACME
 
-@Suite("When an obtained certificate is renewed (RFC 9773 ARI, or a third of its life left)")
+@Suite("When an obtained certificate is renewed (RFC 9773 ARI, or a third of its life left)", .timeLimit(.minutes(2)))
 struct RenewalScheduleTests {
     static let now = Date(timeIntervalSince1970: 1_800_000_000)
 

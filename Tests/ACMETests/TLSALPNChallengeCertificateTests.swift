@@ -5,7 +5,7 @@ import Testing
 import X509
 @testable import ACME
 
-@Suite("The tls-alpn-01 validation certificate (RFC 8737 §3)")
+@Suite("The tls-alpn-01 validation certificate (RFC 8737 §3)", .timeLimit(.minutes(2)))
 struct TLSALPNChallengeCertificateTests {
     @Test("one SAN, the name; the critical acmeIdentifier extension holds the DER OCTET STRING of SHA-256(key authorization); self-signed")
     func validationCertificate() throws {

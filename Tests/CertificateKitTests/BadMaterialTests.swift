@@ -8,7 +8,7 @@ import X509
 
 /// Damaged keys and certificates get certgate's own reasons, quoting no key material;
 /// chains are served as clients accept them; issued leaves follow RFC 5280's bounds.
-@Suite("Bad material: reasons, chain hygiene, issued leaves")
+@Suite("Bad material: reasons, chain hygiene, issued leaves", .timeLimit(.minutes(2)))
 struct BadMaterialTests {
     static let root = TestCertificate.authority(commonName: "Hygiene Root")
     static let intermediate = root.intermediate(commonName: "Hygiene Intermediate")

@@ -4,7 +4,7 @@ import Foundation
 import Synchronization
 import Testing
 
-@Suite("Certificate store")
+@Suite("Certificate store", .timeLimit(.minutes(2)))
 struct CertificateStoreTests {
     @Test("swap bumps the generation; a compare-and-swap with a stale generation changes nothing")
     func generations() throws {

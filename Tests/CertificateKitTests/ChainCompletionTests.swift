@@ -5,7 +5,7 @@ import Foundation
 import Testing
 import X509
 
-@Suite("Chain completion")
+@Suite("Chain completion", .timeLimit(.minutes(2)))
 struct ChainCompletionTests {
     /// A hierarchy shaped like Let's Encrypt's: an old widely trusted root, a newer root
     /// cross-signed by it, and an intermediate issued by the new root and cross-signed

@@ -2,7 +2,7 @@ import CertificateKit
 import Testing
 
 /// Inputs the fuzzer (scripts/fuzz.sh) found, kept so they stay fixed.
-@Suite("Fuzzer findings")
+@Suite("Fuzzer findings", .timeLimit(.minutes(2)))
 struct FuzzRegressionTests {
     /// sni target, input 3a 3a 00 ("::" NUL): inet_pton stopped at the NUL, so the text
     /// parsed as the address `::` and a domains/server_names item with a NUL in it was

@@ -4,7 +4,7 @@ import CertificateTestSupport
 import Foundation
 import Testing
 
-@Suite("Incremental updates")
+@Suite("Incremental updates", .timeLimit(.minutes(2)))
 struct IncrementalUpdateTests {
     static let authority = TestCertificate.authority()
 

@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 import X509
 
-@Suite("Issued leaves kept across restarts")
+@Suite("Issued leaves kept across restarts", .timeLimit(.minutes(2)))
 struct IssuedLeafPersistenceTests {
     /// Records what the cache asks to save and drop.
     final class Recorder: IssuedLeafPersistence {

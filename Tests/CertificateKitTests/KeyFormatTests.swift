@@ -2,7 +2,7 @@ import CertificateKit
 import CertificateTestSupport
 import Testing
 
-@Suite("Private key formats")
+@Suite("Private key formats", .timeLimit(.minutes(2)))
 struct KeyFormatTests {
     static let authority = TestCertificate.authority()
 

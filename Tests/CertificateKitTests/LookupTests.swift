@@ -2,7 +2,7 @@ import CertificateKit
 import CertificateTestSupport
 import Testing
 
-@Suite("Lookup order")
+@Suite("Lookup order", .timeLimit(.minutes(2)))
 struct LookupTests {
     static let authority = TestCertificate.authority()
     static let set: CertificateSet = {

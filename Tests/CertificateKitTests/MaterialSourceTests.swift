@@ -4,7 +4,7 @@ import CertificateTestSupport
 import Foundation
 import Testing
 
-@Suite("tls_cert / tls_key sources")
+@Suite("tls_cert / tls_key sources", .timeLimit(.minutes(2)))
 struct MaterialSourceTests {
     static let authority = TestCertificate.authority()
 

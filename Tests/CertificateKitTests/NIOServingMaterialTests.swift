@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 import X509
 
-@Suite("NIOSSL serving material")
+@Suite("NIOSSL serving material", .timeLimit(.minutes(2)))
 struct NIOServingMaterialTests {
     @Test("a set built with the NIOSSL factory carries the chain and key, made once and reused by rebuilds", arguments: TestKeyType.allCases)
     func materialIsBuiltOnce(type: TestKeyType) throws {

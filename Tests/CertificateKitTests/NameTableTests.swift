@@ -2,7 +2,7 @@
 import CertificateTestSupport
 import Testing
 
-@Suite("Name table")
+@Suite("Name table", .timeLimit(.minutes(2)))
 struct NameTableTests {
     static let entries: [CertificateEntry] = {
         let authority = TestCertificate.authority()

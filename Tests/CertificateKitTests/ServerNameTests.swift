@@ -1,7 +1,7 @@
 import CertificateKit
 import Testing
 
-@Suite("Server names")
+@Suite("Server names", .timeLimit(.minutes(2)))
 struct ServerNameTests {
     @Test("normalisation folds case and strips one trailing dot", arguments: [
         ("example.com", "example.com"),

@@ -9,7 +9,7 @@ import X509
 
 /// A key file that states its public key, and a TLS layer that proves the pair: the key is
 /// matched to its certificate by what it states (see `CertificateBuildContext.factoryChecksKeyPairs`).
-@Suite("A key's stated public key, proven by the TLS library")
+@Suite("A key's stated public key, proven by the TLS library", .timeLimit(.minutes(2)))
 struct StatedKeyTests {
     static let authority = TestCertificate.authority()
 

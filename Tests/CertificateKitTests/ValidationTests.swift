@@ -4,7 +4,7 @@ import Foundation
 import Testing
 import X509
 
-@Suite("Entry validation")
+@Suite("Entry validation", .timeLimit(.minutes(2)))
 struct ValidationTests {
     static let authority = TestCertificate.authority()
 

@@ -3,7 +3,7 @@ import Foundation
 import SwiftProtobuf
 import Testing
 
-@Suite("Control protocol (generated from Protos/)")
+@Suite("Control protocol (generated from Protos/)", .timeLimit(.minutes(2)))
 struct ControlProtocolTests {
     @Test("the service and its methods carry the contract's names")
     func contractNames() {

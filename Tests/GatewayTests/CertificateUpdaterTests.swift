@@ -5,7 +5,7 @@ import Gateway
 import Synchronization
 import Testing
 
-@Suite("The update transaction")
+@Suite("The update transaction", .timeLimit(.minutes(2)))
 struct CertificateUpdaterTests {
     static let authority = TestCertificate.authority(commonName: "Updater CA")
 

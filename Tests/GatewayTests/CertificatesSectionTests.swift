@@ -5,7 +5,7 @@ import Testing
 
 /// A large `certificates:` section is parsed in pieces on every core; what a file means,
 /// and every error it gets, is what parsing it whole gives.
-@Suite("A large certificates: section parsed in pieces")
+@Suite("A large certificates: section parsed in pieces", .timeLimit(.minutes(2)))
 struct CertificatesSectionTests {
     /// A file of `count` entries in the forms operators write: flow and block mappings, a
     /// quoted wildcard name, lists of domains, comments and blank lines between entries,

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// The defaults README's configuration reference states, each as the file leaves it out.
-@Suite("Configuration defaults, as README states them")
+@Suite("Configuration defaults, as README states them", .timeLimit(.minutes(2)))
 struct ConfigurationDefaultsTests {
     static func parse(_ yaml: String) throws -> GatewayConfiguration {
         try GatewayConfiguration.parse(yaml: yaml, file: "certgate.yaml", baseDirectory: "/etc/certgate")

@@ -2,7 +2,7 @@ import CertificateKit
 import Gateway
 import Testing
 
-@Suite("Configuration file")
+@Suite("Configuration file", .timeLimit(.minutes(2)))
 struct ConfigurationTests {
     @Test("certificates read with pingap's field names; domains as a string or a list")
     func pingapFields() throws {
@@ -73,7 +73,7 @@ struct ConfigurationTests {
     }
 }
 
-@Suite("Configuration: listeners and routes")
+@Suite("Configuration: listeners and routes", .timeLimit(.minutes(2)))
 struct ListenerAndRouteConfigurationTests {
     @Test("listeners and routes read with their defaults")
     func readsListenersAndRoutes() throws {

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 @testable import Gateway
 
-@Suite("event loop lag")
+@Suite("event loop lag", .timeLimit(.minutes(2)))
 struct EventLoopLagTests {
     @Test("a loop blocked for 200 ms records a lag of at least 150 ms; a stopped monitor records nothing more")
     func blockedLoopShowsAsLag() async throws {

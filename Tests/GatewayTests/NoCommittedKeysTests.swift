@@ -6,7 +6,7 @@ import Testing
 /// The files Git tracks are read (`git ls-files`, as a fresh clone has them; what is ignored —
 /// build output, the fuzzer's local corpus — is not the repository's); outside a Git checkout,
 /// every file but build output.
-@Suite("No private key in the repository")
+@Suite("No private key in the repository", .timeLimit(.minutes(2)))
 struct NoCommittedKeysTests {
     /// The package root: this file is `Tests/GatewayTests/NoCommittedKeysTests.swift`.
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -4,7 +4,7 @@ import Testing
 
 /// The PROXY protocol headers byte for byte, against HAProxy's proxy-protocol.txt (§2.1 text,
 /// §2.2 binary: signature, version/command, family, length, addresses, ports, TLVs).
-@Suite("PROXY protocol headers")
+@Suite("PROXY protocol headers", .timeLimit(.minutes(2)))
 struct ProxyProtocolHeaderTests {
     static let signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
 

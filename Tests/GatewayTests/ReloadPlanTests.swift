@@ -3,7 +3,7 @@ import Logging
 import Testing
 @testable import Gateway
 
-@Suite("The reload plan: what a reload replaces live and what waits for a restart")
+@Suite("The reload plan: what a reload replaces live and what waits for a restart", .timeLimit(.minutes(2)))
 struct ReloadPlanTests {
     /// Listeners last, so that appending a line sets the listener's own keys.
     static let base = """

@@ -4,7 +4,7 @@ import Foundation
 @testable import Gateway
 import Testing
 
-@Suite("A reload's configuration shares the set's copy of each unchanged entry")
+@Suite("A reload's configuration shares the set's copy of each unchanged entry", .timeLimit(.minutes(2)))
 struct ReloadSharingTests {
     /// Where a string's bytes are (nil for one stored inline, 15 bytes or fewer).
     static func storage(_ text: String?) -> UnsafeRawPointer? {

@@ -6,7 +6,7 @@ import GRDB
 @testable import Gateway
 import Testing
 
-@Suite("The SQLite state store")
+@Suite("The SQLite state store", .timeLimit(.minutes(2)))
 struct StateStoreTests {
     static let authority = TestCertificate.authority(commonName: "State CA")
 

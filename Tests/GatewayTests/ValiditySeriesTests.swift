@@ -4,7 +4,7 @@ import Foundation
 @testable import Gateway
 import Testing
 
-@Suite("Per-entry validity series at scrape time")
+@Suite("Per-entry validity series at scrape time", .timeLimit(.minutes(2)))
 struct ValiditySeriesTests {
     static let authority = TestCertificate.authority(commonName: "Series CA")
 

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import Gateway
 
-@Suite("acme: and acme entries in the configuration file")
+@Suite("acme: and acme entries in the configuration file", .timeLimit(.minutes(2)))
 struct ACMEConfigurationTests {
     static let listener = "listeners:\n  - listen: 127.0.0.1:8443\n"
 

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 @testable import Gateway
 
-@Suite("on-demand entries and the on_demand: section in the configuration file")
+@Suite("on-demand entries and the on_demand: section in the configuration file", .timeLimit(.minutes(2)))
 struct OnDemandConfigurationTests {
     static let listener = "listeners:\n  - listen: 127.0.0.1:8443\n"
 

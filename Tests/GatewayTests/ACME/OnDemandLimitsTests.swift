@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import Gateway
 
-@Suite("the bounds on new on-demand orders")
+@Suite("the bounds on new on-demand orders", .timeLimit(.minutes(2)))
 struct OnDemandLimitsTests {
     static let start = Date(timeIntervalSince1970: 1_800_000_000)
     static let client = IPAddress("192.0.2.7")!

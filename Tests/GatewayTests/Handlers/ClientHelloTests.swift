@@ -4,7 +4,7 @@ import NIOSSL
 import Testing
 @testable import Gateway
 
-@Suite("Reading a ClientHello before TLS (SNI and ALPN), for tls-alpn-01")
+@Suite("Reading a ClientHello before TLS (SNI and ALPN), for tls-alpn-01", .timeLimit(.minutes(2)))
 struct ClientHelloTests {
     /// The ClientHello BoringSSL sends for `name` offering `alpn`, as bytes on the wire.
     static func realClientHello(name: String?, alpn: [String]) throws -> ByteBuffer {

@@ -13,7 +13,7 @@ import Testing
 /// [HeadRecorder, HandshakeFactsPublisher, ConnectionRouter] — the gateway's, without NIOSSL
 /// and the handshake timeout: the test fires NIOSSL's `TLSUserEvent.handshakeCompleted` itself.
 /// The upstream route needs real sockets (see `UpstreamConnectorTests`).
-@Suite("ConnectionRouter")
+@Suite("ConnectionRouter", .timeLimit(.minutes(2)))
 struct ConnectionRouterTests {
     static let remote = try! SocketAddress(ipAddress: "198.51.100.7", port: 50_123)
     static let local = try! SocketAddress(ipAddress: "192.0.2.1", port: 443)
@@ -260,7 +260,7 @@ struct ConnectionRouterTests {
     }
 }
 
-@Suite("ConnectionErrorHandler")
+@Suite("ConnectionErrorHandler", .timeLimit(.minutes(2)))
 struct ConnectionErrorHandlerTests {
     /// A connection reset, as NIO reports it.
     static let reset = IOError(errnoCode: 104, reason: "read")

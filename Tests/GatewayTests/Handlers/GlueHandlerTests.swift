@@ -6,7 +6,7 @@ import Testing
 /// `GlueHandler`: two `EmbeddedChannel`s on one loop, each [HeadRecorder, GlueHandler, TailRecorder],
 /// the glues a matched pair. `HeadRecorder` sees what each glue asks of its own channel (writes,
 /// flushes, reads, closes with their mode).
-@Suite("GlueHandler")
+@Suite("GlueHandler", .timeLimit(.minutes(2)))
 struct GlueHandlerTests {
     final class Side {
         let channel: EmbeddedChannel

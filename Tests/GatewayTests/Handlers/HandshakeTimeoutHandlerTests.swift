@@ -12,7 +12,7 @@ import Testing
 /// so these tests use a zero timeout ("already due at the first sweep") or an hour ("never due
 /// within the test"); see `deadlineUsesTheLoopClock` for what that means. Each test makes its
 /// own `EmbeddedEventLoop` on its own thread (the loop is confined to the thread that made it).
-@Suite("HandshakeTimeoutHandler")
+@Suite("HandshakeTimeoutHandler", .timeLimit(.minutes(2)))
 struct HandshakeTimeoutHandlerTests {
     /// One connection under test: [HandshakeTimeoutHandler, TailRecorder].
     final class Connection {

@@ -6,7 +6,7 @@ import NIOSSL
 import Testing
 
 /// The TLS settings a listener's context is made with.
-@Suite("A listener's TLS settings")
+@Suite("A listener's TLS settings", .timeLimit(.minutes(2)))
 struct ListenerTLSTests {
     @Test("a closing connection waits 1 s for the client's close_notify (NIOSSL's default is 5 s); TLS versions and ALPN are the listener's; the certificate comes from the callback alone")
     func closeWaitsOneSecond() throws {

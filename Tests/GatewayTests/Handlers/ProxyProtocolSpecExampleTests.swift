@@ -10,7 +10,7 @@ import Testing
 /// "the length of the protocol header in bytes is always exactly 16 + this value", TLVs
 /// type/length_hi/length_lo/value with PP2_TYPE_ALPN 0x01 and PP2_TYPE_AUTHORITY 0x02).
 /// Every expected byte is written out here from the spec, not taken from the code.
-@Suite("PROXY protocol: the spec's examples")
+@Suite("PROXY protocol: the spec's examples", .timeLimit(.minutes(2)))
 struct ProxyProtocolSpecExampleTests {
     /// §2.2: "\x0D \x0A \x0D \x0A \x00 \x0D \x0A \x51 \x55 \x49 \x54 \x0A"
     static let signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]

@@ -10,7 +10,7 @@ import Testing
 /// the responder; raw request bytes in, response bytes out), and the responder alone behind an
 /// `HTTPResponseEncoder` (request parts in, so a request can be left half received).
 /// Expected responses are written out by hand (RFC 9112 §4 status line, §5 field lines).
-@Suite("RespondHandler")
+@Suite("RespondHandler", .timeLimit(.minutes(2)))
 struct RespondHandlerTests {
     /// [HeadRecorder, HTTPResponseEncoder, ByteToMessageHandler<HTTPRequestDecoder>,
     ///  HTTPServerPipelineHandler, NIOHTTPResponseHeadersValidator, HTTPServerProtocolErrorHandler,

@@ -12,7 +12,7 @@ import Testing
 /// upstream listener. "Bytes that arrived while connecting" are fired into the accepted
 /// channel's pipeline right after the connector is added, as NIOSSL does with application data
 /// that comes in the same read as the end of the handshake.
-@Suite("UpstreamConnector")
+@Suite("UpstreamConnector", .timeLimit(.minutes(2)))
 struct UpstreamConnectorTests {
     static func target(port: Int, proxyProtocol: RouteConfiguration.ProxyProtocolVersion?, serverName: String? = nil, alpn: String? = nil)
         -> UpstreamConnector.Target {
@@ -207,7 +207,7 @@ struct UpstreamConnectorTests {
     }
 }
 
-@Suite("UpstreamFailureLog")
+@Suite("UpstreamFailureLog", .timeLimit(.minutes(2)))
 struct UpstreamFailureLogTests {
     /// What NIO reports for a refused connect; logged in the system's words, not NIO's text.
     static func refused() -> IOError { IOError(errnoCode: 111, reason: "connect") }

@@ -4,7 +4,7 @@ import Testing
 
 /// `shared_state:` as the file gives it: the URL read as libpq reads it, a password never
 /// taken from (or echoed out of) the URL, each misuse named by key.
-@Suite("shared_state configuration")
+@Suite("shared_state configuration", .timeLimit(.minutes(2)))
 struct SharedStateConfigurationTests {
     @Test("a postgres URL gives host, port, user, database and TLS mode; defaults as libpq's (port 5432, database = user, sslmode prefer)", arguments: [
         ("postgres://certgate@db.example:6432/fleet?sslmode=require", "db.example", 6432, "certgate", "fleet", PostgresLocation.TLSMode.require),
