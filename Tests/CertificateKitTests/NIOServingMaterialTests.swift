@@ -186,7 +186,7 @@ struct NIOServingMaterialTests {
         let authority = TestCertificate.authority()
         let leaf = authority.leaf(dnsNames: ["form.test"], keyType: form.type)
         var conf = leaf.conf()
-        conf.tlsKey = try #require(form.pem(leaf.key))
+        conf.tlsKey = form.pem(leaf.key)
         let context = CertificateBuildContext(servingMaterialFactory: NIOServingMaterial.factory, factoryChecksKeyPairs: statedKeyMatch)
         let material = try #require(try CertificateSet.build(from: ["form": conf], context: context).set.entries["form"]?.nioServingMaterial)
         #expect(!material.isBuilt)
