@@ -791,6 +791,38 @@ struct FleetInteropTests {
         }
     }
 
+    @Test("on demand in a fleet, the bounds are each node's own: with per_client_per_hour 1 a client's second new name is refused by the node that ordered its first, while another node orders one for it")
+    func onDemandBoundsPerNode() async throws {
+        let certificates = """
+              customers: { acme: pebble, on_demand: true, domains: "*.customers.test" }
+            on_demand: { per_client_per_hour: 1, handshake_wait: 30s }
+            """
+        try await Self.withPebbleFleet(certificates: certificates) { _, pebble, root, nodes in
+            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+            func leaf(_ node: Node, _ name: String) async -> [UInt8]? {
+                guard let connection = try? await probe.connect(port: node.port, serverName: name) else { return nil }
+                await connection.close()
+                return connection.servedLeaf
+            }
+            func issued() -> Int { pebble.logText.components(separatedBy: "Issued certificate serial").count - 1 }
+            // This test's client (127.0.0.1) has one order an hour at each node.
+            #expect(await leaf(nodes[0], "a.customers.test") != nil)
+            #expect(await leaf(nodes[0], "b.customers.test") == nil)  // no default: the handshake fails
+            #expect(issued() == 1)
+            #expect(await leaf(nodes[1], "c.customers.test") != nil)
+            #expect(await leaf(nodes[1], "d.customers.test") == nil)
+            #expect(issued() == 2)
+            for (node, refused) in [(nodes[0], "b.customers.test"), (nodes[1], "d.customers.test")] {
+                #expect(node.gateway.logText.contains("name=\(refused) reason="), "\(node.gateway.logText)")
+                let line = node.gateway.logText.split(separator: "\n").first { $0.contains("name=\(refused) ") } ?? ""
+                #expect(line.contains("refusal=client_rate_limited"), "\(line)")
+            }
+            // What one node obtained, the others serve from the fleet's state without an order.
+            #expect(await leaf(nodes[2], "a.customers.test") == (await leaf(nodes[0], "a.customers.test")))
+            #expect(issued() == 2)
+        }
+    }
+
     @Test("handshakes with host name verification against all three nodes while 1,000 updates go through their sockets: none fails, and each gets a leaf of its own name (an older or a newer version), never another name's")
     func handshakesDuringUpdates() async throws {
         try await Self.withFleet { cluster, nodes in
