@@ -2,6 +2,7 @@ import CertificateKit
 import CertificateTestSupport
 import ControlProtocol
 import Foundation
+import GRDB
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import NIOPosix
@@ -513,6 +514,41 @@ struct FleetInteropTests {
         #expect(status.status == 0)
         for expected in ["\nnode         edge-2\n", "\nfleet        generation \(next); this node serves \(next)\n", "\ndatabase     connected\n"] {
             #expect(status.stdout.contains(expected), "\(status.stdout)")
+        }
+    }
+
+    @Test("in a fleet the local CA's issuer entry is shared, its issued leaves are not: each node signs its own leaf for a name (both verify), none is written to the database, and each node keeps its own in its local state")
+    func issuedLeavesStayPerNode() async throws {
+        let cluster = try await PostgresCluster()
+        var nodes: [Node] = []
+        defer { Self.stopAll(nodes, cluster: cluster) }
+        let authority = GatewayInteropTests.authority
+        for name in ["node-1", "node-2"] {
+            let folder = try GatewayInteropTests.fixture()
+            try folder.write(authority.key.pkcs8PEM, to: "ca.key")
+            try folder.write(cluster.password + "\n", to: "pg.pass")
+            let gateway = try await GatewayProcess(config: Self.config(
+                node: name, cluster: cluster, extraCertificates: "  issuer: { tls_cert: ca.pem, tls_key: ca.key, is_ca: true, domains: \"*.dev.test\" }"),
+                folder: folder)
+            nodes.append(Node(name: name, gateway: gateway, folder: folder))
+        }
+        let leaves = [await Self.servedLeaf(nodes[0], "api.dev.test"), await Self.servedLeaf(nodes[1], "api.dev.test")]
+        let first = try #require(leaves[0]), second = try #require(leaves[1])
+        #expect(first != second)
+        #expect(await Self.servedLeaf(nodes[0], "api.dev.test") == first)  // each node's own, cached
+        #expect(try await cluster.psql("SELECT name FROM certgate_certificates ORDER BY name").split(separator: "\n") == ["by-ip", "exact", "fallback", "issuer", "wild"])
+        // No leaf's bytes anywhere in the fleet's tables.
+        let dump = try await cluster.psql("SELECT certificate_pem FROM certgate_certificates")
+        for leaf in [first, second] {
+            let body = Data(leaf).base64EncodedString()
+            #expect(!dump.contains(body.prefix(64).dropFirst(8)))
+        }
+        for node in nodes {
+            node.gateway.stop()
+            let database = try DatabaseQueue(path: node.folder.url.appendingPathComponent("state/certgate.db").path)
+            defer { try? database.close() }
+            let stored = try await database.read { try String.fetchAll($0, sql: "SELECT name FROM issued_leaves") }
+            #expect(stored == ["api.dev.test"], "\(node.name)")
         }
     }
 
