@@ -827,6 +827,50 @@ struct FleetInteropTests {
         }
     }
 
+    @Test("dns-01 in a fleet: three nodes start with the same wildcard entry; the one node that orders runs its dns_hook (present, then cleanup), the others run none, and all serve the certificate")
+    func dnsHookRunsOnTheOrderingNode() async throws {
+        let cluster = try await PostgresCluster()
+        let firstPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
+        defer { pebble.stop() }
+        let root = try NIOSSLCertificate(bytes: Array(try await pebble.issuingRoot().utf8), format: .pem)
+        // One hook for all nodes; it records the folder it runs in (each node's own).
+        let hooks = try FixtureFolder()
+        defer { hooks.remove() }
+        let ran = hooks.url.appendingPathComponent("ran").path
+        try hooks.write("""
+            #!/bin/sh
+            echo "$PWD $1" >> \(ran)
+            case "$1" in
+              present) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/set-txt ;;
+              cleanup) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/clear-txt ;;
+            esac
+            exit 2
+            """, to: "dns-hook.sh")
+        chmod(hooks.url.appendingPathComponent("dns-hook.sh").path, 0o755)
+        try await Self.withACMEFleet(
+            cluster: cluster, pebble: pebble,
+            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [dns-01], dns_hook: [\"\(hooks.url.appendingPathComponent("dns-hook.sh").path)\"] }",
+            certificates: "  wild: { acme: pebble, domains: \"*.wild.example.test\" }",
+            fixedPort: (1, firstPort),
+            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
+        ) { nodes in
+            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+            for node in nodes {
+                #expect(try await Self.servesVerified(node, "a.wild.example.test", probe: probe), "\(node.name)")
+            }
+            let ordering = nodes.filter { $0.gateway.logText.contains("[Gateway] ordering a certificate") }
+            #expect(ordering.count == 1, "\(nodes.map(\.gateway.logText))")
+            let orderer = try #require(ordering.first)
+            #expect(try await eventually {
+                (try? String(contentsOfFile: ran, encoding: .utf8))?.split(separator: "\n").count == 2
+            })
+            let lines = try String(contentsOfFile: ran, encoding: .utf8).split(separator: "\n").map(String.init)
+            let folder = orderer.folder.url.resolvingSymlinksInPath().path
+            #expect(lines == ["\(folder) present", "\(folder) cleanup"], "ordered by \(orderer.name)")
+        }
+    }
+
     @Test("on demand in a fleet, the bounds are each node's own: with per_client_per_hour 1 a client's second new name is refused by the node that ordered its first, while another node orders one for it")
     func onDemandBoundsPerNode() async throws {
         let certificates = """
