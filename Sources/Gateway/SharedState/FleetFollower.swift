@@ -64,7 +64,7 @@ final class FleetFollower: Sendable {
     }
 
     private static func listen(member: FleetMember, trigger: CatchUpTrigger, challengeTrigger: CatchUpTrigger?) async {
-        var backoff = Duration.milliseconds(100)
+        var backoff = ReconnectBackoff()
         while !Task.isCancelled {
             do {
                 let connection = try await member.database.connect()
@@ -88,7 +88,7 @@ final class FleetFollower: Sendable {
                                 }
                             }
                         }
-                        backoff = .milliseconds(100)
+                        backoff.connected()
                         // The first to end (the connection went away) ends both.
                         try await group.next()
                         group.cancelAll()
@@ -101,8 +101,7 @@ final class FleetFollower: Sendable {
             } catch {
                 member.unreachable(error)
             }
-            try? await Task.sleep(for: backoff)
-            backoff = min(backoff * 2, .seconds(5))
+            try? await Task.sleep(for: backoff.failed())
         }
     }
 }
