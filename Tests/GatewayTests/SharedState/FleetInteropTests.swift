@@ -871,6 +871,36 @@ struct FleetInteropTests {
         }
     }
 
+    @Test("a published challenge answer waits for every live node's confirmation: a node that heartbeated within 15 s and never confirms holds the order 3 s, then it goes on (and says so); one last seen 20 s ago is not waited for")
+    func publicationWaitsForLiveNodes() async throws {
+        try await Self.withPebbleFleet(certificates: "  first: { acme: pebble, domains: first.example.test }") { cluster, _, root, nodes in
+            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+            for node in nodes { #expect(try await Self.servesVerified(node, "first.example.test", probe: probe), "\(node.name)") }
+            let notice = "not every node of the fleet confirmed a challenge answer in time"
+            func notices() -> [String] {
+                nodes.flatMap { node in node.gateway.logText.split(separator: "\n").filter { $0.contains(notice) }.map(String.init) }
+            }
+            #expect(notices().isEmpty)
+            func order(_ name: String) async throws {
+                _ = try await ControlInteropTests.withControl(socket: nodes[0].socket) { control in
+                    try await control.updateCertificates(.with { $0.upsert = [.with { $0.name = name; $0.acme = "pebble"; $0.domains = ["\(name).example.test"] }] })
+                }
+                for node in nodes { #expect(try await Self.servesVerified(node, "\(name).example.test", probe: probe), "\(node.name)") }
+            }
+            // A node that says it is alive and never confirms (it died a moment ago).
+            _ = try await cluster.psql("INSERT INTO certgate_nodes (node, instance, seen_at) VALUES ('ghost', 'gone', extract(epoch from now()))")
+            let before = ContinuousClock.now
+            try await order("second")
+            #expect(ContinuousClock.now - before >= .seconds(3))
+            #expect(notices().count == 1, "\(notices())")
+            #expect(notices().first?.contains("expected=3 ") == true, "\(notices())")
+            // Last seen 20 s ago: not alive, not waited for.
+            _ = try await cluster.psql("UPDATE certgate_nodes SET seen_at = extract(epoch from now()) - 20 WHERE node = 'ghost'")
+            try await order("third")
+            #expect(notices().count == 1, "\(notices())")
+        }
+    }
+
     @Test("on demand in a fleet, the bounds are each node's own: with per_client_per_hour 1 a client's second new name is refused by the node that ordered its first, while another node orders one for it")
     func onDemandBoundsPerNode() async throws {
         let certificates = """
