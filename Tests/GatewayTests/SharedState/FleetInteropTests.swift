@@ -901,6 +901,65 @@ struct FleetInteropTests {
         }
     }
 
+    @Test("the node ordering a name dies mid-order (kill -9 while its dns_hook hangs): its order lock goes with its connection, another node orders the name, and every node left serves the certificate")
+    func orderLockReleasedWhenTheNodeDies() async throws {
+        let cluster = try await PostgresCluster()
+        let firstPort = unusedLocalPort()
+        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
+        defer { pebble.stop() }
+        let root = try NIOSSLCertificate(bytes: Array(try await pebble.issuingRoot().utf8), format: .pem)
+        let hooks = try FixtureFolder()
+        let ran = hooks.url.appendingPathComponent("ran").path
+        let hangingPID = hooks.url.appendingPathComponent("hanging.pid").path
+        defer {
+            // The hook the dead node left behind.
+            if let pid = (try? String(contentsOfFile: hangingPID, encoding: .utf8)).flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) { kill(pid, SIGKILL) }
+            hooks.remove()
+        }
+        // The first present hangs (the node ordering is to die in it); the others answer.
+        try hooks.write("""
+            #!/bin/sh
+            if [ "$1" = present ] && mkdir \(hooks.url.appendingPathComponent("first").path) 2>/dev/null; then
+              echo "$PWD hang" >> \(ran); echo $$ > \(hangingPID); exec sleep 120
+            fi
+            echo "$PWD $1" >> \(ran)
+            case "$1" in
+              present) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/set-txt ;;
+              cleanup) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/clear-txt ;;
+            esac
+            exit 2
+            """, to: "dns-hook.sh")
+        chmod(hooks.url.appendingPathComponent("dns-hook.sh").path, 0o755)
+        try await Self.withACMEFleet(
+            cluster: cluster, pebble: pebble,
+            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [dns-01], dns_hook: [\"\(hooks.url.appendingPathComponent("dns-hook.sh").path)\"] }",
+            certificates: "  wild: { acme: pebble, domains: \"*.wild.example.test\" }",
+            fixedPort: (1, firstPort),
+            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
+        ) { nodes in
+            func lines() -> [String] { ((try? String(contentsOfFile: ran, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+            #expect(try await eventually(timeout: .seconds(60)) { lines().first?.hasSuffix(" hang") == true }, "\(nodes.map(\.gateway.logText))")
+            let hangingFolder = try #require(lines().first?.dropLast(" hang".count))
+            let dying = try #require(nodes.first { $0.folder.url.resolvingSymlinksInPath().path == hangingFolder })
+            // The others see the lock held meanwhile.
+            let others = nodes.filter { $0.name != dying.name }
+            #expect(try await eventually(timeout: .seconds(30)) {
+                others.allSatisfy { $0.gateway.logText.contains("another node of the fleet is ordering this name") }
+            })
+            dying.gateway.kill9()
+            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+            for node in others {
+                #expect(try await Self.servesVerified(node, "a.wild.example.test", probe: probe), "\(node.name): \(node.gateway.logText)")
+            }
+            let orderedAfter = others.filter { $0.gateway.logText.contains("[Gateway] ordering a certificate") }
+            #expect(orderedAfter.count == 1, "\(others.map(\.gateway.logText))")
+            let taker = try #require(orderedAfter.first)
+            let takerFolder = taker.folder.url.resolvingSymlinksInPath().path
+            #expect(try await eventually { lines().count == 3 })
+            #expect(lines() == ["\(hangingFolder) hang", "\(takerFolder) present", "\(takerFolder) cleanup"])
+        }
+    }
+
     @Test("on demand in a fleet, the bounds are each node's own: with per_client_per_hour 1 a client's second new name is refused by the node that ordered its first, while another node orders one for it")
     func onDemandBoundsPerNode() async throws {
         let certificates = """
