@@ -827,19 +827,25 @@ struct FleetInteropTests {
         }
     }
 
-    @Test("dns-01 in a fleet: three nodes start with the same wildcard entry; the one node that orders runs its dns_hook (present, then cleanup), the others run none, and all serve the certificate")
-    func dnsHookRunsOnTheOrderingNode() async throws {
+    /// Three nodes with a wildcard entry `*.wild.example.test` from Pebble through dns-01, all
+    /// running one `dns_hook` that writes into pebble-challtestsrv and records each run as a
+    /// line "FOLDER ACTION" in `ran` (FOLDER: the node's own, where it runs). `prelude`: shell
+    /// lines run first (`$1` is present or cleanup; `HOOKS` the hook's folder).
+    static func withDNSFleet(
+        prelude: String = "", _ body: (_ nodes: [Node], _ root: NIOSSLCertificate, _ hooks: FixtureFolder, _ ran: () -> [String]) async throws -> Void
+    ) async throws {
         let cluster = try await PostgresCluster()
         let firstPort = unusedLocalPort()
         let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
         defer { pebble.stop() }
         let root = try NIOSSLCertificate(bytes: Array(try await pebble.issuingRoot().utf8), format: .pem)
-        // One hook for all nodes; it records the folder it runs in (each node's own).
         let hooks = try FixtureFolder()
         defer { hooks.remove() }
         let ran = hooks.url.appendingPathComponent("ran").path
         try hooks.write("""
             #!/bin/sh
+            HOOKS=\(hooks.url.path)
+            \(prelude)
             echo "$PWD $1" >> \(ran)
             case "$1" in
               present) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/set-txt ;;
@@ -855,6 +861,15 @@ struct FleetInteropTests {
             fixedPort: (1, firstPort),
             listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
         ) { nodes in
+            try await body(nodes, root, hooks) {
+                ((try? String(contentsOfFile: ran, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            }
+        }
+    }
+
+    @Test("dns-01 in a fleet: three nodes start with the same wildcard entry; the one node that orders runs its dns_hook (present, then cleanup), the others run none, and all serve the certificate")
+    func dnsHookRunsOnTheOrderingNode() async throws {
+        try await Self.withDNSFleet { nodes, root, _, lines in
             let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
             for node in nodes {
                 #expect(try await Self.servesVerified(node, "a.wild.example.test", probe: probe), "\(node.name)")
@@ -862,12 +877,9 @@ struct FleetInteropTests {
             let ordering = nodes.filter { $0.gateway.logText.contains("[Gateway] ordering a certificate") }
             #expect(ordering.count == 1, "\(nodes.map(\.gateway.logText))")
             let orderer = try #require(ordering.first)
-            #expect(try await eventually {
-                (try? String(contentsOfFile: ran, encoding: .utf8))?.split(separator: "\n").count == 2
-            })
-            let lines = try String(contentsOfFile: ran, encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(try await eventually { lines().count == 2 })
             let folder = orderer.folder.url.resolvingSymlinksInPath().path
-            #expect(lines == ["\(folder) present", "\(folder) cleanup"], "ordered by \(orderer.name)")
+            #expect(lines() == ["\(folder) present", "\(folder) cleanup"], "ordered by \(orderer.name)")
         }
     }
 
@@ -903,41 +915,18 @@ struct FleetInteropTests {
 
     @Test("the node ordering a name dies mid-order (kill -9 while its dns_hook hangs): its order lock goes with its connection, another node orders the name, and every node left serves the certificate")
     func orderLockReleasedWhenTheNodeDies() async throws {
-        let cluster = try await PostgresCluster()
-        let firstPort = unusedLocalPort()
-        let pebble = try await PebbleServer(validationPorts: (http: unusedLocalPort(), tls: firstPort))
-        defer { pebble.stop() }
-        let root = try NIOSSLCertificate(bytes: Array(try await pebble.issuingRoot().utf8), format: .pem)
-        let hooks = try FixtureFolder()
-        let ran = hooks.url.appendingPathComponent("ran").path
-        let hangingPID = hooks.url.appendingPathComponent("hanging.pid").path
-        defer {
-            // The hook the dead node left behind.
-            if let pid = (try? String(contentsOfFile: hangingPID, encoding: .utf8)).flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) { kill(pid, SIGKILL) }
-            hooks.remove()
-        }
         // The first present hangs (the node ordering is to die in it); the others answer.
-        try hooks.write("""
-            #!/bin/sh
-            if [ "$1" = present ] && mkdir \(hooks.url.appendingPathComponent("first").path) 2>/dev/null; then
-              echo "$PWD hang" >> \(ran); echo $$ > \(hangingPID); exec sleep 120
+        let prelude = """
+            if [ "$1" = present ] && mkdir "$HOOKS/first" 2>/dev/null; then
+              echo "$PWD hang" >> "$HOOKS/ran"; echo $$ > "$HOOKS/hanging.pid"; exec sleep 120
             fi
-            echo "$PWD $1" >> \(ran)
-            case "$1" in
-              present) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/set-txt ;;
-              cleanup) exec /usr/bin/curl -sS --fail -X POST -d "{\\"host\\":\\"$2\\"}" http://127.0.0.1:\(pebble.challengePorts.management)/clear-txt ;;
-            esac
-            exit 2
-            """, to: "dns-hook.sh")
-        chmod(hooks.url.appendingPathComponent("dns-hook.sh").path, 0o755)
-        try await Self.withACMEFleet(
-            cluster: cluster, pebble: pebble,
-            acme: "  pebble: { directory: \"\(pebble.directoryURL)\", ca_roots: pebble-https-root.pem, challenges: [dns-01], dns_hook: [\"\(hooks.url.appendingPathComponent("dns-hook.sh").path)\"] }",
-            certificates: "  wild: { acme: pebble, domains: \"*.wild.example.test\" }",
-            fixedPort: (1, firstPort),
-            listeners: { index in "  - name: https\n    listen: 127.0.0.1:\(index == 1 ? String(firstPort) : "PORT")" }
-        ) { nodes in
-            func lines() -> [String] { ((try? String(contentsOfFile: ran, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+            """
+        try await Self.withDNSFleet(prelude: prelude) { nodes, root, hooks, lines in
+            defer {
+                // The hook the dead node left behind.
+                let pidFile = hooks.url.appendingPathComponent("hanging.pid").path
+                if let pid = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) { kill(pid, SIGKILL) }
+            }
             #expect(try await eventually(timeout: .seconds(60)) { lines().first?.hasSuffix(" hang") == true }, "\(nodes.map(\.gateway.logText))")
             let hangingFolder = try #require(lines().first?.dropLast(" hang".count))
             let dying = try #require(nodes.first { $0.folder.url.resolvingSymlinksInPath().path == hangingFolder })
