@@ -38,6 +38,14 @@ struct ConfigurationDefaultsTests {
         #expect(IssuingConfiguration().maxConcurrent == max(1, ProcessInfo.processInfo.activeProcessorCount - 1))
     }
 
+    @Test("an entry's buffer_days: 7")
+    func bufferDays() throws {
+        let configuration = try Self.parse("certificates:\n  shop: { tls_cert: shop.pem, tls_key: shop.key }\n")
+        let shop = try #require(configuration.certificates["shop"])
+        #expect(shop.bufferDays == nil)
+        #expect(shop.effectiveBufferDays == 7)
+    }
+
     @Test("control: mode 0600, max_message_bytes 64 MiB")
     func control() throws {
         let control = try #require(try Self.parse("control:\n  socket: run/certgate.sock\n").control)

@@ -80,7 +80,8 @@ struct StateInteropTests {
 
         // Restart: the stored generation 2 is served, not the YAML.
         gateway = try await GatewayProcess(config: Self.config(), folder: folder)
-        #expect(gateway.logText.contains("serving the stored certificate set"))
+        let startLine = gateway.logText.split(separator: "\n").first { $0.contains("serving the stored certificate set") } ?? ""
+        #expect(startLine.contains(" generation=2 ") && startLine.contains(" certificates=4 ") && startLine.contains(" source=control "), "\(gateway.logText)")
         var served = try await Self.served(folder)
         #expect(served.generation == 2)
         #expect(served.fingerprints == expected)
@@ -290,7 +291,7 @@ struct StateInteropTests {
         #expect(after.fingerprints["fine"] == nil && after.fingerprints["poison"] == nil && after.fingerprints["wild"] == nil)
     }
 
-    @Test("the local CA's issued leaves are stored: after a restart the same leaf is served without signing again")
+    @Test("the local CA's issued leaves are stored: after a restart the same leaf is served without signing again; after a restart with --reset-state the name is signed again")
     func issuedLeavesSurviveRestart() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
@@ -308,10 +309,19 @@ struct StateInteropTests {
         let first = try await servedLeaf(port: gateway.port)
         #expect(gateway.stop() == 0)
         gateway = try await GatewayProcess(config: config, folder: folder)
-        defer { gateway.stop() }
         #expect(gateway.logText.contains("issued leaves restored"))
         #expect(try await servedLeaf(port: gateway.port) == first)
         let status = try await Self.control(folder) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()) }
         #expect(status.issuedCached == 1)
+
+        // --reset-state discards them with the stored set: the name is signed again.
+        #expect(gateway.stop() == 0)
+        gateway = try await GatewayProcess(config: config, folder: folder, arguments: ["--reset-state"])
+        defer { gateway.stop() }
+        let reset = try #require(gateway.logText.split(separator: "\n").first { $0.contains("state reset: the stored set and issued leaves are discarded") })
+        #expect(reset.contains(" issued_leaves=1 "), "\(reset)")
+        #expect(!gateway.logText.contains("issued leaves restored"))
+        let signedAgain = try await servedLeaf(port: gateway.port)
+        #expect(signedAgain != first)
     }
 }

@@ -419,7 +419,7 @@ struct FleetInteropTests {
         }
     }
 
-    @Test("check --connect reaches the database: says there is no fleet yet, then its generation; a wrong password fails with the server's reason (exit 1) and no output holds it; run refuses a database set up by a newer certgate")
+    @Test("check --connect reaches the database: says there is no fleet yet, then its generation; a wrong password fails with the server's reason (exit 1) and no output holds it; run refuses to start with the wrong password, and on a database set up by a newer certgate")
     func checkConnectAndNewerSchema() async throws {
         let cluster = try await PostgresCluster()
         let folder = try GatewayInteropTests.fixture()
@@ -452,6 +452,12 @@ struct FleetInteropTests {
         }
         let json = try await CertgateProcess.run(["--json", "check", "--config", configPath, "--connect"].filter { $0 != "--json" } + ["--json"])
         #expect(!json.stdout.contains(wrong))
+        // run with the wrong password does not start, though the node has a local snapshot.
+        let wrongRun = try await CertgateProcess.run(["run", "--config", configPath])
+        #expect(wrongRun.status == 1)
+        #expect(wrongRun.stderr.contains("shared state: cannot connect to certgate@127.0.0.1:\(cluster.port)/certgate: password authentication failed (SQLSTATE 28P01); the password came from shared_state.password_file"), "\(wrongRun.stderr)")
+        #expect(!wrongRun.stderr.contains("] serving"), "\(wrongRun.stderr)")
+        #expect(!wrongRun.stderr.contains(wrong) && !wrongRun.stderr.contains(cluster.password))
 
         try folder.write(cluster.password + "\n", to: "pg.pass")
         try await cluster.psql("INSERT INTO certgate_schema (version, applied_at) VALUES ('v99-future', 0)")
