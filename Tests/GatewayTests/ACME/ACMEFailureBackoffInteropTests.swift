@@ -1,4 +1,5 @@
 import CertificateTestSupport
+import ControlProtocol
 import Foundation
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
 /// (doubling), or as long as the CA's `Retry-After` says when that is longer.
 @Suite("the wait after a failed order, through the real binary", .serialized, .timeLimit(.minutes(2)))
 struct ACMEFailureBackoffInteropTests {
-    @Test("a CA that refuses with rateLimited and Retry-After 7200 is asked again in two hours, not in one minute; one that refuses without Retry-After is asked again in a minute; each says why in ctl list and the log")
+    @Test("a CA that refuses with rateLimited and Retry-After 7200 is asked again in two hours, not in one minute; one that refuses without Retry-After is asked again in a minute; each says why in ctl list, ListCertificates (acme_status, last_error, next_attempt) and the log, and is counted as invalid")
     func retryAfterOnFailure() async throws {
         let patient = try await RateLimitingCA(retryAfter: 7_200)
         let plain = try await RateLimitingCA(retryAfter: nil)
@@ -19,6 +20,8 @@ struct ACMEFailureBackoffInteropTests {
                   soon: { acme: plain, domains: soon.test }
                 """),
             extra: """
+                metrics:
+                  listen: 127.0.0.1:0
                 acme:
                   patient: { directory: "\(patient.directoryURL)", ca_roots: ca-roots.pem, challenges: [tls-alpn-01] }
                   plain: { directory: "\(plain.directoryURL)", ca_roots: ca-roots.pem, challenges: [tls-alpn-01] }
@@ -43,6 +46,21 @@ struct ACMEFailureBackoffInteropTests {
         let waitsLine = list.stdout.split(separator: "\n").first { $0.hasPrefix("waits: ") } ?? ""
         #expect(waitsLine.hasSuffix("; last error: newAccount: the CA refused: rateLimited: too many new accounts from this address (retry after 7200 s)"), "\(list.stdout)")
         #expect(gateway.logText.contains("reason=newAccount: the CA refused: rateLimited: too many new accounts from this address (retry after 7200 s)"), "\(gateway.logText)")
+
+        // The same through ListCertificates, and counted as refused by the CA.
+        let listed = try await ControlInteropTests.withControl(socket: ControlInteropTests.socket(folder)) { control in
+            try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
+        }
+        let row = try #require(listed.certificates.first { $0.name == "waits" })
+        #expect(row.acme == "patient")
+        #expect(row.acmeStatus == "failed")
+        #expect(row.lastError == "newAccount: the CA refused: rateLimited: too many new accounts from this address (retry after 7200 s)")
+        #expect(abs(Double(row.nextAttempt.seconds) - waits.timeIntervalSince1970) < 1)
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
+        for issuer in ["patient", "plain"] {
+            #expect(metrics.value("certgate_acme_orders_total", ["acme": issuer, "result": "invalid"]) == 1, "\(issuer)")
+            #expect(metrics.value("certgate_acme_orders_total", ["acme": issuer, "result": "valid"]) == nil, "\(issuer)")
+        }
         await patient.close()
         await plain.close()
     }

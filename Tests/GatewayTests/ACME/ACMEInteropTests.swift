@@ -264,6 +264,8 @@ struct ACMEInteropTests {
               fallback: { tls_cert: certs/fallback.pem, tls_key: certs/fallback.key, is_default: true }
             control:
               socket: run/control.sock
+            metrics:
+              listen: 127.0.0.1:0
             """
         }
         // Nothing answers at the CA's directory: both entries are ordered (the one serving its
@@ -283,6 +285,10 @@ struct ACMEInteropTests {
         let pending = try await runCtl(socket: socket, ["list"])
         #expect(pending.stdout.contains("\nshop: acme later, failed"), "\(pending.stdout)")
         #expect(pending.stdout.contains("\nbare: acme later, failed"), "\(pending.stdout)")
+        // Not reached: counted as errors, not as the CA's refusals.
+        let failedMetrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
+        #expect(failedMetrics.value("certgate_acme_orders_total", ["acme": "later", "result": "error"]) == 2)
+        #expect(failedMetrics.value("certgate_acme_orders_total", ["acme": "later", "result": "invalid"]) == nil)
 
         // The CA answers now: the reload's acme: section is used by the next orders.
         try setup.folder.write(config(directory: setup.pebble.directoryURL), to: "certgate.yaml")
@@ -297,6 +303,8 @@ struct ACMEInteropTests {
         #expect(try await Self.served("shop.example.test", setup: setup) != nil)
         #expect(try await Self.served("bare.example.test", setup: setup) != nil)
         #expect(try await servedWithoutVerifying("shop.example.test") != shopLeaf.parsed.der)
+        let metrics = try await scrapeMetrics(port: try #require(gateway.metricsPort))
+        #expect(metrics.value("certgate_acme_orders_total", ["acme": "later", "result": "valid"]) == 2)
     }
 
     @Test("ctl renew orders a new certificate now: new handshakes get it, an open connection keeps working; with the CA gone it exits 1 with the reason, ctl list says failed, and the old certificate serves on; when the CA returns without its state, the next attempt registers a new account and succeeds")
