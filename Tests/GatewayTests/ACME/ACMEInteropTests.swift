@@ -307,7 +307,7 @@ struct ACMEInteropTests {
         #expect(metrics.value("certgate_acme_orders_total", ["acme": "later", "result": "valid"]) == 2)
     }
 
-    @Test("ctl renew orders a new certificate now: new handshakes get it, an open connection keeps working; with the CA gone it exits 1 with the reason, ctl list says failed, and the old certificate serves on; when the CA returns without its state, the next attempt registers a new account and succeeds")
+    @Test("ctl renew orders a new certificate now (with a new P-256 key): new handshakes get it, an open connection keeps working; with the CA gone it exits 1 with the reason, ctl list says failed, and the old certificate serves on; when the CA returns without its state, the next attempt registers a new account and succeeds")
     func renewAndFailure() async throws {
         let setup = try await Self.setUp()
         defer { setup.pebble.stop(); setup.folder.remove() }
@@ -320,6 +320,14 @@ struct ACMEInteropTests {
             #expect(list.stdout.contains("\n" + line), "\(list.stdout)")
         }
         #expect(!list.stdout.contains("last error"))
+
+        // The key stored with alpn's certificate, before the renewal.
+        func storedKey(_ entry: String) throws -> String? {
+            let database = try DatabaseQueue(path: setup.folder.url.appendingPathComponent("state/certgate.db").path)
+            defer { try? database.close() }
+            return try database.read { try String.fetchOne($0, sql: "SELECT key_pem FROM acme_certificates WHERE name = ?", arguments: [entry]) }
+        }
+        let keyBefore = try #require(try storedKey("alpn"))
 
         // An open connection, made before the renewal.
         let client = TestTLSClient(group: MultiThreadedEventLoopGroup.singleton, trustRoots: [setup.root])
@@ -343,6 +351,11 @@ struct ACMEInteropTests {
             #expect(renewed.stdout.hasPrefix("renewed alpn: generation 4, not after "), "\(renewed.stdout)")
             let after = try await Self.served("alpn.example.test", setup: setup)
             #expect(after != nil && after != before)
+            // A new P-256 key for the new order: the served leaf's key.
+            let keyAfter = try #require(try storedKey("alpn"))
+            #expect(keyAfter != keyBefore)
+            let key = try P256.Signing.PrivateKey(pemRepresentation: keyAfter)
+            #expect(try Certificate(derEncoded: try #require(after)).publicKey == Certificate.PublicKey(key.publicKey))
             #expect(try await request().hasPrefix("HTTP/1.1 200 OK"))
         }
         #expect(gateway.logText.components(separatedBy: "ordering a certificate").count - 1 == 4)
