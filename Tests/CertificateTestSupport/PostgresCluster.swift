@@ -83,7 +83,7 @@ public final class PostgresCluster: Sendable {
     /// Stops the server (fast: connections are cut, as in an outage).
     public func stop() async throws {
         guard running.withLock({ $0 }) else { return }
-        try await Self.offCooperativeThreads { [self] in try run("pg_ctl", ["-D", folder.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"]) }
+        _ = try await Self.offCooperativeThreads { [self] in try run("pg_ctl", ["-D", folder.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"]) }
         running.withLock { $0 = false }
     }
 
@@ -96,13 +96,14 @@ public final class PostgresCluster: Sendable {
         running.withLock { $0 = true }
     }
 
-    /// Runs SQL with psql as the superuser; returns its unaligned, tuples-only output.
+    /// Runs SQL with psql as the superuser (never over TLS; 10 s to connect, 30 s a
+    /// statement); returns its unaligned, tuples-only output.
     @discardableResult
     public func psql(_ sql: String, database: String? = nil) async throws -> String {
         try await Self.offCooperativeThreads { [self] in
             try Self.execute(
                 "\(bin)/psql", ["-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", database ?? self.database, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                environment: ["PGPASSWORD": password, "PGSSLMODE": "disable"], runAs: nil)
+                environment: ["PGPASSWORD": password, "PGSSLMODE": "disable", "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": "-c statement_timeout=30000"], runAs: nil)
         }
     }
 

@@ -10,7 +10,7 @@ import Testing
 struct StateStoreTests {
     static let authority = TestCertificate.authority(commonName: "State CA")
 
-    @Test("a state file that is not a database is refused with SQLite's code and message, not the driver's description of its statement")
+    @Test("a state file that is not a database is refused with SQLite's result code and what it means, not SQLite's message or the driver's description of its statement")
     func damagedFileIsRefusedPlainly() throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }

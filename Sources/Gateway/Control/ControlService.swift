@@ -119,6 +119,11 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                 if acme.wantedEntries[request.name]?.isOnDemand == true {
                     throw RPCError(code: .failedPrecondition, message: "\(QuotedValue.quote(request.name, limit: 253)) is an on-demand entry: its certificates, one per name, are renewed as they are served (ctl list --on-demand)")
                 }
+                // A name an entry of the set (or an acme entry still waiting) claims is that
+                // entry's: only names no entry claims are the on-demand entries'.
+                if let entry = claimingEntry(request.name) {
+                    throw RPCError(code: .notFound, message: "no acme entry named \(QuotedValue.quote(request.name, limit: 253)); the name is served by entry \(QuotedValue.quote(entry, limit: 253))")
+                }
                 if let entry = onDemand.entryTaking(request.name) {
                     throw RPCError(code: .failedPrecondition, message: "\(QuotedValue.quote(request.name, limit: 253)) is a name of the on-demand entry \(QuotedValue.quote(entry, limit: 253)): its certificate is renewed as it is served (ctl list --on-demand)")
                 }
@@ -132,6 +137,17 @@ struct ControlService: Certgate_Control_V1_CertificateControl.SimpleServiceProto
                 throw RPCError(code: .deadlineExceeded, message: "\(request.name): the order did not finish in time; it goes on")
             }
         }
+    }
+
+    /// The entry that claims `text` by its own names: an entry of the served set (exact or
+    /// wildcard; an issuer's own patterns too), or an acme entry waiting for its first
+    /// certificate whose domains hold it.
+    private func claimingEntry(_ text: String) -> String? {
+        guard let name = ServerName.normalize(text) else { return nil }
+        if let match = store.current.set.lookup(serverName: name.text, localAddress: nil), match.kind == .exact || match.kind == .wildcard {
+            return match.entry.name
+        }
+        return acme.wantedEntries.filter { !$0.value.isOnDemand && ACMEEntries.orderNames($0.value).contains(name.text) }.map(\.key).min()
     }
 
     func getStatus(request: Certgate_Control_V1_GetStatusRequest, context: ServerContext) async throws -> Certgate_Control_V1_Status {

@@ -86,7 +86,7 @@ final class OnDemandAsk: Sendable {
                         return Answer(reason: "the ask endpoint answered \(response.status.code)")
                     }
                     return Answer(reason: nil)
-                } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .cancelled].contains(error) {
+                } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .cancelled, .getConnectionFromPoolTimeout, .tlsHandshakeTimeout].contains(error) {
                     return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
                 } catch let error as HTTPClientError where error == .remoteConnectionClosed {
                     return Answer(reason: "the ask endpoint closed the connection without a whole answer")
@@ -96,10 +96,14 @@ final class OnDemandAsk: Sendable {
                     return Answer(reason: "the ask endpoint did not answer within \(Int(timeout * 1_000)) ms")
                 } catch let error as HTTPClientError where error == .connectTimeout {
                     return Answer(reason: "the ask endpoint could not be reached within \(Int(timeout * 1_000)) ms")
-                } catch is NIOSSLError {
-                    return Answer(reason: "the TLS handshake with the ask endpoint failed (its certificate must verify against the system's roots)")
+                } catch let error as NIOSSLError {
+                    guard case .handshakeFailed = error else {
+                        return Answer(reason: "the ask endpoint closed the connection without a whole answer")
+                    }
+                    // Most often its certificate: it must verify against the system's roots.
+                    return Answer(reason: "the TLS handshake with the ask endpoint failed (is its certificate trusted by the system's roots?)")
                 } catch is BoringSSLError {
-                    return Answer(reason: "the TLS handshake with the ask endpoint failed (its certificate must verify against the system's roots)")
+                    return Answer(reason: "the TLS handshake with the ask endpoint failed (is its certificate trusted by the system's roots?)")
                 } catch let error as HTTPClientError {
                     return Answer(reason: "the ask endpoint did not answer in HTTP (\(SocketFailure.describe(error)))")
                 } catch {

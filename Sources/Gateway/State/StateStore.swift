@@ -415,14 +415,13 @@ public struct StoredSetSummary: Codable, Sendable, Equatable {
 }
 
 extension StateStore {
-    /// Why a state operation failed, in words that quote no stored value: SQLite's result code
-    /// and message (GRDB's full description names the statement), a stored row that does not
-    /// read back, or the system's reason for the folder.
-    /// What a primary SQLite result code means (https://sqlite.org/rescode.html).
+    /// What a primary SQLite result code means (https://sqlite.org/rescode.html), in
+    /// certgate's words.
     static func sqliteReason(_ code: ResultCode) -> String {
         switch code {
         case .SQLITE_PERM: return "access permission denied"
-        case .SQLITE_BUSY, .SQLITE_LOCKED: return "the database is locked by another connection"
+        case .SQLITE_BUSY: return "the database is locked by another connection"
+        case .SQLITE_LOCKED: return "a table is locked by another statement"
         case .SQLITE_NOMEM: return "out of memory"
         case .SQLITE_READONLY: return "the database is read-only"
         case .SQLITE_IOERR: return "a disk I/O error"
@@ -440,6 +439,9 @@ extension StateStore {
         }
     }
 
+    /// Why a state operation failed, in words that quote no stored value: SQLite's result
+    /// code and what it means (never SQLite's message, which can quote what it was given), a
+    /// stored row that does not read back, or the system's reason for the folder.
     static func reason(_ error: any Error) -> String {
         switch error {
         case let error as DatabaseError:

@@ -11,6 +11,7 @@ struct ACMEFailureBackoffInteropTests {
     func retryAfterOnFailure() async throws {
         let patient = try await RateLimitingCA(retryAfter: 7_200)
         let plain = try await RateLimitingCA(retryAfter: nil)
+        defer { Task { await patient.close(); await plain.close() } }
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
         try folder.write(patient.rootPEM + plain.rootPEM, to: "ca-roots.pem")
@@ -61,7 +62,5 @@ struct ACMEFailureBackoffInteropTests {
             #expect(metrics.value("certgate_acme_orders_total", ["acme": issuer, "result": "invalid"]) == 1, "\(issuer)")
             #expect(metrics.value("certgate_acme_orders_total", ["acme": issuer, "result": "valid"]) == nil, "\(issuer)")
         }
-        await patient.close()
-        await plain.close()
     }
 }

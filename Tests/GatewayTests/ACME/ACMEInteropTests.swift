@@ -177,9 +177,11 @@ struct ACMEInteropTests {
         let keys = try Self.storedCertificateKeys(setup)
         #expect(keys.count == 3)
         for keyPEM in keys {
-            // A line of each key's base64 body.
-            let body = try #require(keyPEM.split(separator: "\n").dropFirst().first)
-            #expect(body.count >= 40 && !outputs.contains(body.prefix(40)))
+            // Each key's secret: the base64 after PKCS#8's fixed P-256 header (48 characters).
+            let body = keyPEM.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+            #expect(body.hasPrefix("MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"))
+            let secret = body.dropFirst(48).prefix(40)
+            #expect(secret.count == 40 && !outputs.contains(secret))
         }
         // The three CAs share Pebble's directory: one account, its key P-256, kept in the
         // state (0600) with the account URL Pebble gave.
@@ -270,7 +272,8 @@ struct ACMEInteropTests {
         }
         // Nothing answers at the CA's directory: both entries are ordered (the one serving its
         // files too), both orders fail (each after the HTTP client's 10 s connect timeout) and back off.
-        let gateway = try await GatewayProcess(config: config(directory: "https://127.0.0.1:9/dir"), folder: setup.folder)
+        let dead = try ReservedPort()
+        let gateway = try await GatewayProcess(config: config(directory: "https://127.0.0.1:\(dead.port)/dir"), folder: setup.folder)
         defer { _ = gateway.stop() }
         #expect(try await gateway.waitForLog("obtaining a certificate failed", occurrences: 2, timeout: .seconds(60)), "\(gateway.logText)")
         #expect(gateway.logText.contains("entry=shop names=shop.example.test renewal=false [Gateway] ordering a certificate"), "\(gateway.logText)")

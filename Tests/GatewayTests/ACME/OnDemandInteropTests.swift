@@ -206,6 +206,12 @@ struct OnDemandInteropTests {
         #expect(setup.ask.askedNames == [])
         #expect(Self.orders(in: gateway.logText) == 0)
         #expect(Self.issuedByPebble(setup) == 1)
+        // ctl renew of such a name points to the entry that serves it, not to the on-demand one.
+        for (name, entry) in [("shop.customers.test", "shop"), ("internal.customers.test", "internal")] {
+            let renew = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "renew", name])
+            #expect(renew.status == 1)
+            #expect(renew.stderr == "notFound: no acme entry named '\(name)'; the name is served by entry '\(entry)'\n")
+        }
 
         let watcher = try RunningCommand(["ctl", "--socket", setup.socket, "watch"])
         defer { watcher.stop() }
