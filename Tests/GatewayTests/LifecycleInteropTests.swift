@@ -304,7 +304,7 @@ struct LifecycleInteropTests {
 
     // MARK: 7. A reload that changes control:
 
-    @Test("a reload that changes only control: (its mode) logs that the change needs a restart, with section=control, at every reload; the socket keeps its mode and keeps answering")
+    @Test("a reload that changes only control: (its mode) logs that the change needs a restart, with section=control, at every reload; the socket keeps its mode and keeps answering; a restart puts mode 0660 in force")
     func controlChangeNeedsRestart() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
@@ -334,5 +334,12 @@ struct LifecycleInteropTests {
         #expect(try await gateway.waitForLog("change needs a restart", occurrences: 2))
         #expect(logEntries(gateway.logText).filter { $0.contains("change needs a restart") } == [restart, restart])
         #expect(try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int == 0o600)
+
+        // The restart puts the new mode in force.
+        #expect(gateway.stop() == 0)
+        let restarted = try await GatewayProcess(config: config.replacingOccurrences(of: "  mode: \"0600\"\n", with: "  mode: \"0660\"\n"), folder: folder)
+        defer { restarted.stop() }
+        #expect(try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int == 0o660)
+        #expect(try await runCtl(socket: socket, ["status"]).status == 0)
     }
 }
