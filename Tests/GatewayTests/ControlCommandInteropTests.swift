@@ -497,7 +497,7 @@ struct ControlCommandInteropTests {
 
     // MARK: 2. Never a key
 
-    @Test("no ctl subcommand — list, show, status, apply, upsert, delete, reload, watch; tables and --json; succeeding or failing — nor check or inspect prints a 16-character piece of a key it serves or is given")
+    @Test("no ctl subcommand — list, show, status, apply, upsert (of one file and of several, as one update), delete (of one name and of several), reload, watch; tables and --json; succeeding or failing — nor check or inspect prints a 16-character piece of a key it serves or is given")
     func neverPrintsAKey() async throws {
         let folder = try GatewayInteropTests.fixture()
         defer { folder.remove() }
@@ -582,6 +582,18 @@ struct ControlCommandInteropTests {
         // reload: the file's entries come back (from their files: "changed").
         await #expect(try ctl("reload").stdout == "applied generation \(base + 8): 2 added, 3 changed, 0 removed\n  added: by-ip, wild\n  changed: exact, fallback, leaky\n")
         await #expect(try ctl("reload", "--json").stdout == #"{"generation":"\#(base + 9)"}"# + "\n")
+
+        // Several files, and several names, each as one update.
+        for name in ["multi-a", "multi-b"] {
+            let leaf = Self.authority.leaf(dnsNames: ["\(name).test"])
+            try folder.write(leaf.pem, to: "certs/\(name).pem")
+            try folder.write(leaf.key.pkcs8PEM, to: "certs/\(name).key")
+            try folder.write("certificates:\n  \(name): { tls_cert: certs/\(name).pem, tls_key: certs/\(name).key }\n", to: "\(name).yaml")
+        }
+        await #expect(try ctl("upsert", path("multi-a.yaml"), path("multi-b.yaml")).stdout
+            == "applied generation \(base + 10): 2 added, 0 changed, 0 removed\n  added: multi-a, multi-b\n")
+        await #expect(try ctl("delete", "multi-a", "multi-b").stdout
+            == "applied generation \(base + 11): 0 added, 0 changed, 2 removed\n  removed: multi-a, multi-b\n")
 
         // Failing updates: each damaged entry with --keep-last-good, whose reasons go to
         // stdout (the server's) — or, for what ctl cannot read itself, to stderr.
