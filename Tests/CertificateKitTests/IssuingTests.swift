@@ -1,6 +1,7 @@
 import CertificateKit
 import CertificateKitNIO
 import CertificateTestSupport
+import Crypto
 import Foundation
 import Synchronization
 import Testing
@@ -30,6 +31,33 @@ struct IssuingTests {
             case .refused: continuation.resume(returning: nil)
             }
         }
+    }
+
+    @Test("an issued leaf as README lists it: P-256; SAN and CN the name; serverAuth; digitalSignature alone, critical; not a CA; SKI the SHA-1 of its key, AKI the CA's SKI; a random serial (20 random bytes), another for each leaf; notBefore exactly five minutes before the signing, notAfter 30 days after it")
+    func issuedLeafFields() throws {
+        let (ca, authority) = try Self.authority()
+        let now = Date(timeIntervalSince1970: (Date().timeIntervalSince1970).rounded(.down))
+        let first = try authority.sign(.name(ServerName.normalize("api.dev.test")!), now: now)
+        let second = try authority.sign(.name(ServerName.normalize("api.dev.test")!), now: now)
+        let leaf = first.chain[0].certificate
+        let key = try #require(P256.Signing.PublicKey(leaf.publicKey))
+        #expect(leaf.dnsNames == ["api.dev.test"])
+        #expect(leaf.subject.commonName == "api.dev.test")
+        #expect(try leaf.extensions.extendedKeyUsage == ExtendedKeyUsage([.serverAuth]))
+        let keyUsage = try #require(leaf.extensions[oid: .X509ExtensionID.keyUsage])
+        #expect(keyUsage.critical)
+        #expect(try KeyUsage(keyUsage) == KeyUsage(digitalSignature: true))
+        #expect(try leaf.extensions.basicConstraints == .notCertificateAuthority)
+        let ski = try #require(try leaf.extensions.subjectKeyIdentifier)
+        #expect(Array(ski.keyIdentifier) == Array(Insecure.SHA1.hash(data: key.x963Representation)))
+        let caSKI = try #require(try ca.certificate.extensions.subjectKeyIdentifier)
+        #expect(try leaf.extensions.authorityKeyIdentifier?.keyIdentifier == caSKI.keyIdentifier)
+        // 20 random bytes, as an ASN.1 INTEGER (a leading zero byte dropped, or one added before a high bit).
+        #expect((19...21).contains(leaf.serialNumber.bytes.count), "\(leaf.serialNumber)")
+        #expect(second.chain[0].certificate.serialNumber != leaf.serialNumber)
+        #expect(leaf.notValidBefore == now.addingTimeInterval(-300))
+        #expect(leaf.notValidAfter == now.addingTimeInterval(30 * 86_400))
+        #expect(ca.certificate.publicKey.isValidSignature(leaf.signature, for: leaf))
     }
 
     @Test("issued leaves pass openssl verify -purpose sslserver -verify_hostname (P-256 and RSA-2048 CAs)", arguments: [TestKeyType.p256, .rsa2048])
