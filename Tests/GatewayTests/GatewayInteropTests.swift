@@ -1,5 +1,6 @@
 import CertificateKit
 import CertificateTestSupport
+import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
@@ -346,7 +347,7 @@ struct GatewayInteropTests {
             config: shipped.replacingOccurrences(of: "127.0.0.1:8443", with: listen), folder: folder, configPath: "config/certgate.yaml")
     }
 
-    @Test("out of the box: the default config serves https://localhost with the certificate it creates in state/")
+    @Test("out of the box: the default config serves https://localhost with the certificate it creates in state/ (a self-signed P-256 CA, its key 0600)")
     func defaultConfiguration() async throws {
         let folder = try FixtureFolder()
         defer { folder.remove() }
@@ -370,6 +371,14 @@ struct GatewayInteropTests {
         #expect(refusedStatus != 0)
         let attributes = try FileManager.default.attributesOfItem(atPath: folder.url.appendingPathComponent("state/ca.key").path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        // What create_if_missing made: a self-signed CA whose key is P-256.
+        let ca = try Certificate(pemEncoded: try String(contentsOfFile: caFile, encoding: .utf8))
+        #expect(ca.issuer == ca.subject)
+        #expect(ca.publicKey.isValidSignature(ca.signature, for: ca))
+        #expect(P256.Signing.PublicKey(ca.publicKey) != nil)
+        #expect(ca.isCertificateAuthority)
+        let key = try P256.Signing.PrivateKey(pemRepresentation: try String(contentsOfFile: folder.url.appendingPathComponent("state/ca.key").path, encoding: .utf8))
+        #expect(Certificate.PublicKey(key.publicKey) == ca.publicKey)
     }
 
     @Test("the default config with its listener moved to [::1]: a client without SNI over IPv6 gets a leaf for ::1 from the CA in state/",
