@@ -66,6 +66,51 @@ struct CommandLineTests {
         #expect(rows[0]["is_default"] as? Bool == true)
     }
 
+    @Test("check names each entry's kind and validity state: issuer+default for a CA that is also the default; expiring within buffer_days, expired, not yet valid — in the table and as JSON")
+    func checkKindsAndStates() async throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        // Days left a few hours clear of a whole day, so that the check's own clock cannot
+        // move them across one.
+        let day: TimeInterval = 86_400
+        let now = Date()
+        let authority = TestCertificate.authority(commonName: "States CA", notAfter: now.addingTimeInterval(100.3 * day))
+        let leaves: [(String, TestCertificate)] = [
+            ("soon", authority.leaf(dnsNames: ["soon.test"], notAfter: now.addingTimeInterval(3.3 * day))),
+            ("old", authority.leaf(dnsNames: ["old.test"], notBefore: now.addingTimeInterval(-10 * day), notAfter: now.addingTimeInterval(-1.7 * day))),
+            ("later", authority.leaf(dnsNames: ["later.test"], notBefore: now.addingTimeInterval(2 * day), notAfter: now.addingTimeInterval(90.3 * day))),
+        ]
+        var yaml = "listeners:\n  - listen: 127.0.0.1:8443\ncertificates:\n"
+        yaml += "  ca: { tls_cert: certs/ca.pem, tls_key: certs/ca.key, is_ca: true, is_default: true, domains: \"*.dev.test\" }\n"
+        try folder.write(authority.pem, to: "certs/ca.pem")
+        try folder.write(authority.key.pkcs8PEM, to: "certs/ca.key")
+        for (name, leaf) in leaves {
+            try folder.write(leaf.pem, to: "certs/\(name).pem")
+            try folder.write(leaf.key.pkcs8PEM, to: "certs/\(name).key")
+            yaml += "  \(name): { tls_cert: certs/\(name).pem, tls_key: certs/\(name).key }\n"
+        }
+        try folder.write(yaml, to: "certgate.yaml")
+        let json = try await CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json.stdout)\(json.stderr)")
+        let rows = try #require(object["certificates"] as? [[String: Any]])
+        // JSON says the kind and whether it is the default apart; the table joins them.
+        let facts = rows.map {
+            [$0["name"] as? String ?? "?", $0["kind"] as? String ?? "?", String(describing: $0["is_default"] as? Bool ?? false), $0["state"] as? String ?? "?",
+             ($0["days_left"] as? Int).map(String.init) ?? "-"]
+        }
+        #expect(facts == [
+            ["ca", "issuer", "true", "ok", "100"], ["later", "static", "false", "not_yet_valid", "90"],
+            ["old", "static", "false", "expired", "-2"], ["soon", "static", "false", "expiring", "3"],
+        ], "\(json.stdout)")
+        let table = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        let cells = table.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        for (name, kind, state) in [("ca", "issuer+default", "ok"), ("later", "static", "not_yet_valid"), ("old", "static", "expired"), ("soon", "static", "expiring")] {
+            let row = try #require(cells.first { $0.first == name }, "\(table.stdout)")
+            #expect(row.count >= 6 && row[1] == kind && row[5] == state, "\(row)")
+        }
+        #expect(json.status == table.status)
+    }
+
     @Test("check on an invalid config prints every error as entry: field: reason and exits 1")
     func checkInvalid() async throws {
         let folder = try FixtureFolder()
