@@ -401,7 +401,7 @@ struct OnDemandInteropTests {
         #expect(gateway.logText.contains("renewal=true"))
     }
 
-    @Test("past handshake_wait the handshake gets the default and the order goes on; the name's next handshake gets its certificate; with the bucket empty a new name is refused as rate_limited; ctl renew refuses the on-demand entry and each of its names (FAILED_PRECONDITION) and orders nothing")
+    @Test("past handshake_wait the handshake gets the default and the order goes on; the name's next handshake gets its certificate; with the bucket empty a new name is refused as rate_limited; ctl renew refuses the on-demand entry and each of its names (FAILED_PRECONDITION) and orders nothing; ctl list --on-demand shows the name's entry, CA, not after, last handshake, renewal time and that it is in memory, and (none) once the entry is deleted")
     func handshakeWaitAndRateLimit() async throws {
         let setup = try await Self.setUp()
         defer { Task { await setup.stop() } }
@@ -411,7 +411,8 @@ struct OnDemandInteropTests {
         // The ask endpoint answers `slow…` after a second: longer than the handshake waits.
         #expect(try await Self.served("slow.customers.test", setup) == setup.defaultLeaf)
         #expect(try await gateway.waitForLog("certificate obtained on demand", timeout: .seconds(30)), "\(gateway.logText)")
-        #expect(try await Self.verified("slow.customers.test", setup) != nil)
+        let started = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        let slow = try Certificate(derEncoded: try #require(try await Self.verified("slow.customers.test", setup)))
         // The burst of 1 is spent and none comes back (0 per minute).
         #expect(try await Self.served("next.customers.test", setup) == setup.defaultLeaf)
         #expect(Self.issuedByPebble(setup) == 1)
@@ -429,5 +430,31 @@ struct OnDemandInteropTests {
             #expect(single.stderr == "failedPrecondition: '\(name)' is a name of the on-demand entry 'customers': its certificate is renewed as it is served (ctl list --on-demand)\n")
         }
         #expect(Self.issuedByPebble(setup) == 1)
+
+        // ctl list --on-demand: its row, time columns included (Pebble has no ARI: a third of
+        // the certificate's life before its end).
+        func onDemandRow() async throws -> [String] {
+            let list = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "list", "--on-demand"])
+            #expect(list.status == 0, "\(list.stderr)")
+            return list.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+                .first { $0.first == "slow.customers.test" } ?? []
+        }
+        let row = try await onDemandRow()
+        #expect(row.count == 8, "\(row)")
+        if row.count == 8 {
+            #expect(row[1] == "customers" && row[2] == "pebble" && row[7] == "yes", "\(row)")
+            #expect(ControlCommandInteropTests.date(Substring(row[3])) == slow.notValidAfter, "\(row)")
+            let lastHandshake = try #require(ControlCommandInteropTests.date(Substring(row[5])), "\(row)")
+            #expect(lastHandshake >= started && lastHandshake <= Date(), "\(row)")
+            let renewAt = try #require(ControlCommandInteropTests.date(Substring(row[6])), "\(row)")
+            let third = slow.notValidAfter.timeIntervalSince(slow.notValidBefore) / 3
+            #expect(abs(renewAt.timeIntervalSince(slow.notValidAfter.addingTimeInterval(-third))) <= 1, "\(row)")
+        }
+        // Its entry deleted: no entry takes the name; listed as (none).
+        #expect(try await runCtl(socket: setup.socket, ["delete", "customers"]).status == 0)
+        let orphan = try await onDemandRow()
+        #expect(orphan.count > 1 && orphan[1] == "(none)", "\(orphan)")
+        let after = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "list", "--on-demand"])
+        #expect(after.stdout.contains("\n(none): no on-demand entry takes the name any more; not served, removed once expired\n"), "\(after.stdout)")
     }
 }
