@@ -1,6 +1,7 @@
 import CertificateTestSupport
 import ControlProtocol
 import Foundation
+import GRDB
 import GRPCCore
 import Testing
 
@@ -103,5 +104,55 @@ struct ACMEUpdateInteropTests {
         #expect(refused.status == 1)
         #expect(refused.stderr == "invalidArgument: nowhere: acme: no ACME CA is called 'elsewhere' (known: ca, letsencrypt, letsencrypt-staging)\n")
         #expect(!gateway.logText.contains("ordering a certificate"))
+    }
+
+    @Test("every CertificateEntry field reaches the gateway: tls_cert/tls_key as a path on the gateway's host and as base64, is_default (moved from another entry in the same update), buffer_days (a 90-day leaf with 100 is expiring), remark (kept in the state), an on-demand entry's ask")
+    func everyEntryField() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let gateway = try await GatewayProcess(config: Self.config, folder: folder)
+        defer { gateway.stop() }
+        let authority = GatewayInteropTests.authority
+        let byPath = authority.leaf(dnsNames: ["by-path.test"])
+        let encoded = authority.leaf(dnsNames: ["encoded.test"])
+        try folder.write(byPath.pem, to: "certs/by-path.pem")
+        try folder.write(byPath.key.pkcs8PEM, to: "certs/by-path.key")
+        func absolute(_ name: String) -> String { folder.url.appendingPathComponent(name).path }
+        let ask = "http://127.0.0.1:9/allowed"
+        let result = try await ControlInteropTests.withControl(socket: ControlInteropTests.socket(folder)) { control in
+            try await control.updateCertificates(.with {
+                $0.upsert = [
+                    .with { $0.name = "by-path"; $0.tlsCert = absolute("certs/by-path.pem"); $0.tlsKey = absolute("certs/by-path.key"); $0.bufferDays = 100; $0.remark = "kept in the state" },
+                    .with { $0.name = "encoded"; $0.tlsCert = Data(encoded.pem.utf8).base64EncodedString(); $0.tlsKey = Data(encoded.key.pkcs8PEM.utf8).base64EncodedString(); $0.isDefault = true },
+                    .with { $0.name = "fallback"; $0.tlsCert = absolute("certs/fallback.pem"); $0.tlsKey = absolute("certs/fallback.key") },
+                    .with { $0.name = "tenants"; $0.acme = "ca"; $0.onDemand = true; $0.domains = ["*.tenants.test"]; $0.ask = ask },
+                ]
+            })
+        }
+        #expect(result.added == ["by-path", "encoded", "tenants"])
+        #expect(result.changed == ["fallback"])
+        let listed = try await ControlInteropTests.withControl(socket: ControlInteropTests.socket(folder)) { control in
+            try await control.listCertificates(Certgate_Control_V1_ListCertificatesRequest())
+        }
+        let rows = Dictionary(uniqueKeysWithValues: listed.certificates.map { ($0.name, $0) })
+        #expect(rows["by-path"]?.state == "expiring")
+        #expect(rows["by-path"]?.domains == ["by-path.test"])
+        #expect(rows["encoded"]?.isDefault == true)
+        #expect(rows["fallback"]?.isDefault == false)
+        #expect(rows["tenants"]?.onDemand == true && rows["tenants"]?.ask == ask)
+        // The default is now the base64 entry's leaf; the path entry serves its file's.
+        func served(_ name: String) async throws -> [UInt8]? {
+            let connection = try await TLSProbe(group: GatewayInteropTests.group).connect(port: gateway.port, serverName: name)
+            defer { Task { await connection.close() } }
+            return connection.servedLeaf
+        }
+        #expect(try await served("unknown.test") == encoded.parsed.der)
+        #expect(try await served("by-path.test") == byPath.parsed.der)
+        // The remark is kept with the entry in the state.
+        gateway.stop()
+        let database = try DatabaseQueue(path: folder.url.appendingPathComponent("state/certgate.db").path)
+        defer { try? database.close() }
+        let conf = try await database.read { try String.fetchOne($0, sql: "SELECT conf FROM certificates WHERE name = 'by-path'") }
+        #expect(conf?.contains("kept in the state") == true, "\(conf ?? "nil")")
     }
 }
