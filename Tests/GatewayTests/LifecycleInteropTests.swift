@@ -138,6 +138,19 @@ struct LifecycleInteropTests {
         #expect(check.stdout == reasons.map { "config: \($0)\n" }.joined() + "configuration is invalid: 5 errors\n")
     }
 
+    @Test("run with a control socket path longer than a Unix socket takes (107 bytes once resolved) exits 1 saying so, before listening")
+    func socketPathTooLong() async throws {
+        let folder = try FixtureFolder()
+        defer { folder.remove() }
+        let name = String(repeating: "s", count: 110) + ".sock"
+        try folder.write("listeners:\n  - listen: 127.0.0.1:0\ncontrol:\n  socket: \(name)\n", to: "certgate.yaml")
+        let resolved = folder.url.resolvingSymlinksInPath().appendingPathComponent(name).path
+        let run = try await CertgateProcess.run(["run", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("the socket path is \(resolved.utf8.count) bytes once resolved; a Unix socket path is at most 107"), "\(run.stderr)")
+        #expect(!run.stderr.contains("listening"), "\(run.stderr)")
+    }
+
     @Test("run with several invalid certificate entries exits 1 and logs every entry's reason, as check prints them")
     func everyCertificateProblem() async throws {
         let folder = try FixtureFolder()
