@@ -2,6 +2,7 @@ import CertificateTestSupport
 import ControlProtocol
 import Foundation
 import GRPCCore
+import NIOPosix
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -42,6 +43,69 @@ struct ReloadInteropTests {
         await #expect(try served("d.dev.test") == "d.dev.test")  // the one token left
         await #expect(try served("e.dev.test") == "fallback.test")  // rate_limited: the default serves
         await #expect(try served("a.dev.test") == "a.dev.test")  // cached before the reload: still served
+    }
+
+    /// Connects to 127.0.0.1:`port`, sends nothing, and waits (on a thread of its own) up to
+    /// `timeout` for the server to close: whether it did.
+    static func closedWhileSilent(port: Int, timeout: Int32) async -> Bool {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                defer { close(fd) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                var wait = timeval(tv_sec: Int(timeout), tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+                var byte: UInt8 = 0
+                let read = connected == 0 ? recv(fd, &byte, 1, 0) : -1
+                continuation.resume(returning: connected == 0 && read == 0)
+            }
+        }
+    }
+
+    @Test("SIGHUP puts new routes, handshake_timeout and shutdown_timeout in force: the next request gets the new route's answer, a silent connection is closed after the new 1 s (not the old 30 s), and SIGTERM with a connection open ends the gateway within the new 1 s (not the old 60 s)")
+    func routesAndTimeoutsReloaded() async throws {
+        let folder = try GatewayInteropTests.fixture()
+        defer { folder.remove() }
+        let before = GatewayInteropTests.config(handshakeTimeout: "30s").replacingOccurrences(of: "shutdown_timeout: 5s", with: "shutdown_timeout: 60s")
+        #expect(before.contains("shutdown_timeout: 60s"))
+        let gateway = try await GatewayProcess(config: before, folder: folder)
+        defer { gateway.stop() }
+        let caFile = folder.url.appendingPathComponent("ca.pem").path
+        func body() async throws -> String {
+            try await runTool("/usr/bin/curl", [
+                "-sS", "--cacert", caFile, "--resolve", "exact.test:\(gateway.port):127.0.0.1", "https://exact.test:\(gateway.port)/",
+            ]).output
+        }
+        #expect(try await body() == "served exact.test\n")
+
+        let routes = """
+              - server_names: ["*"]
+                respond: { body: "reloaded {sni}\\n" }
+            """
+        let after = GatewayInteropTests.config(routes: routes, handshakeTimeout: "1s").replacingOccurrences(of: "shutdown_timeout: 5s", with: "shutdown_timeout: 1s")
+        #expect(after.contains("shutdown_timeout: 1s") && after.contains("handshake_timeout: 1s"))
+        try Self.reload(gateway, folder: folder, config: after)
+        #expect(try await gateway.waitForLog("configuration reloaded"), "\(gateway.logText)")
+        #expect(try await body() == "reloaded exact.test\n")
+        // A connection that never starts its handshake: closed after the new 1 s.
+        #expect(await Self.closedWhileSilent(port: gateway.port, timeout: 10))
+
+        // SIGTERM with a connection open: the gateway waits the new 1 s for it, not 60 s.
+        let open = try await TestTLSClient(group: GatewayInteropTests.group, trustRoots: try HandshakeInteropTests.trust()).connect(port: gateway.port, serverName: "exact.test")
+        defer { Task { await open.close() } }
+        let stopping = ContinuousClock.now
+        gateway.signal(SIGTERM)
+        #expect(await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: gateway.process.waitForExit(timeout: .seconds(30))) }
+        })
+        #expect(ContinuousClock.now - stopping < .seconds(15))
+        #expect(gateway.process.terminationStatus == 0)
     }
 
     @Test("SIGHUP puts a new validity.interval in force: an entry that expired after start is reported at the new period, not at the old one")
