@@ -63,6 +63,7 @@ struct StateInteropTests {
         var expected = yamlSet
         expected["pushed"] = pushed.parsed.sha256Fingerprint
         expected["wild"] = nil
+        let committed = try await Self.control(folder) { try await $0.getStatus(Certgate_Control_V1_GetStatusRequest()) }.lastUpdate.date
         #expect(gateway.stop() == 0)
         for file in ["state/certgate.db", "state/certgate.db-wal", "state/certgate.db-shm"] {
             let path = folder.url.appendingPathComponent(file).path
@@ -74,7 +75,12 @@ struct StateInteropTests {
         // `certgate check` says that a stored set will be served instead of the file's.
         let check = try await CertgateProcess.run(["check", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(check.status == 0)
-        #expect(check.stdout.contains("holds a stored set (generation 2, 4 certificates"), "\(check.stdout)")
+        // The whole note: generation, size, commit time and source.
+        let statePath = folder.url.appendingPathComponent("state/certgate.db").path
+        let note = try #require(check.stdout.split(separator: "\n").first { $0.hasPrefix("note: \(statePath) holds a stored set") }, "\(check.stdout)")
+        let match = try #require(note.firstMatch(of: /holds a stored set \(generation 2, 4 certificates, committed (\S+) by control\); certgate run serves it instead of the certificates above until a reload \(SIGHUP, certgate ctl reload\) or --reset-state$/), "\(note)")
+        let noted = try #require(ControlCommandInteropTests.date(match.1), "\(note)")
+        #expect(abs(noted.timeIntervalSince(committed)) < 1, "\(note) vs \(committed)")
         let checkJSON = try await CertgateProcess.run(["check", "--json", "--config", folder.url.appendingPathComponent("certgate.yaml").path])
         #expect(checkJSON.stdout.contains("\"stored_set\""))
 
