@@ -356,7 +356,7 @@ struct OnDemandInteropTests {
         #expect(status.stdout.contains("5 certificates stored, 5 in memory; 0 names being obtained; 0 names refused for now"), "\(status.stdout)")
     }
 
-    @Test("a restart serves the certificates obtained on demand from the state, with no new order and no question to the ask endpoint")
+    @Test("a restart serves the certificates obtained on demand from the state, with no new order and no question to the ask endpoint; so does a restart with --reset-state")
     func restartServesStoredWithoutOrders() async throws {
         let setup = try await Self.setUp()
         defer { Task { await setup.stop() } }
@@ -369,7 +369,6 @@ struct OnDemandInteropTests {
         gateway = nil
 
         let restarted = try await GatewayProcess(config: config, folder: setup.folder)
-        defer { _ = restarted.stop() }
         #expect(try await Self.verified("kept.customers.test", setup) == first)
         #expect(Self.issuedByPebble(setup) == 1)
         #expect(Self.orders(in: restarted.logText) == 0, "\(restarted.logText)")
@@ -377,6 +376,16 @@ struct OnDemandInteropTests {
         let list = try await CertgateProcess.run(["ctl", "--socket", setup.socket, "list", "--on-demand"])
         #expect(list.stdout.contains("kept.customers.test"), "\(list.stdout)")
         #expect(list.stdout.contains("1 certificates obtained on demand"), "\(list.stdout)")
+
+        // --reset-state discards the stored set, not what was obtained on demand.
+        #expect(restarted.stop() == 0)
+        let reset = try await GatewayProcess(config: config, folder: setup.folder, arguments: ["--reset-state"])
+        defer { _ = reset.stop() }
+        #expect(reset.logText.contains("state reset: the stored set and issued leaves are discarded"), "\(reset.logText)")
+        #expect(try await Self.verified("kept.customers.test", setup) == first)
+        #expect(Self.issuedByPebble(setup) == 1)
+        #expect(Self.orders(in: reset.logText) == 0, "\(reset.logText)")
+        #expect(setup.ask.askedNames == ["kept.customers.test"])
     }
 
     @Test("a certificate served after its renewal time is renewed in the background while it keeps serving; the next handshake gets the new one, which verifies")
