@@ -554,19 +554,34 @@ struct ACMEInteropTests {
         await ari.close()
     }
 
-    @Test("an entry moved to another CA (ctl upsert) keeps serving its certificate while the new CA's order runs, then serves the new one")
+    @Test("an entry whose domains grow (a reload) or that moves to another CA (ctl upsert) keeps serving its certificate while the new order runs, then serves the new one")
     func changedCAKeepsServing() async throws {
         let setup = try await Self.setUp()
         defer { setup.pebble.stop(); setup.folder.remove() }
         let (gateway, socket) = try await Self.gatewayWithCertificates(setup)
         defer { _ = gateway.stop() }
+        // A reload that adds a name to an entry: its certificate serves on while the new one
+        // (for all three names) is ordered.
+        let plainBefore = try #require(try await Self.served("plain.example.test", setup: setup))
+        let extended = setup.config.replacingOccurrences(
+            of: "domains: \"plain.example.test,www.plain.example.test\"", with: "domains: \"plain.example.test,www.plain.example.test,extra.plain.example.test\"")
+        #expect(extended != setup.config)
+        try setup.folder.write(extended, to: "certgate.yaml")
+        gateway.signal(SIGHUP)
+        #expect(try await gateway.waitForLog("configuration reloaded"), "\(gateway.logText)")
+        #expect(try await Self.served("plain.example.test", setup: setup) != nil)
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 4, timeout: .seconds(60)), "\(gateway.logText)")
+        let plainAfter = try #require(try await Self.served("extra.plain.example.test", setup: setup))
+        #expect(plainAfter != plainBefore)
+        #expect(try await Self.served("www.plain.example.test", setup: setup) == plainAfter)
+
         let before = try #require(try await Self.served("alpn.example.test", setup: setup))
         try setup.folder.write("certificates:\n  alpn: { acme: pebble-http, domains: alpn.example.test }\n", to: "moved.yaml")
         let moved = try await runCtl(socket: socket, ["upsert", setup.folder.url.appendingPathComponent("moved.yaml").path])
         #expect(moved.status == 0, "\(moved.stderr)")
         // At once after the reply: still served (the old certificate, or already the new one).
         #expect(try await Self.served("alpn.example.test", setup: setup) != nil)
-        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 4, timeout: .seconds(60)), "\(gateway.logText)")
+        #expect(try await gateway.waitForLog("source=acme [Gateway] certificate set committed", occurrences: 5, timeout: .seconds(60)), "\(gateway.logText)")
         let after = try #require(try await Self.served("alpn.example.test", setup: setup))
         #expect(after != before)
         let list = try await runCtl(socket: socket, ["list"])
