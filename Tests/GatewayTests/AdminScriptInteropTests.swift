@@ -12,7 +12,7 @@ struct AdminScriptInteropTests {
         try await runTool("/usr/bin/env", ["python3", Self.script, "--socket", socket] + arguments)
     }
 
-    @Test("status, list, upsert (served to new handshakes), a refused upsert exits 1 with the reason, delete")
+    @Test("status, list, upsert (served to new handshakes), a refused upsert exits 1 with the reason, delete; upsert --domains serves those of the leaf's names only")
     func adminScript() async throws {
         let probe = try await runTool("/usr/bin/env", ["python3", "-c", "import grpc, grpc_tools"])
         try #require(probe.status == 0, "python3 with grpcio and grpcio-tools is needed (pip install grpcio grpcio-tools): \(probe.output)")
@@ -52,5 +52,17 @@ struct AdminScriptInteropTests {
         let delete = try await admin(["delete", "shop"], socket: socket, in: folder)
         #expect(delete.status == 0 && delete.output.contains("removed: shop"))
         await #expect(try admin(["status"], socket: socket, in: folder).output.contains("generation 2, 4 certificates"))
+
+        // --domains: the entry serves those of its leaf's names only.
+        let both = GatewayInteropTests.authority.leaf(dnsNames: ["both.test", "www.both.test"])
+        try folder.write(both.pem, to: "both.pem")
+        try folder.write(both.key.pkcs8PEM, to: "both.key")
+        let narrowed = try await admin(["upsert", "both", "--cert", folder.url.appendingPathComponent("both.pem").path,
+                                        "--key", folder.url.appendingPathComponent("both.key").path, "--domains", "www.both.test"], socket: socket, in: folder)
+        #expect(narrowed.status == 0, "\(narrowed.output)")
+        let bothLine = try #require(try await admin(["list"], socket: socket, in: folder).output.split(separator: "\n").first { $0.hasPrefix("both\t") })
+        #expect(bothLine.split(separator: "\t").contains("www.both.test"), "\(bothLine)")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "www.both.test", folder: folder).cn == "both.test")
+        #expect(try await servedCommonName(port: gateway.port, serverName: "both.test", folder: folder).cn == "fallback.test")
     }
 }
