@@ -50,20 +50,13 @@ struct ReloadInteropTests {
     static func closedWhileSilent(port: Int, timeout: Int32) async -> Bool {
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                defer { close(fd) }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
+                let (fd, connected) = loopbackConnection(port: port)
+                defer { if fd >= 0 { close(fd) } }
                 var wait = timeval(tv_sec: Int(timeout), tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
                 var byte: UInt8 = 0
-                let read = connected == 0 ? recv(fd, &byte, 1, 0) : -1
-                continuation.resume(returning: connected == 0 && read == 0)
+                let read = connected ? recv(fd, &byte, 1, 0) : -1
+                continuation.resume(returning: connected && read == 0)
             }
         }
     }

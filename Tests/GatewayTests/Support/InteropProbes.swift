@@ -481,3 +481,18 @@ func servedCommonName(port: Int, serverName: String?, folder: FixtureFolder) asy
     }
     return (leaf.subject.commonName, output)
 }
+
+/// A TCP socket connected (or not) to 127.0.0.1:`port`: the descriptor (the caller closes it)
+/// and whether the connection was made (else `errno` says why).
+func loopbackConnection(port: Int) -> (descriptor: Int32, connected: Bool) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return (fd, false) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    let result = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return (fd, result == 0)
+}
