@@ -7,9 +7,9 @@ import Synchronization
 ///
 /// The chain's DER and the key (PKCS#8 as DER, other forms as PEM) are kept; the NIOSSL
 /// objects (BoringSSL's `X509` and `EVP_PKEY`, about 4–5 KiB an entry) are made when a
-/// handshake first needs them, so an entry no client asks for costs its bytes only. They are also made once when the
-/// material is created — BoringSSL must accept the chain and key, or the update that
-/// brings them is refused. A set entry's objects are then dropped until its first
+/// handshake first needs them, so an entry no client asks for costs its bytes only. They
+/// are also made once when the material is created — BoringSSL must accept the chain and
+/// key, or the update that brings them is refused. A set entry's objects are then dropped until its first
 /// handshake and kept from then on (``factory``); a certificate served at once keeps them
 /// (``eager(chain:key:)``); the leaves of local CAs keep them while they are among the
 /// most recently made or served (``issuedLeafFactory(keepingObjectsFor:)``).
@@ -145,18 +145,19 @@ public final class NIOServingMaterial: Sendable {
             chainDER: input.chain.map(\.der), key: input.keyBlock, keepBuilt: false, check: !input.alreadyAccepted)
     }
 
-    /// The leaves kept with their NIOSSL objects by default: the 1,000 most recently made or served.
+    /// The leaves kept with their NIOSSL objects by default: the 1,000 most recently made or
+    /// served.
     public static let recentlyServedLeaves = 1_000
 
     /// A factory for the leaves of local CAs (``IssuedCertificateCache``).
     ///
-    /// Each leaf keeps its DER and its key (PKCS#8 DER, about 0.7 KB together for P-256). Its NIOSSL objects are made at once (BoringSSL must accept them) and kept
-    /// while the leaf is among the `keepingObjectsFor` most recently made or served of this
-    /// factory's leaves (signing, a restore at start and a renewal count as made); a leaf
-    /// pushed out of them lets its objects go (about 4.7 KB) and has them made again at its
-    /// next handshake (about 11 µs). The certificates after the
-    /// leaf — its CA's, the same for thousands of leaves — are made once and shared by every
-    /// leaf of the factory.
+    /// Each leaf keeps its DER and its key (PKCS#8 DER, about 0.7 KB together for P-256).
+    /// Its NIOSSL objects are made at once (BoringSSL must accept them) and kept while the
+    /// leaf is among the `keepingObjectsFor` most recently made or served of this factory's
+    /// leaves (signing, a restore at start and a renewal count as made); a leaf pushed out of
+    /// them lets its objects go (about 4.7 KB) and has them made again at its next handshake
+    /// (about 11 µs). The certificates after the leaf — its CA's, the same for thousands of
+    /// leaves — are made once and shared by every leaf of the factory.
     /// - Parameter keepingObjectsFor: leaves whose objects are kept, at least 1.
     public static func issuedLeafFactory(keepingObjectsFor recentLeaves: Int = recentlyServedLeaves) -> ServingMaterialFactory {
         let shared = SharedChainCertificates()
@@ -167,8 +168,8 @@ public final class NIOServingMaterial: Sendable {
     }
 }
 
-/// The issued leaves whose NIOSSL objects are kept: the most recently made or served, at most
-/// `capacity`; the one pushed out drops its objects. Leaves are held weakly: a leaf the
+/// The issued leaves whose NIOSSL objects are kept: the most recently made or served, at
+/// most `capacity`; the one pushed out drops its objects. Leaves are held weakly: a leaf the
 /// cache evicts goes, and leaves this list at its `deinit`.
 ///
 /// Its lock is the innermost: nothing else is locked and no material is released while it is

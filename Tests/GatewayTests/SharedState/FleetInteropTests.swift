@@ -880,16 +880,22 @@ struct FleetInteropTests {
         }
     }
 
+    /// Once every one of `nodes` serves the wildcard's certificate (verified with `root`):
+    /// the one node among them that ordered it (exactly one did).
+    static func theOneThatOrdered(among nodes: [Node], root: NIOSSLCertificate) async throws -> Node {
+        let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
+        for node in nodes {
+            #expect(try await Self.servesVerified(node, "a.wild.example.test", probe: probe), "\(node.name): \(node.gateway.logText)")
+        }
+        let ordering = nodes.filter { $0.gateway.logText.contains("[Gateway] ordering a certificate") }
+        #expect(ordering.count == 1, "\(nodes.map(\.gateway.logText))")
+        return try #require(ordering.first)
+    }
+
     @Test("dns-01 in a fleet: three nodes start with the same wildcard entry; the one node that orders runs its dns_hook (present, then cleanup), the others run none, and all serve the certificate")
     func dnsHookRunsOnTheOrderingNode() async throws {
         try await Self.withDNSFleet { nodes, root, _, lines in
-            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
-            for node in nodes {
-                #expect(try await Self.servesVerified(node, "a.wild.example.test", probe: probe), "\(node.name)")
-            }
-            let ordering = nodes.filter { $0.gateway.logText.contains("[Gateway] ordering a certificate") }
-            #expect(ordering.count == 1, "\(nodes.map(\.gateway.logText))")
-            let orderer = try #require(ordering.first)
+            let orderer = try await Self.theOneThatOrdered(among: nodes, root: root)
             #expect(try await eventually { lines().count == 2 })
             let folder = orderer.folder.url.resolvingSymlinksInPath().path
             #expect(lines() == ["\(folder) present", "\(folder) cleanup"], "ordered by \(orderer.name)")
@@ -949,13 +955,7 @@ struct FleetInteropTests {
                 others.allSatisfy { $0.gateway.logText.contains("another node of the fleet is ordering this name") }
             })
             dying.gateway.kill9()
-            let probe = TLSProbe(group: GatewayInteropTests.group, trustRoots: [root])
-            for node in others {
-                #expect(try await Self.servesVerified(node, "a.wild.example.test", probe: probe), "\(node.name): \(node.gateway.logText)")
-            }
-            let orderedAfter = others.filter { $0.gateway.logText.contains("[Gateway] ordering a certificate") }
-            #expect(orderedAfter.count == 1, "\(others.map(\.gateway.logText))")
-            let taker = try #require(orderedAfter.first)
+            let taker = try await Self.theOneThatOrdered(among: others, root: root)
             let takerFolder = taker.folder.url.resolvingSymlinksInPath().path
             #expect(try await eventually { lines().count == 3 })
             #expect(lines() == ["\(hangingFolder) hang", "\(takerFolder) present", "\(takerFolder) cleanup"])

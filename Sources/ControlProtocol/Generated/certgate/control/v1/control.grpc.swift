@@ -264,7 +264,8 @@ extension Certgate_Control_V1_CertificateControl {
         /// >
         /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
         /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
-        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        /// > current certificate keeps serving). FAILED_PRECONDITION for an on-demand entry or a name
+        /// > it takes (renewed as served); NOT_FOUND for another name.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Certgate_Control_V1_RenewCertificateRequest` messages.
@@ -401,7 +402,8 @@ extension Certgate_Control_V1_CertificateControl {
         /// >
         /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
         /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
-        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        /// > current certificate keeps serving). FAILED_PRECONDITION for an on-demand entry or a name
+        /// > it takes (renewed as served); NOT_FOUND for another name.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
@@ -537,7 +539,8 @@ extension Certgate_Control_V1_CertificateControl {
         /// >
         /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
         /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
-        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        /// > current certificate keeps serving). FAILED_PRECONDITION for an on-demand entry or a name
+        /// > it takes (renewed as served); NOT_FOUND for another name.
         ///
         /// - Parameters:
         ///   - request: A `Certgate_Control_V1_RenewCertificateRequest` message.
@@ -970,7 +973,8 @@ extension Certgate_Control_V1_CertificateControl {
         /// >
         /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
         /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
-        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        /// > current certificate keeps serving). FAILED_PRECONDITION for an on-demand entry or a name
+        /// > it takes (renewed as served); NOT_FOUND for another name.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
@@ -1214,7 +1218,8 @@ extension Certgate_Control_V1_CertificateControl {
         /// >
         /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
         /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
-        /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+        /// > current certificate keeps serving). FAILED_PRECONDITION for an on-demand entry or a name
+        /// > it takes (renewed as served); NOT_FOUND for another name.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
@@ -1427,7 +1432,8 @@ extension Certgate_Control_V1_CertificateControl.ClientProtocol {
     /// >
     /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
     /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
-    /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+    /// > current certificate keeps serving). FAILED_PRECONDITION for an on-demand entry or a name
+    /// > it takes (renewed as served); NOT_FOUND for another name.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Certgate_Control_V1_RenewCertificateRequest` message.
@@ -1658,7 +1664,8 @@ extension Certgate_Control_V1_CertificateControl.ClientProtocol {
     /// >
     /// > Orders a new certificate for an `acme` entry now; answers once the new certificate
     /// > is committed and served, or with the reason the order failed (UNAVAILABLE; the
-    /// > current certificate keeps serving). NOT_FOUND for a name that is no `acme` entry.
+    /// > current certificate keeps serving). FAILED_PRECONDITION for an on-demand entry or a name
+    /// > it takes (renewed as served); NOT_FOUND for another name.
     ///
     /// - Parameters:
     ///   - message: request message to send.
